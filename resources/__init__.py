@@ -1,0 +1,1 @@
+"""Bundled demo data and model (installed as segviewer.resources)."""

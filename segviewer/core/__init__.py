@@ -1,0 +1,1 @@
+"""Core: pure numpy (no Qt, no TensorFlow). Types, layouts, masks, colours, overlays, metrics."""

@@ -1,0 +1,228 @@
+"""The data types every layer shares, and the axis conventions, written down once.
+
+Axis conventions
+----------------
+* A :class:`Volume` holds a **3-D** array in the order the file's reference library yields it:
+  NIfTI and NRRD ``(i, j, k)`` as nibabel / pynrrd give it; a DICOM series, a multi-page TIFF,
+  a folder of 2-D images and a ``.npy`` stack ``(slice, row, column)``; a single 2-D image
+  ``(1, row, column)``; a 2-D NIfTI ``(i, j, 1)``. These three are "image axis 0, 1, 2" in
+  the whole program (``segviewer info`` prints them), and the layout letters X/Y/Z (or D/H/W)
+  name them in that order.
+* ``Volume.affine`` maps a voxel index ``(axis0, axis1, axis2, 1)`` to RAS+ world millimetres
+  (x grows to the patient's Right, y to Anterior, z to Superior), exactly like a NIfTI affine.
+  DICOM's LPS positions are converted when read. Formats without geometry get the "stack"
+  affine: axis 0 → Superior, axis 1 → Posterior, axis 2 → Left (patient), 1 mm, so a 2-D
+  image or a stack shows up unchanged in the axial view (rows down, columns right).
+* A :class:`Prediction` keeps the array as read (possibly memory-mapped) plus a
+  :class:`~segviewer.core.layout.Layout` that says which raw axis is the class axis, which raw
+  axes are dropped batch axes of size 1, and which raw axis carries each image axis.
+  :meth:`Prediction.channels_first` returns a zero-copy view ``(C, axis0, axis1, axis2)``
+  (label maps: ``(axis0, axis1, axis2)``).
+* Masks (label maps) are ``uint8`` (``uint16`` beyond 253 classes) in image-axis order. The two
+  largest values of the dtype are reserved: :data:`INVALID` marks voxels whose logits are NaN
+  or +inf (never silently class 0), :data:`UNCERTAIN` marks voxels below the minimum
+  confidence when one is set.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SegviewerError",
+    "Volume",
+    "PredictionKind",
+    "Prediction",
+    "MaskSettings",
+    "Progress",
+    "STACK_AFFINE",
+    "label_dtype",
+    "reserved_labels",
+]
+
+
+class SegviewerError(Exception):
+    """An error the user can act on.
+
+    The message is one or two sentences: what is wrong (naming the file, shapes, values) and
+    what to do about it. The command line prints it as one line and exits non-zero; the window
+    shows it in a dialog. Anything else that escapes is a bug.
+    """
+
+
+#: Affine for data without geometry: axis 0 → +S, axis 1 → −A (posterior), axis 2 → −R (left).
+STACK_AFFINE: np.ndarray = np.array(
+    [[0.0, 0.0, -1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+STACK_AFFINE.setflags(write=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """An MRI volume with its geometry.
+
+    Parameters
+    ----------
+    data
+        3-D array, image axes 0, 1, 2 (see module docstring). Any numeric dtype; may be a
+        read-only ``np.memmap``.
+    affine
+        4x4 float64, voxel index → RAS+ mm.
+    source
+        Path (or a description such as ``"<array>"``) the data came from.
+    format
+        Short format name: ``nifti``, ``dicom``, ``nrrd``, ``png``, ``jpeg``, ``tiff``,
+        ``npy``, ``npz``, ``array``.
+    metadata
+        Non-identifying facts a reviewer needs (modality, series description, rescale,
+        number of frames of a 4-D file, which frame is shown, ...). Never patient fields.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    source: str = "<array>"
+    format: str = "array"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3:
+            raise SegviewerError(
+                f"internal: a Volume must be 3-D, got shape {self.data.shape} from {self.source}"
+            )
+        aff = np.asarray(self.affine, dtype=np.float64)
+        if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+            raise SegviewerError(f"{self.source}: the image's affine is not a finite 4x4 matrix")
+        object.__setattr__(self, "affine", aff)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        s = self.data.shape
+        return (int(s[0]), int(s[1]), int(s[2]))
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along image axes 0, 1, 2 (norms of the affine's columns)."""
+        n = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return (float(n[0]), float(n[1]), float(n[2]))
+
+    @property
+    def orientation(self) -> str:
+        """Three-letter anatomical code of the axes' directions, e.g. ``"RAS"`` or ``"SPL"``."""
+        from segviewer.core.orientation import axis_codes
+
+        return "".join(axis_codes(self.affine))
+
+
+class PredictionKind(str, enum.Enum):
+    """What the values of a prediction mean."""
+
+    LOGITS = "logits"  #: real values, softmax over the class axis gives probabilities
+    PROBABILITIES = "probabilities"  #: non-negative, sum to 1 over the class axis
+    SIGMOID = "sigmoid"  #: one channel, binary foreground (logit or probability)
+    MULTILABEL = "multilabel"  #: several independent sigmoid channels (overlapping classes)
+    LABELS = "labels"  #: integer label map, no class axis
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """A model's output, aligned to an image by its layout.
+
+    Parameters
+    ----------
+    data
+        The array as read, any layout, possibly a read-only memory map. Never copied here.
+    kind
+        What the values mean.
+    layout
+        How ``data``'s axes map to (class, image axis 0, 1, 2); see ``core.layout``.
+    n_classes
+        Number of classes including background. For ``SIGMOID`` it is 2 (background,
+        foreground); for ``MULTILABEL`` it is channels + 1 (class 0 = "none"); for ``LABELS``
+        the largest label + 1 unless a class table says more.
+    source
+        Path or description.
+    values_are_probabilities
+        For ``SIGMOID`` / ``MULTILABEL``: whether the channel values are probabilities in
+        [0, 1] (True) or logits (False).
+    notes
+        Human-readable sentences on how kind and layout were decided (printed by ``info`` and
+        recorded in the export manifest).
+    """
+
+    data: np.ndarray
+    kind: PredictionKind
+    layout: Any  # segviewer.core.layout.Layout (Any avoids an import cycle)
+    n_classes: int
+    source: str = "<array>"
+    values_are_probabilities: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        return tuple(int(self.data.shape[a]) for a in self.layout.spatial_axes)  # type: ignore[return-value]
+
+    def channels_first(self) -> np.ndarray:
+        """Zero-copy view ``(C, a0, a1, a2)`` (or ``(a0, a1, a2)`` for label maps)."""
+        return self.layout.apply(self.data)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """How a prediction becomes a label map.
+
+    Parameters
+    ----------
+    threshold
+        For sigmoid / multi-label outputs: probability at or above which a voxel is
+        foreground.
+    min_confidence
+        If set, voxels whose top probability is below it get :func:`reserved_labels`'s
+        ``uncertain`` value instead of a class.
+    """
+
+    threshold: float = 0.5
+    min_confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise SegviewerError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise SegviewerError(
+                f"minimum confidence must be between 0 and 1, got {self.min_confidence}"
+            )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a long-running generator yields: ``done`` of ``total`` steps, and what it is doing."""
+
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.total <= 0 else min(1.0, self.done / self.total)
+
+
+def label_dtype(n_classes: int) -> np.dtype[Any]:
+    """``uint8`` while the classes and the two reserved values fit, else ``uint16``."""
+    if n_classes <= 254:
+        return np.dtype(np.uint8)
+    if n_classes <= 65534:
+        return np.dtype(np.uint16)
+    raise SegviewerError(f"{n_classes} classes is more than segviewer supports (65534)")
+
+
+def reserved_labels(dtype: np.dtype[Any] | type) -> tuple[int, int]:
+    """``(uncertain, invalid)`` label values for a label dtype: its two largest values."""
+    top = int(np.iinfo(np.dtype(dtype)).max)
+    return top - 1, top
+
+
+UNCERTAIN_U8, INVALID_U8 = reserved_labels(np.uint8)

@@ -1,0 +1,1 @@
+"""Running TensorFlow/Keras models. TensorFlow is imported inside functions only."""
