@@ -1,0 +1,179 @@
+"""Writers for masks, label maps, probabilities and pictures; every one is atomic.
+
+* :func:`write_nifti` keeps the image's geometry, so a mask opens aligned with its image in
+  ITK-SNAP, 3D Slicer and FSLeyes.
+* :func:`write_png` writes 2-D grey (uint8 / uint16), RGB or RGBA pictures.
+* :func:`write_npy` writes plain ``.npy`` files (never pickles).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segviewer.core.types import SegviewerError
+from segviewer.io.atomic import atomic_path
+
+__all__ = ["write_nifti", "write_png", "write_npy"]
+
+_NIFTI_DTYPES = (
+    np.uint8,
+    np.int8,
+    np.uint16,
+    np.int16,
+    np.uint32,
+    np.int32,
+    np.int64,
+    np.uint64,
+    np.float32,
+    np.float64,
+)
+
+
+def write_nifti(
+    array: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    description: str = "",
+) -> Path:
+    """Write a 3-D (or 4-D) array as NIfTI-1 with the image's affine.
+
+    Parameters
+    ----------
+    array
+        Image-axis order ``(a0, a1, a2)`` (a mask or label map), or ``(a0, a1, a2, C)`` for
+        per-class probabilities. Bool is written as uint8 0/1; integer and float32/float64
+        dtypes are kept (float16 is widened to float32).
+    affine
+        4x4 voxel -> RAS+ mm matrix of the image (``Volume.affine``). Stored as both sform
+        and qform with code 1 (scanner-anatomical); spatial units are mm. For DICOM sources
+        this is the RAS affine the reader derived from the patient-position tags.
+    path
+        Destination, ``.nii`` or ``.nii.gz`` (gzip is chosen by the suffix).
+    force
+        Overwrite an existing file.
+    description
+        Stored in the header's ``descrip`` field (at most 79 ASCII characters).
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    import nibabel as nib
+
+    final = Path(path)
+    name = final.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        raise SegviewerError(f"{final}: a NIfTI file name must end in .nii or .nii.gz")
+    arr = np.asarray(array)
+    if arr.ndim not in (3, 4):
+        raise SegviewerError(f"internal: NIfTI output must be 3-D or 4-D, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif arr.dtype.type not in _NIFTI_DTYPES:
+        raise SegviewerError(f"internal: cannot write dtype {arr.dtype} to NIfTI")
+    aff = np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise SegviewerError(f"{final}: the affine is not a finite 4x4 matrix")
+
+    img = nib.Nifti1Image(arr, aff)
+    hdr = img.header
+    hdr.set_data_dtype(arr.dtype)
+    img.set_sform(aff, code=1)
+    img.set_qform(aff, code=1)
+    hdr.set_xyzt_units(xyz="mm", t="sec")
+    # Masks must not be rescaled on read: slope 1, intercept 0 exactly.
+    hdr["scl_slope"] = 1.0
+    hdr["scl_inter"] = 0.0
+    if description:
+        hdr["descrip"] = description.encode("ascii", "replace")[:79]
+    if np.issubdtype(arr.dtype, np.integer) and arr.size:
+        # cal_min/max let viewers pick a sensible initial display range for label maps.
+        hdr["cal_min"] = 0.0
+        hdr["cal_max"] = float(arr.max())
+    with atomic_path(final, force=force) as tmp:
+        nib.save(img, str(tmp))
+    return final
+
+
+def write_png(array2d: np.ndarray, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write a picture as PNG (lossless).
+
+    Parameters
+    ----------
+    array2d
+        ``(rows, cols)`` uint8 or uint16 grey (a binary mask 0/255, a label map), bool (written
+        0/255), or ``(rows, cols, 3)`` RGB / ``(rows, cols, 4)`` RGBA uint8. Row 0 is the top
+        of the picture.
+    path
+        Destination ending in ``.png``.
+    force
+        Overwrite an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    from PIL import Image
+
+    final = Path(path)
+    if final.suffix.lower() != ".png":
+        raise SegviewerError(f"{final}: a PNG file name must end in .png")
+    arr = np.asarray(array2d)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * np.uint8(255)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    image: Any
+    # Pillow infers the mode from shape and dtype (L, I;16, RGB, RGBA); passing ``mode=`` is
+    # deprecated in Pillow >= 11.3. uint16 becomes a 16-bit PNG with values unchanged.
+    if (arr.ndim == 2 and arr.dtype in (np.uint8, np.uint16)) or (
+        arr.ndim == 3 and arr.shape[2] in (3, 4) and arr.dtype == np.uint8
+    ):
+        image = Image.fromarray(np.ascontiguousarray(arr))
+    else:
+        raise SegviewerError(
+            f"internal: cannot write an array of shape {arr.shape} and dtype {arr.dtype} as PNG "
+            "(need 2-D uint8/uint16 or (rows, cols, 3|4) uint8)"
+        )
+    with atomic_path(final, force=force) as tmp:
+        image.save(tmp, format="PNG", optimize=False, compress_level=6)
+    return final
+
+
+def write_npy(array: np.ndarray, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write an array as ``.npy`` (``np.save`` with ``allow_pickle=False``).
+
+    Parameters
+    ----------
+    array
+        Any numeric array, written with its shape and dtype unchanged (object arrays are
+        refused).
+    path
+        Destination ending in ``.npy``.
+    force
+        Overwrite an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    final = Path(path)
+    if final.suffix.lower() != ".npy":
+        raise SegviewerError(f"{final}: a NumPy file name must end in .npy")
+    arr = np.asarray(array)
+    if arr.dtype.hasobject:
+        raise SegviewerError("internal: refusing to write an object array (would need pickle)")
+    with atomic_path(final, force=force) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
+    return final
