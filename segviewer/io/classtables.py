@@ -1,0 +1,378 @@
+"""Class tables (names and colours) from and to the files other tools write.
+
+Formats, detected from the content (the extension is only a tie-breaker):
+
+* **segviewer JSON**: ``{"classes": [{"index": 0, "name": "background", "color":
+  "#000000"}, ...]}`` (a bare list of such objects is accepted too); colours ``"#rrggbb"``,
+  ``"#rgb"`` or ``[r, g, b]``; a missing colour gets the default one.
+* **CSV** (comma, semicolon or tab): ``index,name,color`` (hex) or ``index,name,r,g,b``; a
+  header row is optional.
+* **ITK-SNAP label description**: ``IDX -R- -G- -B- -A-- VIS MSH "LABEL"`` per line
+  (alpha 0..1, visibility and mesh flags are not used by segviewer).
+* **FreeSurferColorLUT** and **3D Slicer colour tables** (``.ctbl``/``.txt``):
+  ``index name R G B A`` per line.
+
+``#`` starts a comment in the text formats. Indices may be sparse (FreeSurfer: 0, 2, 3,
+41...); the table is made dense over 0..max with default "class k" entries and a warning.
+Repeated indices or names, bad colours and files without any class are errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from segviewer.core.classes import ClassTable, default_color
+from segviewer.core.types import SegviewerError
+from segviewer.io.atomic import atomic_path
+from segviewer.io.common import check_input_file
+
+__all__ = ["load_class_table", "read_class_table", "save_class_table", "CLASS_TABLE_FORMATS"]
+
+log = logging.getLogger(__name__)
+
+#: Human-readable list for "unsupported" messages and file dialogs.
+CLASS_TABLE_FORMATS = (
+    "segviewer JSON (.json), CSV (.csv), ITK-SNAP label descriptions (.txt, .label), "
+    "FreeSurferColorLUT (.txt, .lut), 3D Slicer colour tables (.ctbl, .txt)"
+)
+
+_MAX_BYTES = 16 * 1024 * 1024  # a colour table is a few kB; refuse to parse a wrong file
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
+_INT = re.compile(r"^[+-]?\d+$")
+_LUT_LINE = re.compile(r"^[+-]?\d+\s+\S.*?(\s+\d+){3,4}$")
+_NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+Entry = tuple[int, str, tuple[int, int, int]]
+
+
+def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
+    """Read a class table; warnings (filled gaps, missing background) go to the log.
+
+    Parameters
+    ----------
+    path
+        A file in one of :data:`CLASS_TABLE_FORMATS`.
+
+    Returns
+    -------
+    ClassTable
+        Dense over 0..max index.
+
+    Raises
+    ------
+    SegviewerError
+        Missing or empty file, unknown format, bad lines, repeated indices or names.
+    """
+    table, warnings = read_class_table(path)
+    for w in warnings:
+        log.warning("%s", w)
+    return table
+
+
+def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str]]:
+    """Like :func:`load_class_table` but also returns the warnings for the user to see.
+
+    Returns
+    -------
+    (ClassTable, list of str)
+        The dense table and human-readable warnings (gaps filled with defaults, no class 0).
+    """
+    p = Path(path)
+    check_input_file(p)
+    if p.is_dir():
+        raise SegviewerError(f"{p} is a folder; choose a class-table file ({CLASS_TABLE_FORMATS})")
+    if p.stat().st_size > _MAX_BYTES:
+        raise SegviewerError(
+            f"{p}: {p.stat().st_size / 1024**2:.0f} MB is far too large for a class table; "
+            "is it the right file?"
+        )
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # FreeSurfer and old Slicer tables are ASCII; Latin-1 never fails and keeps names
+        text = raw.decode("latin-1")
+    if "\x00" in text:
+        raise SegviewerError(
+            f"{p}: this is a binary file, not a class table; choose one of {CLASS_TABLE_FORMATS}"
+        )
+    fmt = _detect(text, p)
+    if fmt == "json":
+        entries = _parse_json(text, p)
+    elif fmt == "csv":
+        entries = _parse_csv(text, p)
+    elif fmt == "itksnap":
+        entries = _parse_itksnap(text, p)
+    else:
+        entries = _parse_lut(text, p)
+    if not entries:
+        raise SegviewerError(f"{p}: no classes found in this {_FORMAT_NAMES[fmt]} file")
+    return ClassTable.from_entries(entries, source=str(p))
+
+
+def save_class_table(
+    table: ClassTable, path: str | os.PathLike[str], *, force: bool = False
+) -> Path:
+    """Write ``table`` atomically; the format follows the extension.
+
+    ``.json`` segviewer JSON, ``.csv`` CSV (``index,name,color``), ``.ctbl`` 3D Slicer,
+    ``.lut`` FreeSurferColorLUT, ``.txt`` / ``.label`` ITK-SNAP label description. The
+    whitespace-separated formats (Slicer, FreeSurfer) cannot hold spaces in names: they are
+    written as ``_``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    SegviewerError
+        Unknown extension, existing file without ``force``, unwritable folder.
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext == ".json":
+        body = _format_json(table)
+    elif ext == ".csv":
+        body = _format_csv(table)
+    elif ext in (".txt", ".label"):
+        body = _format_itksnap(table)
+    elif ext == ".ctbl":
+        body = _format_lut(table, "3D Slicer colour table")
+    elif ext == ".lut":
+        body = _format_lut(table, "FreeSurferColorLUT")
+    else:
+        raise SegviewerError(
+            f"{p}: unknown class-table extension {ext or '(none)'!r}; use .json, .csv, .ctbl, "
+            ".lut, or .txt (ITK-SNAP)"
+        )
+    with atomic_path(p, force=force) as tmp:
+        tmp.write_text(body, encoding="utf-8", newline="\n")
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# detection
+
+_FORMAT_NAMES = {
+    "json": "JSON",
+    "csv": "CSV",
+    "itksnap": "ITK-SNAP label description",
+    "lut": "colour table (index name R G B A)",
+}
+
+
+def _content_lines(text: str) -> list[tuple[int, str]]:
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if s and not s.startswith("#"):
+            out.append((n, s))
+    return out
+
+
+def _detect(text: str, path: Path) -> str:
+    stripped = text.lstrip()
+    if not stripped:
+        raise SegviewerError(f"{path}: the file is empty; it holds no classes")
+    if stripped[0] in "{[":
+        return "json"
+    lines = _content_lines(text)
+    if not lines:
+        raise SegviewerError(f"{path}: the file has only comments; it holds no classes")
+    first = lines[0][1]
+    if '"' in first:
+        try:
+            tokens = shlex.split(first)
+        except ValueError:
+            tokens = []
+        if len(tokens) == 8 and all(_NUM.match(t) for t in tokens[:7]):
+            return "itksnap"
+    sample = [s for _, s in lines[:5]]
+    if _LUT_LINE.match(first):
+        return "lut"
+    if any(ch in s for s in sample for ch in ",;\t"):
+        return "csv"
+    raise SegviewerError(
+        f"{path}: cannot tell which class-table format this is (first line {first[:60]!r}); "
+        f"use one of {CLASS_TABLE_FORMATS}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# parsers
+
+
+def _color(value: Any, where: str) -> tuple[int, int, int]:
+    if isinstance(value, str):
+        m = _HEX.match(value.strip())
+        if not m:
+            raise SegviewerError(f"{where}: colour {value!r} is not '#rrggbb', '#rgb' or [r, g, b]")
+        h = m.group(1)
+        if len(h) == 3:
+            h = "".join(c * 2 for c in h)
+        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+    if isinstance(value, (list, tuple)) and len(value) in (3, 4):
+        out = []
+        for v in value[:3]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+                raise SegviewerError(f"{where}: colour {value!r} needs integers 0..255")
+            if not 0 <= v <= 255:
+                raise SegviewerError(f"{where}: colour value {v} in {value!r} is outside 0..255")
+            out.append(int(v))
+        return (out[0], out[1], out[2])
+    raise SegviewerError(f"{where}: colour {value!r} is not '#rrggbb', '#rgb' or [r, g, b]")
+
+
+def _int(token: str, where: str, what: str) -> int:
+    if not _INT.match(token.strip()):
+        raise SegviewerError(f"{where}: {what} {token!r} is not a whole number")
+    return int(token)
+
+
+def _parse_json(text: str, path: Path) -> list[Entry]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SegviewerError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    items = doc.get("classes") if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise SegviewerError(
+            f'{path}: expected {{"classes": [{{"index": 0, "name": "background", '
+            f'"color": "#000000"}}, ...]}}'
+        )
+    entries: list[Entry] = []
+    for k, item in enumerate(items):
+        where = f"{path}: classes[{k}]"
+        if not isinstance(item, dict):
+            raise SegviewerError(f'{where} is not an object with "index" and "name"')
+        index = item.get("index", item.get("value", item.get("label")))
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise SegviewerError(f'{where}: "index" must be a whole number, got {index!r}')
+        name = item.get("name")
+        if not isinstance(name, str):
+            raise SegviewerError(f'{where}: "name" must be text, got {name!r}')
+        color = item.get("color", item.get("colour"))
+        rgb = default_color(max(index, 0)) if color is None else _color(color, where)
+        entries.append((index, name, rgb))
+    return entries
+
+
+def _parse_csv(text: str, path: Path) -> list[Entry]:
+    sample = "\n".join(s for _, s in _content_lines(text)[:5])
+    delim = max(",;\t", key=sample.count)
+    rows = [
+        (n, row)
+        for n, row in (
+            (n, next(csv.reader(io.StringIO(s), delimiter=delim))) for n, s in _content_lines(text)
+        )
+        if any(cell.strip() for cell in row)
+    ]
+    entries: list[Entry] = []
+    for k, (n, row) in enumerate(rows):
+        cells = [c.strip() for c in row]
+        where = f"{path}, line {n}"
+        if k == 0 and not _INT.match(cells[0]):
+            continue  # header row
+        if len(cells) == 3:
+            rgb = _color(cells[2], where)
+        elif len(cells) in (5, 6):
+            rgb = _color([_int(c, where, "colour value") for c in cells[2:5]], where)
+        elif len(cells) == 2:
+            rgb = default_color(max(_int(cells[0], where, "index"), 0))
+        else:
+            raise SegviewerError(
+                f"{where}: expected index,name,color or index,name,r,g,b; got {len(cells)} fields"
+            )
+        entries.append((_int(cells[0], where, "index"), cells[1], rgb))
+    return entries
+
+
+def _parse_itksnap(text: str, path: Path) -> list[Entry]:
+    entries: list[Entry] = []
+    for n, line in _content_lines(text):
+        where = f"{path}, line {n}"
+        try:
+            tokens = shlex.split(line)
+        except ValueError as exc:
+            raise SegviewerError(f"{where}: {exc} (unbalanced quotes)") from exc
+        if len(tokens) != 8:
+            raise SegviewerError(
+                f'{where}: expected IDX R G B A VIS MSH "LABEL" (8 fields), got {len(tokens)}'
+            )
+        index = _int(tokens[0], where, "index")
+        rgb = _color([_int(t, where, "colour value") for t in tokens[1:4]], where)
+        entries.append((index, tokens[7], rgb))
+    return entries
+
+
+def _parse_lut(text: str, path: Path) -> list[Entry]:
+    entries: list[Entry] = []
+    for n, line in _content_lines(text):
+        where = f"{path}, line {n}"
+        tokens = line.split()
+        if len(tokens) < 5:
+            raise SegviewerError(f"{where}: expected 'index name R G B A', got {line[:60]!r}")
+        # the alpha column is optional; names have no spaces in these formats but be lenient
+        n_color = 4 if len(tokens) >= 6 and all(_INT.match(t) for t in tokens[-4:]) else 3
+        index = _int(tokens[0], where, "index")
+        name = " ".join(tokens[1:-n_color])
+        rgb = _color([_int(t, where, "colour value") for t in tokens[-n_color:][:3]], where)
+        entries.append((index, name, rgb))
+    return entries
+
+
+# --------------------------------------------------------------------------------------------
+# writers
+
+
+def _hex(rgb: Sequence[int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _format_json(table: ClassTable) -> str:
+    doc = {"classes": [{"index": c.index, "name": c.name, "color": _hex(c.color)} for c in table]}
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _format_csv(table: ClassTable) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["index", "name", "color"])
+    for c in table:
+        w.writerow([c.index, c.name, _hex(c.color)])
+    return buf.getvalue()
+
+
+def _format_itksnap(table: ClassTable) -> str:
+    lines = [
+        "# ITK-SNAP Label Description File (written by segviewer)",
+        "# Columns: IDX -R- -G- -B- -A-- VIS MSH LABEL",
+    ]
+    for c in table:
+        alpha, vis = (0, 0) if c.index == 0 else (1, 1)
+        name = c.name.replace('"', "'")
+        r, g, b = c.color
+        lines.append(f'{c.index:5d} {r:5d} {g:4d} {b:4d} {alpha:8d} {vis:2d} {vis:2d}    "{name}"')
+    return "\n".join(lines) + "\n"
+
+
+def _format_lut(table: ClassTable, title: str) -> str:
+    lines = [f"# {title} (written by segviewer)", f"# {len(table)} values", "# index name R G B A"]
+    for c in table:
+        name = re.sub(r"\s+", "_", c.name)
+        r, g, b = c.color
+        lines.append(f"{c.index} {name} {r} {g} {b} {0 if c.index == 0 else 255}")
+    return "\n".join(lines) + "\n"
