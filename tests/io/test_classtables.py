@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -155,13 +156,7 @@ def test_json_rgb_lists_short_hex_and_missing_colour(tmp_path: Path) -> None:
 def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
     p = tmp_path / "bad.txt"
     p.write_text(text, encoding="utf-8")
-    with pytest.raises(
-        SegviewerError,
-        match=message.replace("(", r"\(")
-        .replace("[", r"\[")
-        .replace("{", r"\{")
-        .replace("?", r"\?"),
-    ):
+    with pytest.raises(SegviewerError, match=re.escape(message)):
         load_class_table(p)
 
 
