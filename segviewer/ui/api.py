@@ -1,0 +1,247 @@
+"""Open the viewer from Python (scripts, notebooks): ``segviewer.view(image, prediction)``.
+
+Example
+-------
+>>> import segviewer
+>>> v = segviewer.view("t1.nii.gz", "probs.npy", "classes.json")   # doctest: +SKIP
+>>> v.set_view("coronal"); v.set_slice(60); v.set_opacity(0.4)      # doctest: +SKIP
+>>> v.screenshot("coronal.png")                                      # doctest: +SKIP
+>>> v.export("out/", formats=("nifti",))                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segviewer.core.classes import ClassTable
+from segviewer.core.types import STACK_AFFINE, Prediction, PredictionKind, SegviewerError, Volume
+
+__all__ = ["Viewer", "view"]
+
+PathOrArray = str | os.PathLike[str] | np.ndarray
+
+
+class Viewer:
+    """A handle on an open viewer window (returned by :func:`view`).
+
+    All setters act immediately on the window (GUI thread); background work (whole-volume
+    counts, exports) runs in workers — call :meth:`wait_idle` before reading results.
+    """
+
+    def __init__(self, window: Any, app: Any) -> None:
+        self.window = window
+        self._app = app
+
+    # -- navigation ---------------------------------------------------------------------------
+    def set_view(self, view: str) -> None:
+        """``"axial"``, ``"coronal"``, ``"sagittal"`` or ``"three"`` (linked three-view)."""
+        if view == "three":
+            self.window.set_three_view(True)
+        else:
+            self.window.set_view(view)
+
+    def set_slice(self, index: int) -> None:
+        """Show slice ``index`` (voxel index along the view's slice axis) in the main view."""
+        self.window.canvas.set_slice(int(index))
+
+    @property
+    def slice(self) -> int:
+        return int(self.window.canvas.index)
+
+    # -- classes and overlay ------------------------------------------------------------------
+    def set_class_visible(self, index: int, visible: bool) -> None:
+        self.window.state.set_visible(int(index), bool(visible))
+
+    def toggle_class(self, index: int) -> None:
+        st = self.window.state
+        st.set_visible(int(index), not st.visible[int(index)])
+
+    def set_class_color(self, index: int, color: tuple[int, int, int] | str) -> None:
+        """``color`` as ``(r, g, b)`` 0..255 or ``"#rrggbb"``."""
+        if isinstance(color, str):
+            c = color.lstrip("#")
+            if len(c) != 6:
+                raise SegviewerError(f"colour {color!r} is not #rrggbb")
+            color = (int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16))
+        self.window.state.set_color(int(index), tuple(color))
+
+    def set_opacity(self, opacity: float) -> None:
+        """Overlay opacity 0..1."""
+        self.window.opacity_slider.setValue(round(float(opacity) * 100))
+        self.window.state.set_opacity(float(opacity))
+
+    def set_mode(self, mode: str, outline_width: int | None = None) -> None:
+        """``"fill"``, ``"outline"`` or ``"both"``."""
+        from segviewer.ui.state import MODES
+
+        self.window.state.set_mode(mode, outline_width)
+        self.window.mode_combo.blockSignals(True)
+        self.window.mode_combo.setCurrentIndex(MODES.index(mode))
+        self.window.mode_combo.blockSignals(False)
+
+    def set_display(self, display: str, class_index: int | None = None) -> None:
+        """``"labels"``, ``"confidence"``, ``"entropy"`` or ``"probability"`` (of ``class_index``)."""
+        from segviewer.ui.state import DISPLAYS
+
+        self.window.state.set_display(display, class_index)
+        self.window.display_combo.blockSignals(True)
+        self.window.display_combo.setCurrentIndex(DISPLAYS.index(display))
+        self.window.display_combo.blockSignals(False)
+
+    def set_window(self, level: float, width: float) -> None:
+        """Grey-level window (image intensity units)."""
+        self.window.state.set_window(level, width)
+
+    # -- waiting, pictures, export ------------------------------------------------------------
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Process events until no background job is running; SegviewerError on timeout."""
+        from PySide6.QtCore import QDeadlineTimer, QEventLoop, QTimer
+
+        deadline = QDeadlineTimer(int(timeout * 1000))
+        loop = QEventLoop()
+        while not self.window.is_idle():
+            if deadline.hasExpired():
+                raise SegviewerError(f"the viewer is still busy after {timeout} s")
+            QTimer.singleShot(10, loop.quit)
+            loop.exec()
+
+    def screenshot(
+        self, path: str | os.PathLike[str] | None = None, *, window: bool = False
+    ) -> np.ndarray:
+        """The canvas (or the whole window) as an ``(H, W, 4)`` uint8 RGBA array; also saved
+        to ``path`` (PNG) when given."""
+        from segviewer.ui.canvas import qimage_to_array
+
+        self.wait_idle()
+        image = self.window.grab().toImage() if window else self.window.grab_canvas()
+        if path is not None and not image.save(str(path), b"PNG"):
+            raise SegviewerError(f"could not write {path}; check that the folder exists")
+        return qimage_to_array(image)
+
+    def export(self, out_dir: str | os.PathLike[str], **request: Any) -> Any:
+        """Export with the window's data; keyword arguments are ``io.export.ExportRequest``
+        fields (``out_dir`` is set for you). Blocks until done and returns the ExportResult."""
+        from segviewer.io.export import ExportRequest
+
+        self.wait_idle()
+        req = ExportRequest(out_dir=Path(out_dir), **request)
+        box: dict[str, Any] = {}
+        errors: list[str] = []
+        self.window.error_shown.connect(errors.append)
+        try:
+            self.window.run_export(req, on_done=lambda r: box.setdefault("result", r))
+            self.wait_idle(timeout=3600)
+        finally:
+            self.window.error_shown.disconnect(errors.append)
+        if errors:
+            raise SegviewerError(errors[-1])
+        if "result" not in box:
+            raise SegviewerError("the export was cancelled")
+        return box["result"]
+
+    def close(self) -> None:
+        self.window.close()
+
+
+def _as_volume(image: PathOrArray | Volume) -> Volume | str:
+    if isinstance(image, Volume):
+        return image
+    if isinstance(image, np.ndarray):
+        data = image
+        if data.ndim == 2:
+            data = data[None]
+        if data.ndim != 3:
+            raise SegviewerError(f"an image array must be 2-D or 3-D, got shape {image.shape}")
+        return Volume(np.ascontiguousarray(data), STACK_AFFINE, source="<array>", format="array")
+    return str(image)
+
+
+def _as_prediction(
+    pred: np.ndarray | Prediction,
+    image_shape: tuple[int, int, int],
+    layout: str | None,
+    kind: str | None,
+) -> Prediction:
+    if isinstance(pred, Prediction):
+        return pred
+    from segviewer.io.predictions import prediction_from_array
+
+    return prediction_from_array(pred, image_shape, layout=layout, kind=kind)
+
+
+def view(
+    image: PathOrArray | Volume,
+    prediction: PathOrArray | Prediction | None = None,
+    classes: str | os.PathLike[str] | ClassTable | None = None,
+    *,
+    layout: str | None = None,
+    kind: str | PredictionKind | None = None,
+    show: bool = True,
+) -> Viewer:
+    """Open a viewer window on an image and (optionally) a prediction.
+
+    Parameters
+    ----------
+    image
+        A file path (any format segviewer reads), a 3-D array ``(slice, row, col)`` or 2-D
+        ``(row, col)`` (shown with the "stack" geometry, 1 mm), or a :class:`Volume`.
+    prediction
+        A file path, an array in any layout (detected, or ``layout=`` e.g. ``"NHWC"``), or a
+        :class:`Prediction`.
+    classes
+        Class table file or :class:`ClassTable` (default: "background", "class 1", ...).
+    layout, kind
+        As for ``segviewer --layout/--kind``.
+    show
+        Show the window (False: keep it hidden, e.g. to export or screenshot only).
+
+    Returns
+    -------
+    Viewer
+        Files are loaded before this returns (it waits for the loaders).
+    """
+    from segviewer.ui.app import ensure_app
+    from segviewer.ui.main_window import MainWindow
+
+    app = ensure_app()
+    win = MainWindow()
+    viewer = Viewer(win, app)
+    kind_s = kind.value if isinstance(kind, PredictionKind) else kind
+    errors: list[str] = []
+    win.error_shown.connect(errors.append)
+    win.show_dialogs = False  # the caller gets exceptions, not modal dialogs
+    if show:
+        win.show()
+    vol = _as_volume(image)
+    if isinstance(vol, Volume):
+        win.set_image(vol)
+    else:
+        win.open_image(vol)
+    viewer.wait_idle()
+    if errors:
+        raise SegviewerError(errors[-1])
+    if isinstance(classes, ClassTable):
+        win.set_class_table(classes)
+    elif classes is not None:
+        win.open_class_table(classes)
+        viewer.wait_idle()
+    if prediction is not None:
+        if isinstance(prediction, (np.ndarray, Prediction)):
+            if win.state.volume is None:
+                raise SegviewerError("the image did not load")
+            shape = win.state.volume.shape
+            win.set_prediction(
+                _as_prediction(prediction, shape, layout, kind_s), {"source": "<array>"}
+            )
+        else:
+            win.open_prediction(prediction, layout=layout, kind=kind_s)
+        viewer.wait_idle()
+    win.error_shown.disconnect(errors.append)
+    win.show_dialogs = True
+    if errors:
+        raise SegviewerError(errors[-1])
+    return viewer

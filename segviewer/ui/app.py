@@ -1,0 +1,182 @@
+"""Start the window: argument parsing for ``segviewer [IMAGE] ...``, the QApplication, theme."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "demo_paths", "ensure_app", "main", "run_app"]
+
+
+def demo_paths() -> tuple[Path, Path, Path]:
+    """The bundled demo: ``(t1.nii.gz, tissue_prob.nii.gz, classes.json)``."""
+    demo = importlib.resources.files("segviewer.resources") / "demo"
+    return (
+        Path(str(demo / "t1.nii.gz")),
+        Path(str(demo / "tissue_prob.nii.gz")),
+        Path(str(demo / "classes.json")),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of the window command (also used by ``segviewer.cli`` for its default command)."""
+    p = argparse.ArgumentParser(
+        prog="segviewer",
+        description="Review a segmentation model's prediction on an MRI volume.",
+    )
+    p.add_argument(
+        "image", nargs="?", help="MRI: NIfTI, DICOM file/folder, NRRD, PNG/TIFF, .npy/.npz"
+    )
+    p.add_argument(
+        "--prediction",
+        "-p",
+        help="model output aligned to the image (logits, probabilities, labels)",
+    )
+    p.add_argument(
+        "--classes", "-c", help="class table: JSON, CSV, ITK-SNAP, FreeSurferColorLUT, Slicer"
+    )
+    p.add_argument(
+        "--layout", help="prediction layout, e.g. NHWC, NCHW, CDHW, DHWC (default: detect)"
+    )
+    p.add_argument(
+        "--kind",
+        choices=["logits", "probabilities", "sigmoid", "multilabel", "labels"],
+        help="what the prediction's values are (default: detect)",
+    )
+    p.add_argument("--series", help="DICOM series UID or number when a folder holds several")
+    p.add_argument("--frame", type=int, default=0, help="frame of a 4-D image to show (default 0)")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="open the bundled demo (ICBM152 T1 + tissue probabilities)",
+    )
+    p.add_argument("--view", choices=["axial", "coronal", "sagittal", "three"], default="axial")
+    p.add_argument("--slice", type=int, help="slice index to show first (default: middle)")
+    p.add_argument(
+        "--screenshot",
+        metavar="FILE.png",
+        help="open, wait for all work, save the window to PNG and exit",
+    )
+    return p
+
+
+def ensure_app() -> object:
+    """The running QApplication, created (with segviewer's names and theme) if needed."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setOrganizationName("segviewer")
+        app.setApplicationName("segviewer")
+        apply_theme(app)
+    return app
+
+
+def apply_theme(app: object) -> None:
+    """Fusion style with a dark palette (image viewers are read in dim rooms; grey on white
+    dazzles) and a readable default font."""
+    from PySide6.QtGui import QColor, QFont, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    assert isinstance(app, QApplication)
+    app.setStyle("Fusion")
+    pal = QPalette()
+    dark, mid, text = QColor(45, 45, 48), QColor(30, 30, 32), QColor(225, 225, 225)
+    pal.setColor(QPalette.ColorRole.Window, dark)
+    pal.setColor(QPalette.ColorRole.WindowText, text)
+    pal.setColor(QPalette.ColorRole.Base, mid)
+    pal.setColor(QPalette.ColorRole.AlternateBase, dark)
+    pal.setColor(QPalette.ColorRole.ToolTipBase, QColor(60, 60, 64))
+    pal.setColor(QPalette.ColorRole.ToolTipText, text)
+    pal.setColor(QPalette.ColorRole.Text, text)
+    pal.setColor(QPalette.ColorRole.Button, QColor(58, 58, 62))
+    pal.setColor(QPalette.ColorRole.ButtonText, text)
+    pal.setColor(QPalette.ColorRole.Highlight, QColor(42, 130, 218))
+    pal.setColor(QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))
+    pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(120, 120, 120))
+    pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(120, 120, 120))
+    pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.WindowText, QColor(120, 120, 120))
+    app.setPalette(pal)
+    font = QFont("DejaVu Sans")
+    font.setPointSize(10)
+    app.setFont(font)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the window; returns the exit code.
+
+    ``--screenshot FILE.png`` opens everything, waits until every background job has
+    finished, saves the window to ``FILE.png`` and exits 0 (works with
+    ``QT_QPA_PLATFORM=offscreen``). Errors while loading are shown in a dialog (or, with
+    ``--screenshot``, printed and the exit code is 1).
+    """
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    t0 = time.perf_counter()
+    app = ensure_app()
+    from PySide6.QtWidgets import QApplication
+
+    from segviewer.ui.main_window import MainWindow
+
+    assert isinstance(app, QApplication)
+    image, prediction, classes = args.image, args.prediction, args.classes
+    if args.demo:
+        image, prediction, demo_classes = (str(p) for p in demo_paths())
+        classes = classes or demo_classes
+    win = MainWindow()
+    status = {"code": 0}
+    if args.screenshot:
+        # Headless: report errors on stderr instead of a modal dialog nobody can close.
+        def report(text: str) -> None:
+            print(f"segviewer: {text}", file=sys.stderr)
+            status["code"] = 1
+
+        win.error_shown.connect(report)
+        win.show_dialogs = False
+    if args.view == "three":
+        win.set_three_view(True)
+    elif args.view != "axial":
+        win.set_view(args.view)
+
+    def first_image(_: object) -> None:
+        if args.slice is not None:
+            win.canvas.set_slice(args.slice)
+        if os.environ.get("SEGVIEWER_TIMING"):
+            print(f"first slice shown after {time.perf_counter() - t0:.3f} s", file=sys.stderr)
+
+    win.image_loaded.connect(first_image)
+    win.show()
+    if image or prediction or classes:
+        win.open_files(
+            image,
+            prediction,
+            classes,
+            layout=args.layout,
+            kind=args.kind,
+            frame=args.frame,
+            series=args.series,
+        )
+    if args.screenshot:
+        out = Path(args.screenshot)
+
+        def shoot() -> None:
+            if not win.grab().save(str(out), "PNG"):
+                print(f"segviewer: could not write {out}", file=sys.stderr)
+                status["code"] = 1
+            win.close()
+            app.quit()
+
+        win.when_idle(shoot)
+    elif image is None:
+        win.statusBar().showMessage("Open an image (File > Open image, or drop a file here)")
+    app.exec()
+    return status["code"]
+
+
+#: design.md calls the entry point ``run_app``; both names work.
+run_app = main

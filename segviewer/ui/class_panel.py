@@ -1,0 +1,215 @@
+"""The class list: visibility, colour, name, voxel count and volume of each class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QAction, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QColorDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segviewer.ui.state import ViewerState
+
+__all__ = ["ClassPanel"]
+
+COL_VISIBLE, COL_COLOR, COL_NAME, COL_VOXELS, COL_VOLUME = range(5)
+
+
+class ClassPanel(QWidget):
+    """One row per class: visibility checkbox, colour swatch, name, voxels, volume (mm³).
+
+    It edits the shared :class:`ViewerState` directly (visibility, colours) and follows it.
+    Counts come from the whole-volume mask computed in a worker (:meth:`set_counts`); until
+    then the columns show "…".
+    """
+
+    def __init__(self, state: ViewerState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self._counts: np.ndarray | None = None
+        self._updating = False
+
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["", "", "Class", "Voxels", "Volume (mm³)"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        hdr = self.table.horizontalHeader()
+        hdr.setSectionResizeMode(COL_VISIBLE, QHeaderView.ResizeMode.ResizeToContents)
+        hdr.setSectionResizeMode(COL_COLOR, QHeaderView.ResizeMode.Fixed)
+        hdr.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        hdr.setSectionResizeMode(COL_VOXELS, QHeaderView.ResizeMode.ResizeToContents)
+        hdr.setSectionResizeMode(COL_VOLUME, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setColumnWidth(COL_COLOR, 28)
+        self.table.itemChanged.connect(self._item_changed)
+        self.table.cellClicked.connect(self._cell_clicked)
+
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        show_all = QPushButton("Show all")
+        show_all.setToolTip("Show every class (A)")
+        show_all.clicked.connect(lambda: self.state.set_all_visible(True))
+        hide_all = QPushButton("Hide all")
+        hide_all.setToolTip("Hide every class (N)")
+        hide_all.clicked.connect(lambda: self.state.set_all_visible(False))
+        buttons = QHBoxLayout()
+        buttons.addWidget(show_all)
+        buttons.addWidget(hide_all)
+        buttons.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.table, 1)
+        lay.addLayout(buttons)
+        lay.addWidget(self.summary)
+        state.changed.connect(self._state_changed)
+        self._rebuild()
+
+    # -- public ----------------------------------------------------------------------------
+    def set_counts(
+        self,
+        counts: Sequence[int] | np.ndarray | None,
+        spacing: tuple[float, float, float] | None = None,
+        *,
+        n_uncertain: int = 0,
+        n_invalid: int = 0,
+    ) -> None:
+        """Show whole-volume voxel counts (``(n_classes,)`` int) and volumes in mm³.
+
+        ``None`` means "being computed" (shown as "…").
+        """
+        self._counts = None if counts is None else np.asarray(counts, np.int64)
+        voxel_mm3 = float(np.prod(spacing)) if spacing is not None else 1.0
+        self._updating = True
+        for row in range(self.table.rowCount()):
+            if self._counts is None or row >= len(self._counts):
+                vox, vol = "…", "…"
+            else:
+                n = int(self._counts[row])
+                vox, vol = f"{n:,}", f"{n * voxel_mm3:,.0f}"
+            for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
+                item = self.table.item(row, col)
+                if item is not None:
+                    item.setText(text)
+        self._updating = False
+        notes = []
+        if n_uncertain:
+            notes.append(f"{n_uncertain:,} voxels below the minimum confidence (uncertain)")
+        if n_invalid:
+            notes.append(f"{n_invalid:,} voxels with NaN/inf values (invalid)")
+        self.summary.setText("; ".join(notes))
+
+    def row_text(self, index: int) -> tuple[str, str, str]:
+        """``(name, voxels, volume)`` as displayed for class ``index`` (tests, a11y)."""
+        texts = []
+        for c in (COL_NAME, COL_VOXELS, COL_VOLUME):
+            item = self.table.item(index, c)
+            texts.append("" if item is None else item.text())
+        return texts[0], texts[1], texts[2]
+
+    def choose_color(self, index: int) -> None:
+        """Ask for a new colour for class ``index`` (QColorDialog) and apply it."""
+        if self.state.table is None:
+            return
+        r, g, b = self.state.table[index].color
+        color = QColorDialog.getColor(
+            QColor(r, g, b), self, f"Colour of {self.state.table[index].name}"
+        )
+        if color.isValid():
+            self.state.set_color(index, (color.red(), color.green(), color.blue()))
+
+    # -- internals -------------------------------------------------------------------------
+    def _state_changed(self, what: str) -> None:
+        if what in ("data", "lut"):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        st = self.state
+        table = st.table
+        self._updating = True
+        n = 0 if table is None or st.prediction is None else len(table)
+        if self.table.rowCount() != n:
+            self.table.setRowCount(n)
+            self._counts = None if self._counts is None or len(self._counts) != n else self._counts
+        for i in range(n):
+            assert table is not None
+            info = table[i]
+            check = self.table.item(i, COL_VISIBLE) or QTableWidgetItem()
+            check.setFlags(
+                Qt.ItemFlag.ItemIsUserCheckable
+                | Qt.ItemFlag.ItemIsEnabled
+                | Qt.ItemFlag.ItemIsSelectable
+            )
+            check.setCheckState(Qt.CheckState.Checked if st.visible[i] else Qt.CheckState.Unchecked)
+            check.setToolTip(
+                "Background is never drawn" if i == 0 else f"Show/hide (key {i})" if i < 10 else ""
+            )
+            self.table.setItem(i, COL_VISIBLE, check)
+            swatch = self.table.item(i, COL_COLOR) or QTableWidgetItem()
+            swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            swatch.setBackground(QColor(*info.color))
+            swatch.setToolTip(
+                f"#{info.color[0]:02x}{info.color[1]:02x}{info.color[2]:02x} — click to change"
+            )
+            self.table.setItem(i, COL_COLOR, swatch)
+            for col, text in (
+                (COL_NAME, f"{i}  {info.name}"),
+                (COL_VOXELS, "…"),
+                (COL_VOLUME, "…"),
+            ):
+                item = self.table.item(i, col)
+                if item is None:
+                    item = QTableWidgetItem(text)
+                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                    if col != COL_NAME:
+                        item.setTextAlignment(
+                            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                        )
+                    self.table.setItem(i, col, item)
+                elif col == COL_NAME:
+                    item.setText(text)
+        self._updating = False
+        if self._counts is not None and st.volume is not None:
+            self.set_counts(self._counts, st.volume.spacing)
+
+    def _item_changed(self, item: QTableWidgetItem) -> None:
+        if self._updating or item.column() != COL_VISIBLE:
+            return
+        self.state.set_visible(item.row(), item.checkState() == Qt.CheckState.Checked)
+
+    def _cell_clicked(self, row: int, col: int) -> None:
+        if col == COL_COLOR:
+            self.choose_color(row)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        row = self.table.rowAt(pos.y())
+        menu = QMenu(self)
+        if row >= 0 and self.state.table is not None:
+            name = self.state.table[row].name
+            only = QAction(f"Show only “{name}”", menu)
+            only.triggered.connect(lambda: self.state.show_only(row))
+            menu.addAction(only)
+            color = QAction("Change colour…", menu)
+            color.triggered.connect(lambda: self.choose_color(row))
+            menu.addAction(color)
+            menu.addSeparator()
+        for text, visible in (("Show all", True), ("Hide all", False)):
+            act = QAction(text, menu)
+            act.triggered.connect(lambda _=False, v=visible: self.state.set_all_visible(v))
+            menu.addAction(act)
+        menu.exec(self.table.viewport().mapToGlobal(pos))

@@ -1,0 +1,316 @@
+"""File > Export: build an ``io.export.ExportRequest`` and run it in a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from segviewer.core import orientation
+from segviewer.core.types import SegviewerError
+from segviewer.ui.state import MODES
+from segviewer.ui.workers import Job
+
+if TYPE_CHECKING:
+    from segviewer.ui.main_window import MainWindow
+
+__all__ = ["ExportDialog"]
+
+WHAT = (
+    ("binary", "Binary mask per class"),
+    ("labels", "Label map"),
+    ("probabilities", "Probabilities (float32 per class)"),
+    ("overlays", "Annotated slices (PNG)"),
+)
+FORMATS = (
+    ("nifti", "NIfTI (keeps the image geometry)"),
+    ("png", "PNG per slice"),
+    ("npy", "NumPy .npy"),
+)
+
+
+class ExportDialog(QDialog):
+    """Choose classes, outputs, formats, slices and folder; Export runs ``run_export``.
+
+    Signals
+    -------
+    export_finished(object)
+        The ``ExportResult`` of a successful export.
+    """
+
+    export_finished = Signal(object)
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.setWindowTitle("Export masks and pictures")
+        self.window_ = window
+        st = window.state
+        assert st.table is not None and st.volume is not None
+        self.job: Job | None = None
+        self.result: Any = None
+
+        self.class_list = QListWidget()
+        for info in st.table.classes:
+            item = QListWidgetItem(f"{info.index}  {info.name}")
+            item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+            on = info.index != 0 and st.visible[info.index]
+            item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+            item.setData(Qt.ItemDataRole.UserRole, info.index)
+            self.class_list.addItem(item)
+        classes_box = QGroupBox("Classes (binary masks, overlays)")
+        QVBoxLayout(classes_box).addWidget(self.class_list)
+
+        self.what_checks: dict[str, QCheckBox] = {}
+        what_box = QGroupBox("What")
+        wl = QVBoxLayout(what_box)
+        for key, text in WHAT:
+            cb = QCheckBox(text)
+            cb.setChecked(key in ("binary", "labels"))
+            self.what_checks[key] = cb
+            wl.addWidget(cb)
+        self.format_checks: dict[str, QCheckBox] = {}
+        fmt_box = QGroupBox("Formats")
+        fl = QVBoxLayout(fmt_box)
+        for key, text in FORMATS:
+            cb = QCheckBox(text)
+            cb.setChecked(key == "nifti")
+            self.format_checks[key] = cb
+            fl.addWidget(cb)
+
+        canvas = window.canvas
+        slices_box = QGroupBox("Slices (PNG outputs)")
+        sg = QGridLayout(slices_box)
+        self.view_combo = QComboBox()
+        self.view_combo.addItems(list(orientation.VIEWS))
+        self.view_combo.setCurrentText(canvas.view)
+        self.view_combo.currentTextChanged.connect(self._view_changed)
+        self.slice_current = QRadioButton("Current")
+        self.slice_range = QRadioButton("Range")
+        self.slice_all = QRadioButton("All")
+        self.slice_current.setChecked(True)
+        group = QButtonGroup(self)
+        for b in (self.slice_current, self.slice_range, self.slice_all):
+            group.addButton(b)
+        self.range_from = QSpinBox()
+        self.range_to = QSpinBox()
+        sg.addWidget(QLabel("View"), 0, 0)
+        sg.addWidget(self.view_combo, 0, 1, 1, 3)
+        sg.addWidget(self.slice_current, 1, 0)
+        sg.addWidget(self.slice_all, 1, 1)
+        sg.addWidget(self.slice_range, 2, 0)
+        sg.addWidget(self.range_from, 2, 1)
+        sg.addWidget(QLabel("to"), 2, 2)
+        sg.addWidget(self.range_to, 2, 3)
+        self._view_changed(canvas.view)
+
+        look_box = QGroupBox("Overlay pictures")
+        lf = QFormLayout(look_box)
+        self.opacity_spin = QDoubleSpinBox()
+        self.opacity_spin.setRange(0.0, 1.0)
+        self.opacity_spin.setSingleStep(0.05)
+        self.opacity_spin.setValue(st.opacity)
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(list(MODES))
+        self.mode_combo.setCurrentText(st.mode)
+        self.legend_check = QCheckBox("Legend")
+        self.legend_check.setChecked(st.show_legend)
+        lf.addRow("Opacity", self.opacity_spin)
+        lf.addRow("Style", self.mode_combo)
+        lf.addRow(self.legend_check)
+
+        self.folder_edit = QLineEdit(str(Path(window.settings.last_folder()) / "segviewer_export"))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.force_check = QCheckBox("Overwrite existing files")
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(QLabel("Folder"))
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(browse)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.hide()
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.export_button = QPushButton("Export")
+        self.export_button.setDefault(True)
+        self.export_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self._cancel_or_close)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.progress, 1)
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.cancel_button)
+
+        grid = QGridLayout()
+        grid.addWidget(classes_box, 0, 0, 2, 1)
+        grid.addWidget(what_box, 0, 1)
+        grid.addWidget(fmt_box, 1, 1)
+        grid.addWidget(slices_box, 2, 0)
+        grid.addWidget(look_box, 2, 1)
+        lay = QVBoxLayout(self)
+        lay.addLayout(grid)
+        lay.addLayout(folder_row)
+        lay.addWidget(self.force_check)
+        lay.addWidget(self.message)
+        lay.addLayout(buttons)
+        window.runner.progress.connect(self._progress)
+        window.error_shown.connect(self._failed)
+
+    # -- request ---------------------------------------------------------------------------
+    def build_request(self) -> Any:
+        """The ``ExportRequest`` the dialog's controls describe (SegviewerError if invalid)."""
+        from segviewer.io.export import ExportRequest
+
+        st = self.window_.state
+        classes = tuple(
+            int(self.class_list.item(i).data(Qt.ItemDataRole.UserRole))
+            for i in range(self.class_list.count())
+            if self.class_list.item(i).checkState() == Qt.CheckState.Checked
+        )
+        what = frozenset(k for k, cb in self.what_checks.items() if cb.isChecked())
+        formats = frozenset(k for k, cb in self.format_checks.items() if cb.isChecked())
+        if not what:
+            raise SegviewerError("choose at least one thing to export (masks, label map, ...)")
+        if not formats and what - {"overlays"}:
+            raise SegviewerError("choose at least one format (NIfTI, PNG or NumPy)")
+        if not classes and what & {"binary", "overlays"}:
+            raise SegviewerError("tick at least one class for binary masks / overlays")
+        folder = self.folder_edit.text().strip()
+        if not folder:
+            raise SegviewerError("choose an output folder")
+        if self.slice_all.isChecked():
+            slices = None
+        elif self.slice_range.isChecked():
+            a, b = self.range_from.value(), self.range_to.value()
+            if b < a:
+                raise SegviewerError(
+                    f"the slice range {a}..{b} is empty; the end must be ≥ the start"
+                )
+            slices = tuple(range(a, b + 1))
+        else:
+            slices = (self._current_slice(),)
+        return ExportRequest(
+            out_dir=Path(folder),
+            what=what,
+            formats=formats,
+            classes=classes or None,
+            view=self.view_combo.currentText(),
+            slices=slices,
+            opacity=float(self.opacity_spin.value()),
+            mode=self.mode_combo.currentText(),
+            outline_width=st.outline_width,
+            window=(st.level, st.width),
+            legend=self.legend_check.isChecked(),
+            force=self.force_check.isChecked(),
+            settings=st.mask_settings,
+            radiological=st.radiological,
+        )
+
+    def start(self) -> Job | None:
+        """Validate and start the export (progress and Cancel in the dialog)."""
+        try:
+            request = self.build_request()
+        except SegviewerError as exc:
+            self.message.setText(f'<span style="color:#ff7070">{exc}</span>')
+            return None
+        self.message.setText("Exporting…")
+        self.progress.setValue(0)
+        self.progress.show()
+        self.export_button.setEnabled(False)
+        self.cancel_button.setText("Cancel")
+        self.job = self.window_.run_export(request, on_done=self._done)
+        return self.job
+
+    # -- internals ---------------------------------------------------------------------------
+    def _current_slice(self) -> int:
+        st = self.window_.state
+        assert st.volume is not None
+        axes = orientation.display_axes(st.volume.affine, self.view_combo.currentText())
+        return int(st.cursor[axes.slice_axis])
+
+    def _view_changed(self, view: str) -> None:
+        st = self.window_.state
+        assert st.volume is not None
+        axes = orientation.display_axes(st.volume.affine, view)
+        n = st.volume.shape[axes.slice_axis]
+        for s in (self.range_from, self.range_to):
+            s.setRange(0, n - 1)
+        self.range_from.setValue(0)
+        self.range_to.setValue(n - 1)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export to", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def _progress(self, job: Job) -> None:
+        if job is self.job and job.progress is not None:
+            self.progress.setValue(round(job.progress.fraction * 1000))
+            self.message.setText(job.progress.message or "Exporting…")
+
+    def _done(self, result: Any) -> None:
+        self.result = result
+        self.job = None
+        self.progress.setValue(1000)
+        self.export_button.setEnabled(True)
+        self.cancel_button.setText("Close")
+        text = f"Wrote {len(result.files)} files to {result.out_dir}"
+        if result.warnings:
+            text += "<br>" + "<br>".join(str(w) for w in result.warnings)
+        self.message.setText(text)
+        self.window_.settings.remember_folder(str(result.out_dir))
+        self.export_finished.emit(result)
+
+    def _failed(self, text: str) -> None:
+        if self.job is not None:
+            self.job = None
+            self.progress.hide()
+            self.export_button.setEnabled(True)
+            self.cancel_button.setText("Close")
+            self.message.setText(f'<span style="color:#ff7070">{text}</span>')
+
+    def _cancel_or_close(self) -> None:
+        if self.job is not None:
+            self.window_.runner.cancel("export")
+            self.job = None
+            self.progress.hide()
+            self.export_button.setEnabled(True)
+            self.cancel_button.setText("Close")
+            self.message.setText("Export cancelled; files already written are kept.")
+        else:
+            self.close()
+
+    def done(self, r: int) -> None:
+        self._disconnect()
+        super().done(r)
+
+    def _disconnect(self) -> None:
+        try:
+            self.window_.runner.progress.disconnect(self._progress)
+            self.window_.error_shown.disconnect(self._failed)
+        except (RuntimeError, TypeError):  # already disconnected
+            pass

@@ -1,0 +1,1014 @@
+"""The segviewer main window: canvases, class panel, overlay controls, menus, jobs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QMimeData, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segviewer.core import masks, orientation, overlay
+from segviewer.core.classes import ClassTable
+from segviewer.core.types import (
+    Prediction,
+    Progress,
+    SegviewerError,
+    Volume,
+    label_dtype,
+    reserved_labels,
+)
+from segviewer.ui.canvas import SliceCanvas
+from segviewer.ui.class_panel import ClassPanel
+from segviewer.ui.settings import Settings
+from segviewer.ui.state import DISPLAYS, MODES, ViewerState
+from segviewer.ui.workers import Job, JobRunner
+
+__all__ = ["MainWindow", "classify_path"]
+
+IMAGE_FILTER = (
+    "Images (*.nii *.nii.gz *.dcm *.nrrd *.nhdr *.png *.jpg *.jpeg *.tif *.tiff *.npy *.npz);;"
+    "All files (*)"
+)
+PREDICTION_FILTER = (
+    "Predictions (*.npy *.npz *.nii *.nii.gz *.nrrd *.nhdr *.tif *.tiff);;All files (*)"
+)
+CLASS_FILTER = "Class tables (*.json *.csv *.txt *.ctbl *.lut *.label);;All files (*)"
+CLASS_TABLE_SUFFIXES = (".json", ".csv", ".txt", ".ctbl", ".lut", ".label")
+WINDOW_PRESETS = ("Auto (1–99 %)", "Auto (0.5–99.5 %)", "Full range", "Custom")
+
+
+def classify_path(
+    path: str | os.PathLike[str], have_image: bool, image_shape: Sequence[int] | None = None
+) -> str:
+    """Decide what a dropped / opened file is: ``"image"``, ``"prediction"`` or ``"classes"``.
+
+    Class-table suffixes are class tables; with no image loaded anything else is the image.
+    With an image loaded, NumPy files, 4-D NIfTI/NRRD, names that say so (pred, prob, logit,
+    seg, label, mask) and arrays with the image's shape are predictions; anything else
+    replaces the image.
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(CLASS_TABLE_SUFFIXES):
+        return "classes"
+    if not have_image:
+        return "image"
+    if any(w in name for w in ("pred", "prob", "logit", "seg", "label", "mask", "output")):
+        return "prediction"
+    if name.endswith((".npy", ".npz")):
+        return "prediction"
+    if name.endswith((".nii", ".nii.gz")):
+        try:
+            import nibabel
+
+            shape = nibabel.load(str(p)).shape  # type: ignore[attr-defined]  # header only
+        except Exception:  # unreadable header: let the image loader report it
+            return "image"
+        if len(shape) >= 4 or (image_shape is not None and tuple(shape[:3]) == tuple(image_shape)):
+            return "prediction"
+    return "image"
+
+
+def _load_image_job(path: str, frame: int, series: str | None) -> Any:
+    """Worker: read the image, then its auto window (generator: cancellable between steps)."""
+    from segviewer.io.images import load_image
+
+    yield Progress(0, 3, f"Reading {Path(path).name}")
+    volume = load_image(path, frame=frame, series=series)
+    yield Progress(1, 3, "Computing the display window")
+    windows = _window_presets(volume)
+    yield Progress(2, 3, "Done")
+    return volume, windows
+
+
+def _window_presets(volume: Volume) -> dict[str, tuple[float, float]]:
+    """Level/width of each preset (percentiles on a strided sample; min/max of the volume)."""
+    lo_hi = overlay.auto_window(volume.data, 1, 99)
+    wide = overlay.auto_window(volume.data, 0.5, 99.5)
+    vmin, vmax = float(np.min(volume.data)), float(np.max(volume.data))
+    full = ((vmin + vmax) / 2.0, max(vmax - vmin, 1e-6))
+    return {WINDOW_PRESETS[0]: lo_hi, WINDOW_PRESETS[1]: wide, WINDOW_PRESETS[2]: full}
+
+
+def _load_prediction_job(
+    path: str, image_shape: tuple[int, int, int], layout: str | None, kind: str | None
+) -> Any:
+    from segviewer.io.predictions import load_prediction
+
+    yield Progress(0, 1, f"Reading {Path(path).name}")
+    return load_prediction(path, image_shape, layout=layout, kind=kind)
+
+
+def _load_classes_job(path: str) -> Any:
+    from segviewer.io.classtables import load_class_table
+
+    yield Progress(0, 1, f"Reading {Path(path).name}")
+    return load_class_table(path)
+
+
+class MainWindow(QMainWindow):
+    """The viewer window.
+
+    Data enters through :meth:`open_image` / :meth:`open_prediction` /
+    :meth:`open_class_table` (files, loaded in workers) or :meth:`set_image` /
+    :meth:`set_prediction` / :meth:`set_class_table` (objects already in memory, e.g. from
+    inference or the Python API). :attr:`state` is the display model; :attr:`runner` runs
+    every background job.
+
+    Signals
+    -------
+    image_loaded(object), prediction_loaded(object)
+        The new :class:`Volume` / :class:`Prediction` is shown.
+    labels_ready(object)
+        The whole-volume ``LabelResult`` (counts) for the current mask settings.
+    error_shown(str)
+        A job failed and its message was shown to the user.
+    """
+
+    image_loaded = Signal(object)
+    prediction_loaded = Signal(object)
+    labels_ready = Signal(object)
+    error_shown = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("segviewer")
+        self.setAcceptDrops(True)
+        self.settings = Settings()
+        self.state = ViewerState(self)
+        self.runner = JobRunner(self)
+        self.label_result: Any = None
+        self.image_path: str | None = None
+        self.prediction_path: str | None = None
+        self.classes_path: str | None = None
+        self._user_table: ClassTable | None = None
+        self._windows: dict[str, tuple[float, float]] = {}
+        self._pending: list[tuple[str, str, dict[str, Any]]] = []
+        self._three_view = False
+        self.show_dialogs = True  # False for --screenshot: errors go to error_shown only
+
+        # Canvases: the first is the single view; all three form the linked three-view.
+        self.canvases = [SliceCanvas(self.state, v) for v in orientation.VIEWS]
+        central = QWidget()
+        self._central_layout = QHBoxLayout(central)
+        self._central_layout.setContentsMargins(0, 0, 0, 0)
+        self._central_layout.setSpacing(3)
+        for c in self.canvases:
+            self._central_layout.addWidget(c, 1)
+            c.hovered.connect(self._hovered)
+        self.setCentralWidget(central)
+
+        self.class_panel = ClassPanel(self.state)
+        self._build_overlay_controls()
+        self._build_docks()
+        self._build_toolbar()
+        self._build_menus()
+        self._build_status_bar()
+        self.set_three_view(False)
+
+        self.state.changed.connect(self._state_changed)
+        self.runner.progress.connect(self._job_progress)
+        self.runner.job_finished.connect(self._job_finished)
+        self._restore_settings()
+        self.resize(1280, 860) if not self.settings.get("window/geometry") else None
+
+    # == public API ==========================================================================
+    @property
+    def canvas(self) -> SliceCanvas:
+        """The main (single-view) canvas."""
+        return self.canvases[0]
+
+    def open_files(
+        self,
+        image: str | os.PathLike[str] | None = None,
+        prediction: str | os.PathLike[str] | None = None,
+        classes: str | os.PathLike[str] | None = None,
+        *,
+        layout: str | None = None,
+        kind: str | None = None,
+        frame: int = 0,
+        series: str | None = None,
+    ) -> None:
+        """Load an image, then a prediction aligned to it, then a class table, in that order."""
+        queue: list[tuple[str, str, dict[str, Any]]] = []
+        if image is not None:
+            queue.append(("image", str(image), {"frame": frame, "series": series}))
+        if prediction is not None:
+            queue.append(("prediction", str(prediction), {"layout": layout, "kind": kind}))
+        if classes is not None:
+            queue.append(("classes", str(classes), {}))
+        self._pending = queue
+        self._next_pending()
+
+    def open_image(
+        self, path: str | os.PathLike[str], *, frame: int = 0, series: str | None = None
+    ) -> Job:
+        """Load an image file in a worker; the current one stays until it succeeds."""
+        path = str(path)
+        self.settings.remember_folder(path)
+        return self.runner.start(
+            "image",
+            _load_image_job,
+            path,
+            frame,
+            series,
+            label=f"Loading {Path(path).name}",
+            on_result=lambda res: self._image_loaded(path, res),
+            on_error=self._job_error,
+        )
+
+    def open_prediction(
+        self, path: str | os.PathLike[str], *, layout: str | None = None, kind: str | None = None
+    ) -> Job | None:
+        """Load a prediction aligned to the current image, in a worker."""
+        path = str(path)
+        if self.state.volume is None:
+            self._show_error("Open an image first: a prediction is aligned to the image's shape.")
+            return None
+        self.settings.remember_folder(path)
+        return self.runner.start(
+            "prediction",
+            _load_prediction_job,
+            path,
+            self.state.volume.shape,
+            layout,
+            kind,
+            label=f"Loading {Path(path).name}",
+            on_result=lambda pred: self._prediction_loaded(path, pred, layout, kind),
+            on_error=self._job_error,
+        )
+
+    def open_class_table(self, path: str | os.PathLike[str]) -> Job:
+        """Load class names and colours (JSON/CSV/ITK-SNAP/FreeSurfer/Slicer) in a worker."""
+        path = str(path)
+        self.settings.remember_folder(path)
+        return self.runner.start(
+            "classes",
+            _load_classes_job,
+            path,
+            label=f"Loading {Path(path).name}",
+            on_result=lambda table: self._classes_loaded(path, table),
+            on_error=self._job_error,
+        )
+
+    def set_image(self, volume: Volume, *, source_path: str | None = None) -> None:
+        """Show ``volume`` (computes its display window in the GUI thread: small volumes only;
+        files go through :meth:`open_image`)."""
+        self._apply_image(volume, _window_presets(volume), source_path)
+
+    def set_prediction(
+        self, prediction: Prediction, provenance: dict[str, Any] | None = None
+    ) -> None:
+        """Show ``prediction`` over the current image (the single entry point for predictions:
+        files, arrays and model inference all end here).
+
+        ``provenance`` (where it came from: file, model, layout decisions) is kept for the
+        export manifest and shown in View > Prediction details.
+        """
+        if self.state.volume is None:
+            raise SegviewerError("open an image before setting a prediction")
+        n = prediction.n_classes
+        warnings: list[str] = []
+        if self._user_table is not None:
+            table, warnings = self._user_table.fitted(n)
+        elif self.state.table is not None and len(self.state.table) == n:
+            table = self.state.table
+        else:
+            table = ClassTable.default(n)
+        self.state.set_prediction(prediction, table, provenance or {"source": prediction.source})
+        self._update_class_controls()
+        self.prediction_loaded.emit(prediction)
+        self._start_labels()
+        msg = f"Prediction: {Path(prediction.source).name}, {prediction.kind.value}, {n} classes"
+        if warnings:
+            msg += " — " + "; ".join(warnings)
+        self.statusBar().showMessage(msg, 10000)
+        self._update_title()
+
+    def set_class_table(self, table: ClassTable) -> None:
+        """Use these names/colours (fitted to the prediction's class count, with a warning)."""
+        self._user_table = table
+        if self.state.prediction is not None:
+            fitted, warnings = table.fitted(self.state.prediction.n_classes)
+            self.state.set_table(fitted)
+            self._update_class_controls()
+            if warnings:
+                self.statusBar().showMessage("; ".join(warnings), 10000)
+
+    def set_view(self, view: str) -> None:
+        """Show ``view`` (axial/coronal/sagittal) in the single-view layout."""
+        if view not in orientation.VIEWS:
+            raise SegviewerError(
+                f"view must be one of {', '.join(orientation.VIEWS)}, got {view!r}"
+            )
+        if self._three_view:
+            self.set_three_view(False)
+        self.canvas.set_view(view)
+        self._view_actions[view].setChecked(True)
+
+    def set_three_view(self, on: bool) -> None:
+        """Three linked canvases (axial, coronal, sagittal) or one."""
+        self._three_view = bool(on)
+        self._three_action.setChecked(self._three_view)
+        if on:
+            for c, v in zip(self.canvases, orientation.VIEWS, strict=True):
+                c.set_view(v)
+            for a in self._view_actions.values():
+                a.setChecked(False)
+        for i, c in enumerate(self.canvases):
+            visible = on or i == 0
+            c.setVisible(visible)
+            c.set_active(visible)
+        self.state.set_options(crosshair=on or self._crosshair_check.isChecked())
+
+    def reset_zoom(self) -> None:
+        """Fit every canvas's image to its view."""
+        for c in self.canvases:
+            c.reset_zoom()
+
+    def is_idle(self) -> bool:
+        """No background job running or queued."""
+        return self.runner.is_idle() and not self._pending
+
+    def grab_canvas(self) -> QImage:
+        """The canvas area (all visible views) as an image."""
+        central = self.centralWidget()
+        assert central is not None
+        return central.grab().toImage()
+
+    def save_screenshot(self, path: str | os.PathLike[str] | None = None) -> str | None:
+        """Save the canvas to PNG (asks for a path when ``path`` is None); returns the path."""
+        if path is None:
+            folder = self.settings.last_folder()
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Save screenshot", str(Path(folder) / "segviewer.png"), "PNG (*.png)"
+            )
+            if not path:
+                return None
+        path = str(path)
+        if not self.grab_canvas().save(path, b"PNG"):
+            self._show_error(
+                f"Could not write {path}; check that the folder exists and is writable."
+            )
+            return None
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return path
+
+    def copy_screenshot(self) -> None:
+        """Copy the canvas image to the clipboard."""
+        QGuiApplication.clipboard().setImage(self.grab_canvas())
+        self.statusBar().showMessage("Canvas copied to the clipboard", 3000)
+
+    def show_export_dialog(self) -> Any:
+        """Open the export dialog (non-modal); returns it."""
+        if self.state.volume is None or self.state.prediction is None:
+            self._show_error("Open an image and a prediction before exporting.")
+            return None
+        from segviewer.ui.export_dialog import ExportDialog
+
+        dlg = ExportDialog(self)
+        dlg.show()
+        return dlg
+
+    def run_export(self, request: Any, on_done: Callable[[Any], None] | None = None) -> Job:
+        """Run ``io.export.run_export`` with the current data in a worker."""
+        from segviewer.io.export import run_export
+
+        st = self.state
+        if st.volume is None or st.prediction is None or st.table is None:
+            raise SegviewerError("open an image and a prediction before exporting")
+
+        def done(result: Any) -> None:
+            self.statusBar().showMessage(
+                f"Export finished: {getattr(result, 'out_dir', '')}", 10000
+            )
+            if on_done is not None:
+                on_done(result)
+
+        return self.runner.start(
+            "export",
+            run_export,
+            st.volume,
+            st.prediction,
+            st.table,
+            request,
+            provenance=dict(st.provenance),
+            label="Exporting",
+            on_result=done,
+            on_error=self._job_error,
+        )
+
+    # == building the window ================================================================
+    def _build_overlay_controls(self) -> None:
+        box = QGroupBox("Overlay")
+        form = QFormLayout(box)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(round(self.state.opacity * 100))
+        self.opacity_slider.valueChanged.connect(lambda v: self.state.set_opacity(v / 100.0))
+        self.opacity_slider.setToolTip("Overlay opacity")
+        form.addRow("Opacity", self.opacity_slider)
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(["Fill", "Outline", "Fill + outline"])
+        self.outline_spin = QSpinBox()
+        self.outline_spin.setRange(1, 10)
+        self.mode_combo.currentIndexChanged.connect(
+            lambda i: self.state.set_mode(MODES[i], self.outline_spin.value())
+        )
+        self.outline_spin.setSuffix(" px")
+        self.outline_spin.setToolTip("Outline width in voxels")
+        self.outline_spin.valueChanged.connect(lambda w: self.state.set_mode(self.state.mode, w))
+        row = QHBoxLayout()
+        row.addWidget(self.mode_combo, 1)
+        row.addWidget(self.outline_spin)
+        form.addRow("Style", row)
+        self.display_combo = QComboBox()
+        self.display_combo.addItems(["Labels", "Probability of class", "Confidence", "Entropy"])
+        self.display_combo.setToolTip(
+            "Labels: the predicted class. Heatmaps: probability of one class, confidence (top "
+            "probability) or entropy (uncertainty, nats)"
+        )
+        self.display_combo.currentIndexChanged.connect(self._display_changed)
+        form.addRow("Show", self.display_combo)
+        self.display_class_combo = QComboBox()
+        self.display_class_combo.currentIndexChanged.connect(self._display_changed)
+        form.addRow("Class", self.display_class_combo)
+        self.minconf_check = QCheckBox("Min. confidence")
+        self.minconf_check.setToolTip(
+            "Mark voxels whose top probability is below this as uncertain"
+        )
+        self.minconf_spin = QDoubleSpinBox()
+        self.minconf_spin.setRange(0.0, 1.0)
+        self.minconf_spin.setSingleStep(0.05)
+        self.minconf_spin.setValue(0.6)
+        self.minconf_check.toggled.connect(self._mask_settings_changed)
+        self.minconf_spin.valueChanged.connect(self._mask_settings_changed)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.minconf_check)
+        row2.addWidget(self.minconf_spin)
+        form.addRow(row2)
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setValue(0.5)
+        self.threshold_spin.setToolTip("Sigmoid / multi-label outputs: foreground at or above")
+        self.threshold_spin.valueChanged.connect(self._mask_settings_changed)
+        form.addRow("Threshold", self.threshold_spin)
+        self.legend_check = QCheckBox("Legend on canvas")
+        self.legend_check.setChecked(True)
+        self.legend_check.toggled.connect(lambda on: self.state.set_options(legend=on))
+        self._crosshair_check = QCheckBox("Crosshair")
+        self._crosshair_check.toggled.connect(
+            lambda on: self.state.set_options(crosshair=on or self._three_view)
+        )
+        row3 = QHBoxLayout()
+        row3.addWidget(self.legend_check)
+        row3.addWidget(self._crosshair_check)
+        form.addRow(row3)
+        self.overlay_box = box
+
+    def _build_docks(self) -> None:
+        panel = QWidget()
+        lay = QVBoxLayout(panel)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.class_panel, 1)
+        lay.addWidget(self.overlay_box)
+        dock = QDockWidget("Classes", self)
+        dock.setObjectName("classes_dock")
+        dock.setWidget(panel)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        panel.setMinimumWidth(410)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.dock = dock
+
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("View")
+        tb.setObjectName("view_toolbar")
+        tb.setMovable(False)
+        self.addToolBar(tb)
+        group = QActionGroup(self)
+        self._view_actions: dict[str, QAction] = {}
+        for i, v in enumerate(orientation.VIEWS):
+            act = QAction(v.capitalize(), self)
+            act.setCheckable(True)
+            act.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            act.setToolTip(f"{v.capitalize()} view (Ctrl+{i + 1})")
+            act.triggered.connect(lambda _=False, view=v: self.set_view(view))
+            group.addAction(act)
+            tb.addAction(act)
+            self._view_actions[v] = act
+        self._view_actions["axial"].setChecked(True)
+        self._three_action = QAction("Three views", self)
+        self._three_action.setCheckable(True)
+        self._three_action.setShortcut(QKeySequence("Ctrl+4"))
+        self._three_action.setToolTip("Axial, coronal and sagittal side by side, linked (Ctrl+4)")
+        self._three_action.triggered.connect(self.set_three_view)
+        tb.addAction(self._three_action)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Window "))
+        self.window_combo = QComboBox()
+        self.window_combo.addItems(WINDOW_PRESETS)
+        self.window_combo.setToolTip("Grey-level window; right-drag on the image to adjust")
+        self.window_combo.activated.connect(self._window_preset)
+        tb.addWidget(self.window_combo)
+        reset = QAction("Reset zoom", self)
+        reset.setShortcut(QKeySequence("Ctrl+0"))
+        reset.triggered.connect(self.reset_zoom)
+        tb.addAction(reset)
+        tb.addSeparator()
+        self._conv_label = QLabel("  Radiological: patient right on screen left ")
+        self._conv_label.setStyleSheet("color: #ffd75e;")
+        tb.addWidget(self._conv_label)
+        self.toolbar = tb
+        self._reset_zoom_action = reset
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        file_menu = mb.addMenu("&File")
+
+        def add(menu: Any, text: str, slot: Callable[[], Any], shortcut: Any = None) -> QAction:
+            act = QAction(text, self)
+            if shortcut is not None:
+                act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(lambda _=False: slot())
+            menu.addAction(act)
+            return act
+
+        add(file_menu, "Open &image…", self._ask_open_image, QKeySequence.StandardKey.Open)
+        add(file_menu, "Open &prediction…", self._ask_open_prediction, "Ctrl+P")
+        add(file_menu, "Open &class table…", self._ask_open_classes, "Ctrl+L")
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        self.export_action = add(file_menu, "&Export…", self.show_export_dialog, "Ctrl+E")
+        add(file_menu, "&Save screenshot…", self.save_screenshot, "Ctrl+Shift+S")
+        file_menu.addSeparator()
+        add(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        edit = mb.addMenu("&Edit")
+        add(edit, "&Copy screenshot", self.copy_screenshot, "Ctrl+Shift+C")
+        view = mb.addMenu("&View")
+        for act in self._view_actions.values():
+            view.addAction(act)
+        view.addAction(self._three_action)
+        view.addAction(self._reset_zoom_action)
+        self.radiological_action = QAction("Radiological convention (R on left)", self)
+        self.radiological_action.setCheckable(True)
+        self.radiological_action.setChecked(True)
+        self.radiological_action.toggled.connect(self._set_radiological)
+        view.addAction(self.radiological_action)
+        view.addSeparator()
+        add(view, "Prediction &details…", self._show_details)
+        classes = mb.addMenu("&Classes")
+        add(classes, "Show &all", lambda: self.state.set_all_visible(True), "A")
+        add(classes, "Show &none", lambda: self.state.set_all_visible(False), "N")
+        for k in range(1, 10):
+            add(classes, f"Toggle class {k}", partial(self._toggle_class, k), str(k))
+        help_menu = mb.addMenu("&Help")
+        add(
+            help_menu, "&Keyboard and mouse", self._show_help, QKeySequence.StandardKey.HelpContents
+        )
+        add(help_menu, "&About segviewer", self._show_about)
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.readout = QLabel("")
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        sb.addWidget(self.readout, 1)
+        self.job_label = QLabel("")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(180)
+        self.progress_bar.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_jobs)
+        for w in (self.job_label, self.progress_bar, self.cancel_button):
+            sb.addPermanentWidget(w)
+            w.hide()
+
+    # == jobs and their results ==============================================================
+    def cancel_jobs(self) -> None:
+        """Cancel every running job (Cancel button); loaded data stays as it was."""
+        self._pending.clear()
+        self.runner.cancel_all()
+        self.statusBar().showMessage("Cancelled", 3000)
+
+    def _next_pending(self) -> None:
+        if not self._pending:
+            return
+        kind, path, opts = self._pending.pop(0)
+        if kind == "image":
+            self.open_image(path, **opts)
+        elif kind == "prediction":
+            self.open_prediction(path, **opts)
+        else:
+            self.open_class_table(path)
+
+    def _image_loaded(
+        self, path: str, result: tuple[Volume, dict[str, tuple[float, float]]]
+    ) -> None:
+        volume, windows = result
+        self.settings.add_recent("image", path)
+        self._apply_image(volume, windows, path)
+        self._next_pending()
+
+    def _apply_image(
+        self, volume: Volume, windows: dict[str, tuple[float, float]], path: str | None
+    ) -> None:
+        self.runner.cancel("labels")
+        self.image_path = path
+        self._windows = windows
+        level, width = windows[WINDOW_PRESETS[0]]
+        self.window_combo.setCurrentIndex(0)
+        had_pred = self.state.prediction is not None
+        self.state.set_volume(volume, level, width)
+        if had_pred and self.state.prediction is None:
+            self.prediction_path = None
+            self.class_panel.set_counts(None)
+            self.statusBar().showMessage(
+                "The prediction was closed: its shape does not match the new image", 10000
+            )
+        self._update_class_controls()
+        self.image_loaded.emit(volume)
+        self._update_title()
+
+    def _prediction_loaded(
+        self, path: str, pred: Prediction, layout: str | None, kind: str | None
+    ) -> None:
+        self.settings.add_recent("prediction", path)
+        self.prediction_path = path
+        self.set_prediction(
+            pred,
+            {
+                "source": path,
+                "layout": pred.layout.name if pred.layout is not None else layout,
+                "requested_layout": layout,
+                "requested_kind": kind,
+                "notes": list(pred.notes),
+            },
+        )
+        self._next_pending()
+
+    def _classes_loaded(self, path: str, table: ClassTable) -> None:
+        self.settings.add_recent("classes", path)
+        self.classes_path = path
+        self.set_class_table(table)
+        self._next_pending()
+
+    def _start_labels(self) -> None:
+        pred = self.state.prediction
+        if pred is None:
+            return
+        self.label_result = None
+        self.class_panel.set_counts(None)
+        self.runner.start(
+            "labels",
+            masks.iter_labels,
+            pred,
+            self.state.mask_settings,
+            label="Computing class volumes",
+            on_result=self._labels_done,
+            on_error=self._job_error,
+        )
+
+    def _labels_done(self, result: Any) -> None:
+        self.label_result = result
+        spacing = self.state.volume.spacing if self.state.volume is not None else None
+        self.class_panel.set_counts(
+            result.counts,
+            spacing,
+            n_uncertain=int(result.n_uncertain),
+            n_invalid=int(result.n_invalid),
+        )
+        self.labels_ready.emit(result)
+
+    def _job_error(self, exc: BaseException) -> None:
+        self._pending.clear()
+        if isinstance(exc, SegviewerError):
+            text = str(exc)
+        else:
+            text = f"Unexpected error ({type(exc).__name__}): {exc}. Please report it with the file that caused it."
+        self._show_error(text)
+
+    def _show_error(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
+        self.error_shown.emit(text)
+        if self.show_dialogs:
+            QMessageBox.critical(self, "segviewer", text)
+
+    def _job_progress(self, job: Job) -> None:
+        p = job.progress
+        text = job.label if p is None or not p.message else f"{job.label}: {p.message}"
+        self.job_label.setText(text)
+        if p is None or p.total <= 0:
+            self.progress_bar.setRange(0, 0)
+        else:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(round(p.fraction * 1000))
+        self.cancel_button.setEnabled(any(j.cancellable for j in self.runner.jobs()))
+        for w in (self.job_label, self.progress_bar, self.cancel_button):
+            w.show()
+
+    def _job_finished(self, job: Job) -> None:
+        remaining = self.runner.jobs()
+        if remaining:
+            self._job_progress(remaining[-1])
+        else:
+            for w in (self.job_label, self.progress_bar, self.cancel_button):
+                w.hide()
+
+    # == reacting to the state ===============================================================
+    def _state_changed(self, what: str) -> None:
+        if what == "labels":
+            self._start_labels()
+        elif what == "window":
+            presets = {k: v for k, v in self._windows.items()}
+            current = (self.state.level, self.state.width)
+            match = [i for i, name in enumerate(WINDOW_PRESETS[:3]) if presets.get(name) == current]
+            self.window_combo.setCurrentIndex(match[0] if match else 3)
+
+    def _update_class_controls(self) -> None:
+        st = self.state
+        has_pred = st.prediction is not None
+        self.display_class_combo.blockSignals(True)
+        self.display_class_combo.clear()
+        if st.table is not None and has_pred:
+            self.display_class_combo.addItems([f"{c.index}  {c.name}" for c in st.table.classes])
+            self.display_class_combo.setCurrentIndex(st.display_class)
+        self.display_class_combo.blockSignals(False)
+        self.display_class_combo.setEnabled(has_pred and st.display == "probability")
+        kind = st.prediction.kind.value if st.prediction is not None else ""
+        self.threshold_spin.setEnabled(kind in ("sigmoid", "multilabel"))
+        self.minconf_check.setEnabled(has_pred and kind != "labels")
+        self.minconf_spin.setEnabled(has_pred and kind != "labels")
+        for w in (self.display_combo, self.mode_combo, self.opacity_slider, self.outline_spin):
+            w.setEnabled(has_pred)
+        self.export_action.setEnabled(has_pred)
+
+    def _display_changed(self) -> None:
+        display = DISPLAYS[self.display_combo.currentIndex()]
+        st = self.state
+        if st.prediction is None:
+            return
+        if display != "labels" and st.prediction.kind.value == "labels":
+            self.display_combo.blockSignals(True)
+            self.display_combo.setCurrentIndex(0)
+            self.display_combo.blockSignals(False)
+            self._show_error(
+                "This prediction is a label map: it has no probabilities to show as a heatmap."
+            )
+            return
+        cls = max(self.display_class_combo.currentIndex(), 0)
+        self.state.set_display(display, cls if display == "probability" else None)
+        self.display_class_combo.setEnabled(display == "probability")
+
+    def _mask_settings_changed(self) -> None:
+        from segviewer.core.types import MaskSettings
+
+        minconf = self.minconf_spin.value() if self.minconf_check.isChecked() else None
+        self.state.set_mask_settings(
+            MaskSettings(threshold=self.threshold_spin.value(), min_confidence=minconf)
+        )
+
+    def _window_preset(self, index: int) -> None:
+        name = WINDOW_PRESETS[index]
+        if name in self._windows:
+            self.state.set_window(*self._windows[name])
+
+    def _toggle_class(self, k: int) -> None:
+        if k < self.state.n_classes():
+            self.state.set_visible(k, not self.state.visible[k])
+
+    def _set_radiological(self, on: bool) -> None:
+        self.state.set_radiological(on)
+        self._conv_label.setText(
+            "  Radiological: patient right on screen left "
+            if on
+            else "  Neurological: patient left on screen left "
+        )
+
+    def _hovered(self, ijk: tuple[int, int, int] | None) -> None:
+        self.readout.setText(self.readout_text(ijk, self.sender()))
+
+    def readout_text(self, ijk: tuple[int, int, int] | None, canvas: Any = None) -> str:
+        """Status-bar text for voxel ``ijk``: voxel, world mm, intensity, class, top-3 P."""
+        st = self.state
+        if ijk is None or st.volume is None:
+            return ""
+        x, y, z = orientation.voxel_to_world(st.volume.affine, ijk)
+        value = st.volume.data[ijk]
+        val = f"{float(value):.6g}"
+        parts = [
+            f"voxel ({ijk[0]}, {ijk[1]}, {ijk[2]})",
+            f"{x:.1f}, {y:.1f}, {z:.1f} mm (RAS)",
+            f"value {val}",
+        ]
+        pred = st.prediction
+        if pred is not None and st.table is not None:
+            canvas = canvas if isinstance(canvas, SliceCanvas) else self.canvas
+            label = canvas.label_at(ijk)
+            if label is not None:
+                uncertain, invalid = reserved_labels(label_dtype(pred.n_classes))
+                if label == uncertain:
+                    name = "uncertain (below minimum confidence)"
+                elif label == invalid:
+                    name = "invalid (NaN/inf in the prediction)"
+                elif label < len(st.table):
+                    name = st.table[label].name
+                else:
+                    name = f"label {label}"
+                parts.append(f"class: {name}")
+            if pred.kind.value != "labels":
+                probs = np.asarray(masks.slice_probabilities(pred, ijk), np.float64)
+                order = np.argsort(-probs, kind="stable")[:3]
+                top = ", ".join(
+                    f"{st.table[int(k)].name if int(k) < len(st.table) else int(k)} {probs[k]:.2f}"
+                    for k in order
+                )
+                parts.append(f"P: {top}")
+        return "   ".join(parts)
+
+    def _update_title(self) -> None:
+        names = [Path(p).name for p in (self.image_path, self.prediction_path) if p]
+        self.setWindowTitle("segviewer" + (" — " + " + ".join(names) if names else ""))
+
+    # == dialogs ===============================================================================
+    def _ask_open_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open image", self.settings.last_folder(), IMAGE_FILTER
+        )
+        if path:
+            self.open_image(path)
+
+    def _ask_open_prediction(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open prediction", self.settings.last_folder(), PREDICTION_FILTER
+        )
+        if path:
+            self.open_prediction(path)
+
+    def _ask_open_classes(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open class table", self.settings.last_folder(), CLASS_FILTER
+        )
+        if path:
+            self.open_class_table(path)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent()
+        if not recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for kind, path in recent:
+            act = self.recent_menu.addAction(f"{kind}: {path}")
+            act.triggered.connect(lambda _=False, k=kind, p=path: self._open_kind(k, p))
+
+    def _open_kind(self, kind: str, path: str) -> None:
+        if kind == "image":
+            self.open_image(path)
+        elif kind == "prediction":
+            self.open_prediction(path)
+        else:
+            self.open_class_table(path)
+
+    def _show_details(self) -> None:
+        st = self.state
+        if st.prediction is None:
+            QMessageBox.information(self, "Prediction details", "No prediction is loaded.")
+            return
+        p = st.prediction
+        lines = [
+            f"Source: {p.source}",
+            f"Kind: {p.kind.value}",
+            f"Classes: {p.n_classes}",
+            f"Raw shape: {tuple(p.data.shape)}  layout: {getattr(p.layout, 'name', '?')}",
+            *p.notes,
+        ]
+        for k, v in st.provenance.items():
+            if k not in ("source", "notes"):
+                lines.append(f"{k}: {v}")
+        QMessageBox.information(self, "Prediction details", "\n".join(str(x) for x in lines))
+
+    def _show_help(self) -> None:
+        QMessageBox.information(
+            self,
+            "Keyboard and mouse",
+            "Slices: mouse wheel, ↑/↓ or ←/→ (±1), PageUp/PageDown (±10), Home/End\n"
+            "Zoom: Ctrl+wheel; pan: left-drag; reset zoom: Ctrl+0 or double right-click\n"
+            "Window/level: right-drag (horizontal = width, vertical = level)\n"
+            "Click: move the cursor (three-view: the other views follow)\n"
+            "Views: Ctrl+1 axial, Ctrl+2 coronal, Ctrl+3 sagittal, Ctrl+4 three views\n"
+            "Classes: A show all, N hide all, 1–9 toggle a class\n"
+            "Views are radiological: the patient's right is on the screen's left.",
+        )
+
+    def _show_about(self) -> None:
+        from segviewer import __version__
+
+        QMessageBox.about(
+            self,
+            "About segviewer",
+            f"segviewer {__version__}\nReview segmentation predictions on MRI.",
+        )
+
+    # == drag and drop ==========================================================================
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = self._paths_from_mime(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.open_dropped(paths)
+
+    @staticmethod
+    def _paths_from_mime(mime: QMimeData) -> list[str]:
+        return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+
+    def open_dropped(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Open dropped files: images first, then predictions, then class tables."""
+        have_image = self.state.volume is not None
+        shape = self.state.volume.shape if self.state.volume is not None else None
+        kinds = {"image": [], "prediction": [], "classes": []}  # type: dict[str, list[str]]
+        for p in paths:
+            kind = classify_path(p, have_image or bool(kinds["image"]), shape)
+            kinds[kind].append(str(p))
+        self.open_files(
+            kinds["image"][0] if kinds["image"] else None,
+            kinds["prediction"][0] if kinds["prediction"] else None,
+            kinds["classes"][0] if kinds["classes"] else None,
+        )
+
+    # == settings ================================================================================
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geo = s.get("window/geometry")
+        if isinstance(geo, QByteArray):
+            self.restoreGeometry(geo)
+        st = s.get("window/state")
+        if isinstance(st, QByteArray):
+            self.restoreState(st)
+        self.opacity_slider.setValue(round(100 * s.get_float("display/opacity", 0.5)))
+        self.legend_check.setChecked(s.get_bool("display/legend", True))
+        self.state.opacity = self.opacity_slider.value() / 100.0
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.set("window/geometry", self.saveGeometry())
+        s.set("window/state", self.saveState())
+        s.set("display/opacity", self.state.opacity)
+        s.set("display/legend", self.state.show_legend)
+        s.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.save_settings()
+        self._pending.clear()
+        self.runner.wait_all(5000)
+        super().closeEvent(event)
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once no job is running or queued (``--screenshot``)."""
+
+        def check() -> None:
+            if self.is_idle():
+                QTimer.singleShot(0, callback)
+            else:
+                QTimer.singleShot(20, check)
+
+        QTimer.singleShot(0, check)
