@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,9 @@ def check_alloc(shape: Sequence[int], dtype: Any, what: str) -> None:
     """
     dims = [int(d) for d in shape]
     if any(d < 0 for d in dims):
-        raise SegviewerError(f"{what}: the header claims a negative size {tuple(dims)}; the file is corrupt")
+        raise SegviewerError(
+            f"{what}: the header claims a negative size {tuple(dims)}; the file is corrupt"
+        )
     nbytes = math.prod(dims) * np.dtype(dtype).itemsize
     if nbytes > MAX_IN_MEMORY_BYTES:
         raise SegviewerError(
@@ -32,3 +36,55 @@ def check_alloc(shape: Sequence[int], dtype: Any, what: str) -> None:
             f"({MAX_IN_MEMORY_BYTES / 1024**3:.0f} GiB); the file is probably corrupt "
             "(set SEGVIEWER_MAX_BYTES to raise the limit)"
         )
+
+
+#: File-name endings the image readers understand, for "unsupported format" messages.
+SUPPORTED_IMAGE_FORMATS = (
+    "NIfTI (.nii, .nii.gz), DICOM (a file or a folder of one series), NRRD (.nrrd, .nhdr), "
+    "PNG, JPEG, TIFF (.png, .jpg, .jpeg, .tif, .tiff; a folder of 2-D images is a stack), "
+    "NumPy (.npy, .npz)"
+)
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders embedded numbers by value: ``slice2`` before ``slice10``.
+
+    Case-insensitive for the text parts; each part is tagged so numbers and text never get
+    compared with each other.
+    """
+    parts: list[tuple[int, int | str]] = []
+    for i, part in enumerate(_DIGITS.split(name)):
+        if i % 2:
+            parts.append((0, int(part)))
+        elif part:
+            parts.append((1, part.casefold()))
+    return tuple(parts)
+
+
+def check_input_file(path: Path) -> None:
+    """Raise :class:`SegviewerError` if ``path`` is missing, unreadable or an empty file.
+
+    Folders pass (the caller decides what a folder means).
+    """
+    if not path.exists():
+        raise SegviewerError(f"{path}: no such file or folder; check the path and spelling")
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise SegviewerError(f"{path}: the folder cannot be read; check its permissions")
+        return
+    if not os.access(path, os.R_OK):
+        raise SegviewerError(f"{path}: the file cannot be read; check its permissions")
+    if path.stat().st_size == 0:
+        raise SegviewerError(
+            f"{path}: the file is empty (0 bytes); it was probably not fully copied"
+        )
+
+
+def compound_suffix(path: Path) -> str:
+    """Lower-case file ending including ``.gz``: ``"scan.NII.gz"`` -> ``".nii.gz"``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] == ".gz":
+        return suffixes[-2] + ".gz"
+    return suffixes[-1] if suffixes else ""

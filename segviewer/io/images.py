@@ -1,0 +1,704 @@
+"""Read MRI images into :class:`~segviewer.core.types.Volume`.
+
+One entry point, :func:`load_image`, picks the reader from the path: NIfTI, DICOM (a file or
+a folder of one series, see :mod:`segviewer.io.dicom`), NRRD/NHDR, PNG/JPEG/TIFF and folders
+of 2-D images (see :mod:`segviewer.io.raster`), and NumPy ``.npy``/``.npz``. Every reader
+returns a 3-D array in the axis conventions of :mod:`segviewer.core.types` and an affine from
+voxel index to RAS+ millimetres. :func:`describe_image` is what ``segviewer info`` prints.
+
+Every failure the user can cause (missing, empty, truncated or corrupt files, absurd header
+sizes, unknown formats, pickled arrays) raises :class:`SegviewerError` naming the file and
+saying what to do; library exceptions never escape.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import zipfile
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
+from segviewer.io.common import (
+    SUPPORTED_IMAGE_FORMATS,
+    check_alloc,
+    check_input_file,
+    compound_suffix,
+)
+from segviewer.io.dicom import SeriesInfo, list_dicom_series, load_dicom, looks_like_dicom
+from segviewer.io.raster import RASTER_SUFFIXES, load_raster, load_raster_folder
+
+__all__ = ["load_image", "describe_image", "list_dicom_series", "SeriesInfo"]
+
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_NRRD_SUFFIXES = (".nrrd", ".nhdr")
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+# Exceptions the libraries raise on corrupt or truncated input; turned into SegviewerError.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    zlib.error,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    zipfile.BadZipFile,
+    gzip.BadGzipFile,
+)
+
+
+def load_image(
+    path: str | os.PathLike[str], *, frame: int = 0, series: str | int | None = None
+) -> Volume:
+    """Read an MRI image file (or folder) into a 3-D :class:`Volume`.
+
+    Parameters
+    ----------
+    path
+        A NIfTI ``.nii``/``.nii.gz``, a DICOM file (single or multi-frame), a folder holding a
+        DICOM series, an ``.nrrd``/``.nhdr``, a PNG/JPEG/TIFF (multi-page TIFF = a stack), a
+        folder of 2-D images (stacked in natural name order), or a ``.npy``/``.npz`` array.
+    frame
+        0-based volume to show from a 4-D file (NIfTI time series, NRRD with a list axis,
+        a DICOM series with several volumes at the same positions). Must be 0 for 3-D data.
+    series
+        For a folder holding several DICOM series: the SeriesInstanceUID, or the 1-based
+        number that :func:`list_dicom_series` (and ``segviewer info``) shows.
+
+    Returns
+    -------
+    Volume
+        ``data`` 3-D in the file's image axes (NIfTI/NRRD ``(i, j, k)``; DICOM, TIFF stacks,
+        image folders and ``.npy`` ``(slice, row, column)``; one 2-D image ``(1, row,
+        column)``), native byte order; ``affine`` voxel index -> RAS+ mm. Integer data stays
+        integer when no rescaling applies; rescaled data is float32 (float64 for 32-bit
+        integers). Uncompressed NIfTI and ``.npy`` are read-only memory maps.
+        ``metadata`` holds non-identifying facts: ``n_frames``, ``frame``, ``notes`` and
+        ``warnings`` (tuples of sentences), and per-format fields.
+
+    Raises
+    ------
+    SegviewerError
+        Missing/empty/truncated/corrupt file, unknown format, absurd header size, frame out
+        of range, several DICOM series without ``series``.
+    """
+    p = Path(os.fspath(path))
+    check_input_file(p)
+    if frame < 0:
+        raise SegviewerError(f"{p}: frame {frame} is negative; frames are numbered from 0")
+    if p.is_dir():
+        return _load_folder(p, frame=frame, series=series)
+    suffix = compound_suffix(p)
+    try:
+        if suffix in _NIFTI_SUFFIXES:
+            return _load_nifti(p, frame)
+        if suffix in _NRRD_SUFFIXES:
+            return _load_nrrd(p, frame)
+        if suffix == ".npy":
+            return _no_frames(_load_npy(p), frame)
+        if suffix == ".npz":
+            return _no_frames(_load_npz(p), frame)
+        if suffix in RASTER_SUFFIXES:
+            return _no_frames(load_raster(p), frame)
+        if suffix in _DICOM_SUFFIXES or looks_like_dicom(p):
+            return load_dicom(p, frame=frame, series=series)
+    except SegviewerError:
+        raise
+    except MemoryError as exc:
+        raise SegviewerError(
+            f"{p}: not enough memory to load the image ({exc}); close other programs or "
+            "crop/downsample the image"
+        ) from exc
+    except _READ_ERRORS as exc:
+        raise SegviewerError(
+            f"{p}: the file could not be read as {_format_name(suffix)} "
+            f"({type(exc).__name__}: {exc}); it may be truncated or corrupt, re-export it"
+        ) from exc
+    raise SegviewerError(
+        f"{p}: unknown image format {suffix or '(no file ending)'!r}; segviewer reads "
+        f"{SUPPORTED_IMAGE_FORMATS}"
+    )
+
+
+def describe_image(
+    path: str | os.PathLike[str], *, frame: int = 0, series: str | int | None = None
+) -> dict[str, Any]:
+    """Facts about an image for ``segviewer info``, JSON-serialisable, no patient fields.
+
+    Parameters
+    ----------
+    path, frame, series
+        As for :func:`load_image`.
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``shape`` (image axes 0, 1, 2), ``dtype``, ``spacing_mm``,
+        ``orientation`` (3-letter code, e.g. ``"RAS"``), ``affine`` (4x4 nested lists),
+        ``value_range`` ([min, max] of the finite values, or None), ``n_frames``, ``frame``,
+        ``memory_mapped``, ``notes``, ``warnings``, ``metadata`` (the reader's other fields)
+        and, for a DICOM folder, ``series`` (one dict per series). A folder with several
+        DICOM series and no ``series`` chosen gives only ``path``, ``format`` and ``series``
+        plus a note saying how to pick one.
+    """
+    p = Path(os.fspath(path))
+    check_input_file(p)
+    series_list: list[SeriesInfo] = []
+    if p.is_dir() and not _raster_files(p):
+        series_list = list_dicom_series(p)
+        if len(series_list) > 1 and series is None:
+            return {
+                "path": str(p),
+                "format": "dicom",
+                "series": [s.as_dict() for s in series_list],
+                "notes": [
+                    f"{len(series_list)} series in this folder; pick one with --series "
+                    "NUMBER or UID to see its geometry"
+                ],
+            }
+    vol = load_image(p, frame=frame, series=series)
+    meta = dict(vol.metadata)
+    info: dict[str, Any] = {
+        "path": str(p),
+        "format": vol.format,
+        "shape": list(vol.shape),
+        "dtype": str(vol.data.dtype),
+        "spacing_mm": [round(s, 6) for s in vol.spacing],
+        "orientation": _orientation(vol.affine),
+        "affine": [[float(v) for v in row] for row in vol.affine],
+        "value_range": _value_range(vol.data),
+        "n_frames": int(meta.pop("n_frames", 1)),
+        "frame": int(meta.pop("frame", 0)),
+        "memory_mapped": isinstance(vol.data, np.memmap),
+        "notes": list(meta.pop("notes", ())),
+        "warnings": list(meta.pop("warnings", ())),
+        "metadata": _jsonable(meta),
+    }
+    if series_list:
+        info["series"] = [s.as_dict() for s in series_list]
+    return info
+
+
+# --------------------------------------------------------------------------------------
+# helpers shared by the readers below
+
+
+def _format_name(suffix: str) -> str:
+    if suffix in _NIFTI_SUFFIXES:
+        return "NIfTI"
+    if suffix in _NRRD_SUFFIXES:
+        return "NRRD"
+    if suffix in (".npy", ".npz"):
+        return "a NumPy array"
+    if suffix in RASTER_SUFFIXES:
+        return "an image"
+    return "DICOM"
+
+
+def _no_frames(vol: Volume, frame: int) -> Volume:
+    if frame != 0:
+        raise SegviewerError(
+            f"{vol.source}: frame {frame} requested but this {vol.format} image has a single "
+            "volume; leave the frame at 0"
+        )
+    return vol
+
+
+def _raster_files(folder: Path) -> list[Path]:
+    return [
+        f
+        for f in folder.iterdir()
+        if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in RASTER_SUFFIXES
+    ]
+
+
+def _load_folder(folder: Path, *, frame: int, series: str | int | None) -> Volume:
+    if _raster_files(folder):
+        if series is not None:
+            raise SegviewerError(
+                f"{folder}: --series applies to DICOM folders, but this folder holds 2-D "
+                "images; leave it out"
+            )
+        return _no_frames(load_raster_folder(folder), frame)
+    return load_dicom(folder, frame=frame, series=series)
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """Native byte order (copies big-endian data once; downstream code assumes native)."""
+    if not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def _checked_affine(affine: np.ndarray, path: Path, what: str) -> np.ndarray:
+    aff = np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise SegviewerError(f"{path}: the {what} is not a finite 4x4 matrix; the file is corrupt")
+    if abs(np.linalg.det(aff[:3, :3])) < 1e-12:
+        raise SegviewerError(
+            f"{path}: the {what} is degenerate (a voxel size is 0 or two axes are parallel); "
+            "fix the header's voxel sizes/orientation"
+        )
+    return aff
+
+
+def _orientation(affine: np.ndarray) -> str:
+    from nibabel.orientations import aff2axcodes
+
+    return "".join(str(c) for c in aff2axcodes(affine))
+
+
+def _value_range(data: np.ndarray) -> list[float] | None:
+    """Finite min/max, one slice at a time so a memory-mapped volume is streamed, not copied."""
+    lo, hi = math.inf, -math.inf
+    for s in range(data.shape[0]):
+        sl = np.asarray(data[s])
+        if sl.dtype.kind == "f":
+            sl = sl[np.isfinite(sl)]
+        if sl.size:
+            lo = min(lo, float(sl.min()))
+            hi = max(hi, float(sl.max()))
+    return None if lo > hi else [lo, hi]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _pick_frame(shape: tuple[int, ...], frame: int, path: Path) -> None:
+    n = shape[3] if len(shape) > 3 else 1
+    if frame >= n:
+        raise SegviewerError(
+            f"{path}: frame {frame} is out of range; the file has {n} frame"
+            f"{'s' if n != 1 else ''} (0 to {n - 1})"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# NIfTI
+
+
+def _load_nifti(path: Path, frame: int) -> Volume:
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+
+    try:
+        img = nib.load(str(path))
+    except ImageFileError as exc:
+        raise SegviewerError(
+            f"{path}: not a valid NIfTI file ({exc}); check that it is really NIfTI and was "
+            "copied completely"
+        ) from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise SegviewerError(
+            f"{path}: nibabel read it as {type(img).__name__}, not NIfTI; rename or convert it"
+        )
+    hdr = img.header
+    shape = tuple(int(d) for d in img.shape)
+    notes: list[str] = []
+    # Keep 3 spatial axes and at most one frame axis; drop singleton higher dimensions
+    # (e.g. the 5th "vector" axis of size 1 some tools write).
+    if len(shape) > 4:
+        if any(d != 1 for d in shape[4:]):
+            raise SegviewerError(
+                f"{path}: {len(shape)}-D NIfTI {shape} with a non-singleton 5th+ dimension "
+                "(vector/tensor image) is not an MRI volume; extract one component first"
+            )
+        notes.append(f"dropped singleton dimensions 5+ of {shape}")
+    if len(shape) < 2:
+        raise SegviewerError(f"{path}: NIfTI with shape {shape} is not an image (needs 2-4-D)")
+    spatial = (shape + (1, 1))[:3] if len(shape) < 3 else shape[:3]
+    n_frames = shape[3] if len(shape) > 3 else 1
+    _pick_frame(shape, frame, path)
+
+    dtype_on_disk = np.dtype(hdr.get_data_dtype())
+    proxy = img.dataobj
+    slope = float(getattr(proxy, "slope", 1.0))
+    inter = float(getattr(proxy, "inter", 0.0))
+    scaled = not (slope == 1.0 and inter == 0.0)
+    out_dtype = (
+        np.dtype(np.float32)
+        if dtype_on_disk.kind in "iub" and dtype_on_disk.itemsize <= 2
+        else np.dtype(np.float64)
+    )
+    if dtype_on_disk.kind == "f" and dtype_on_disk.itemsize <= 4:
+        out_dtype = np.dtype(np.float32)
+
+    compressed = compound_suffix(path).endswith(".gz")
+    offset = int(getattr(proxy, "offset", 0))
+    frame_elems = math.prod(spatial)
+    nbytes_all = math.prod(shape) * dtype_on_disk.itemsize
+    if not compressed and path.stat().st_size < offset + nbytes_all:
+        raise SegviewerError(
+            f"{path}: the header claims {shape} voxels of {dtype_on_disk.name} "
+            f"({offset + nbytes_all} bytes with the header) but the file has only "
+            f"{path.stat().st_size} bytes; it is truncated or the header is corrupt, re-export it"
+        )
+    check_alloc(spatial, out_dtype if scaled else dtype_on_disk, str(path))
+
+    memory_mapped = False
+    if not compressed and getattr(proxy, "order", "F") == "F" and not scaled:
+        # Map the frame straight from the file: no read, no copy (F order: a frame of a
+        # 4-D file is one contiguous block).
+        mm = np.memmap(
+            path,
+            dtype=dtype_on_disk,
+            mode="r",
+            offset=offset + frame * frame_elems * dtype_on_disk.itemsize,
+            shape=spatial,
+            order="F",
+        )
+        data: np.ndarray = mm
+        memory_mapped = dtype_on_disk.isnative or dtype_on_disk.itemsize == 1
+        data = _native(data) if not memory_mapped else data
+    else:
+        slicer: tuple[Any, ...] = (Ellipsis, frame) if len(shape) > 3 else (Ellipsis,)
+        if len(shape) > 4:
+            slicer = (slice(None),) * 3 + (frame,) + (0,) * (len(shape) - 4)
+        raw = np.asarray(proxy[slicer])
+        data = _native(raw.reshape(spatial, order="F") if raw.ndim != 3 else raw)
+        if scaled:
+            data = data.astype(out_dtype, copy=False)
+            notes.append(f"values scaled by scl_slope={slope:g}, scl_inter={inter:g}")
+    if data.dtype == np.bool_:
+        data = data.view(np.uint8)
+
+    sform = int(hdr.get("sform_code", 0)) if "sform_code" in hdr else 0
+    qform = int(hdr.get("qform_code", 0)) if "qform_code" in hdr else 0
+    if sform > 0:
+        affine_source = "sform"
+    elif qform > 0:
+        affine_source = "qform"
+    else:
+        affine_source = "voxel sizes only"
+        notes.append(
+            "the header has no sform or qform: orientation is unknown, shown as nibabel's "
+            "default (voxel sizes on the diagonal)"
+        )
+    if len(shape) == 2:
+        notes.append("2-D NIfTI read as (i, j, 1)")
+    affine = _checked_affine(img.affine, path, "NIfTI affine")
+    meta: dict[str, Any] = {
+        "n_frames": n_frames,
+        "frame": frame,
+        "dtype_on_disk": dtype_on_disk.name,
+        "scl_slope": slope,
+        "scl_inter": inter,
+        "affine_source": affine_source,
+        "sform_code": sform,
+        "qform_code": qform,
+        "memory_mapped": memory_mapped,
+        "notes": tuple(notes),
+        "warnings": (),
+    }
+    zooms = hdr.get_zooms()
+    if n_frames > 1 and len(zooms) > 3:
+        meta["frame_interval"] = float(zooms[3])
+    units = hdr.get_xyzt_units()
+    meta["units"] = {"space": units[0], "time": units[1]}
+    return Volume(data=data, affine=affine, source=str(path), format="nifti", metadata=meta)
+
+
+# --------------------------------------------------------------------------------------
+# NRRD
+
+# NRRD "space" names -> sign of each world axis to reach RAS.
+_NRRD_SPACES: dict[str, tuple[float, float, float]] = {
+    "right-anterior-superior": (1.0, 1.0, 1.0),
+    "ras": (1.0, 1.0, 1.0),
+    "left-anterior-superior": (-1.0, 1.0, 1.0),
+    "las": (-1.0, 1.0, 1.0),
+    "left-posterior-superior": (-1.0, -1.0, 1.0),
+    "lps": (-1.0, -1.0, 1.0),
+}
+
+
+_NRRD_TYPES: dict[str, str] = {
+    **dict.fromkeys(["signed char", "int8", "int8_t"], "i1"),
+    **dict.fromkeys(["uchar", "unsigned char", "uint8", "uint8_t"], "u1"),
+    **dict.fromkeys(
+        ["short", "short int", "signed short", "signed short int", "int16", "int16_t"], "i2"
+    ),
+    **dict.fromkeys(["ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"], "u2"),
+    **dict.fromkeys(["int", "signed int", "int32", "int32_t"], "i4"),
+    **dict.fromkeys(["uint", "unsigned int", "uint32", "uint32_t"], "u4"),
+    **dict.fromkeys(
+        [
+            "longlong",
+            "long long",
+            "long long int",
+            "signed long long",
+            "signed long long int",
+            "int64",
+            "int64_t",
+        ],
+        "i8",
+    ),
+    **dict.fromkeys(
+        ["ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"], "u8"
+    ),
+    "float": "f4",
+    "double": "f8",
+    "block": "V",
+}
+
+
+def _nrrd_dtype(header: Mapping[str, Any], path: Path) -> np.dtype[Any]:
+    """Element type a NRRD header declares (only the size matters for the allocation check)."""
+    name = str(header.get("type", "")).lower()
+    code = _NRRD_TYPES.get(name)
+    if code is None or code == "V":
+        raise SegviewerError(
+            f"{path}: NRRD element type {name or '(missing)'!r} is not a number type segviewer "
+            "can show; save the image as integers or floats"
+        )
+    return np.dtype(code)
+
+
+def _load_nrrd(path: Path, frame: int) -> Volume:
+    import nrrd
+    from nrrd.errors import NRRDError
+
+    try:
+        header = nrrd.read_header(str(path))
+    except (NRRDError, *_READ_ERRORS) as exc:
+        raise SegviewerError(
+            f"{path}: not a valid NRRD header ({exc}); check that it is NRRD and not truncated"
+        ) from exc
+    if "sizes" not in header or "type" not in header:
+        raise SegviewerError(
+            f"{path}: the NRRD header lacks the required 'sizes'/'type' fields; the file is "
+            "truncated or not NRRD, re-export it"
+        )
+    sizes = tuple(int(s) for s in header["sizes"])
+    dtype = _nrrd_dtype(header, path)
+    if not sizes or len(sizes) > 4:
+        raise SegviewerError(
+            f"{path}: NRRD with {len(sizes)} dimensions {sizes} is not supported; segviewer "
+            "reads 2-D, 3-D and 4-D (one list/time axis) NRRD"
+        )
+    check_alloc(sizes, dtype, str(path))
+    try:
+        data, header = nrrd.read(str(path), index_order="F")
+    except (NRRDError, *_READ_ERRORS) as exc:
+        raise SegviewerError(
+            f"{path}: the NRRD data could not be read ({type(exc).__name__}: {exc}); the "
+            "file (or its detached data file) is truncated or corrupt, re-export it"
+        ) from exc
+    notes: list[str] = []
+    directions = header.get("space directions")
+    dirs = None
+    if directions is not None:
+        dirs = np.array(
+            [[np.nan] * 3 if d is None else list(np.asarray(d, dtype=float)) for d in directions],
+            dtype=float,
+        )
+        if dirs.shape[1] == 2:
+            dirs = np.concatenate([dirs, np.zeros((dirs.shape[0], 1))], axis=1)
+    # Which axes are spatial: those with a direction (or, without space info, the first 3).
+    if dirs is not None:
+        spatial_axes = [a for a in range(len(sizes)) if np.all(np.isfinite(dirs[a]))]
+    else:
+        kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * len(sizes))]
+        non_space = {"list", "vector", "point", "covariant-vector", "normal", "time"}
+        spatial_axes = [a for a in range(len(sizes)) if kinds[a] not in non_space][:3]
+    frame_axes = [a for a in range(len(sizes)) if a not in spatial_axes]
+    if len(spatial_axes) not in (2, 3) or len(frame_axes) > 1:
+        raise SegviewerError(
+            f"{path}: NRRD with sizes {sizes} and {len(spatial_axes)} spatial axes is not an "
+            "MRI volume segviewer can show (needs 2 or 3 spatial axes and at most one list axis)"
+        )
+    n_frames = sizes[frame_axes[0]] if frame_axes else 1
+    if frame >= n_frames:
+        raise SegviewerError(
+            f"{path}: frame {frame} is out of range; the file has {n_frames} frame"
+            f"{'s' if n_frames != 1 else ''} (0 to {n_frames - 1})"
+        )
+    if frame_axes:
+        data = np.take(data, frame, axis=frame_axes[0])
+        notes.append(f"axis {frame_axes[0]} of {sizes} is a list/time axis: frame {frame} shown")
+    if data.ndim == 2:
+        data = data[:, :, np.newaxis]
+        notes.append("2-D NRRD read as (i, j, 1)")
+    data = _native(np.ascontiguousarray(data) if not data.flags.f_contiguous else data)
+
+    affine = np.eye(4)
+    space = str(header.get("space", "")).lower()
+    if dirs is not None:
+        m = dirs[spatial_axes].T  # columns = world vector of each spatial axis
+        if m.shape[1] == 2:
+            m = np.concatenate([m, np.cross(m[:, 0], m[:, 1])[:, None]], axis=1)
+            n = np.linalg.norm(m[:, 2])
+            m[:, 2] = m[:, 2] / n if n > 0 else m[:, 2]
+        affine[:3, :3] = m
+        origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).ravel()
+        origin = np.concatenate([origin, np.zeros(3)])[:3]
+        affine[:3, 3] = np.where(np.isfinite(origin), origin, 0.0)
+        if space in _NRRD_SPACES:
+            affine = np.diag(_NRRD_SPACES[space] + (1.0,)) @ affine
+        else:
+            notes.append(
+                f"NRRD space {space or '(none)'!r} is not anatomical; world axes taken as RAS"
+            )
+    else:
+        spacings = header.get("spacings")
+        sp = [1.0, 1.0, 1.0]
+        if spacings is not None:
+            vals = [float(s) for a, s in enumerate(spacings) if a in spatial_axes]
+            sp = [v if np.isfinite(v) and v > 0 else 1.0 for v in vals] + [1.0] * 3
+        affine[:3, :3] = np.diag(sp[:3])
+        notes.append("the NRRD has no space directions: orientation unknown, shown as RAS")
+    affine = _checked_affine(affine, path, "NRRD space directions")
+    meta: dict[str, Any] = {
+        "n_frames": n_frames,
+        "frame": frame,
+        "space": space or None,
+        "encoding": str(header.get("encoding", "")),
+        "detached": "data file" in header or "datafile" in header,
+        "notes": tuple(notes),
+        "warnings": (),
+    }
+    return Volume(data=data, affine=affine, source=str(path), format="nrrd", metadata=meta)
+
+
+# --------------------------------------------------------------------------------------
+# NumPy
+
+
+def _npy_header(fp: Any, what: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """(shape, fortran_order, dtype) from a .npy stream without reading the data."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, OSError, EOFError) as exc:
+        raise SegviewerError(
+            f"{what}: not a valid NumPy .npy array ({exc}); re-save it with numpy.save"
+        ) from exc
+    if dtype.hasobject:
+        raise SegviewerError(
+            f"{what}: the array holds Python objects (dtype {dtype}), which NumPy can only "
+            "load by unpickling; segviewer refuses pickled data because it can run code. "
+            "Re-save a numeric array, e.g. numpy.save(path, np.asarray(a, dtype=np.float32))"
+        )
+    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype)
+
+
+def _array_to_volume(arr: np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
+    notes: list[str] = []
+    if arr.dtype.kind not in "biuf":
+        raise SegviewerError(
+            f"{what}: array dtype {arr.dtype} is not a real number type; save the image as "
+            "integers or floats"
+        )
+    shape = arr.shape
+    if arr.ndim > 3:
+        arr = arr.reshape([d for d in shape if d != 1])
+        if arr.ndim > 3:
+            raise SegviewerError(
+                f"{what}: {len(shape)}-D array {shape} is not one image volume; save a 2-D "
+                "(H, W) or 3-D (slices, H, W) array (one frame/channel)"
+            )
+        notes.append(f"singleton axes of {shape} dropped")
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3:
+        raise SegviewerError(
+            f"{what}: array of shape {shape} is not an image; save a 2-D (H, W) or 3-D "
+            "(slices, H, W) array"
+        )
+    if arr.dtype == np.bool_:
+        arr = arr.view(np.uint8)
+    return arr, notes
+
+
+def _load_npy(path: Path) -> Volume:
+    with open(path, "rb") as fp:
+        shape, _fortran, dtype = _npy_header(fp, str(path))
+        data_offset = fp.tell()
+    need = data_offset + math.prod(shape) * dtype.itemsize
+    size = path.stat().st_size
+    if size < need:
+        raise SegviewerError(
+            f"{path}: the .npy header claims {shape} of {dtype.name} ({need} bytes) but the file "
+            f"has {size} bytes; it is truncated, save it again"
+        )
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    memory_mapped = isinstance(arr, np.memmap)
+    if not arr.dtype.isnative:
+        check_alloc(shape, dtype, str(path))
+        arr = _native(arr)
+        memory_mapped = False
+    data, notes = _array_to_volume(arr, str(path))
+    meta = {
+        "n_frames": 1,
+        "frame": 0,
+        "array_shape": shape,
+        "memory_mapped": memory_mapped,
+        "notes": tuple(notes) + ("no geometry in .npy: shown as a 1 mm stack",),
+        "warnings": (),
+    }
+    return Volume(data=data, affine=STACK_AFFINE, source=str(path), format="npy", metadata=meta)
+
+
+def _load_npz(path: Path) -> Volume:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SegviewerError(
+            f"{path}: not a valid .npz (zip) archive ({exc}); it is truncated or corrupt, save "
+            "it again with numpy.savez"
+        ) from exc
+    with zf:
+        names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+        if not names:
+            raise SegviewerError(f"{path}: the .npz archive holds no arrays")
+        if len(names) == 1:
+            key = names[0]
+        elif "image" in names:
+            key = "image"
+        else:
+            key = names[0]
+        with zf.open(key + ".npy") as fp:
+            shape, _fortran, dtype = _npy_header(fp, f"{path} [{key}]")
+    check_alloc(shape, dtype, f"{path} [{key}]")
+    with np.load(path, allow_pickle=False) as npz:
+        arr = _native(np.asarray(npz[key]))
+    data, notes = _array_to_volume(arr, f"{path} [{key}]")
+    if len(names) > 1:
+        notes.append(
+            f"the archive holds {len(names)} arrays ({', '.join(names[:8])}); showing "
+            f"{key!r} (name the image array 'image' to choose)"
+        )
+    meta = {
+        "n_frames": 1,
+        "frame": 0,
+        "array_name": key,
+        "array_names": tuple(names),
+        "array_shape": shape,
+        "notes": tuple(notes) + ("no geometry in .npz: shown as a 1 mm stack",),
+        "warnings": (),
+    }
+    return Volume(data=data, affine=STACK_AFFINE, source=str(path), format="npz", metadata=meta)
