@@ -31,6 +31,8 @@ __all__ = ["SeriesInfo", "list_dicom_series", "load_dicom", "looks_like_dicom"]
 _SAME_POSITION_MM = 0.01
 #: Relative deviation of a slice gap from the median gap that earns a "not uniform" warning.
 _GAP_TOLERANCE = 0.01
+#: Series named in an error message before "... more".
+_MAX_LISTED = 20
 #: LPS -> RAS.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -374,8 +376,10 @@ def _select(
     listing = "; ".join(
         f"{i}) {uid} '{heads[0].description}' {heads[0].modality} {len(heads)} file"
         f"{'s' if len(heads) != 1 else ''}"
-        for i, (uid, heads) in enumerate(groups, start=1)
+        for i, (uid, heads) in enumerate(groups[:_MAX_LISTED], start=1)
     )
+    if len(groups) > _MAX_LISTED:
+        listing += f"; ... ({len(groups) - _MAX_LISTED} more: `segviewer info` lists them all)"
     if series is None:
         if len(groups) == 1:
             return groups[0]
@@ -432,7 +436,8 @@ def _arrange(
         if n > 1:
             notes.append(
                 "no ImagePositionPatient/ImageOrientationPatient: slices ordered by "
-                "InstanceNumber and shown as a stack (orientation unknown)"
+                "InstanceNumber (frames of one file: file order) and shown as a stack "
+                "(orientation unknown)"
             )
         else:
             notes.append("no patient geometry in the file: shown as a stack (orientation unknown)")
@@ -579,8 +584,8 @@ def _rescale(
         a = flat.min(axis=1).astype(np.float64) * slopes + inters
         b = flat.max(axis=1).astype(np.float64) * slopes + inters
         lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
-        dtype = np.result_type(np.min_scalar_type(int(lo)), np.min_scalar_type(int(hi)), np.int16)
-        if dtype.kind in "ui" and dtype.itemsize <= 4:
+        dtype = _int_dtype_for(lo, hi)
+        if dtype is not None:
             out = np.empty(raw.shape, dtype=dtype)
             for s in range(raw.shape[0]):
                 np.multiply(raw[s], int(slopes[s]), out=out[s], dtype=dtype, casting="unsafe")
@@ -592,6 +597,15 @@ def _rescale(
         out_f[s] = raw[s] * slopes[s] + inters[s]
     notes.append(_rescale_note(slopes, inters))
     return out_f
+
+
+def _int_dtype_for(lo: float, hi: float) -> np.dtype[Any] | None:
+    """Smallest of int16 / uint16 / int32 holding [lo, hi] (CT: -1024..3071 -> int16)."""
+    for dt in (np.int16, np.uint16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    return None
 
 
 def _rescale_note(slopes: np.ndarray, inters: np.ndarray) -> str:

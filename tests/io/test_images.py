@@ -708,3 +708,97 @@ def test_describe_image_nifti(nibabel_example4d: Path) -> None:
         [float(z) for z in ref.header.get_zooms()[:3]], abs=1e-5
     )
     json.dumps(info)  # JSON-serialisable for `segviewer info --json`
+
+
+# --------------------------------------------------------------------------------------
+# More real data and less common layouts
+
+
+def test_real_ct_series_from_pydicom_sorted_and_rescaled() -> None:
+    folder = (
+        Path(str(get_testdata_file("MR_small.dcm"))).parent / "dicomdirtests" / "98892001" / "CT5N"
+    )
+    if not folder.is_dir():
+        pytest.skip("pydicom's dicomdirtests folder is not installed")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    dss = [pydicom.dcmread(p) for p in files]
+    normal = np.cross(
+        [float(v) for v in dss[0].ImageOrientationPatient[:3]],
+        [float(v) for v in dss[0].ImageOrientationPatient[3:]],
+    )
+    dss.sort(key=lambda d: float(np.array([float(v) for v in d.ImagePositionPatient]) @ normal))
+    vol = load_image(folder)
+    assert vol.shape == (len(files), 16, 16)
+    # CT intercept -1024 keeps a 16-bit integer type.
+    assert vol.data.dtype == np.int16
+    for s, ds in enumerate(dss):
+        expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_array_equal(vol.data[s], expected)
+        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+        np.testing.assert_allclose(vol.affine @ [s, 0, 0, 1], [*(LPS_TO_RAS @ ipp), 1], atol=1e-4)
+    info = describe_image(folder)
+    assert info["series"][0]["n_files"] == len(files)
+    assert info["value_range"] == [float(vol.data.min()), float(vol.data.max())]
+
+
+def test_rgb_dicom_becomes_luminance() -> None:
+    path = _data_file("SC_rgb.dcm")
+    rgb = pydicom.dcmread(path).pixel_array.astype(np.float64)
+    vol = load_image(path)
+    assert vol.shape == (1, 100, 100) and vol.data.dtype == np.uint8
+    expected = np.rint(rgb @ [0.299, 0.587, 0.114])
+    np.testing.assert_allclose(vol.data[0], expected, atol=1)
+    assert any("luminance" in n for n in vol.metadata["notes"])
+
+
+def test_nifti_without_sform_or_qform_says_so(tmp_path: Path) -> None:
+    img = nib.Nifti1Image(np.zeros((3, 4, 5), np.float32), None)
+    img.header.set_zooms((1.5, 2.0, 2.5))
+    img.header["sform_code"] = 0
+    img.header["qform_code"] = 0
+    path = tmp_path / "bare.nii"
+    nib.save(img, str(path))
+    vol = load_image(path)
+    assert vol.metadata["affine_source"] == "voxel sizes only"
+    assert vol.spacing == pytest.approx((1.5, 2.0, 2.5))
+    assert any("no sform or qform" in n for n in vol.metadata["notes"])
+
+
+def test_nifti_5d_singleton_vector_axis(tmp_path: Path) -> None:
+    arr = np.arange(3 * 4 * 5 * 2, dtype=np.int16).reshape(3, 4, 5, 2, 1)
+    path = tmp_path / "five.nii.gz"
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), str(path))
+    np.testing.assert_array_equal(load_image(path, frame=1).data, arr[..., 1, 0])
+    vec = tmp_path / "vector.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((3, 4, 5, 1, 3), np.float32), np.eye(4)), str(vec))
+    with pytest.raises(SegviewerError, match=r"vector\.nii\.gz: 5-D NIfTI"):
+        load_image(vec)
+
+
+def test_nrrd_2d_becomes_i_j_1(tmp_path: Path) -> None:
+    import nrrd
+
+    arr = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    path = tmp_path / "flat.nrrd"
+    nrrd.write(str(path), arr, {"spacings": [0.7, 0.8]}, index_order="F")
+    vol = load_image(path)
+    assert vol.shape == (4, 5, 1)
+    np.testing.assert_array_equal(vol.data[:, :, 0], arr)
+    assert vol.spacing[:2] == pytest.approx((0.7, 0.8))
+
+
+def test_imagej_tiff_spacing_in_microns(tmp_path: Path) -> None:
+    import tifffile
+
+    stack = np.zeros((3, 6, 7), np.uint16)
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        path,
+        stack,
+        imagej=True,
+        resolution=(1 / 250.0, 1 / 200.0),  # pixels per micron: 250 um columns, 200 um rows
+        metadata={"unit": "um", "spacing": 1500.0},
+    )
+    vol = load_image(path)
+    assert vol.shape == (3, 6, 7)
+    assert vol.spacing == pytest.approx((1.5, 0.2, 0.25))
