@@ -118,7 +118,7 @@ class Viewer:
 
         self.wait_idle()
         image = self.window.grab().toImage() if window else self.window.grab_canvas()
-        if path is not None and not image.save(str(path), b"PNG"):
+        if path is not None and not image.save(str(path), "PNG"):  # type: ignore[call-overload]
             raise SegviewerError(f"could not write {path}; check that the folder exists")
         return qimage_to_array(image)
 

@@ -380,7 +380,7 @@ class MainWindow(QMainWindow):
             if not path:
                 return None
         path = str(path)
-        if not self.grab_canvas().save(path, b"PNG"):
+        if not self.grab_canvas().save(path, "PNG"):  # type: ignore[call-overload]
             self._show_error(
                 f"Could not write {path}; check that the folder exists and is writable."
             )
