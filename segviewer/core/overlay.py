@@ -1,0 +1,453 @@
+"""Grey-level windowing, label lookup tables, outlines and the CPU overlay blend.
+
+The window draws one pre-blended RGBA image per slice (measured faster to draw in pyqtgraph
+than a grey item plus an indexed overlay item, see ARCHITECTURE.md): :func:`compose` maps each
+pixel's (label, grey level) pair through a precomputed ``(labels, 256)`` RGBA table with one
+``np.take``, as ITK-SNAP does. Hiding a class or changing its colour or the opacity changes
+the lookup table from :func:`build_lut` (alpha 0 for hidden classes, as FSLeyes does), which
+rebuilds only the small blend table (cached by the table's bytes), never the mask.
+
+Colour maps for the confidence / entropy heat maps are interpolated from a few anchor colours
+(33 evenly spaced samples of matplotlib's perceptually uniform maps; within 2 levels
+of the 256-entry originals) so core needs no
+matplotlib.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from segviewer.core.classes import INVALID_COLOR, UNCERTAIN_COLOR, ClassTable
+from segviewer.core.types import SegviewerError, reserved_labels
+
+__all__ = [
+    "COLORMAPS",
+    "OVERLAY_MODES",
+    "window_to_uint8",
+    "auto_window",
+    "build_lut",
+    "outline",
+    "compose",
+    "colormap_lut",
+    "heatmap_rgba",
+]
+
+OVERLAY_MODES: tuple[str, ...] = ("fill", "outline", "both")
+
+# 33 evenly spaced samples (0, 1/32, ..., 1) of each map, hex RGB (matplotlib's maps, CC0).
+_ANCHORS: dict[str, tuple[str, ...]] = {
+    "inferno": (
+        "000004", "040312", "0b0724", "150b37", "210c4a", "2f0a5b",
+        "3d0965", "4a0c6b", "57106e", "64156e", "71196e", "7d1e6d",
+        "8a226a", "972766", "a32c61", "b0315b", "bc3754", "c63d4d",
+        "d04545", "da4e3c", "e35933", "eb6429", "f1711f", "f67e14",
+        "f98c0a", "fb9b06", "fcaa0f", "fbba1f", "f9c932", "f5d949",
+        "f2e865", "f3f586", "fcffa4",
+    ),
+    "viridis": (
+        "440154", "470d60", "48186a", "482374", "472d7b", "453781",
+        "424086", "3e4989", "3b528b", "375b8d", "33638d", "2f6b8e",
+        "2c728e", "297a8e", "26828e", "23898e", "21918c", "1f978b",
+        "1f9f88", "21a685", "27ad81", "31b57b", "3dbc74", "4cc26c",
+        "5cc863", "6ece58", "81d34d", "95d840", "aadc32", "c0df25",
+        "d5e21a", "eae51a", "fde725",
+    ),
+    "magma": (
+        "000004", "030312", "0a0822", "130d34", "1d1147", "29115a",
+        "36106b", "440f76", "51127c", "5d177f", "6a1c81", "762181",
+        "832681", "902a81", "9c2e7f", "aa337d", "b73779", "c23b75",
+        "cf4070", "db476a", "e55064", "ee5b5e", "f4695c", "f9785d",
+        "fb8761", "fd9668", "fea571", "feb47b", "fec287", "fed194",
+        "fde0a1", "fceeb0", "fcfdbf",
+    ),
+    "gray": ("000000", "ffffff"),
+}  # fmt: skip
+
+#: Colour maps :func:`colormap_lut` knows.
+COLORMAPS: tuple[str, ...] = tuple(_ANCHORS)
+
+# Sample size of auto_window: enough for stable 0.5 / 99.5 percentiles, small enough to be
+# instant; at most this many slices are read along the outermost axis of a memory map.
+_SAMPLE_SLICES = 32
+_SAMPLE_PER_SLICE = 1 << 16
+
+
+def window_to_uint8(
+    slice_: np.ndarray, level: float, width: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Map intensities to 0..255 grey levels through a window.
+
+    Parameters
+    ----------
+    slice_
+        Any real-valued array (typically a ``(rows, cols)`` slice).
+    level, width
+        Window centre and width in the image's units: ``level - width/2`` maps to 0,
+        ``level + width/2`` to 255, linearly and rounded in between, clipped outside. A width
+        of 0 or less is treated as the smallest positive width (a threshold at ``level``).
+    out
+        Optional uint8 output of the same shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, same shape; NaN maps to 0.
+    """
+    if not (np.isfinite(level) and np.isfinite(width)):
+        raise SegviewerError(f"the window level/width must be finite, got {level}, {width}")
+    w = max(float(width), 1e-12)
+    lo = float(level) - w / 2.0
+    if out is None:
+        out = np.empty(slice_.shape, dtype=np.uint8)
+    tmp = np.empty(slice_.shape, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.subtract(slice_, lo, out=tmp, casting="unsafe")
+        # scale, then +0.5 so the truncating cast rounds to nearest
+        np.multiply(tmp, np.float32(255.0 / w), out=tmp)
+        np.add(tmp, np.float32(0.5), out=tmp)
+        np.fmax(tmp, np.float32(0.0), out=tmp)  # fmax also turns NaN into 0
+        np.fmin(tmp, np.float32(255.0), out=tmp)
+    np.copyto(out, tmp, casting="unsafe")
+    return out
+
+
+def _sample(volume_data: np.ndarray) -> np.ndarray:
+    """A strided sample of a 3-D array that touches few pages of a memory map."""
+    if volume_data.ndim != 3:
+        raise SegviewerError(f"internal: auto_window expects a 3-D volume, got {volume_data.shape}")
+    # outermost axis in memory: sample whole slices along it
+    strides = [
+        abs(s) if n > 1 else -1 for s, n in zip(volume_data.strides, volume_data.shape, strict=True)
+    ]
+    axis = int(np.argmax(strides))
+    n = volume_data.shape[axis]
+    picks = np.unique(np.linspace(0, n - 1, min(n, _SAMPLE_SLICES)).round().astype(np.intp))
+    inner = [volume_data.shape[a] for a in range(3) if a != axis]
+    step = max(1, int(np.ceil(np.sqrt(inner[0] * inner[1] / _SAMPLE_PER_SLICE))))
+    parts = []
+    for i in picks:
+        sl = volume_data[(slice(None),) * axis + (int(i),)]
+        parts.append(np.asarray(sl[::step, ::step], dtype=np.float64).ravel())
+    return np.concatenate(parts)
+
+
+def auto_window(volume_data: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> tuple[float, float]:
+    """A display window from robust percentiles of the non-zero voxels.
+
+    Parameters
+    ----------
+    volume_data
+        3-D image ``(a0, a1, a2)``, any real dtype, possibly a memory map (only about 32
+        slices along its outermost axis are read, each subsampled to about 65 000 voxels).
+    lo, hi
+        Percentiles (0-100) of the non-zero, finite sampled voxels that become the window's
+        ends (zero is excluded because MRI background would dominate).
+
+    Returns
+    -------
+    (level, width)
+        Window centre and width in the image's units; width > 0 (1.0 when the sample is
+        constant or all zero).
+    """
+    if not 0 <= lo < hi <= 100:
+        raise SegviewerError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {lo}, {hi}")
+    s = _sample(volume_data)
+    s = s[np.isfinite(s) & (s != 0)]
+    if s.size == 0:
+        return 0.5, 1.0
+    a, b = np.percentile(s, [lo, hi])
+    a, b = float(a), float(b)
+    if not b > a:
+        return a, 1.0
+    return (a + b) / 2.0, b - a
+
+
+def build_lut(
+    table: ClassTable,
+    visible: Sequence[bool] | None = None,
+    opacity: float = 0.5,
+    size: int | None = None,
+    *,
+    show_uncertain: bool = True,
+    show_invalid: bool = True,
+) -> np.ndarray:
+    """RGBA lookup table for a label map.
+
+    Parameters
+    ----------
+    table
+        Class names and colours (class 0 is the background).
+    visible
+        One flag per class (``len(table)``); None shows all. Hidden classes get alpha 0.
+    opacity
+        Overlay opacity 0..1 for visible classes (alpha ``round(255 * opacity)``).
+    size
+        Number of entries: 256 for uint8 label maps (up to 254 classes), 65536 for uint16;
+        None picks from ``len(table)``.
+    show_uncertain, show_invalid
+        Whether the reserved UNCERTAIN (``size - 2``) and INVALID (``size - 1``) entries are
+        drawn (in ``UNCERTAIN_COLOR`` / ``INVALID_COLOR`` at the same opacity).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(size, 4)`` uint8 RGBA. Entry 0 (background) and entries between the last class and
+        the reserved ones have alpha 0.
+    """
+    n = len(table)
+    if size is None:
+        size = 256 if n <= 254 else 65536
+    if size not in (256, 65536):
+        raise SegviewerError(f"internal: lookup table size must be 256 or 65536, got {size}")
+    if n > size - 2:
+        raise SegviewerError(
+            f"{n} classes do not fit a {size}-entry lookup table (2 entries are reserved)"
+        )
+    if not 0.0 <= opacity <= 1.0:
+        raise SegviewerError(f"opacity must be between 0 and 1, got {opacity}")
+    vis = np.ones(n, dtype=bool) if visible is None else np.asarray(visible, dtype=bool)
+    if vis.shape != (n,):
+        raise SegviewerError(f"internal: {vis.size} visibility flags for a table of {n} classes")
+    alpha = int(round(255 * opacity))
+    lut = np.zeros((size, 4), dtype=np.uint8)
+    lut[:n, :3] = table.colors
+    lut[:n, 3] = np.where(vis, alpha, 0)
+    lut[0, 3] = 0  # background is never drawn
+    uncertain, invalid = reserved_labels(np.uint8 if size == 256 else np.uint16)
+    lut[uncertain] = (*UNCERTAIN_COLOR, alpha if show_uncertain else 0)
+    lut[invalid] = (*INVALID_COLOR, alpha if show_invalid else 0)
+    return lut
+
+
+def _boundary(labels: np.ndarray, width: int) -> np.ndarray:
+    """Pixels with a 4-neighbour of another label, grown inwards by ``width - 1`` pixels."""
+    if labels.ndim != 2:
+        raise SegviewerError(f"internal: outline expects a 2-D slice, got shape {labels.shape}")
+    if width < 1:
+        raise SegviewerError(f"outline width must be at least 1 pixel, got {width}")
+    b = np.zeros(labels.shape, dtype=bool)
+    dr = labels[1:, :] != labels[:-1, :]
+    b[1:, :] |= dr
+    b[:-1, :] |= dr
+    dc = labels[:, 1:] != labels[:, :-1]
+    b[:, 1:] |= dc
+    b[:, :-1] |= dc
+    for _ in range(width - 1):
+        g = b.copy()
+        g[1:, :] |= b[:-1, :]
+        g[:-1, :] |= b[1:, :]
+        g[:, 1:] |= b[:, :-1]
+        g[:, :-1] |= b[:, 1:]
+        b = g
+    return b
+
+
+def outline(labels: np.ndarray, width: int = 1) -> np.ndarray:
+    """Label outlines: interior pixels set to 0, boundary pixels keep their label.
+
+    Parameters
+    ----------
+    labels
+        ``(rows, cols)`` label slice, any integer dtype.
+    width
+        Outline thickness in pixels (the boundary dilated ``width - 1`` times, 4-connected).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype. A pixel is on the boundary when a 4-neighbour inside the slice
+        has a different label (so both sides of a border between two classes are drawn; the
+        slice edge is not a boundary).
+    """
+    b = _boundary(labels, width)
+    return np.multiply(labels, b, dtype=labels.dtype)
+
+
+# blend tables, most recently used last; keyed by the lookup table's bytes
+_BLEND_CACHE: OrderedDict[bytes, np.ndarray] = OrderedDict()
+_BLEND_CACHE_MAX = 16
+
+
+def _blend_table(lut: np.ndarray) -> np.ndarray:
+    """``(len(lut) * 256,)`` uint32 view of RGBA ``grey * (1 - a) + colour * a`` per (label, grey)."""
+    key = lut.tobytes()
+    hit = _BLEND_CACHE.get(key)
+    if hit is not None:
+        _BLEND_CACHE.move_to_end(key)
+        return hit
+    a = lut[:, 3].astype(np.float32)[:, None, None] / np.float32(255.0)
+    grey = np.arange(256, dtype=np.float32)[None, :, None]
+    rgb = grey * (np.float32(1.0) - a) + lut[:, None, :3].astype(np.float32) * a
+    t = np.empty((lut.shape[0], 256, 4), dtype=np.uint8)
+    np.copyto(t[..., :3], rgb + np.float32(0.5), casting="unsafe")
+    t[..., 3] = 255
+    flat = t.reshape(-1, 4).view(np.uint32).reshape(-1)
+    _BLEND_CACHE[key] = flat
+    if len(_BLEND_CACHE) > _BLEND_CACHE_MAX:
+        _BLEND_CACHE.popitem(last=False)
+    return flat
+
+
+def _opaque(lut: np.ndarray) -> np.ndarray:
+    o = lut.copy()
+    o[:, 3] = np.where(lut[:, 3] > 0, 255, 0)
+    return o
+
+
+def compose(
+    grey_u8: np.ndarray,
+    labels: np.ndarray,
+    lut: np.ndarray,
+    *,
+    mode: str = "fill",
+    outline_width: int = 1,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Blend a label overlay onto a grey slice into one opaque RGBA image.
+
+    Parameters
+    ----------
+    grey_u8
+        ``(rows, cols)`` uint8 windowed grey slice (:func:`window_to_uint8`).
+    labels
+        ``(rows, cols)`` uint8 or uint16 labels.
+    lut
+        ``(256, 4)`` (uint8 labels) or ``(65536, 4)`` uint8 RGBA from :func:`build_lut`.
+    mode
+        ``"fill"``: every labelled pixel blended at its lookup alpha; ``"outline"``: only
+        outline pixels (:func:`outline`), at the lookup alpha; ``"both"``: fill at the lookup
+        alpha and the outline drawn opaque in the class colour.
+    outline_width
+        Outline thickness in pixels.
+    out
+        Optional C-contiguous ``(rows, cols, 4)`` uint8 output.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, cols, 4)`` uint8 RGBA, alpha 255: ``round(grey * (1 - a) + colour * a)`` per
+        channel with ``a = alpha / 255``.
+    """
+    if mode not in OVERLAY_MODES:
+        raise SegviewerError(
+            f"unknown overlay mode {mode!r}; use one of {', '.join(OVERLAY_MODES)}"
+        )
+    if grey_u8.dtype != np.uint8 or grey_u8.shape != labels.shape or grey_u8.ndim != 2:
+        raise SegviewerError(
+            f"internal: compose needs a uint8 grey slice and labels of the same 2-D shape, got "
+            f"{grey_u8.dtype} {grey_u8.shape} and {labels.dtype} {labels.shape}"
+        )
+    if lut.ndim != 2 or lut.shape[1] != 4 or lut.dtype != np.uint8:
+        raise SegviewerError(f"internal: lut must be (size, 4) uint8, got {lut.dtype} {lut.shape}")
+    shape = labels.shape
+    if out is None:
+        out = np.empty((*shape, 4), dtype=np.uint8)
+    elif out.shape != (*shape, 4) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise SegviewerError(f"internal: out must be C-contiguous uint8 {(*shape, 4)}")
+    lab: np.ndarray = labels
+    sub = lut
+    if labels.dtype == np.uint16 or lut.shape[0] > 256:
+        # a 65536 x 256 blend table would be 64 MB: blend only the labels in this slice
+        present, inverse = np.unique(labels, return_inverse=True)
+        if present.size and int(present[-1]) >= lut.shape[0]:
+            raise SegviewerError(
+                f"label {int(present[-1])} is beyond the {lut.shape[0]}-entry lookup table"
+            )
+        sub = lut[present]
+        lab = inverse.reshape(shape)
+    elif labels.dtype != np.uint8:
+        raise SegviewerError(f"internal: labels must be uint8 or uint16, got {labels.dtype}")
+    if mode == "outline":
+        lab = outline(lab, outline_width)
+    idx: np.ndarray
+    if mode == "both":
+        rows = sub.shape[0]
+        table = _blend_table(np.concatenate([sub, _opaque(sub)]))
+        b = _boundary(lab, outline_width)
+        idx = lab.astype(np.uint32)
+        # outline pixels use the opaque half of the table (rows .. 2 rows - 1)
+        idx += b.astype(np.uint32) * np.uint32(rows)
+        idx <<= np.uint32(8)
+        idx |= grey_u8
+    else:
+        table = _blend_table(sub)
+        idx = lab.astype(np.uint32 if sub.shape[0] > 256 else np.uint16)
+        idx <<= 8
+        idx |= grey_u8
+    np.take(table, idx, out=out.reshape(-1, 4).view(np.uint32).reshape(shape))
+    return out
+
+
+def colormap_lut(name: str) -> np.ndarray:
+    """256-entry RGBA colour map, linearly interpolated between anchor colours.
+
+    Parameters
+    ----------
+    name
+        One of :data:`COLORMAPS`: ``"inferno"``, ``"viridis"``, ``"magma"``, ``"gray"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(256, 4)`` uint8, alpha 255; entry 0 is the low end.
+    """
+    anchors = _ANCHORS.get(name)
+    if anchors is None:
+        raise SegviewerError(f"unknown colour map {name!r}; use one of {', '.join(COLORMAPS)}")
+    rgb = np.array([[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in anchors], dtype=np.float64)
+    xp = np.linspace(0.0, 1.0, len(anchors))
+    x = np.linspace(0.0, 1.0, 256)
+    lut = np.empty((256, 4), dtype=np.uint8)
+    for ch in range(3):
+        lut[:, ch] = np.round(np.interp(x, xp, rgb[:, ch])).astype(np.uint8)
+    lut[:, 3] = 255
+    return lut
+
+
+def heatmap_rgba(
+    values: np.ndarray,
+    vmin: float,
+    vmax: float,
+    cmap: str = "inferno",
+    *,
+    alpha: int = 255,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Colour a float slice (confidence, entropy, a class probability) with a colour map.
+
+    Parameters
+    ----------
+    values
+        ``(rows, cols)`` real values.
+    vmin, vmax
+        Values mapped to the colour map's ends (clipped outside).
+    cmap
+        Colour map name (:data:`COLORMAPS`).
+    alpha
+        Alpha of finite pixels; NaN pixels (invalid voxels) get alpha 0.
+    out
+        Optional C-contiguous ``(rows, cols, 4)`` uint8 output.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, cols, 4)`` uint8 RGBA.
+    """
+    if not vmax > vmin:
+        raise SegviewerError(f"the colour range needs vmax > vmin, got {vmin}..{vmax}")
+    lut = colormap_lut(cmap)
+    lut[:, 3] = np.uint8(alpha)
+    idx = window_to_uint8(values, (vmin + vmax) / 2.0, vmax - vmin)
+    shape = values.shape
+    if out is None:
+        out = np.empty((*shape, 4), dtype=np.uint8)
+    np.take(
+        lut.view(np.uint32).reshape(-1), idx, out=out.reshape(-1, 4).view(np.uint32).reshape(shape)
+    )
+    nan = np.isnan(values)
+    if nan.any():
+        out[nan, 3] = 0
+    return out
