@@ -1,0 +1,342 @@
+"""Plan an export's files before anything is written (pure; no file-system access).
+
+The plan is the list of files an export will create, with their relative paths, what each
+holds and for which class and slice. :mod:`segviewer.io.export` checks it against the
+output folder (existing files, collisions) *before* writing, writes exactly these files and
+records them in ``manifest.json``.
+
+Layout of an export folder (``<name>`` is the class's safe file name, ``<view>`` one of
+``axial`` / ``coronal`` / ``sagittal``, ``NNNN`` the slice index, zero-padded)::
+
+    labels.nii.gz | labels.npy                 label map, image-axis order (a0, a1, a2)
+    labels/labels_<view>_sliceNNNN.png         label map per slice, values = class indices
+    masks/<name>.nii.gz | masks/<name>.npy     binary mask 0/1 per class, (a0, a1, a2)
+    masks/<name>/<name>_<view>_sliceNNNN.png   binary mask 0/255 per class and slice
+    probabilities.nii.gz                       float32 (a0, a1, a2, C)
+    probabilities.npy                          float32 (C, a0, a1, a2)
+    overlays/overlay_<view>_sliceNNNN.png      annotated RGB picture per slice
+    manifest.json                              written last
+
+Slice PNGs are oriented as the window displays the slice (row 0 at the top of the screen);
+``NNNN`` is the voxel index along the image axis that the view slices through.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from segviewer.core.types import SegviewerError
+
+__all__ = [
+    "WHATS",
+    "FORMATS",
+    "MANIFEST_NAME",
+    "PlannedFile",
+    "ExportPlan",
+    "plan_export",
+    "parse_slices",
+    "safe_component",
+]
+
+#: What an export can contain, in the order files are written.
+WHATS: tuple[str, ...] = ("labels", "binary", "probabilities", "overlays")
+#: File formats for volumes (overlays are always PNG).
+FORMATS: tuple[str, ...] = ("nifti", "png", "npy")
+MANIFEST_NAME = "manifest.json"
+
+_SUFFIX = {"nifti": ".nii.gz", "npy": ".npy", "png": ".png"}
+_WINDOWS_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
+}
+_UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file of an export.
+
+    Attributes
+    ----------
+    path
+        Relative POSIX path inside the output folder.
+    what
+        ``"labels"``, ``"binary"``, ``"probabilities"`` or ``"overlay"``.
+    format
+        ``"nifti"``, ``"png"`` or ``"npy"``.
+    class_index, class_name
+        The class of a binary mask; ``None`` for label maps, probabilities and overlays.
+    slice_index
+        Voxel index along the view's slice axis for per-slice PNGs, else ``None``.
+    view
+        The view of a per-slice PNG, else ``None``.
+    """
+
+    path: str
+    what: str
+    format: str
+    class_index: int | None = None
+    class_name: str | None = None
+    slice_index: int | None = None
+    view: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """The files of an export and the notes for the user (e.g. a format that does not apply)."""
+
+    files: tuple[PlannedFile, ...]
+    warnings: tuple[str, ...] = ()
+    classes: tuple[int, ...] = ()
+    slices: tuple[int, ...] = ()
+
+    def paths(self) -> list[str]:
+        """Relative paths of all planned files (manifest excluded)."""
+        return [f.path for f in self.files]
+
+
+def safe_component(name: str, index: int) -> str:
+    """Make ``name`` safe as one file-name component on Linux, macOS and Windows.
+
+    Path separators, ``..``, control characters, Windows-reserved device names (``CON``,
+    ``NUL``, ...), trailing dots and spaces are neutralised; an empty result becomes
+    ``class<index>``. Unicode letters are kept (NFC-normalised).
+    """
+    text = unicodedata.normalize("NFC", name)
+    text = _UNSAFE.sub("_", text)
+    text = re.sub(r"_+", "_", text)
+    text = re.sub(r"\.{2,}", ".", text).strip(" ._")  # no hidden files, no trailing dots
+    if not text or text.strip("_") == "":
+        return f"class{index}"
+    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
+        text = f"{text}_{index}"
+    return text[:100]
+
+
+def _class_file_names(table: Any, classes: Sequence[int]) -> dict[int, str]:
+    """Safe, unique (case-insensitively) file names for the chosen classes."""
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for k in classes:
+        base = table.safe_filename(k) if hasattr(table, "safe_filename") else str(table[k].name)
+        # Second guard, idempotent on names that are already safe: the plan must never
+        # produce a path that escapes the output folder, whatever the table did.
+        name = safe_component(str(base), k)
+        if name.casefold() in used or name.casefold() in ("labels", "probabilities", "overlays"):
+            name = f"{name}_{k}"
+        used.add(name.casefold())
+        names[k] = name
+    return names
+
+
+def parse_slices(text: str, n_slices: int) -> tuple[int, ...]:
+    """Parse a slice selection such as ``"10:20"``, ``"5"``, ``"0,4,8"``, ``"::10"`` or ``"all"``.
+
+    Python slice semantics (stop excluded); negative numbers count from the end. Raises
+    :class:`SegviewerError` on malformed text or indices outside ``0 .. n_slices-1``.
+    """
+    text = text.strip()
+    if text.lower() in ("", "all", ":"):
+        return tuple(range(n_slices))
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if ":" in part:
+                bits = [int(b) if b.strip() else None for b in part.split(":")]
+                if len(bits) > 3:
+                    raise ValueError(part)
+                if len(bits) == 3 and bits[2] == 0:
+                    raise ValueError(part)
+                out.extend(range(n_slices)[slice(*bits)])
+            else:
+                i = int(part)
+                if not -n_slices <= i < n_slices:
+                    raise SegviewerError(
+                        f"slice {i} is outside 0..{n_slices - 1}; choose slices inside the volume"
+                    )
+                out.append(i % n_slices)
+        except ValueError:
+            raise SegviewerError(
+                f"cannot read the slice selection {text!r}; write e.g. 10:20, 5, 0,4,8 or ::10"
+            ) from None
+    if not out:
+        raise SegviewerError(f"the slice selection {text!r} selects no slice of 0..{n_slices - 1}")
+    return tuple(dict.fromkeys(out))
+
+
+def plan_export(
+    table: Any,
+    *,
+    classes: Iterable[int] | None,
+    what: Iterable[str],
+    formats: Iterable[str],
+    n_slices: int,
+    view: str = "axial",
+    slices: Iterable[int] | None = None,
+) -> ExportPlan:
+    """List the files an export will write.
+
+    Parameters
+    ----------
+    table
+        The :class:`~segviewer.core.classes.ClassTable` (names, ``safe_filename``).
+    classes
+        Class indices for binary masks; ``None`` means every class except background (0).
+    what
+        Subset of :data:`WHATS`.
+    formats
+        Subset of :data:`FORMATS` for label maps, masks and probabilities.
+    n_slices
+        Number of slices along the view's slice axis (for per-slice PNGs).
+    view
+        ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+    slices
+        Slice indices for per-slice PNGs; ``None`` means all.
+
+    Returns
+    -------
+    ExportPlan
+        Files in writing order; warnings for combinations that write nothing.
+
+    Raises
+    ------
+    SegviewerError
+        Unknown ``what``/format/view, a class index outside the table, a slice outside the
+        volume, or an empty export.
+    """
+    whats = set(what)
+    fmts = set(formats)
+    bad = (whats - set(WHATS)) - {"overlay"}
+    if bad:
+        raise SegviewerError(
+            f"unknown export content {sorted(bad)}; choose from {', '.join(WHATS)}"
+        )
+    if "overlay" in whats:
+        whats = (whats - {"overlay"}) | {"overlays"}
+    bad = fmts - set(FORMATS)
+    if bad:
+        raise SegviewerError(f"unknown format {sorted(bad)}; choose from {', '.join(FORMATS)}")
+    if view not in ("axial", "coronal", "sagittal"):
+        raise SegviewerError(f"unknown view {view!r}; choose axial, coronal or sagittal")
+    if not whats:
+        raise SegviewerError("nothing to export; choose binary, labels, probabilities or overlays")
+    n_table = len(table)
+    if classes is None:
+        chosen = tuple(range(1, n_table))
+    else:
+        chosen = tuple(dict.fromkeys(int(k) for k in classes))
+        for k in chosen:
+            if not 0 <= k < n_table:
+                raise SegviewerError(
+                    f"class {k} does not exist; the class table has classes 0..{n_table - 1}"
+                )
+    if slices is None:
+        chosen_slices = tuple(range(n_slices))
+    else:
+        chosen_slices = tuple(dict.fromkeys(int(s) for s in slices))
+        for s in chosen_slices:
+            if not 0 <= s < n_slices:
+                raise SegviewerError(
+                    f"slice {s} is outside 0..{n_slices - 1} for the {view} view; "
+                    "choose slices inside the volume"
+                )
+    width = max(4, len(str(max(n_slices - 1, 0))))
+
+    def tag(s: int) -> str:
+        return f"{view}_slice{s:0{width}d}"
+
+    files: list[PlannedFile] = []
+    warnings: list[str] = []
+    volume_formats = [f for f in FORMATS if f in fmts]  # stable order
+    if not volume_formats and whats & {"labels", "binary", "probabilities"}:
+        raise SegviewerError("no file format chosen; choose nifti, png or npy")
+
+    if "labels" in whats:
+        for fmt in volume_formats:
+            if fmt == "png":
+                files += [
+                    PlannedFile(
+                        f"labels/labels_{tag(s)}.png", "labels", "png", slice_index=s, view=view
+                    )
+                    for s in chosen_slices
+                ]
+            else:
+                files.append(PlannedFile(f"labels{_SUFFIX[fmt]}", "labels", fmt))
+
+    if "binary" in whats:
+        if not chosen:
+            warnings.append("no class chosen for binary masks; none written")
+        names = _class_file_names(table, chosen)
+        for k in chosen:
+            cname = str(table[k].name)
+            for fmt in volume_formats:
+                if fmt == "png":
+                    files += [
+                        PlannedFile(
+                            f"masks/{names[k]}/{names[k]}_{tag(s)}.png",
+                            "binary",
+                            "png",
+                            class_index=k,
+                            class_name=cname,
+                            slice_index=s,
+                            view=view,
+                        )
+                        for s in chosen_slices
+                    ]
+                else:
+                    files.append(
+                        PlannedFile(
+                            f"masks/{names[k]}{_SUFFIX[fmt]}",
+                            "binary",
+                            fmt,
+                            class_index=k,
+                            class_name=cname,
+                        )
+                    )
+
+    if "probabilities" in whats:
+        wrote = False
+        for fmt in volume_formats:
+            if fmt == "png":
+                warnings.append(
+                    "probabilities are not written as PNG (8 bits would lose precision); "
+                    "choose nifti or npy for them"
+                )
+                continue
+            files.append(PlannedFile(f"probabilities{_SUFFIX[fmt]}", "probabilities", fmt))
+            wrote = True
+        if not wrote and "png" not in fmts:
+            warnings.append("no format for probabilities; none written")
+
+    if "overlays" in whats:
+        files += [
+            PlannedFile(
+                f"overlays/overlay_{tag(s)}.png", "overlay", "png", slice_index=s, view=view
+            )
+            for s in chosen_slices
+        ]
+
+    seen: set[str] = set()
+    for f in files:
+        key = f.path.casefold()
+        if key in seen:  # only possible through a bug above; never overwrite our own output
+            raise SegviewerError(f"internal: two export files would be named {f.path}")
+        seen.add(key)
+        if f.path.startswith("/") or ".." in f.path.split("/"):
+            raise SegviewerError(f"internal: export path {f.path} escapes the output folder")
+    if not files:
+        raise SegviewerError(
+            "this export would write no file; " + ("; ".join(warnings) or "choose what to export")
+        )
+    return ExportPlan(
+        files=tuple(files), warnings=tuple(warnings), classes=chosen, slices=chosen_slices
+    )

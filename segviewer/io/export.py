@@ -1,0 +1,638 @@
+"""The one export path, shared by the window and the command line.
+
+:func:`run_export` turns a volume and a prediction into files: a label map, binary masks per
+class, per-class probabilities and annotated overlay pictures, in NIfTI (keeping the image's
+geometry), PNG (per slice, oriented as displayed) and NumPy, plus a ``manifest.json``
+describing every file, the sources, the settings and the per-class volumes
+(``docs/manifest.md``).
+
+Guarantees
+----------
+* Everything that can be checked is checked before the first file is written: shapes,
+  classes, slices, the output folder, and existing files (refused unless ``force``).
+* Each file is written atomically (:mod:`segviewer.io.atomic`). If the export fails or is
+  cancelled (the consumer stops iterating: ``generator.close()`` raises ``GeneratorExit``
+  at the current ``yield``), the files this export already wrote and the folders it
+  created are removed again, so a folder never holds a half export; ``manifest.json`` is
+  written last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segviewer.core.export_plan import MANIFEST_NAME, ExportPlan, PlannedFile, plan_export
+from segviewer.core.types import (
+    MaskSettings,
+    Prediction,
+    PredictionKind,
+    Progress,
+    SegviewerError,
+    Volume,
+    reserved_labels,
+)
+from segviewer.io.atomic import atomic_path, check_writable_dir
+
+__all__ = ["ExportRequest", "ExportResult", "run_export", "MANIFEST_SCHEMA_VERSION"]
+
+MANIFEST_SCHEMA_VERSION = 1
+
+#: Volume metadata keys copied into the manifest (never patient fields).
+_SAFE_METADATA = (
+    "modality",
+    "frame",
+    "n_frames",
+    "series_description",
+    "series_number",
+    "rescale_slope",
+    "rescale_intercept",
+    "transfer_syntax",
+)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export and how.
+
+    Parameters
+    ----------
+    out_dir
+        Output folder; created (with parents) if missing.
+    what
+        Any of ``"binary"`` (mask per class), ``"labels"`` (label map), ``"probabilities"``
+        (float32 per class), ``"overlays"`` (annotated RGB PNG per slice).
+    formats
+        Any of ``"nifti"``, ``"png"``, ``"npy"`` for masks, label maps and probabilities
+        (overlays are always PNG; probabilities are never PNG).
+    classes
+        Class indices for binary masks and overlays; ``None``: all except background.
+    view
+        ``"axial"``, ``"coronal"`` or ``"sagittal"``: the slicing of per-slice PNGs.
+    slices
+        Slice indices along the view's slice axis for per-slice PNGs; ``None``: all.
+    opacity
+        Overlay opacity 0..1.
+    mode
+        Overlay drawing ``"fill"``, ``"outline"`` or ``"both"``.
+    outline_width
+        Outline thickness in pixels.
+    window
+        Grey display window ``(level, width)`` in image intensity units; ``None``: automatic
+        (1st-99th percentile).
+    legend
+        Burn a legend into overlay pictures.
+    force
+        Overwrite existing files.
+    settings
+        Threshold / minimum confidence used to make the label map.
+    radiological
+        Radiological display convention for slice PNGs (patient right on picture left).
+    scale
+        Integer enlargement of overlay pictures (``None``: automatic, longer side >= 512 px).
+    """
+
+    out_dir: Path | str
+    what: frozenset[str] = frozenset({"binary", "labels"})
+    formats: frozenset[str] = frozenset({"nifti"})
+    classes: tuple[int, ...] | None = None
+    view: str = "axial"
+    slices: tuple[int, ...] | None = None
+    opacity: float = 0.5
+    mode: str = "fill"
+    outline_width: int = 1
+    window: tuple[float, float] | None = None
+    legend: bool = True
+    force: bool = False
+    settings: MaskSettings = field(default_factory=MaskSettings)
+    radiological: bool = True
+    scale: int | None = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.opacity <= 1.0:
+            raise SegviewerError(f"opacity must be between 0 and 1, got {self.opacity}")
+        if self.mode not in ("fill", "outline", "both"):
+            raise SegviewerError(
+                f"unknown overlay mode {self.mode!r}; choose fill, outline or both"
+            )
+        if self.outline_width < 1:
+            raise SegviewerError(f"outline width must be 1 or more, got {self.outline_width}")
+        if self.window is not None and not (
+            len(self.window) == 2
+            and all(math.isfinite(float(v)) for v in self.window)
+            and float(self.window[1]) > 0
+        ):
+            raise SegviewerError(
+                f"the window must be (level, width) with a positive width, got {self.window}"
+            )
+        if self.scale is not None and not 1 <= self.scale <= 16:
+            raise SegviewerError(f"overlay scale must be 1..16, got {self.scale}")
+        object.__setattr__(self, "what", frozenset(self.what))
+        object.__setattr__(self, "formats", frozenset(self.formats))
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote.
+
+    Attributes
+    ----------
+    out_dir
+        The output folder.
+    files
+        Absolute paths of the files written (manifest excluded), in writing order.
+    manifest
+        Path of ``manifest.json``.
+    warnings
+        Sentences for the user (formats that did not apply, class table fitted, NaN logits...).
+    n_invalid, n_uncertain
+        Voxels marked invalid (NaN/inf logits) and uncertain (below minimum confidence).
+    counts
+        Voxels per class of the label map, ``(n_classes,)`` int64.
+    """
+
+    out_dir: Path
+    files: tuple[Path, ...]
+    manifest: Path
+    warnings: tuple[str, ...]
+    n_invalid: int = 0
+    n_uncertain: int = 0
+    counts: tuple[int, ...] = ()
+
+
+def _fit_table(table: Any, prediction: Prediction) -> tuple[Any, list[str]]:
+    n = int(prediction.n_classes)
+    if len(table) == n:
+        return table, []
+    if prediction.kind == PredictionKind.LABELS and len(table) > n:
+        # A label map may simply not contain the highest classes; keep the whole table.
+        return table, []
+    fitted, warnings = table.fitted(n)
+    return fitted, list(warnings)
+
+
+def _existing(out_dir: Path, rel_paths: Iterable[str]) -> list[str]:
+    return [p for p in rel_paths if (out_dir / p).exists() or (out_dir / p).is_symlink()]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _hex(rgb: Iterable[int]) -> str:
+    r, g, b = (int(v) for v in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def run_export(
+    volume: Volume,
+    prediction: Prediction,
+    table: Any,
+    request: ExportRequest,
+    *,
+    provenance: dict[str, Any] | None = None,
+) -> Generator[Progress, None, ExportResult]:
+    """Export masks, label maps, probabilities and overlays; yields progress, returns the result.
+
+    Parameters
+    ----------
+    volume
+        The image (image axes ``(a0, a1, a2)``, RAS affine).
+    prediction
+        Aligned to ``volume``: ``prediction.spatial_shape == volume.shape``.
+    table
+        :class:`~segviewer.core.classes.ClassTable`; fitted to the prediction's number of
+        classes (with a warning) when it differs.
+    request
+        What to write where.
+    provenance
+        Model information (path, hash, card, framework versions) recorded in the manifest;
+        ``None`` when the prediction came from a file.
+
+    Yields
+    ------
+    Progress
+        Computing the label map (forwarded from :func:`segviewer.core.masks.iter_labels`),
+        then one step per file.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    SegviewerError
+        Shape mismatch (naming both shapes), bad classes or slices, unwritable folder,
+        existing files without ``force``, full disk. Nothing is left half-written.
+
+    Notes
+    -----
+    Files (see :mod:`segviewer.core.export_plan` and ``docs/manifest.md``): NIfTI volumes
+    have the image's shape ``(a0, a1, a2)`` and affine; probabilities are float32,
+    ``(a0, a1, a2, C)`` in NIfTI and ``(C, a0, a1, a2)`` in ``.npy``; binary masks are 0/1
+    (NIfTI, npy) or 0/255 (PNG); label maps keep class indices, with the reserved
+    uncertain / invalid values (254 / 255 for uint8) where they apply. Per-slice PNGs are
+    oriented as the window shows the view (row 0 at the top, radiological convention).
+    """
+    from segviewer import __version__
+    from segviewer.core.masks import binary_mask_from_block, iter_labels, iter_probabilities
+    from segviewer.core.orientation import display_axes, take_slice
+    from segviewer.core.overlay import auto_window, build_lut, window_to_uint8
+    from segviewer.io.render import annotated_slice
+    from segviewer.io.writers import write_nifti, write_npy, write_png
+
+    # ---- checks and plan: nothing is written before all of these pass ----------------------
+    if tuple(prediction.spatial_shape) != tuple(volume.shape):
+        raise SegviewerError(
+            f"the prediction's spatial shape {tuple(prediction.spatial_shape)} does not match "
+            f"the image shape {tuple(volume.shape)}; check the layout (--layout) or resample "
+            "(--resample)"
+        )
+    warnings: list[str] = []
+    table, fit_warnings = _fit_table(table, prediction)
+    warnings += fit_warnings
+    what = set(request.what)
+    if "overlay" in what:
+        what = (what - {"overlay"}) | {"overlays"}
+    if "probabilities" in what and prediction.kind == PredictionKind.LABELS:
+        what.discard("probabilities")
+        warnings.append("the prediction is a label map; it has no probabilities to export")
+        if not what:
+            raise SegviewerError(
+                "the prediction is a label map, so there are no probabilities to export; "
+                "choose labels, binary or overlays"
+            )
+    axes = display_axes(volume.affine, request.view, request.radiological)
+    n_sl = int(volume.shape[axes.slice_axis])
+    plan: ExportPlan = plan_export(
+        table,
+        classes=request.classes,
+        what=what,
+        formats=request.formats,
+        n_slices=n_sl,
+        view=request.view,
+        slices=request.slices,
+    )
+    warnings += plan.warnings
+    out_dir = Path(request.out_dir).expanduser()
+    planned_paths = [*plan.paths(), MANIFEST_NAME]
+    created_dirs: list[Path] = []
+    if out_dir.exists():
+        check_writable_dir(out_dir)
+        clash = _existing(out_dir, planned_paths)
+        if clash and not request.force:
+            shown = ", ".join(clash[:3]) + (f" and {len(clash) - 3} more" if len(clash) > 3 else "")
+            raise SegviewerError(
+                f"{out_dir} already holds {shown}; use --force to overwrite, or choose another "
+                "output folder"
+            )
+        for rel in clash:
+            if (out_dir / rel).is_dir():
+                raise SegviewerError(
+                    f"{out_dir / rel} is a folder; remove it or choose another output folder"
+                )
+    else:
+        parent = next((p for p in out_dir.parents if p.exists()), None)
+        if parent is None or not parent.is_dir():
+            raise SegviewerError(
+                f"cannot create the output folder {out_dir}; choose a writable folder"
+            )
+        check_writable_dir(parent)
+    subdirs = sorted({str(Path(p).parent) for p in plan.paths()} - {"."}, key=len)
+
+    written: list[Path] = []
+    file_entries: list[dict[str, Any]] = []
+    steps_labels = 400
+    n_files = len(plan.files) + 1
+    total = steps_labels + (200 if "probabilities" in what else 0) + n_files
+    done = 0
+
+    def mkdirs() -> None:
+        for rel in [".", *subdirs]:
+            d = out_dir / rel
+            missing = [d, *d.parents]
+            missing = [m for m in missing if not m.exists()]
+            for m in reversed(missing):
+                try:
+                    m.mkdir()
+                except OSError as exc:
+                    raise SegviewerError(
+                        f"cannot create the folder {m} ({exc.strerror}); choose a writable folder"
+                    ) from exc
+                created_dirs.append(m)
+
+    try:
+        mkdirs()
+        # ---- label map -------------------------------------------------------------------
+        gen = iter_labels(prediction, request.settings)
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            yield Progress(
+                int(steps_labels * p.fraction), total, p.message or "computing the label map"
+            )
+        done = steps_labels
+        labels = result.labels
+        counts = np.asarray(result.counts, dtype=np.int64)
+        n_invalid = int(result.n_invalid)
+        n_uncertain = int(result.n_uncertain)
+        if n_invalid:
+            examples = list(getattr(result, "invalid_examples", []))[:3]
+            warnings.append(
+                f"{n_invalid} voxels have NaN or infinite values in the prediction; they are "
+                f"marked invalid ({reserved_labels(labels.dtype)[1]}) in the label map, not "
+                f"background"
+                + (
+                    f" (e.g. voxels {[tuple(int(i) for i in e) for e in examples]})"
+                    if examples
+                    else ""
+                )
+            )
+
+        probs: np.ndarray | None = None
+        if "probabilities" in what and any(f.what == "probabilities" for f in plan.files):
+            gen_p = iter_probabilities(prediction)
+            while True:
+                try:
+                    p = next(gen_p)
+                except StopIteration as stop:
+                    probs = np.asarray(stop.value, dtype=np.float32)
+                    break
+                yield Progress(
+                    done + int(200 * p.fraction), total, p.message or "computing probabilities"
+                )
+            done += 200
+
+        # ---- overlays need a window and a colour table -------------------------------------
+        window: tuple[float, float] | None = None
+        lut: np.ndarray | None = None
+        visible: list[bool] = []
+        if any(f.what == "overlay" for f in plan.files):
+            if request.window is None:
+                level, width = auto_window(volume.data)
+                window = (float(level), float(width))
+            else:
+                window = (float(request.window[0]), float(request.window[1]))
+            chosen = set(plan.classes)
+            visible = [k in chosen for k in range(len(table))]
+            lut_size = int(np.iinfo(labels.dtype).max) + 1
+            lut = build_lut(table, visible, request.opacity, lut_size)
+
+        vox_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
+        multilabel = prediction.kind == PredictionKind.MULTILABEL
+        pixel_aspect = axes.row_spacing / axes.col_spacing if axes.col_spacing > 0 else 1.0
+        mask_cache: dict[int, np.ndarray] = {}
+
+        def binary(k: int) -> np.ndarray:
+            if k not in mask_cache:
+                mask_cache.clear()  # keep one class's mask at a time
+                if multilabel:
+                    # Classes overlap: class k is channel k-1 thresholded on its own.
+                    mask_cache[k] = binary_mask_from_block(
+                        prediction.channels_first(),
+                        prediction.kind,
+                        k,
+                        request.settings,
+                        values_are_probabilities=prediction.values_are_probabilities,
+                    )
+                else:
+                    mask_cache[k] = labels == k
+            return mask_cache[k]
+
+        for f in plan.files:
+            target = out_dir / f.path
+            yield Progress(done, total, f"writing {f.path}")
+            arr = _write_one(
+                f,
+                target,
+                request=request,
+                volume=volume,
+                labels=labels,
+                probs=probs,
+                binary=binary,
+                axes=axes,
+                take_slice=take_slice,
+                window=window,
+                lut=lut,
+                visible=visible,
+                table=table,
+                pixel_aspect=pixel_aspect,
+                writers=(write_nifti, write_png, write_npy),
+                render=annotated_slice,
+                window_to_uint8=window_to_uint8,
+            )
+            written.append(target)
+            entry: dict[str, Any] = {
+                "path": f.path,
+                "what": f.what,
+                "class_index": f.class_index,
+                "class_name": f.class_name,
+                "format": f.format,
+                "slice_index": f.slice_index,
+                "view": f.view,
+                "shape": list(arr.shape),
+                "dtype": str(arr.dtype),
+            }
+            if f.what == "binary" and f.slice_index is None:
+                entry["voxels"] = int(np.count_nonzero(arr))
+            file_entries.append(entry)
+            done += 1
+
+        # ---- manifest, last ---------------------------------------------------------------
+        yield Progress(done, total, f"writing {MANIFEST_NAME}")
+        classes_out = []
+        for c in table.classes:
+            k = int(c.index)
+            n_vox = int(counts[k]) if k < counts.size else 0
+            classes_out.append(
+                {
+                    "index": k,
+                    "name": str(c.name),
+                    "color": _hex(c.color),
+                    "voxels": n_vox,
+                    "volume_mm3": round(n_vox * vox_mm3, 3),
+                }
+            )
+        layout = prediction.layout
+        manifest = {
+            "schema_version": MANIFEST_SCHEMA_VERSION,
+            "segviewer_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "sources": {
+                "image": {
+                    "path": str(volume.source),
+                    "format": volume.format,
+                    "shape": list(volume.shape),
+                    "dtype": str(volume.data.dtype),
+                    "spacing_mm": list(volume.spacing),
+                    "orientation": volume.orientation,
+                    "affine": volume.affine.tolist(),
+                    "metadata": {
+                        k: volume.metadata[k] for k in _SAFE_METADATA if k in volume.metadata
+                    },
+                },
+                "prediction": {
+                    "path": str(prediction.source),
+                    "kind": prediction.kind.value,
+                    "raw_shape": list(prediction.data.shape),
+                    "dtype": str(prediction.data.dtype),
+                    "layout": getattr(layout, "name", None),
+                    "layout_note": getattr(layout, "note", None),
+                    "n_classes": int(prediction.n_classes),
+                    "values_are_probabilities": bool(prediction.values_are_probabilities),
+                    "notes": list(prediction.notes),
+                },
+            },
+            "settings": {
+                "threshold": request.settings.threshold,
+                "min_confidence": request.settings.min_confidence,
+                "view": request.view,
+                "radiological": request.radiological,
+                "slices": list(plan.slices)
+                if any(f.slice_index is not None for f in plan.files)
+                else None,
+                "window": list(window) if window is not None else None,
+                "window_auto": request.window is None,
+                "opacity": request.opacity,
+                "mode": request.mode,
+                "outline_width": request.outline_width,
+                "legend": request.legend,
+                "what": sorted(what),
+                "formats": sorted(request.formats),
+                "classes": list(plan.classes),
+            },
+            "classes": classes_out,
+            "label_values": {
+                "dtype": str(labels.dtype),
+                "uncertain": reserved_labels(labels.dtype)[0],
+                "invalid": reserved_labels(labels.dtype)[1],
+            },
+            "provenance": provenance,
+            "voxel_volume_mm3": vox_mm3,
+            "n_invalid": n_invalid,
+            "n_uncertain": n_uncertain,
+            "warnings": warnings,
+            "files": file_entries,
+        }
+        manifest_path = out_dir / MANIFEST_NAME
+        text = json.dumps(_jsonable(manifest), indent=2, ensure_ascii=False, allow_nan=False)
+        with atomic_path(manifest_path, force=request.force) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+        done += 1
+        yield Progress(total, total, "export finished")
+    except BaseException:
+        # Failure or cancel (GeneratorExit at a yield): roll back this export's files.
+        for path in reversed(written):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        for d in reversed(created_dirs):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only removes it if empty
+        raise
+    return ExportResult(
+        out_dir=out_dir,
+        files=tuple(written),
+        manifest=manifest_path,
+        warnings=tuple(warnings),
+        n_invalid=n_invalid,
+        n_uncertain=n_uncertain,
+        counts=tuple(int(c) for c in counts),
+    )
+
+
+def _write_one(
+    f: PlannedFile,
+    target: Path,
+    *,
+    request: ExportRequest,
+    volume: Volume,
+    labels: np.ndarray,
+    probs: np.ndarray | None,
+    binary: Any,
+    axes: Any,
+    take_slice: Any,
+    window: tuple[float, float] | None,
+    lut: np.ndarray | None,
+    visible: list[bool],
+    table: Any,
+    pixel_aspect: float,
+    writers: tuple[Any, Any, Any],
+    render: Any,
+    window_to_uint8: Any,
+) -> np.ndarray:
+    """Write one planned file; returns the array written (for the manifest's shape/dtype)."""
+    write_nifti, write_png, write_npy = writers
+    force = request.force
+    arr: np.ndarray
+    if f.what == "labels":
+        arr = labels if f.slice_index is None else take_slice(labels, axes, f.slice_index)
+        desc = "segviewer label map"
+    elif f.what == "binary":
+        assert f.class_index is not None
+        mask = binary(f.class_index)
+        if f.slice_index is None:
+            arr = mask.astype(np.uint8)
+        else:
+            arr = take_slice(mask, axes, f.slice_index).astype(np.uint8) * np.uint8(255)
+        desc = f"segviewer mask: {f.class_name}"
+    elif f.what == "probabilities":
+        assert probs is not None
+        # NIfTI stores extra dimensions last: (a0, a1, a2, C); npy keeps (C, a0, a1, a2).
+        arr = np.moveaxis(probs, 0, -1) if f.format == "nifti" else probs
+        desc = "segviewer probabilities"
+    elif f.what == "overlay":
+        assert window is not None and lut is not None and f.slice_index is not None
+        grey = window_to_uint8(
+            np.asarray(take_slice(volume.data, axes, f.slice_index)), window[0], window[1]
+        )
+        lab = np.ascontiguousarray(take_slice(labels, axes, f.slice_index))
+        arr = render(
+            np.ascontiguousarray(grey),
+            lab,
+            lut,
+            table,
+            mode=request.mode,
+            outline_width=request.outline_width,
+            legend=request.legend,
+            visible=visible,
+            scale=request.scale,
+            pixel_aspect=pixel_aspect,
+        )
+        write_png(arr, target, force=force)
+        return arr
+    else:  # pragma: no cover - plan_export only produces the kinds above
+        raise SegviewerError(f"internal: unknown export kind {f.what}")
+    if f.format == "nifti":
+        write_nifti(arr, volume.affine, target, force=force, description=desc)
+    elif f.format == "npy":
+        write_npy(arr, target, force=force)
+    else:
+        write_png(np.ascontiguousarray(arr), target, force=force)
+    return arr
