@@ -1,0 +1,841 @@
+"""Reading a model's prediction from a file and deciding what its values mean.
+
+Sources
+-------
+* ``.npy``: memory-mapped (``mmap_mode="r"``, ``allow_pickle=False``); a multi-GB file opens
+  without being read and every view stays a view of the map. Object (pickled) arrays are
+  refused: unpickling can run code.
+* ``.npz``: the only array, or the one named ``logits``, ``probabilities``, ``labels`` or
+  ``prediction`` (read into memory: zip members cannot be mapped).
+* NIfTI (``.nii``, ``.nii.gz``): 4-D with the class axis last, a 5-D ``(X, Y, Z, 1, C)``
+  vector image, or a 3-D label map; uncompressed files without scaling are memory-mapped,
+  scaled ones (``scl_slope``, e.g. probabilities stored as uint8 / 255) are read as float32.
+* NRRD (``.nrrd``, ``.nhdr``): as pynrrd gives it (image axis order, like the image reader).
+* PNG / TIFF label images: a 2-D image is a label map for a ``(1, H, W)`` image (its rows
+  and columns are the image's); a multi-page TIFF is a stack ``(slices, H, W)``.
+
+Kind detection (the reasoning is kept in ``Prediction.notes``)
+-------------------------------------------------------------
+1. A ``kind`` given by the user (or a model card) wins; ``multilabel`` is never guessed.
+2. Integer (or boolean) arrays are label maps (``labels``): no class axis. Negative labels or
+   more than 65534 classes are errors.
+3. A float array without a class axis is a label map if its values are whole numbers, else
+   one sigmoid channel (a binary probability or logit map).
+4. One channel: ``sigmoid``; values in [0, 1] are probabilities, otherwise logits.
+5. Several channels whose values are non-negative and sum to 1 (within 0.02, allowing for
+   8-bit quantisation) over the class axis: ``probabilities``; otherwise ``logits``.
+   Values are checked on a strided sample of about 32 points per axis, never the whole file;
+   NaN / inf in the sample are reported (``core.masks`` counts them all when computing).
+
+Geometry
+--------
+The layout is found by :func:`segviewer.core.layout.detect_layout`. A prediction whose
+spatial size differs from the image's is an error naming both shapes, unless ``resample=True``:
+then it is resampled onto the image grid (``scipy.ndimage.zoom``, linear for logits and
+probabilities, nearest for labels, voxel corners aligned) and a note says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segviewer.core.layout import Layout, detect_layout, parse_layout
+from segviewer.core.types import Prediction, PredictionKind, SegviewerError
+from segviewer.io.common import check_alloc, check_input_file, compound_suffix
+
+__all__ = [
+    "load_prediction",
+    "prediction_from_array",
+    "describe_prediction",
+    "PREDICTION_FORMATS",
+    "NPZ_KEYS",
+]
+
+#: Human-readable list for "unsupported format" messages and file dialogs.
+PREDICTION_FORMATS = (
+    "NumPy (.npy, .npz), NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), PNG or TIFF label "
+    "images (.png, .tif, .tiff)"
+)
+#: Array names looked for in a multi-array ``.npz``, in this order.
+NPZ_KEYS = ("logits", "probabilities", "labels", "prediction")
+
+_SAMPLE_POINTS = 32  # per spatial axis: 32^3 voxels x C channels is cheap and representative
+_PROB_TOL = 0.02  # sum-to-one tolerance; 8-bit probabilities are off by up to ~C/255 / 2
+_MAX_LABELS = 65534
+
+
+# --------------------------------------------------------------------------------------------
+# public
+
+
+def load_prediction(
+    path: str | os.PathLike[str],
+    image_shape: Sequence[int],
+    *,
+    layout: str | None = None,
+    kind: PredictionKind | str | None = None,
+    n_classes_hint: int | None = None,
+    resample: bool = False,
+) -> Prediction:
+    """Read a prediction file and align it to an image.
+
+    Parameters
+    ----------
+    path
+        A file in one of :data:`PREDICTION_FORMATS`.
+    image_shape
+        ``Volume.shape`` of the image it belongs to (image axes 0, 1, 2).
+    layout
+        Explicit layout string (``"NDHWC"``, ``"CHW"``, ``"ZYXC"``...), else detected.
+    kind
+        ``"logits"``, ``"probabilities"``, ``"sigmoid"``, ``"multilabel"`` or ``"labels"``
+        to override detection.
+    n_classes_hint
+        Number of classes a class table or model card declares; a label map gets at least
+        that many classes (its largest label may be absent from this case).
+    resample
+        Resample a prediction of another spatial size onto the image grid instead of failing.
+
+    Returns
+    -------
+    Prediction
+        ``data`` is the array as read (a read-only memory map for ``.npy`` and uncompressed
+        unscaled NIfTI) or the resampled array; ``channels_first()`` is a zero-copy view
+        ``(C, a0, a1, a2)`` or ``(a0, a1, a2)``.
+
+    Raises
+    ------
+    SegviewerError
+        Unreadable or unsupported file, pickled data, shapes that do not fit the image,
+        negative labels, too many classes, a kind that contradicts the data.
+    """
+    p = Path(path)
+    check_input_file(p)
+    if p.is_dir():
+        raise SegviewerError(f"{p} is a folder; choose a prediction file ({PREDICTION_FORMATS})")
+    raw, fmt, notes = _read(p)
+    explicit = layout
+    img = tuple(int(s) for s in image_shape)
+    if explicit is None and fmt in ("png", "tiff"):
+        # raster files hold (rows, cols) or (pages, rows, cols) exactly as the image reader
+        # does, so square slices are not ambiguous here
+        if raw.ndim == 2 and len(img) == 3 and img[0] == 1 and raw.shape == img[1:]:
+            explicit = "HW"
+        elif raw.ndim == 3 and raw.shape == img:
+            explicit = "DHW"
+        if explicit is not None:
+            notes.append(f"{fmt.upper()} rows and columns are the image's rows and columns")
+    return prediction_from_array(
+        raw,
+        image_shape,
+        layout=explicit,
+        kind=kind,
+        n_classes_hint=n_classes_hint,
+        resample=resample,
+        source=str(p),
+        notes=notes,
+    )
+
+
+def prediction_from_array(
+    raw: np.ndarray,
+    image_shape: Sequence[int],
+    *,
+    layout: str | None = None,
+    kind: PredictionKind | str | None = None,
+    n_classes_hint: int | None = None,
+    resample: bool = False,
+    source: str = "<array>",
+    notes: Sequence[str] = (),
+) -> Prediction:
+    """Align an in-memory (or memory-mapped) prediction array to an image.
+
+    Same rules and parameters as :func:`load_prediction` (which calls it after reading the
+    file); ``source`` names the array in messages, ``notes`` are prepended to the result's.
+    The array is not copied unless it must be (non-native byte order, float label maps,
+    resampling), and each such copy is mentioned in the notes.
+    """
+    what = source
+    out_notes = list(notes)
+    img = tuple(int(s) for s in image_shape)
+    if len(img) != 3:
+        raise SegviewerError(f"internal: image shape must have 3 axes, got {img}")
+    requested = _parse_kind(kind)
+    raw = _numeric(raw, what, out_notes)
+    is_int = raw.dtype.kind in "iu"
+
+    if requested is None:
+        has_cls: bool | None = False if is_int else None
+    else:
+        has_cls = requested is not PredictionKind.LABELS
+    lay = _find_layout(raw.shape, img, layout, has_cls, resample, what)
+
+    if lay.class_axis is None and not is_int:
+        # a float map without a class axis: label values stored as float, or one sigmoid channel
+        sample = _sample(lay.apply(raw)).astype(np.float64)
+        finite = sample[np.isfinite(sample)]
+        whole = finite.size > 0 and bool(np.all(finite == np.round(finite)))
+        if requested is PredictionKind.LABELS or (requested is None and whole):
+            raw = _float_labels_to_int(raw, what, out_notes)
+            is_int = True
+        else:
+            raw = raw.reshape(raw.shape + (1,))
+            lay = parse_layout(lay.name + "C", raw.shape, img, resample=resample)
+            lay = dataclasses.replace(
+                lay,
+                note=f"Layout {lay.name}: a float map without a class axis whose values are not "
+                "whole numbers is read as one sigmoid channel.",
+            )
+    out_notes.append(lay.note)
+
+    if is_int:
+        pred_kind, n_classes, probs = _label_facts(raw, n_classes_hint, what, out_notes)
+    else:
+        pred_kind, n_classes, probs = _channel_facts(
+            lay.apply(raw), requested, n_classes_hint, what, out_notes
+        )
+
+    if lay.spatial_shape != img:
+        raw, lay = _resample(raw, lay, img, pred_kind, what, out_notes)
+    data = lay.expand(raw)
+    return Prediction(
+        data=data,
+        kind=pred_kind,
+        layout=lay.expanded(),
+        n_classes=n_classes,
+        source=source,
+        values_are_probabilities=probs,
+        notes=tuple(n for n in out_notes if n),
+    )
+
+
+def describe_prediction(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Facts about a prediction file read from its header only (no image needed).
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``shape`` (as stored), ``dtype``, ``size_bytes`` (file),
+        ``memory_mapped`` (whether :func:`load_prediction` maps it instead of reading it),
+        ``values`` ("integer: a label map" or "float: logits, probabilities or sigmoid"),
+        and per format ``arrays`` (.npz names, ``array`` the one used), ``affine`` and
+        ``zooms`` (NIfTI), ``scaled`` (NIfTI slope/intercept), ``pages`` (TIFF).
+    """
+    p = Path(path)
+    check_input_file(p)
+    fmt = _format_of(p)
+    info: dict[str, Any] = {"path": str(p), "format": fmt, "size_bytes": p.stat().st_size}
+    if fmt == "npy":
+        with open(p, "rb") as fp:
+            shape, _fortran, dtype = _npy_header(fp, str(p))
+        info.update(shape=shape, dtype=dtype.name, memory_mapped=dtype.isnative)
+    elif fmt == "npz":
+        names, key, shape, dtype = _npz_header(p)
+        info.update(arrays=names, array=key, shape=shape, dtype=dtype.name, memory_mapped=False)
+    elif fmt == "nifti":
+        img = _nifti_open(p)
+        slope, inter = _nifti_scaling(img)
+        scaled = (slope, inter) != (1.0, 0.0)
+        info.update(
+            shape=tuple(int(s) for s in img.shape),
+            dtype=(np.dtype(np.float32) if scaled else img.get_data_dtype()).name,
+            stored_dtype=img.get_data_dtype().name,
+            scaled=scaled,
+            memory_mapped=not scaled and not str(p).lower().endswith(".gz"),
+            affine=np.asarray(img.affine).tolist(),
+            zooms=tuple(float(z) for z in img.header.get_zooms()),
+        )
+    elif fmt == "nrrd":
+        import nrrd
+
+        try:
+            header = nrrd.read_header(str(p))
+        except Exception as exc:  # pynrrd raises its own and generic errors on bad headers
+            raise SegviewerError(f"{p}: not a valid NRRD header ({exc})") from exc
+        shape = tuple(int(s) for s in header.get("sizes", ()))
+        dtype = _nrrd_dtype(header, p)
+        info.update(shape=shape, dtype=dtype.name, memory_mapped=False)
+    elif fmt == "png":
+        with _open_pil(p) as im:
+            info.update(
+                shape=(im.size[1], im.size[0]),
+                dtype=_pil_dtype(im, p).name,
+                mode=im.mode,
+                memory_mapped=False,
+            )
+    else:
+        with _open_tiff(p) as tf:
+            series = tf.series[0]
+            info.update(
+                shape=tuple(int(s) for s in series.shape),
+                dtype=np.dtype(series.dtype).name,
+                pages=len(tf.pages),
+                memory_mapped=False,
+            )
+    kind = np.dtype(info["dtype"]).kind
+    info["values"] = (
+        "integer: a label map" if kind in "iub" else "float: logits, probabilities or sigmoid"
+    )
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# kind and classes
+
+
+def _parse_kind(kind: PredictionKind | str | None) -> PredictionKind | None:
+    if kind is None or isinstance(kind, PredictionKind):
+        return kind
+    text = str(kind).strip().lower()
+    aliases = {
+        "probs": "probabilities",
+        "probability": "probabilities",
+        "label": "labels",
+        "logit": "logits",
+        "multi-label": "multilabel",
+    }
+    text = aliases.get(text, text)
+    try:
+        return PredictionKind(text)
+    except ValueError:
+        options = ", ".join(k.value for k in PredictionKind)
+        raise SegviewerError(f"unknown prediction kind {kind!r}; use one of {options}") from None
+
+
+def _numeric(raw: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
+    if raw.dtype.hasobject:
+        raise SegviewerError(f"{what}: the array holds Python objects; save a numeric array")
+    if raw.dtype.kind == "b":
+        return raw.view(np.uint8)
+    if raw.dtype.kind not in "iuf":
+        raise SegviewerError(
+            f"{what}: dtype {raw.dtype} is not a real number type; a prediction must hold "
+            "integers (labels) or floats (logits / probabilities)"
+        )
+    if not raw.dtype.isnative:
+        check_alloc(raw.shape, raw.dtype, what)
+        notes.append(f"byte order swapped to native ({raw.dtype.str}): read into memory")
+        return raw.astype(raw.dtype.newbyteorder("="))
+    if raw.dtype == np.float16:
+        notes.append("float16 values: computing masks is much slower than from float32")
+    return raw
+
+
+def _sample(view: np.ndarray) -> np.ndarray:
+    """Strided copy of at most ~32 points per spatial axis (all channels kept)."""
+    lead = view.ndim - 3
+    index = (slice(None),) * lead + tuple(
+        slice(None, None, max(1, math.ceil(n / _SAMPLE_POINTS))) for n in view.shape[lead:]
+    )
+    return np.array(view[index])
+
+
+def _channel_facts(
+    cf: np.ndarray,
+    requested: PredictionKind | None,
+    hint: int | None,
+    what: str,
+    notes: list[str],
+) -> tuple[PredictionKind, int, bool]:
+    n_ch = int(cf.shape[0])
+    if n_ch > _MAX_LABELS - 1:
+        raise SegviewerError(
+            f"{what}: {n_ch} channels is more than segviewer supports ({_MAX_LABELS - 1}); "
+            "check the layout (--layout)"
+        )
+    sample = _sample(cf).astype(np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(sample)))
+    if bad:
+        notes.append(
+            f"{bad} of {sample.size} sampled values are NaN or infinite; those voxels are "
+            "marked invalid in the masks"
+        )
+    flat = sample.reshape(n_ch, -1)
+    ok = np.all(np.isfinite(flat), axis=0)
+    vals = flat[:, ok]
+    in_unit = vals.size > 0 and float(vals.min()) >= -1e-6 and float(vals.max()) <= 1 + 1e-6
+    sums = vals.sum(axis=0)
+    sum_one = in_unit and bool(np.all(np.abs(sums - 1.0) <= _PROB_TOL))
+    rng = f"[{vals.min():.3g}, {vals.max():.3g}]" if vals.size else "(no finite values)"
+
+    if requested is None:
+        if n_ch == 1:
+            kind = PredictionKind.SIGMOID
+            why = "one channel: sigmoid (binary foreground)"
+        elif sum_one:
+            kind = PredictionKind.PROBABILITIES
+            why = (
+                f"{n_ch} channels, non-negative and summing to 1 over the class axis on a "
+                "strided sample: probabilities"
+            )
+        else:
+            kind = PredictionKind.LOGITS
+            why = (
+                f"{n_ch} channels whose sampled values {rng} are not probabilities summing "
+                "to 1: logits (softmax gives probabilities)"
+            )
+        notes.append(f"Kind detected: {why}.")
+    else:
+        kind = requested
+        notes.append(f"Kind {kind.value} given explicitly.")
+        if kind is PredictionKind.SIGMOID and n_ch != 1:
+            raise SegviewerError(
+                f"{what}: kind 'sigmoid' needs one channel but the prediction has {n_ch}; use "
+                "'multilabel' for independent channels, or 'logits' / 'probabilities'"
+            )
+        if kind in (PredictionKind.LOGITS, PredictionKind.PROBABILITIES) and n_ch < 2:
+            raise SegviewerError(
+                f"{what}: kind {kind.value!r} needs at least 2 channels (softmax over classes) "
+                "but the prediction has 1; use 'sigmoid' for a single foreground channel"
+            )
+        if kind is PredictionKind.PROBABILITIES and not sum_one:
+            notes.append(
+                f"Warning: the sampled values {rng} do not look like probabilities summing to 1 "
+                "over the class axis; check the kind"
+            )
+
+    probs = False
+    if kind in (PredictionKind.SIGMOID, PredictionKind.MULTILABEL):
+        probs = in_unit
+        notes.append(
+            f"Channel values {rng} are "
+            + ("probabilities (within [0, 1])." if probs else "logits (outside [0, 1]).")
+        )
+        n_classes = 2 if kind is PredictionKind.SIGMOID else n_ch + 1
+    else:
+        probs = kind is PredictionKind.PROBABILITIES
+        n_classes = n_ch
+    if hint is not None and hint != n_classes:
+        notes.append(
+            f"The class table or model declares {hint} classes but the prediction has {n_classes}."
+        )
+    return kind, n_classes, probs
+
+
+def _label_facts(
+    raw: np.ndarray, hint: int | None, what: str, notes: list[str]
+) -> tuple[PredictionKind, int, bool]:
+    # the whole label map is scanned: it has the image's size and both bounds are needed
+    lo, hi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
+    if lo < 0:
+        raise SegviewerError(
+            f"{what}: the label map has negative values (minimum {lo}); labels must be 0 "
+            "(background) or more"
+        )
+    if hi + 1 > _MAX_LABELS:
+        raise SegviewerError(
+            f"{what}: the largest label is {hi}; segviewer supports at most {_MAX_LABELS} "
+            "classes (labels 0..65533). Is this an image rather than a label map?"
+        )
+    n = hi + 1
+    note = f"Kind: integer values without a class axis are a label map (labels 0..{hi})"
+    if hint is not None and hint > n:
+        note += f"; {hint} classes declared by the class table, the highest ones are absent"
+        n = hint
+    notes.append(note + ".")
+    return PredictionKind.LABELS, n, False
+
+
+def _float_labels_to_int(raw: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
+    if raw.size and not bool(np.all(np.isfinite(raw))):
+        raise SegviewerError(f"{what}: the label map has NaN or infinite values")
+    if raw.size and not bool(np.all(raw == np.round(raw))):
+        raise SegviewerError(
+            f"{what}: kind 'labels' needs whole numbers but the values have fractions; "
+            "is it a probability or logit map? Leave the kind out to detect it"
+        )
+    lo, hi = (float(raw.min()), float(raw.max())) if raw.size else (0.0, 0.0)
+    if lo < 0:
+        raise SegviewerError(
+            f"{what}: the label map has negative values (minimum {lo:g}); labels must be 0 "
+            "(background) or more"
+        )
+    if hi + 1 > _MAX_LABELS:
+        raise SegviewerError(
+            f"{what}: the largest label is {hi:g}; segviewer supports at most {_MAX_LABELS} classes"
+        )
+    dtype = np.uint8 if hi < 256 else np.uint16
+    notes.append(f"Float label values converted to {np.dtype(dtype).name} (a copy in memory).")
+    return raw.astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# layout and resampling
+
+
+def _find_layout(
+    shape: tuple[int, ...],
+    img: tuple[int, ...],
+    explicit: str | None,
+    has_cls: bool | None,
+    resample: bool,
+    what: str,
+) -> Layout:
+    try:
+        return detect_layout(shape, img, explicit=explicit, has_class_axis=has_cls)
+    except SegviewerError as exc:
+        if not resample:
+            raise SegviewerError(f"{what}: {exc}") from None
+    try:
+        return detect_layout(shape, img, explicit=explicit, has_class_axis=has_cls, resample=True)
+    except SegviewerError as exc:
+        raise SegviewerError(f"{what}: {exc}") from None
+
+
+def _resample(
+    raw: np.ndarray,
+    lay: Layout,
+    img: tuple[int, ...],
+    kind: PredictionKind,
+    what: str,
+    notes: list[str],
+) -> tuple[np.ndarray, Layout]:
+    from scipy import ndimage
+
+    src = lay.apply(raw)
+    have = lay.spatial_shape
+    if any(s == 0 for s in have):
+        raise SegviewerError(f"{what}: the prediction has an empty axis {have}; cannot resample")
+    factors = tuple(i / s for i, s in zip(img, have, strict=True))
+    labels = kind is PredictionKind.LABELS
+    out_dtype = src.dtype if labels else np.dtype(np.float32)
+    lead = () if labels else (src.shape[0],)
+    check_alloc(lead + img, out_dtype, what)
+    out = np.empty(lead + img, dtype=out_dtype)
+    order = 0 if labels else 1
+    # grid_mode: voxel corners of both grids coincide (same field of view), as when a model
+    # ran on a downsampled copy of the image
+    for c in range(src.shape[0] if lead else 1):
+        block = src if labels else np.asarray(src[c], dtype=np.float32)
+        ndimage.zoom(
+            block,
+            factors,
+            output=out if labels else out[c],
+            order=order,
+            mode="nearest",
+            grid_mode=True,
+        )
+    name = "DHW" if labels else "CDHW"
+    new = parse_layout(name, out.shape, img)
+    scale = ", ".join(f"{f:.3g}" for f in factors)
+    notes.append(
+        f"Resampled from {have} onto the image grid {img} (zoom {scale}, "
+        f"{'nearest neighbour' if labels else 'linear'}); the result is held in memory."
+    )
+    return out, dataclasses.replace(new, note=f"Layout {name} after resampling.")
+
+
+# --------------------------------------------------------------------------------------------
+# readers
+
+
+def _format_of(p: Path) -> str:
+    ext = compound_suffix(p)
+    fmt = {
+        ".npy": "npy",
+        ".npz": "npz",
+        ".nii": "nifti",
+        ".nii.gz": "nifti",
+        ".nrrd": "nrrd",
+        ".nhdr": "nrrd",
+        ".png": "png",
+        ".tif": "tiff",
+        ".tiff": "tiff",
+    }.get(ext)
+    if fmt is None:
+        raise SegviewerError(
+            f"{p}: unsupported prediction format {ext or '(no extension)'!r}; use "
+            f"{PREDICTION_FORMATS}"
+        )
+    return fmt
+
+
+def _read(p: Path) -> tuple[np.ndarray, str, list[str]]:
+    fmt = _format_of(p)
+    reader = {
+        "npy": _read_npy,
+        "npz": _read_npz,
+        "nifti": _read_nifti,
+        "nrrd": _read_nrrd,
+        "png": _read_png,
+        "tiff": _read_tiff,
+    }[fmt]
+    arr, notes = reader(p)
+    return arr, fmt, notes
+
+
+def _npy_header(fp: Any, what: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, OSError, EOFError) as exc:
+        raise SegviewerError(
+            f"{what}: not a NumPy .npy array ({exc}); if it is a pickle, segviewer refuses it "
+            "because unpickling can run code: re-save it with numpy.save"
+        ) from exc
+    if dtype.hasobject:
+        raise SegviewerError(
+            f"{what}: the array holds Python objects (dtype {dtype}), which only unpickling can "
+            "load; segviewer refuses pickled data because it can run code. Re-save a numeric "
+            "array, e.g. numpy.save(path, np.asarray(a, dtype=np.float32))"
+        )
+    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype)
+
+
+def _read_npy(p: Path) -> tuple[np.ndarray, list[str]]:
+    with open(p, "rb") as fp:
+        shape, _fortran, dtype = _npy_header(fp, str(p))
+        offset = fp.tell()
+    need = offset + math.prod(shape) * dtype.itemsize
+    size = p.stat().st_size
+    if size < need:
+        raise SegviewerError(
+            f"{p}: the .npy header claims {shape} of {dtype.name} ({need} bytes) but the file "
+            f"has {size} bytes; it is truncated, save it again"
+        )
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise SegviewerError(f"{p}: cannot read the .npy array ({exc})") from exc
+    return arr, []
+
+
+def _npz_header(p: Path) -> tuple[tuple[str, ...], str, tuple[int, ...], np.dtype[Any]]:
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SegviewerError(
+            f"{p}: not a valid .npz (zip) archive ({exc}); it is truncated or corrupt, save it "
+            "again with numpy.savez"
+        ) from exc
+    with zf:
+        names = tuple(n[:-4] for n in zf.namelist() if n.endswith(".npy"))
+        if not names:
+            raise SegviewerError(f"{p}: the .npz archive holds no arrays")
+        if len(names) == 1:
+            key = names[0]
+        else:
+            found = [k for k in NPZ_KEYS if k in names]
+            if not found:
+                raise SegviewerError(
+                    f"{p}: the archive holds {len(names)} arrays ({', '.join(names[:8])}) and "
+                    f"none is named {', '.join(NPZ_KEYS)}; save the prediction alone or under "
+                    "one of these names"
+                )
+            key = found[0]
+        with zf.open(key + ".npy") as fp:
+            shape, _fortran, dtype = _npy_header(fp, f"{p} [{key}]")
+    return names, key, shape, dtype
+
+
+def _read_npz(p: Path) -> tuple[np.ndarray, list[str]]:
+    names, key, shape, dtype = _npz_header(p)
+    check_alloc(shape, dtype, f"{p} [{key}]")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arr = np.asarray(npz[key])
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise SegviewerError(f"{p}: cannot read array {key!r} ({exc})") from exc
+    notes = [f"array {key!r} of the .npz archive"] if len(names) > 1 else []
+    return arr, notes
+
+
+def _nifti_open(p: Path) -> Any:
+    import nibabel as nib
+
+    try:
+        return nib.load(str(p), mmap="r")
+    except Exception as exc:  # nibabel raises several types for damaged headers
+        raise SegviewerError(f"{p}: not a readable NIfTI file ({exc})") from exc
+
+
+def _nifti_scaling(img: Any) -> tuple[float, float]:
+    slope = getattr(img.dataobj, "slope", 1.0)
+    inter = getattr(img.dataobj, "inter", 0.0)
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    return slope, inter
+
+
+def _read_nifti(p: Path) -> tuple[np.ndarray, list[str]]:
+    img = _nifti_open(p)
+    shape = tuple(int(s) for s in img.shape)
+    notes: list[str] = []
+    slope, inter = _nifti_scaling(img)
+    try:
+        if (slope, inter) != (1.0, 0.0):
+            check_alloc(shape, np.float32, str(p))
+            arr = np.asarray(img.dataobj.get_unscaled()).astype(np.float32)
+            arr *= np.float32(slope)
+            arr += np.float32(inter)
+            notes.append(
+                f"NIfTI scaling applied (slope {slope:.6g}, intercept {inter:.6g}): values read "
+                "into memory as float32"
+            )
+        else:
+            if str(p).lower().endswith(".gz"):
+                check_alloc(shape, img.get_data_dtype(), str(p))
+            arr = np.asanyarray(img.dataobj)
+    except (OSError, ValueError, EOFError) as exc:
+        raise SegviewerError(
+            f"{p}: the NIfTI data cannot be read ({exc}); is it truncated?"
+        ) from exc
+    if arr.ndim == 5 and arr.shape[3] == 1:
+        # NIfTI vector images put the components on the 5th axis after a time axis of 1
+        arr = arr.reshape(arr.shape[:3] + arr.shape[4:])
+        notes.append("NIfTI vector image (X, Y, Z, 1, C): the time axis of 1 is dropped")
+    return arr, notes
+
+
+_NRRD_TYPES = {
+    "signed char": "i1",
+    "int8": "i1",
+    "int8_t": "i1",
+    "uchar": "u1",
+    "unsigned char": "u1",
+    "uint8": "u1",
+    "uint8_t": "u1",
+    "short": "i2",
+    "short int": "i2",
+    "signed short": "i2",
+    "signed short int": "i2",
+    "int16": "i2",
+    "int16_t": "i2",
+    "ushort": "u2",
+    "unsigned short": "u2",
+    "unsigned short int": "u2",
+    "uint16": "u2",
+    "uint16_t": "u2",
+    "int": "i4",
+    "signed int": "i4",
+    "int32": "i4",
+    "int32_t": "i4",
+    "uint": "u4",
+    "unsigned int": "u4",
+    "uint32": "u4",
+    "uint32_t": "u4",
+    "longlong": "i8",
+    "long long": "i8",
+    "long long int": "i8",
+    "signed long long": "i8",
+    "signed long long int": "i8",
+    "int64": "i8",
+    "int64_t": "i8",
+    "ulonglong": "u8",
+    "unsigned long long": "u8",
+    "unsigned long long int": "u8",
+    "uint64": "u8",
+    "uint64_t": "u8",
+    "float": "f4",
+    "double": "f8",
+}
+
+
+def _nrrd_dtype(header: Any, p: Path) -> np.dtype[Any]:
+    name = str(header.get("type", "")).strip().lower()
+    if name not in _NRRD_TYPES:
+        raise SegviewerError(f"{p}: NRRD type {name!r} is not a number type segviewer reads")
+    return np.dtype(_NRRD_TYPES[name])
+
+
+def _read_nrrd(p: Path) -> tuple[np.ndarray, list[str]]:
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(p))
+    except Exception as exc:  # pynrrd raises its own and generic errors on bad headers
+        raise SegviewerError(f"{p}: not a valid NRRD header ({exc})") from exc
+    check_alloc([int(s) for s in header.get("sizes", ())], _nrrd_dtype(header, p), str(p))
+    try:
+        arr, _ = nrrd.read(str(p), index_order="F")
+    except Exception as exc:  # truncated data, bad encodings
+        raise SegviewerError(f"{p}: the NRRD data cannot be read ({exc})") from exc
+    return np.asarray(arr), []
+
+
+def _open_pil(p: Path) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(p)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SegviewerError(f"{p}: not a readable image file ({exc})") from exc
+
+
+def _pil_dtype(im: Any, p: Path) -> np.dtype[Any]:
+    mode = im.mode
+    if mode in ("1", "L", "P", "LA", "PA"):
+        return np.dtype(np.uint8)
+    if mode.startswith("I;16"):
+        return np.dtype(np.uint16)
+    if mode == "I":
+        return np.dtype(np.int32)
+    if mode == "F":
+        return np.dtype(np.float32)
+    if mode in ("RGB", "RGBA"):
+        return np.dtype(np.uint8)
+    raise SegviewerError(f"{p}: image mode {mode!r} is not a label image; save greyscale labels")
+
+
+def _read_png(p: Path) -> tuple[np.ndarray, list[str]]:
+    with _open_pil(p) as im:
+        dtype = _pil_dtype(im, p)
+        check_alloc((im.size[1], im.size[0]), dtype, str(p))
+        mode = im.mode
+        try:
+            arr = np.asarray(im)
+        except OSError as exc:
+            raise SegviewerError(f"{p}: the image data cannot be read ({exc})") from exc
+    notes: list[str] = []
+    if mode in ("LA", "PA"):
+        arr = arr[..., 0]
+    elif mode in ("RGB", "RGBA"):
+        rgb = arr[..., :3]
+        if not (
+            np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+        ):
+            raise SegviewerError(
+                f"{p}: a colour {mode} image is not a label map; save the labels as a greyscale "
+                "(mode L or I;16) or palette PNG whose pixel values are the class indices"
+            )
+        arr = rgb[..., 0]
+        notes.append(f"{mode} image with equal channels read as grey labels")
+    elif mode == "P":
+        notes.append("palette PNG: the palette indices are the labels")
+    if arr.dtype == np.bool_:
+        arr = arr.view(np.uint8)
+    return np.ascontiguousarray(arr), notes
+
+
+def _open_tiff(p: Path) -> Any:
+    import tifffile
+
+    try:
+        return tifffile.TiffFile(p)
+    except (tifffile.TiffFileError, OSError, ValueError) as exc:
+        raise SegviewerError(f"{p}: not a readable TIFF file ({exc})") from exc
+
+
+def _read_tiff(p: Path) -> tuple[np.ndarray, list[str]]:
+    with _open_tiff(p) as tf:
+        series = tf.series[0]
+        check_alloc(series.shape, series.dtype, str(p))
+        try:
+            arr = series.asarray()
+        except (ValueError, OSError) as exc:
+            raise SegviewerError(f"{p}: the TIFF data cannot be read ({exc})") from exc
+    return np.asarray(arr), []
