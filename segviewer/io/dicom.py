@@ -213,6 +213,11 @@ def load_dicom(path: Path, *, frame: int = 0, series: str | int | None = None) -
         uid, heads = _select(groups, series, path)
         where = f"{path} (series {uid})"
     else:
+        if path.name.upper() == "DICOMDIR":
+            raise SegviewerError(
+                f"{path}: a DICOMDIR is an index of a disc or study, not an image; open the "
+                "folder that holds it (or a series folder inside it)"
+            )
         if series is not None:
             raise SegviewerError(
                 f"{path}: --series picks a series in a folder; this is a single DICOM file, "
@@ -237,6 +242,11 @@ def load_dicom(path: Path, *, frame: int = 0, series: str | int | None = None) -
             )
         data, affine, meta = _load_series(heads, frame, where, notes, caught)
     meta["n_files"] = len(heads)
+    if meta.get("photometric") == "MONOCHROME1":
+        notes.append(
+            "MONOCHROME1: the scanner shows low values bright; values are kept as stored, "
+            "so invert the grey map to match the scanner's display"
+        )
     meta["notes"] = tuple(notes)
     meta["warnings"] = tuple(dict.fromkeys(meta.get("warnings", ()) + tuple(caught[:5])))
     return Volume(data=data, affine=affine, source=str(path), format="dicom", metadata=meta)

@@ -89,7 +89,7 @@ def load_image(
         Missing/empty/truncated/corrupt file, unknown format, absurd header size, frame out
         of range, several DICOM series without ``series``.
     """
-    p = Path(os.fspath(path))
+    p = Path(os.fspath(path)).expanduser()
     check_input_file(p)
     if frame < 0:
         raise SegviewerError(f"{p}: frame {frame} is negative; frames are numbered from 0")
@@ -148,7 +148,7 @@ def describe_image(
         DICOM series and no ``series`` chosen gives only ``path``, ``format`` and ``series``
         plus a note saying how to pick one.
     """
-    p = Path(os.fspath(path))
+    p = Path(os.fspath(path)).expanduser()
     check_input_file(p)
     series_list: list[SeriesInfo] = []
     if p.is_dir() and not _raster_files(p):
@@ -258,8 +258,10 @@ def _orientation(affine: np.ndarray) -> str:
 def _value_range(data: np.ndarray) -> list[float] | None:
     """Finite min/max, one slice at a time so a memory-mapped volume is streamed, not copied."""
     lo, hi = math.inf, -math.inf
-    for s in range(data.shape[0]):
-        sl = np.asarray(data[s])
+    # Walk along the slowest-varying axis so each step reads one contiguous block of a memmap.
+    axis = 2 if data.flags.f_contiguous and not data.flags.c_contiguous else 0
+    for s in range(data.shape[axis]):
+        sl = np.asarray(np.take(data, s, axis=axis))
         if sl.dtype.kind == "f":
             sl = sl[np.isfinite(sl)]
         if sl.size:
@@ -329,6 +331,11 @@ def _load_nifti(path: Path, frame: int) -> Volume:
     _pick_frame(shape, frame, path)
 
     dtype_on_disk = np.dtype(hdr.get_data_dtype())
+    if dtype_on_disk.kind not in "biuf":
+        raise SegviewerError(
+            f"{path}: NIfTI data type {hdr.get_data_dtype()} (colour or complex) is not a grey "
+            "MRI volume; convert it to a scalar image (e.g. magnitude or luminance) first"
+        )
     proxy = img.dataobj
     slope = float(getattr(proxy, "slope", 1.0))
     inter = float(getattr(proxy, "inter", 0.0))

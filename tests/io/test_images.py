@@ -802,3 +802,30 @@ def test_imagej_tiff_spacing_in_microns(tmp_path: Path) -> None:
     vol = load_image(path)
     assert vol.shape == (3, 6, 7)
     assert vol.spacing == pytest.approx((1.5, 0.2, 0.25))
+
+
+def test_rgb_nifti_refused(tmp_path: Path) -> None:
+    rgb = np.zeros((3, 4, 5), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    path = tmp_path / "rgb.nii"
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(path))
+    with pytest.raises(SegviewerError, match=r"rgb\.nii: NIfTI data type .*convert it to a scalar"):
+        load_image(path)
+
+
+def test_dicomdir_file_points_to_folder() -> None:
+    path = Path(str(get_testdata_file("MR_small.dcm"))).parent / "dicomdirtests" / "DICOMDIR"
+    if not path.is_file():
+        pytest.skip("pydicom's dicomdirtests folder is not installed")
+    with pytest.raises(SegviewerError, match="DICOMDIR is an index.*open the folder"):
+        load_image(path)
+
+
+def test_describe_memory_mapped_value_range(tmp_path: Path) -> None:
+    arr = np.random.default_rng(8).normal(size=(9, 10, 11)).astype(np.float32)
+    arr[2, 3, 4] = np.nan  # non-finite values are left out of the range
+    path = tmp_path / "f.nii"
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), str(path))
+    info = describe_image(path)
+    assert info["memory_mapped"] is True
+    assert info["value_range"] == [float(np.nanmin(arr)), float(np.nanmax(arr))]
+    assert info["dtype"] == "float32"
