@@ -1,1 +1,30 @@
-"""Running TensorFlow/Keras models. TensorFlow is imported inside functions only."""
+"""Running TensorFlow/Keras models. TensorFlow is imported inside functions only.
+
+Public API (see ``docs/design.md``): :func:`open_model` / :func:`iter_open_model` ->
+:class:`ModelHandle`; :func:`predict` (generator of progress, returns ``(Prediction,
+provenance)``); :func:`save_logits`; model cards :class:`ModelCard`, :func:`load_card`,
+:func:`save_card`, :func:`card_for_model`. Importing this package does not import TensorFlow.
+"""
+
+from segviewer.inference.card import (
+    ModelCard,
+    card_for_model,
+    card_path_for,
+    load_card,
+    save_card,
+)
+from segviewer.inference.model import ModelHandle, iter_open_model, open_model
+from segviewer.inference.predict import predict, save_logits
+
+__all__ = [
+    "ModelCard",
+    "ModelHandle",
+    "card_for_model",
+    "card_path_for",
+    "iter_open_model",
+    "load_card",
+    "open_model",
+    "predict",
+    "save_card",
+    "save_logits",
+]

@@ -1,0 +1,607 @@
+"""Running a model on a volume: preprocessing, batching, padding/resizing, raw outputs.
+
+The result is a :class:`~segviewer.core.types.Prediction` over float32 channels-first raw
+outputs ``(C, axis0, axis1, axis2)`` (in memory, or a memory-mapped temporary ``.npy`` for big
+volumes) plus a provenance dict for the export manifest. Masks, confidence and entropy are then
+computed by ``core.masks`` exactly as for a prediction loaded from a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+import weakref
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segviewer.core.types import Prediction, PredictionKind, Progress, SegviewerError, Volume
+from segviewer.inference.card import ModelCard, card_for_model, card_path_for
+from segviewer.inference.model import ModelHandle, iter_open_model
+from segviewer.inference.preprocess import (
+    crop_spatial,
+    normalize,
+    pad_amounts,
+    pad_spatial,
+    resize_spatial,
+)
+
+__all__ = ["predict", "save_logits", "MEMMAP_BYTES", "DEFAULT_MAX_BATCH"]
+
+#: Raw outputs larger than this go to a memory-mapped temporary file instead of RAM.
+MEMMAP_BYTES = 256 * 1024**2
+#: Upper bound of the automatic batch size for 2-D models.
+DEFAULT_MAX_BATCH = 16
+# Downsampling factors tried, in order, when a SavedModel does not say (no layer information).
+_FACTOR_TRIALS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class _Runner:
+    """One compiled call of the model for one input shape ``(N?, *spatial, C)``.
+
+    A ``tf.function`` with a fixed input signature (batch size free) is traced once per volume;
+    calling ``model.predict`` per batch instead costs about 3x for single slices.
+    """
+
+    def __init__(self, handle: ModelHandle, spatial: tuple[int, ...], output_name: str | None):
+        import tensorflow as tf
+
+        self.handle = handle
+        spec = tf.TensorSpec((None, *spatial, handle.input_channels), tf.float32)
+        in_dtype = tf.as_dtype(handle.input_dtype) if handle.input_dtype else tf.float32
+        if handle.format == "savedmodel":
+            sig = handle.model
+            key = str(handle.input_key)
+            out_key = output_name or handle.output_names[0]
+            if out_key not in handle.output_names:
+                raise SegviewerError(
+                    f"model {handle.path.name} has no output {out_key!r} (it has "
+                    f"{', '.join(handle.output_names)}); fix output_name in the card"
+                )
+
+            def call(t: Any) -> Any:
+                return tf.cast(sig(**{key: tf.cast(t, in_dtype)})[out_key], tf.float32)
+
+        else:
+            model = handle.model
+            index = 0
+            if output_name is not None:
+                if output_name not in handle.output_names:
+                    raise SegviewerError(
+                        f"model {handle.path.name} has no output {output_name!r} (it has "
+                        f"{', '.join(handle.output_names) or 'unnamed outputs'}); fix "
+                        "output_name in the card"
+                    )
+                index = handle.output_names.index(output_name)
+
+            def call(t: Any) -> Any:
+                y = model(tf.cast(t, in_dtype), training=False)
+                if isinstance(y, Mapping):
+                    y = y[output_name] if output_name else next(iter(y.values()))
+                elif isinstance(y, (list, tuple)):
+                    y = y[index]
+                return tf.cast(y, tf.float32)
+
+        self._fn = tf.function(call, input_signature=[spec])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch ``(N, *spatial, C)`` float32; returns ``(N, *spatial', C_out)`` float32."""
+        return np.asarray(self._fn(x).numpy(), dtype=np.float32)
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    import tensorflow as tf
+
+    return isinstance(e, tf.errors.ResourceExhaustedError)
+
+
+def _tf_message(e: BaseException) -> str:
+    msg = getattr(e, "message", None) or str(e)
+    lines = [ln for ln in str(msg).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:300]
+
+
+class _Geometry:
+    """How one item (a slice ``(H, W)`` or a volume ``(D, H, W)``) becomes a model input."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        fixed: tuple[int | None, ...],
+        factor: int,
+        card: ModelCard,
+        model_name: str,
+    ) -> None:
+        self.shape = shape
+        resized = list(shape)
+        target = list(shape)
+        for i, (n, t) in enumerate(zip(shape, fixed, strict=True)):
+            if t is None:
+                target[i] = -(-n // factor) * factor
+            elif card.size_policy == "resize":
+                resized[i] = target[i] = t
+            elif n > t:
+                raise SegviewerError(
+                    f"model {model_name} takes a fixed input of "
+                    f"{' x '.join('any' if f is None else str(f) for f in fixed)} but the image's "
+                    f"{'slices are' if len(shape) == 2 else 'volume is'} "
+                    f"{' x '.join(map(str, shape))}, larger along axis {i}; set size_policy to "
+                    "'resize' (--size-policy resize) to resample it to the model's size"
+                )
+            else:
+                target[i] = t
+        self.resized = tuple(resized)
+        self.model_shape = tuple(target)
+        self.pads = pad_amounts(self.resized, self.model_shape)
+        self.mode = card.pad_mode
+        self.value = card.pad_value
+
+    def forward(self, items: np.ndarray) -> np.ndarray:
+        """``(N, *shape)`` float32 -> ``(N, *model_shape)``."""
+        x = resize_spatial(items, self.resized) if self.resized != self.shape else items
+        return pad_spatial(x, self.pads, self.mode, self.value)
+
+    def backward(self, y: np.ndarray) -> np.ndarray:
+        """``(N, *model_shape, C)`` -> ``(N, *shape, C)`` (crop, then resize back)."""
+        y = crop_spatial(y, self.pads)
+        if self.resized != self.shape:
+            y = resize_spatial(np.ascontiguousarray(y), self.shape)
+        return y
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "item_shape": list(self.shape),
+            "resized_to": None if self.resized == self.shape else list(self.resized),
+            "model_input_shape": list(self.model_shape),
+            "padding": [list(p) for p in self.pads],
+            "pad_mode": self.mode,
+            "pad_value": self.value if self.mode == "constant" else None,
+        }
+
+
+def _alloc_output(
+    shape: tuple[int, ...], workdir: str | os.PathLike[str] | None
+) -> tuple[np.ndarray, Path | None]:
+    nbytes = int(np.prod(shape)) * 4
+    if nbytes <= MEMMAP_BYTES:
+        return np.zeros(shape, dtype=np.float32), None
+    folder = Path(workdir) if workdir is not None else Path(tempfile.gettempdir())
+    try:
+        fd, name = tempfile.mkstemp(prefix="segviewer-logits-", suffix=".npy", dir=folder)
+        os.close(fd)
+        out = np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=shape)
+    except OSError as e:
+        raise SegviewerError(
+            f"cannot create a {nbytes / 1024**3:.1f} GiB temporary file for the model's output in "
+            f"{folder}: {e.strerror or e}; free disk space or set TMPDIR to a larger disk"
+        ) from None
+    return out, Path(name)
+
+
+def _remove(path: Path) -> None:
+    # Already gone, or still mapped on Windows: the OS temp cleanup takes it then.
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _resolve_kind(
+    handle: ModelHandle, card: ModelCard, out: np.ndarray
+) -> tuple[PredictionKind, bool, str]:
+    channels = out.shape[0]
+    if card.output_kind != "auto":
+        kind = PredictionKind(card.output_kind)
+        if kind is PredictionKind.SIGMOID and channels != 1:
+            raise SegviewerError(
+                f"the model card says output_kind 'sigmoid' (one channel) but the model outputs "
+                f"{channels} channels; use 'multilabel' or 'logits'"
+            )
+        if kind in (PredictionKind.PROBABILITIES, PredictionKind.LOGITS) and channels == 1:
+            raise SegviewerError(
+                f"the model card says output_kind {card.output_kind!r} but the model outputs one "
+                "channel; use 'sigmoid'"
+            )
+        probs = card.outputs_are_probabilities
+        if probs is None:
+            probs = (
+                handle.outputs_are_probabilities
+                if handle.outputs_are_probabilities is not None
+                else _values_in_unit_interval(out)
+            )
+        probs = probs or kind is PredictionKind.PROBABILITIES
+        return kind, bool(probs), f"output kind {kind.value} from the model card"
+    if handle.output_kind is not None:
+        probs = handle.outputs_are_probabilities
+        if card.outputs_are_probabilities is not None:
+            probs = card.outputs_are_probabilities
+        return (
+            handle.output_kind,
+            bool(probs),
+            f"output kind {handle.output_kind.value} from the model's layers",
+        )
+    # SavedModel without a card: decide from the values, as io.predictions does for files.
+    in01 = _values_in_unit_interval(out)
+    if card.outputs_are_probabilities is not None:
+        in01 = card.outputs_are_probabilities
+    if channels == 1:
+        return PredictionKind.SIGMOID, in01, "output kind sigmoid: one channel (from the values)"
+    if in01 and _sums_to_one(out):
+        return (
+            PredictionKind.PROBABILITIES,
+            True,
+            (
+                "output kind probabilities: values in [0, 1] summing to 1 over channels (from the values)"
+            ),
+        )
+    if in01:
+        return (
+            PredictionKind.MULTILABEL,
+            True,
+            ("output kind multilabel: values in [0, 1] not summing to 1 (from the values)"),
+        )
+    return (
+        PredictionKind.LOGITS,
+        False,
+        "output kind logits: values outside [0, 1] (from the values)",
+    )
+
+
+def _sample(out: np.ndarray) -> np.ndarray:
+    flat = out.reshape(out.shape[0], -1)
+    step = max(1, flat.shape[1] // 200_000)
+    s = np.asarray(flat[:, ::step])
+    return s[:, np.isfinite(s).all(axis=0)]
+
+
+def _values_in_unit_interval(out: np.ndarray) -> bool:
+    s = _sample(out)
+    return bool(s.size == 0 or (s.min() >= 0.0 and s.max() <= 1.0))
+
+
+def _sums_to_one(out: np.ndarray) -> bool:
+    s = _sample(out)
+    return bool(s.size == 0 or np.allclose(s.sum(axis=0), 1.0, atol=1e-3))
+
+
+def _auto_batch(rank: int, model_shape: tuple[int, ...]) -> int:
+    if rank == 3:
+        return 1
+    # ~4 M input pixels per call keeps activations of typical 2-D U-Nets well under a GB.
+    pixels = int(np.prod(model_shape))
+    return int(max(1, min(DEFAULT_MAX_BATCH, (1 << 22) // max(1, pixels))))
+
+
+def _fmt_eta(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+
+
+def predict(
+    volume: Volume,
+    model: ModelHandle | str | os.PathLike[str],
+    *,
+    trust: bool = False,
+    card: ModelCard | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+) -> Generator[Progress, None, tuple[Prediction, dict[str, Any]]]:
+    """Run a segmentation model on a volume, yielding progress per batch.
+
+    Parameters
+    ----------
+    volume
+        The image, 3-D, image axes 0, 1, 2 (see ``core.types``); any numeric dtype.
+    model
+        An opened :class:`ModelHandle`, or a model path (opened here with ``trust``).
+    trust
+        Allow models that run code on load (see :func:`~segviewer.inference.model.open_model`).
+    card
+        How to feed the model; ``None`` reads ``<model>.segviewer.json`` if present, else uses
+        the defaults of :class:`ModelCard`.
+    overrides
+        Card fields to replace (command-line flags, window settings); ``None`` values ignored.
+    batch_size
+        Slices per model call; overrides the card. ``None``: the card's, else automatic. Halved
+        automatically (down to 1) when TensorFlow runs out of memory.
+    workdir
+        Folder for the memory-mapped output of big volumes (default: the system temp folder).
+
+    Yields
+    ------
+    Progress
+        While opening the model, then per batch (slices done of total, with an ETA). Closing
+        the generator cancels within one batch and removes any temporary file.
+
+    Returns
+    -------
+    (Prediction, dict)
+        Raw outputs float32 ``(C, axis0, axis1, axis2)`` with kind, layout (``CDHW``) and
+        notes; and provenance (model, sha256, card, every preprocessing setting, versions,
+        batch size) for the export manifest. Non-finite outputs are kept (``core`` marks those
+        voxels invalid) and mentioned in the notes.
+
+    Raises
+    ------
+    SegviewerError
+        Model cannot be opened, image does not fit the model (channels, fixed size), the model
+        fails, or it runs out of memory even one slice at a time.
+    """
+    t_start = time.perf_counter()
+    if isinstance(model, ModelHandle):
+        handle = model
+    else:
+        handle = yield from iter_open_model(model, trust=trust)
+    card_source = "given"
+    if card is None:
+        found = card_for_model(handle.path)
+        card = found if found is not None else ModelCard()
+        card_source = str(card_path_for(handle.path)) if found is not None else "defaults"
+    card = card.with_overrides(overrides)
+    import keras
+    import tensorflow as tf
+
+    notes: list[str] = [f"model {handle.path.name} ({handle.format}, sha256 {handle.sha256[:12]})"]
+    cin = handle.input_channels
+    if cin != 1 and not card.repeat_channels:
+        raise SegviewerError(
+            f"model {handle.path.name} expects {cin} input channels but the image "
+            f"{volume.source} has 1 (a single 3-D volume {volume.shape}); if the model wants the "
+            "same image in every channel, set repeat_channels in the model card"
+        )
+    if handle.output_channels < 1:
+        raise SegviewerError(f"model {handle.path.name} has no output channels")
+
+    # Intensity normalisation: whole volume once, or per slice inside the loop.
+    per_slice = card.normalization_scope == "slice" and handle.rank == 2
+    norm_args = {
+        "percentile_low": card.percentile_low,
+        "percentile_high": card.percentile_high,
+        "nonzero": card.nonzero,
+    }
+    if per_slice:
+        norm = np.asarray(volume.data)
+    else:
+        norm = normalize(volume.data, card.normalization, **norm_args)  # type: ignore[arg-type]
+    if handle.rank == 3 and card.normalization_scope == "slice":
+        notes.append("3-D model: normalisation computed over the whole volume, not per slice")
+
+    # Items fed to the model: slices along slice_axis for 2-D models, the volume for 3-D.
+    out_shape = (handle.output_channels, *volume.shape)
+    out, tmp_path = _alloc_output(out_shape, workdir)
+    try:
+        if handle.rank == 2:
+            k = card.slice_axis
+            items = np.moveaxis(norm, k, 0)
+            target = np.moveaxis(out, k + 1, 1)  # (C, S, A, B) view on the output
+            if card.transpose:
+                items, target = items.swapaxes(1, 2), target.swapaxes(2, 3)
+            if card.flip_rows:
+                items, target = items[:, ::-1], target[:, :, ::-1]
+            if card.flip_cols:
+                items, target = items[:, :, ::-1], target[:, :, :, ::-1]
+        else:
+            items = norm[None]
+            target = out[:, None]
+        n_items = items.shape[0]
+        item_shape = tuple(int(s) for s in items.shape[1:])
+        if card.downsampling is not None:
+            factors: tuple[int, ...] = (card.downsampling,)
+            notes.append(f"downsampling factor {card.downsampling} from the model card")
+        elif handle.downsampling is not None:
+            factors = (handle.downsampling,)
+        else:
+            factors = _FACTOR_TRIALS
+        geo = _Geometry(item_shape, handle.input_size, factors[0], card, handle.path.name)
+        requested = batch_size if batch_size is not None else card.batch_size
+        batch = requested if requested is not None else _auto_batch(handle.rank, geo.model_shape)
+        batch = max(1, min(int(batch), n_items))
+        first_batch = batch
+
+        def prepare(i: int, n: int) -> np.ndarray:
+            chunk = np.asarray(items[i : i + n], dtype=np.float32)
+            if per_slice:
+                chunk = np.stack(
+                    [normalize(s, card.normalization, **norm_args) for s in chunk]  # type: ignore[arg-type]
+                )
+            x = geo.forward(chunk)[..., None]
+            if cin != 1:
+                x = np.repeat(x, cin, axis=-1)
+            return np.ascontiguousarray(x, dtype=np.float32)
+
+        unit = "slices" if handle.rank == 2 else "volume"
+        yield Progress(
+            0, n_items, f"running {handle.path.name} on {n_items} {unit} ({volume.shape})"
+        )
+        runner: _Runner | None = None
+        factor_index = 0
+        done = 0
+        t_loop = time.perf_counter()
+        n_nonfinite = 0
+        while done < n_items:
+            n = min(batch, n_items - done)
+            if runner is None:
+                runner = _Runner(handle, geo.model_shape, card.output_name)
+            x = prepare(done, n)
+            try:
+                y = runner(x)
+            except Exception as e:
+                if _is_oom(e):
+                    if batch == 1:
+                        raise SegviewerError(
+                            f"model {handle.path.name} runs out of memory even on one "
+                            f"{'slice' if handle.rank == 2 else 'volume'} of "
+                            f"{' x '.join(map(str, geo.model_shape))}; close other programs, use a "
+                            "machine with more memory, or resize the image smaller"
+                        ) from None
+                    batch = max(1, batch // 2)
+                    notes.append(f"out of memory: batch size reduced to {batch}")
+                    continue
+                if done == 0 and factor_index + 1 < len(factors):
+                    factor_index += 1
+                    geo = _Geometry(
+                        item_shape, handle.input_size, factors[factor_index], card, handle.path.name
+                    )
+                    runner = None
+                    continue
+                raise SegviewerError(
+                    f"model {handle.path.name} failed on input {x.shape}: {_tf_message(e)}"
+                ) from None
+            want = (n, *geo.model_shape)
+            if tuple(y.shape[:-1]) != want or y.shape[-1] != handle.output_channels:
+                if done == 0 and factor_index + 1 < len(factors):
+                    factor_index += 1
+                    geo = _Geometry(
+                        item_shape, handle.input_size, factors[factor_index], card, handle.path.name
+                    )
+                    runner = None
+                    continue
+                raise SegviewerError(
+                    f"model {handle.path.name} turned input {x.shape} into {y.shape}; segviewer "
+                    "needs a dense output with the input's spatial size (a segmentation model)"
+                )
+            y = geo.backward(y)
+            n_nonfinite += int(np.count_nonzero(~np.isfinite(y)))
+            target[:, done : done + n] = np.moveaxis(y, -1, 0)
+            done += n
+            elapsed = time.perf_counter() - t_loop
+            eta = elapsed / done * (n_items - done)
+            yield Progress(done, n_items, f"{unit} {done}/{n_items}, about {_fmt_eta(eta)} left")
+        if handle.downsampling is None and card.downsampling is None and len(factors) > 1:
+            notes.append(f"downsampling factor {factors[factor_index]} found by trying sizes")
+        if isinstance(out, np.memmap):
+            out.flush()
+    except BaseException:
+        # Cancelled (GeneratorExit), failed, or interrupted: leave no temporary file behind.
+        if tmp_path is not None:
+            del out
+            _remove(tmp_path)
+        raise
+
+    kind, probs, why = _resolve_kind(handle, card, out)
+    notes.append(why)
+    if n_nonfinite:
+        notes.append(
+            f"the model produced {n_nonfinite} non-finite output values (NaN or inf); those "
+            "voxels are marked invalid"
+        )
+    if card.class_names is not None:
+        expect = {
+            PredictionKind.SIGMOID: 2,
+            PredictionKind.MULTILABEL: handle.output_channels + 1,
+        }.get(kind, handle.output_channels)
+        if len(card.class_names) != expect:
+            notes.append(
+                f"the card names {len(card.class_names)} classes but the output has {expect}"
+            )
+    from segviewer.core.layout import detect_layout
+
+    layout = detect_layout(out.shape, volume.shape, explicit="CDHW", has_class_axis=True)
+    if tmp_path is not None:
+        # The mapping stays valid after the file is gone on POSIX; elsewhere remove at exit.
+        weakref.finalize(out, _remove, tmp_path)
+        notes.append("raw outputs kept in a memory-mapped temporary file")
+    n_classes = {
+        PredictionKind.SIGMOID: 2,
+        PredictionKind.MULTILABEL: handle.output_channels + 1,
+    }.get(kind, handle.output_channels)
+    prediction = Prediction(
+        data=out,
+        kind=kind,
+        layout=layout,
+        n_classes=n_classes,
+        source=f"{handle.path.name} on {volume.source}",
+        values_are_probabilities=probs,
+        notes=tuple(notes),
+    )
+    provenance: dict[str, Any] = {
+        "model": handle.describe(),
+        "card_source": card_source,
+        "card": card.to_dict(),
+        "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
+        "preprocessing": {
+            "normalization": card.normalization,
+            "normalization_scope": "slice" if per_slice else "volume",
+            "percentile_low": card.percentile_low if card.normalization == "percentile" else None,
+            "percentile_high": card.percentile_high if card.normalization == "percentile" else None,
+            "nonzero": card.nonzero,
+            "slice_axis": card.slice_axis if handle.rank == 2 else None,
+            "transpose": card.transpose,
+            "flip_rows": card.flip_rows,
+            "flip_cols": card.flip_cols,
+            "size_policy": card.size_policy,
+            "downsampling": factors[factor_index],
+            "repeat_channels": card.repeat_channels,
+            **geo.describe(),
+        },
+        "batch_size": batch,
+        "batch_size_first": first_batch,
+        "output": {
+            "kind": kind.value,
+            "channels": handle.output_channels,
+            "values_are_probabilities": probs,
+            "non_finite_values": n_nonfinite,
+            "storage": "memmap" if tmp_path is not None else "memory",
+        },
+        "tensorflow": str(tf.__version__),
+        "keras": str(keras.__version__),
+        "seconds": round(time.perf_counter() - t_start, 3),
+        "notes": list(notes),
+    }
+    return prediction, provenance
+
+
+def save_logits(
+    prediction: Prediction,
+    path: str | os.PathLike[str],
+    *,
+    affine: np.ndarray | None = None,
+    force: bool = False,
+) -> Path:
+    """Save a prediction's raw values, so they can be reopened without the model.
+
+    Parameters
+    ----------
+    prediction
+        Any prediction with a class axis.
+    path
+        ``.npy``: float32 channels-first ``(C, axis0, axis1, axis2)`` (reopened as ``CDHW``).
+        ``.nii`` / ``.nii.gz``: 4-D ``(axis0, axis1, axis2, C)`` with ``affine``.
+    affine
+        The image's affine; required for NIfTI.
+    force
+        Overwrite an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file (written atomically).
+    """
+    from segviewer.io.writers import write_nifti, write_npy
+
+    cf = prediction.channels_first()
+    if cf.ndim != 4:
+        raise SegviewerError("a label map has no logits to save; export it as a mask instead")
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(".npy"):
+        return write_npy(np.asarray(cf, dtype=np.float32), p, force=force)
+    if name.endswith((".nii", ".nii.gz")):
+        if affine is None:
+            raise SegviewerError(
+                f"{p}: saving logits as NIfTI needs the image's affine; pass the volume's affine"
+            )
+        return write_nifti(
+            np.moveaxis(np.asarray(cf, dtype=np.float32), 0, -1),
+            affine,
+            p,
+            force=force,
+            description="segviewer raw model outputs",
+        )
+    raise SegviewerError(f"{p}: logits are saved as .npy, .nii or .nii.gz; change the file name")

@@ -1,0 +1,84 @@
+"""Normalisation, padding and resizing on real MRI (nibabel's anatomical.nii)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from segviewer.core.types import SegviewerError
+from segviewer.inference.preprocess import (
+    crop_spatial,
+    normalize,
+    pad_amounts,
+    pad_spatial,
+    resize_spatial,
+)
+
+
+@pytest.fixture(scope="module")
+def t1(nibabel_anatomical: Path) -> np.ndarray:
+    return np.asarray(nib.load(nibabel_anatomical).dataobj)
+
+
+def test_zscore_gives_zero_mean_unit_std(t1: np.ndarray) -> None:
+    z = normalize(t1, "zscore")
+    assert z.dtype == np.float32 and z.shape == t1.shape
+    assert abs(float(z.mean(dtype=np.float64))) < 1e-5
+    assert float(z.std(dtype=np.float64)) == pytest.approx(1.0, abs=1e-5)
+    # Non-zero statistics: the brain voxels, not the background, get mean 0.
+    zn = normalize(t1, "zscore", nonzero=True)
+    brain = t1 != 0
+    assert abs(float(zn[brain].mean(dtype=np.float64))) < 1e-5
+    assert float(zn[~brain].max()) < -0.5 if (~brain).any() else True
+
+
+def test_minmax_max_percentile_values(t1: np.ndarray) -> None:
+    x = t1.astype(np.float64)
+    mm = normalize(t1, "minmax")
+    np.testing.assert_allclose(mm, (x - x.min()) / (x.max() - x.min()), rtol=1e-6, atol=1e-6)
+    mx = normalize(t1, "max")
+    np.testing.assert_allclose(mx, x / np.abs(x).max(), rtol=1e-6, atol=1e-7)
+    pc = normalize(t1, "percentile", percentile_low=2.0, percentile_high=98.0)
+    lo, hi = np.percentile(x, [2.0, 98.0])
+    np.testing.assert_allclose(pc, (np.clip(x, lo, hi) - lo) / (hi - lo), rtol=1e-5, atol=1e-6)
+    assert pc.min() == 0.0 and pc.max() == pytest.approx(1.0)
+    assert normalize(t1, "none").dtype == np.float32
+
+
+def test_constant_image_is_not_divided_by_zero() -> None:
+    z = normalize(np.full((4, 5, 6), 7, np.uint8), "zscore")
+    assert np.all(z == 0) and np.isfinite(z).all()
+
+
+def test_unknown_method() -> None:
+    with pytest.raises(SegviewerError, match="unknown normalisation 'robust'"):
+        normalize(np.ones((2, 2)), "robust")
+
+
+def test_pad_then_crop_restores_the_slices(t1: np.ndarray) -> None:
+    items = np.moveaxis(t1, 2, 0).astype(np.float32)  # (25, 33, 41)
+    pads = pad_amounts(items.shape[1:], (36, 44))
+    assert pads == [(1, 2), (1, 2)]
+    for mode in ("edge", "reflect", "constant"):
+        padded = pad_spatial(items, pads, mode, -3.0)
+        assert padded.shape == (25, 36, 44)
+        np.testing.assert_array_equal(crop_spatial(padded[..., None], pads)[..., 0], items)
+    assert np.all(pad_spatial(items, pads, "constant", -3.0)[:, 0] == -3.0)
+    np.testing.assert_array_equal(pad_spatial(items, pads, "edge")[:, 0, 1:-2], items[:, 0])
+    # reflect with a pad longer than the axis falls back to symmetric instead of failing
+    assert pad_spatial(items[:, :2, :2], [(3, 3), (3, 3)], "reflect").shape == (25, 8, 8)
+
+
+def test_resize_exact_shape_and_linear_values(t1: np.ndarray) -> None:
+    items = np.moveaxis(t1, 2, 0).astype(np.float32)
+    small = resize_spatial(items, (32, 32))
+    assert small.shape == (25, 32, 32) and small.dtype == np.float32
+    # Corner-aligned linear resampling keeps the corners and the value range.
+    np.testing.assert_allclose(small[:, 0, 0], items[:, 0, 0])
+    np.testing.assert_allclose(small[:, -1, -1], items[:, -1, -1])
+    assert small.min() >= items.min() and small.max() <= items.max()
+    back = resize_spatial(small[..., None], (33, 41))
+    assert back.shape == (25, 33, 41, 1)
