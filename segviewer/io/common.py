@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,20 @@ def compound_suffix(path: Path) -> str:
     if len(suffixes) >= 2 and suffixes[-1] == ".gz":
         return suffixes[-2] + ".gz"
     return suffixes[-1] if suffixes else ""
+
+
+@contextmanager
+def record_warnings(sink: list[str]) -> Iterator[None]:
+    """Collect library warnings (odd headers, bad VRs) as one-line texts in ``sink``.
+
+    The readers put them in ``Volume.metadata["warnings"]`` where the window and
+    ``segviewer info`` show them, instead of letting them go to the console.
+    """
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        yield
+    for w in got:
+        text = str(w.message).strip()
+        msg = text.splitlines()[0] if text else type(w.message).__name__
+        if msg not in sink:
+            sink.append(msg)

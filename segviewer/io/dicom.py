@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
-from segviewer.io.common import check_alloc, natural_key
+from segviewer.io.common import check_alloc, natural_key, record_warnings
 
 __all__ = ["SeriesInfo", "list_dicom_series", "load_dicom", "looks_like_dicom"]
 
@@ -208,39 +207,42 @@ def load_dicom(path: Path, *, frame: int = 0, series: str | int | None = None) -
     """
     notes: list[str] = []
     caught: list[str] = []
-    if path.is_dir():
-        groups = _scan(path)
-        uid, heads = _select(groups, series, path)
-        where = f"{path} (series {uid})"
-    else:
-        if path.name.upper() == "DICOMDIR":
-            raise SegviewerError(
-                f"{path}: a DICOMDIR is an index of a disc or study, not an image; open the "
-                "folder that holds it (or a series folder inside it)"
-            )
-        if series is not None:
-            raise SegviewerError(
-                f"{path}: --series picks a series in a folder; this is a single DICOM file, "
-                "leave --series out or open the folder"
-            )
-        with _recording(caught):
-            h = _read_header(path, force=True)
-        if h is None:
-            raise SegviewerError(
-                f"{path}: not a readable DICOM image (no image header found); check that the "
-                "file is DICOM and was copied completely"
-            )
-        heads = [h]
-        where = str(path)
-    if len(heads) == 1 and heads[0].n_frames > 1:
-        data, affine, meta = _load_multiframe(heads[0].path, frame, notes, caught)
-    else:
-        if any(h.n_frames > 1 for h in heads):
-            raise SegviewerError(
-                f"{where}: the series holds {len(heads)} multi-frame files; open one of them "
-                "as a file instead of the folder"
-            )
-        data, affine, meta = _load_series(heads, frame, where, notes, caught)
+    # pydicom converts element values lazily, so its warnings (bad VRs...) can come from
+    # any access below: record them all into the metadata instead of the console.
+    with record_warnings(caught):
+        if path.is_dir():
+            groups = _scan(path)
+            uid, heads = _select(groups, series, path)
+            where = f"{path} (series {uid})"
+        else:
+            if path.name.upper() == "DICOMDIR":
+                raise SegviewerError(
+                    f"{path}: a DICOMDIR is an index of a disc or study, not an image; open the "
+                    "folder that holds it (or a series folder inside it)"
+                )
+            if series is not None:
+                raise SegviewerError(
+                    f"{path}: --series picks a series in a folder; this is a single DICOM file, "
+                    "leave --series out or open the folder"
+                )
+            with record_warnings(caught):
+                h = _read_header(path, force=True)
+            if h is None:
+                raise SegviewerError(
+                    f"{path}: not a readable DICOM image (no image header found); check that the "
+                    "file is DICOM and was copied completely"
+                )
+            heads = [h]
+            where = str(path)
+        if len(heads) == 1 and heads[0].n_frames > 1:
+            data, affine, meta = _load_multiframe(heads[0].path, frame, notes, caught)
+        else:
+            if any(h.n_frames > 1 for h in heads):
+                raise SegviewerError(
+                    f"{where}: the series holds {len(heads)} multi-frame files; open one of them "
+                    "as a file instead of the folder"
+                )
+            data, affine, meta = _load_series(heads, frame, where, notes, caught)
     meta["n_files"] = len(heads)
     if meta.get("photometric") == "MONOCHROME1":
         notes.append(
@@ -254,18 +256,6 @@ def load_dicom(path: Path, *, frame: int = 0, series: str | int | None = None) -
 
 # --------------------------------------------------------------------------------------
 # scanning
-
-
-@contextmanager
-def _recording(sink: list[str]) -> Iterator[None]:
-    """Collect pydicom's warnings (bad VRs, odd lengths) as text for the metadata."""
-    with warnings.catch_warnings(record=True) as got:
-        warnings.simplefilter("always")
-        yield
-    for w in got:
-        msg = str(w.message).splitlines()[0] if str(w.message) else type(w.message).__name__
-        if msg not in sink:
-            sink.append(msg)
 
 
 def _float(value: Any, default: float | None = None) -> float | None:
@@ -573,7 +563,7 @@ def _read_dataset(path: Path, caught: list[str]) -> Any:
     from pydicom.errors import InvalidDicomError
 
     try:
-        with _recording(caught):
+        with record_warnings(caught):
             return pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError) as exc:
         raise SegviewerError(
@@ -690,7 +680,7 @@ def _load_series(
     first_ds: Any = None
     for s, i in enumerate(chosen):
         ds = _read_dataset(heads[i].path, caught)
-        with _recording(caught):
+        with record_warnings(caught):
             arr = _luminance(_decode(ds, heads[i].path), ds, notes)
         if arr.shape != (rows, cols):
             raise SegviewerError(
@@ -777,7 +767,7 @@ def _load_multiframe(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     import pydicom
 
-    with _recording(caught):
+    with record_warnings(caught):
         try:
             hdr = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         except (OSError, EOFError, ValueError, TypeError, KeyError) as exc:
@@ -792,7 +782,7 @@ def _load_multiframe(
     notes.extend(geo_notes)
     _check_frame(frame, len(order), str(path))
     ds = _read_dataset(path, caught)
-    with _recording(caught):
+    with record_warnings(caught):
         arr = _luminance(_decode(ds, path), ds, notes)
     if arr.ndim == 2:
         arr = arr[np.newaxis]

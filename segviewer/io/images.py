@@ -30,6 +30,7 @@ from segviewer.io.common import (
     check_alloc,
     check_input_file,
     compound_suffix,
+    record_warnings,
 )
 from segviewer.io.dicom import SeriesInfo, list_dicom_series, load_dicom, looks_like_dicom
 from segviewer.io.raster import RASTER_SUFFIXES, load_raster, load_raster_folder
@@ -93,6 +94,20 @@ def load_image(
     check_input_file(p)
     if frame < 0:
         raise SegviewerError(f"{p}: frame {frame} is negative; frames are numbered from 0")
+    caught: list[str] = []
+    with record_warnings(caught):
+        vol = _dispatch(p, frame, series)
+    if caught:
+        meta = dict(vol.metadata)
+        meta["warnings"] = tuple(dict.fromkeys((*meta.get("warnings", ()), *caught[:5])))
+        vol = Volume(
+            data=vol.data, affine=vol.affine, source=vol.source, format=vol.format, metadata=meta
+        )
+    return vol
+
+
+def _dispatch(p: Path, frame: int, series: str | int | None) -> Volume:
+    """Pick the reader from the path; turn library exceptions into SegviewerError."""
     if p.is_dir():
         return _load_folder(p, frame=frame, series=series)
     suffix = compound_suffix(p)

@@ -829,3 +829,10 @@ def test_describe_memory_mapped_value_range(tmp_path: Path) -> None:
     assert info["memory_mapped"] is True
     assert info["value_range"] == [float(np.nanmin(arr)), float(np.nanmax(arr))]
     assert info["dtype"] == "float32"
+
+
+def test_library_warnings_go_to_metadata_not_console() -> None:
+    # pytest turns warnings into errors here: reading must not let pydicom's escape.
+    vol = load_image(_data_file("bad_sequence.dcm"))
+    assert vol.shape == (1, 512, 512)
+    assert any("Invalid value for VR UI" in w for w in vol.metadata["warnings"])
