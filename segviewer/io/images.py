@@ -186,7 +186,7 @@ def describe_image(
         "shape": list(vol.shape),
         "dtype": str(vol.data.dtype),
         "spacing_mm": [round(s, 6) for s in vol.spacing],
-        "orientation": _orientation(vol.affine),
+        "orientation": vol.orientation,
         "affine": [[float(v) for v in row] for row in vol.affine],
         "value_range": _value_range(vol.data),
         "n_frames": int(meta.pop("n_frames", 1)),
@@ -262,12 +262,6 @@ def _checked_affine(affine: np.ndarray, path: Path, what: str) -> np.ndarray:
             "fix the header's voxel sizes/orientation"
         )
     return aff
-
-
-def _orientation(affine: np.ndarray) -> str:
-    from nibabel.orientations import aff2axcodes
-
-    return "".join(str(c) for c in aff2axcodes(affine))
 
 
 def _value_range(data: np.ndarray) -> list[float] | None:

@@ -144,6 +144,19 @@ def test_non_ascii_path(tmp_path: Path, demo_dir: Path) -> None:
     assert describe_image(str(path))["shape"] == [98, 116, 94]
 
 
+def test_non_ascii_dicom_and_png_folders(tmp_path: Path, mr_small: Path) -> None:
+    from PIL import Image
+
+    series = tmp_path / "Séries ü 中文"
+    pixels = _write_series(mr_small, series, [0.0, 1.0], names=["é1.dcm", "中2.dcm"])
+    np.testing.assert_array_equal(load_image(series).data[1], pixels[1])
+    pngs = tmp_path / "Bilder ö"
+    pngs.mkdir()
+    for k in (1, 2):
+        Image.fromarray(np.full((3, 4), k, np.uint8)).save(pngs / f"schnitt{k}ä.png")
+    assert load_image(pngs).data[:, 0, 0].tolist() == [1, 2]
+
+
 # --------------------------------------------------------------------------------------
 # Bad input
 
@@ -248,6 +261,9 @@ def test_single_dicom_geometry_and_safe_metadata(mr_small: Path) -> None:
     assert "CompressedSamples" not in text and "4MR1" not in text
     assert not any("patient" in k.lower() for k in vol.metadata)
     assert vol.metadata["modality"] == "MR"
+    # An axial series is (slice, row, column) = (S, P, L): the same as the stack affine, so
+    # it shows up in the axial view like a plain 2-D image.
+    assert vol.orientation == "SPL"
 
 
 def test_large_j2k_equals_uncompressed() -> None:
