@@ -537,10 +537,17 @@ def _no_fit_message(raw: tuple[int, ...], img: tuple[int, ...], has_class_axis: 
     if scaled:
         best = min(scaled, key=lambda c: (_ratio_spread(c, raw, img), c.inversions, c.class_rank))
         sizes = tuple(raw[a] for a in best.spatial)
-        if _ratio_spread(best, raw, img) < 0.05:
-            i = next((i for i in best.image_axes if img[i] > 1), best.image_axes[0])
-            a = best.spatial[best.image_axes.index(i)]
-            factor = raw[a] / img[i]
+        pairs = [(raw[a], img[i]) for a, i in zip(best.spatial, best.image_axes, strict=True)]
+        pairs = [(p, q) for p, q in pairs if q > 1] or pairs
+        factor = sum(p for p, _ in pairs) / sum(q for _, q in pairs)
+        if all(abs(p - q) <= 2 for p, q in pairs):
+            return (
+                f"{base}: its spatial size {_fmt(sizes)} differs by a few voxels; was the image "
+                "or the prediction cropped or padded? Use --resample only if both cover the "
+                "same field of view"
+            )
+        # one scale factor for all axes, allowing each size to be rounded to whole voxels
+        if all(abs(p - q * factor) <= 1 + 0.01 * p for p, q in pairs):
             return (
                 f"{base}: its spatial size {_fmt(sizes)} is about {factor:.2f}x the image's; "
                 "use --resample to resample the prediction onto the image grid"

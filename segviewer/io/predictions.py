@@ -84,6 +84,7 @@ def load_prediction(
     kind: PredictionKind | str | None = None,
     n_classes_hint: int | None = None,
     resample: bool = False,
+    image_affine: np.ndarray | None = None,
 ) -> Prediction:
     """Read a prediction file and align it to an image.
 
@@ -103,6 +104,10 @@ def load_prediction(
         that many classes (its largest label may be absent from this case).
     resample
         Resample a prediction of another spatial size onto the image grid instead of failing.
+    image_affine
+        ``Volume.affine`` of the image. When given and the file carries its own geometry
+        (NIfTI), a difference is reported in the notes: the prediction is always shown voxel
+        for voxel on the image grid, so a flipped or shifted affine means a misplaced overlay.
 
     Returns
     -------
@@ -122,6 +127,8 @@ def load_prediction(
     if p.is_dir():
         raise SegviewerError(f"{p} is a folder; choose a prediction file ({PREDICTION_FORMATS})")
     raw, fmt, notes = _read(p)
+    if image_affine is not None and fmt == "nifti":
+        notes.extend(_affine_notes(_nifti_open(p).affine, np.asarray(image_affine, float)))
     explicit = layout
     img = tuple(int(s) for s in image_shape)
     if explicit is None and fmt in ("png", "tiff"):
@@ -176,7 +183,24 @@ def prediction_from_array(
         has_cls: bool | None = False if is_int else None
     else:
         has_cls = requested is not PredictionKind.LABELS
-    lay = _find_layout(raw.shape, img, layout, has_cls, resample, what)
+    try:
+        lay = _find_layout(raw.shape, img, layout, has_cls, resample, what)
+    except SegviewerError:
+        if not (is_int and requested is None and layout is None):
+            raise
+        # integer channels (one-hot masks, 8-bit probabilities without scaling): the label-map
+        # reading did not fit, so try a class axis; otherwise report the shapes without a bias
+        try:
+            lay = _find_layout(raw.shape, img, None, True, resample, what)
+        except SegviewerError:
+            lay = _find_layout(raw.shape, img, None, None, resample, what)
+        check_alloc(raw.shape, np.float32, what)
+        out_notes.append(
+            f"Integer values with a class axis ({raw.dtype.name}, e.g. one-hot masks): "
+            "converted to float32 in memory."
+        )
+        raw = raw.astype(np.float32)
+        is_int = False
 
     if lay.class_axis is None and not is_int:
         # a float map without a class axis: label values stored as float, or one sigmoid channel
@@ -423,8 +447,7 @@ def _channel_facts(
 def _label_facts(
     raw: np.ndarray, hint: int | None, what: str, notes: list[str]
 ) -> tuple[PredictionKind, int, bool]:
-    # the whole label map is scanned: it has the image's size and both bounds are needed
-    lo, hi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
+    lo, hi = _min_max(raw)
     if lo < 0:
         raise SegviewerError(
             f"{what}: the label map has negative values (minimum {lo}); labels must be 0 "
@@ -442,6 +465,24 @@ def _label_facts(
         n = hint
     notes.append(note + ".")
     return PredictionKind.LABELS, n, False
+
+
+def _min_max(raw: np.ndarray) -> tuple[int, int]:
+    """Smallest and largest value in one pass over chunks of the outermost axis.
+
+    The whole label map is scanned (it has the image's size and both bounds are needed);
+    chunking reads a memory-mapped file once, each chunk being reduced twice while cached.
+    """
+    if raw.size == 0:
+        return 0, 0
+    if raw.ndim == 0:
+        return int(raw), int(raw)
+    step = max(1, (32 * 1024**2) // max(1, raw[0].nbytes))
+    lo, hi = int(raw[:step].min()), int(raw[:step].max())
+    for start in range(step, raw.shape[0], step):
+        block = raw[start : start + step]
+        lo, hi = min(lo, int(block.min())), max(hi, int(block.max()))
+    return lo, hi
 
 
 def _float_labels_to_int(raw: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
@@ -465,6 +506,35 @@ def _float_labels_to_int(raw: np.ndarray, what: str, notes: list[str]) -> np.nda
     dtype = np.uint8 if hi < 256 else np.uint16
     notes.append(f"Float label values converted to {np.dtype(dtype).name} (a copy in memory).")
     return raw.astype(dtype)
+
+
+def _affine_notes(pred_affine: np.ndarray, image_affine: np.ndarray) -> list[str]:
+    """Warnings when a NIfTI prediction's geometry differs from the image's."""
+    from nibabel.orientations import aff2axcodes
+
+    pa = np.asarray(pred_affine, dtype=np.float64)
+    if pa.shape != (4, 4) or image_affine.shape != (4, 4) or not np.all(np.isfinite(pa)):
+        return ["Warning: the prediction's NIfTI affine is not a finite 4x4 matrix."]
+    if np.allclose(pa, image_affine, atol=1e-3, rtol=1e-4):
+        return []
+    if np.allclose(pa, np.eye(4)):
+        return [
+            "The prediction's NIfTI affine is the identity (no geometry was saved); it is "
+            "shown voxel for voxel on the image grid."
+        ]
+    p_codes = "".join(str(c) for c in aff2axcodes(pa))
+    i_codes = "".join(str(c) for c in aff2axcodes(image_affine))
+    if p_codes != i_codes:
+        return [
+            f"Warning: the prediction's voxel axes point {p_codes} but the image's point "
+            f"{i_codes}: shown voxel for voxel, the overlay may be mirrored or rotated; re-save "
+            "the prediction in the image's voxel order (same affine)."
+        ]
+    shift = float(np.linalg.norm(pa[:3, 3] - image_affine[:3, 3]))
+    return [
+        f"Warning: the prediction's NIfTI affine differs from the image's (same orientation "
+        f"{i_codes}, origins {shift:.1f} mm apart); it is shown voxel for voxel on the image grid."
+    ]
 
 
 # --------------------------------------------------------------------------------------------

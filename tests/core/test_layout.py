@@ -171,6 +171,14 @@ def test_scale_factor_mismatch_suggests_resample() -> None:
     assert layout.name == "NDHWC" and layout.spatial_shape == (49, 58, 47)
 
 
+def test_anisotropic_rounded_scale_and_off_by_one() -> None:
+    # 98x116x94 downsampled by 3 with rounding: 33x39x31
+    with pytest.raises(SegviewerError, match=r"about 0\.33x the image's; use --resample"):
+        detect_layout((33, 39, 31, 2), IMG, has_class_axis=True)
+    with pytest.raises(SegviewerError, match="differs by a few voxels"):
+        detect_layout((97, 116, 94, 2), IMG, has_class_axis=True)
+
+
 def test_unrelated_sizes_do_not_suggest_resample() -> None:
     with pytest.raises(SegviewerError) as err:
         detect_layout((60, 70, 80, 3), IMG, has_class_axis=True)

@@ -277,3 +277,57 @@ def test_prediction_from_array_keeps_views(probs_ref: np.ndarray) -> None:
     assert pred.kind is PredictionKind.PROBABILITIES
     assert np.shares_memory(pred.channels_first(), probs_ref)
     assert np.array_equal(pred.channels_first(), probs_ref)
+
+
+def test_nifti_geometry_differences_are_reported(tmp_path: Path, demo_dir: Path) -> None:
+    src = nib.load(demo_dir / "tissue_prob.nii.gz")
+    t1_affine = nib.load(demo_dir / "t1.nii.gz").affine
+    same = load_prediction(demo_dir / "tissue_prob.nii.gz", IMG, image_affine=t1_affine)
+    assert not any("affine" in n for n in same.notes)
+    data = np.asarray(src.dataobj.get_unscaled()).astype(np.float32) / 255
+    flipped = t1_affine @ np.diag([-1.0, 1.0, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(data, flipped), tmp_path / "flip.nii.gz")
+    pred = load_prediction(tmp_path / "flip.nii.gz", IMG, image_affine=t1_affine)
+    assert any("point LAS but the image's point RAS" in n for n in pred.notes)
+    shifted = t1_affine.copy()
+    shifted[:3, 3] += (3.0, 4.0, 0.0)
+    nib.save(nib.Nifti1Image(data, shifted), tmp_path / "shift.nii.gz")
+    pred = load_prediction(tmp_path / "shift.nii.gz", IMG, image_affine=t1_affine)
+    assert any("origins 5.0 mm apart" in n for n in pred.notes)
+
+
+def test_multi_gigabyte_npy_is_memory_mapped_not_read(tmp_path: Path) -> None:
+    # a 2 GiB float32 (1, 256, 512, 512, 8) logits file, sparse on disk: opening it, detecting
+    # layout and kind and taking a slice must not read it whole
+    import resource
+
+    shape = (1, 256, 512, 512, 8)
+    path = tmp_path / "big.npy"
+    big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    big[0, 100, 200, 300] = np.arange(8, dtype=np.float32)
+    del big
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    pred = load_prediction(path, (256, 512, 512))
+    view = pred.channels_first()
+    assert view.shape == (8, 256, 512, 512)
+    assert isinstance(pred.data, np.memmap) and np.shares_memory(view, pred.data)
+    assert pred.kind is PredictionKind.LOGITS and pred.layout.name == "NDHWC"
+    assert view[:, 100, 200, 300].tolist() == list(range(8))
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 512, f"peak memory grew by {grown_mib:.0f} MiB for a 2 GiB file"
+
+
+def test_one_hot_integer_channels(tmp_path: Path, probs_ref: np.ndarray) -> None:
+    labels = probs_ref.argmax(axis=0)
+    one_hot = (labels[..., None] == np.arange(3)).astype(np.uint8)  # (X, Y, Z, 3)
+    nib.save(nib.Nifti1Image(one_hot, np.eye(4)), tmp_path / "onehot.nii.gz")
+    pred = load_prediction(tmp_path / "onehot.nii.gz", IMG)
+    assert pred.kind is PredictionKind.PROBABILITIES and pred.n_classes == 3
+    cf = pred.channels_first()
+    assert cf.dtype == np.float32
+    assert np.array_equal(cf.argmax(axis=0), labels)
+    assert any("one-hot" in n for n in pred.notes)
+    with pytest.raises(SegviewerError) as err:
+        load_prediction(tmp_path / "onehot.nii.gz", (98, 116, 95))
+    assert "prediction (98, 116, 94, 3) does not match image (98, 116, 95)" in str(err.value)
+    assert "differs by a few voxels" in str(err.value)
