@@ -178,32 +178,50 @@ def _prob32(p: float) -> np.float32:
 
 
 def _running_max(
-    block: np.ndarray, lab: np.ndarray, ws: _Workspace, want_second: bool = False
+    block: np.ndarray, lab: np.ndarray | None, ws: _Workspace, want_second: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Arg-max into ``lab`` and the maximum (and optionally the second largest) as float32."""
+    """The maximum over classes (and optionally the second largest) as float32.
+
+    With ``lab`` given, also the arg-max into it; statistics pass None and skip the three
+    label operations per class.
+    """
     shape = block.shape[1:]
     best = ws.get("best", shape, np.float32)
     np.copyto(best, block[0], casting="unsafe")
-    lab.fill(0)
-    gt = ws.get("gt", shape, np.bool_)
-    step = ws.get("step", shape, lab.dtype)
     second: np.ndarray | None = None
     if want_second:
         second = ws.get("second", shape, np.float32)
         second.fill(-np.inf)
         lo = ws.get("lo", shape, np.float32)
-    ctype = lab.dtype.type
+    if lab is not None:
+        lab.fill(0)
+        gt = ws.get("gt", shape, np.bool_)
+        step = ws.get("step", shape, lab.dtype)
+        ctype = lab.dtype.type
+        # uint8 x uint8 runs the SIMD loop; bool x uint8 is about 3x slower
+        gt_as = gt.view(np.uint8) if lab.dtype == np.uint8 else gt
     for c in range(1, block.shape[0]):
         x = _plane(block, c, ws)
-        np.greater(x, best, out=gt)
+        if lab is not None:
+            np.greater(x, best, out=gt)
         if second is not None:
             np.minimum(best, x, out=lo)
             np.maximum(second, lo, out=second)
         np.maximum(best, x, out=best)
-        # labels so far are all < c, so "label = c where x won" is a maximum, not a select
-        np.multiply(gt, ctype(c), out=step)
-        np.maximum(lab, step, out=lab)
+        if lab is not None:
+            # labels so far are all < c, so "label = c where x won" is a maximum, not a select
+            np.multiply(gt_as, ctype(c), out=step)
+            np.maximum(lab, step, out=lab)
     return best, second
+
+
+def _mark_nonfinite(lab: np.ndarray, values: np.ndarray, bad: np.ndarray, value: int) -> int:
+    """Label voxels whose ``values`` are NaN or +-inf; return how many."""
+    np.isfinite(values, out=bad)
+    if bad.all():  # the common case: one cheap pass, nothing to mark
+        return 0
+    np.logical_not(bad, out=bad)
+    return _mark(lab, bad, value)
 
 
 def _mark(lab: np.ndarray, where: np.ndarray, value: int) -> int:
@@ -263,12 +281,10 @@ def _labels_into(
                     )
                 np.less(dist, lim, out=bad)
                 n_unc = _mark(lab, bad, uncertain)
-            if vap:
-                np.isfinite(best, out=bad)
-                np.logical_not(bad, out=bad)
-            else:
-                np.isnan(best, out=bad)
             # NaN / inf compare False above, so no invalid voxel was marked uncertain
+            if vap:
+                return _mark_nonfinite(lab, best, bad, invalid), n_unc
+            np.isnan(best, out=bad)
             return _mark(lab, bad, invalid), n_unc
 
         best, _ = _running_max(block, lab, ws)
@@ -291,11 +307,8 @@ def _labels_into(
                 np.multiply(s, np.float32(mc), out=s)
                 np.less(best, s, out=bad)
             n_unc = _mark(lab, bad, uncertain)
-        np.isfinite(best, out=bad)
-        np.logical_not(bad, out=bad)
-        n_inv = _mark(lab, bad, invalid)
         # NaN comparisons are False, so invalid voxels were never marked uncertain
-        return n_inv, n_unc
+        return _mark_nonfinite(lab, best, bad, invalid), n_unc
 
 
 def labels_from_block(
@@ -460,8 +473,7 @@ def _stats_into(
     n_ch = int(block.shape[0])
     f1 = np.float32(1.0)
     if kind is PredictionKind.LOGITS or kind is PredictionKind.PROBABILITIES:
-        lab = ws.get("lab", shape, np.uint16 if n_ch > 254 else np.uint8)
-        m1, m2 = _running_max(block, lab, ws, want_second=stat == "margin")
+        m1, m2 = _running_max(block, None, ws, want_second=stat == "margin")
         s = ws.get("sum", shape, np.float32)
         d = ws.get("d", shape, np.float32)
         t = ws.get("t", shape, np.float32) if stat == "entropy" else None
@@ -563,8 +575,7 @@ def _stats_into(
             np.multiply(out, np.float32(1.0 / (n_ch * math.log(2.0))), out=out)
         return
     # confidence / margin from the top channel (and the second one for multi-label margins)
-    lab = ws.get("lab", shape, np.uint16 if n_ch > 254 else np.uint8)
-    m1, m2 = _running_max(block, lab, ws, want_second=stat == "margin" and n_ch > 1)
+    m1, m2 = _running_max(block, None, ws, want_second=stat == "margin" and n_ch > 1)
     if vap:
         np.copyto(p, m1)
     else:
@@ -665,8 +676,7 @@ def _probabilities_into(
         s = ws.get("sum", shape, np.float32)
         s.fill(0)
         if kind is PredictionKind.LOGITS:
-            lab = ws.get("lab", shape, np.uint16 if n_ch > 254 else np.uint8)
-            m1, _ = _running_max(block, lab, ws)
+            m1, _ = _running_max(block, None, ws)
             for c in range(n_ch):
                 np.subtract(_plane(block, c, ws), m1, out=out[c])
                 np.exp(out[c], out=out[c])
@@ -882,6 +892,22 @@ def chunk_plan(
     return axis, ranges
 
 
+# Up to this many classes, counting with one compare per class beats np.bincount (which
+# converts the labels to 8-byte integers first: about 6x slower for 4 classes).
+_COMPARE_COUNT_MAX = 24
+
+
+def _count_into(counts: np.ndarray, lab: np.ndarray, ws: _Workspace) -> None:
+    n = counts.shape[0]
+    if n <= _COMPARE_COUNT_MAX:
+        eq = ws.get("eq", lab.shape, np.bool_)
+        for k in range(n):
+            np.equal(lab, k, out=eq)
+            counts[k] += np.count_nonzero(eq)
+    else:
+        counts += np.bincount(lab.ravel(), minlength=n)[:n]
+
+
 def _sel(axis: int, start: int, stop: int, lead: int) -> tuple[slice, ...]:
     idx = [slice(None)] * (lead + 3)
     idx[lead + axis] = slice(start, stop)
@@ -935,9 +961,7 @@ def iter_labels(pred: Prediction, settings: MaskSettings) -> Generator[Progress,
                 ijk = [int(t) for t in v]
                 ijk[axis] += a
                 examples.append((ijk[0], ijk[1], ijk[2]))
-        # bincount works in intp (8 bytes per voxel) but only on one small chunk at a time
-        bc = np.bincount(lab.ravel(), minlength=n)
-        counts += bc[:n]
+        _count_into(counts, lab, ws)
         if lab is not dest:
             np.copyto(dest, lab)
         yield Progress(done, len(ranges), f"computing labels ({b}/{shape[axis]} slices)")

@@ -278,12 +278,17 @@ def _blend_table(lut: np.ndarray) -> np.ndarray:
     if hit is not None:
         _BLEND_CACHE.move_to_end(key)
         return hit
-    a = lut[:, 3].astype(np.float32)[:, None, None] / np.float32(255.0)
-    grey = np.arange(256, dtype=np.float32)[None, :, None]
-    rgb = grey * (np.float32(1.0) - a) + lut[:, None, :3].astype(np.float32) * a
+    # rows with alpha 0 (background, hidden and unused labels: most of a 256-entry table) are
+    # the plain grey ramp; only the drawn classes need arithmetic, so a toggle stays cheap
     t = np.empty((lut.shape[0], 256, 4), dtype=np.uint8)
-    np.copyto(t[..., :3], rgb + np.float32(0.5), casting="unsafe")
-    t[..., 3] = 255
+    t[:, :, :3] = np.arange(256, dtype=np.uint8)[None, :, None]
+    t[:, :, 3] = 255
+    drawn = np.nonzero(lut[:, 3])[0]
+    if drawn.size:
+        a = lut[drawn, 3].astype(np.float32)[:, None, None] / np.float32(255.0)
+        grey = np.arange(256, dtype=np.float32)[None, :, None]
+        rgb = grey * (np.float32(1.0) - a) + lut[drawn, None, :3].astype(np.float32) * a
+        t[drawn, :, :3] = (rgb + np.float32(0.5)).astype(np.uint8)
     flat = t.reshape(-1, 4).view(np.uint32).reshape(-1)
     _BLEND_CACHE[key] = flat
     if len(_BLEND_CACHE) > _BLEND_CACHE_MAX:
