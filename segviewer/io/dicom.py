@@ -30,6 +30,8 @@ __all__ = ["SeriesInfo", "list_dicom_series", "load_dicom", "looks_like_dicom"]
 _SAME_POSITION_MM = 0.01
 #: Relative deviation of a slice gap from the median gap that earns a "not uniform" warning.
 _GAP_TOLERANCE = 0.01
+#: Files a folder scan looks at before deciding the user picked the wrong folder (e.g. home).
+_MAX_FILES_SCANNED = 100_000
 #: Series named in an error message before "... more".
 _MAX_LISTED = 20
 #: LPS -> RAS.
@@ -349,6 +351,11 @@ def _scan(root: Path) -> list[tuple[str, list[_Header]]]:
                 if name.startswith(".") or name.upper() == "DICOMDIR":
                     continue
                 n_seen += 1
+                if n_seen > _MAX_FILES_SCANNED:
+                    raise SegviewerError(
+                        f"{root}: more than {_MAX_FILES_SCANNED} files under this folder; it "
+                        "does not look like one study. Open the folder of a single series"
+                    )
                 h = _read_header(Path(dirpath) / name)
                 if h is not None:
                     by_uid.setdefault(h.uid, []).append(h)
@@ -450,9 +457,17 @@ def _arrange(
             f"{where}: the images have {n_orient} different orientations (e.g. a localizer "
             "mixed into the series); export one plane as its own series or pick another series"
         )
-    row_dir = iops[0][:3] / np.linalg.norm(iops[0][:3])
-    col_dir = iops[0][3:] / np.linalg.norm(iops[0][3:])
+    row_norm, col_norm = np.linalg.norm(iops[0][:3]), np.linalg.norm(iops[0][3:])
+    normal = np.cross(iops[0][:3], iops[0][3:])
+    if min(row_norm, col_norm) < 1e-6 or np.linalg.norm(normal) < 1e-3 * row_norm * col_norm:
+        raise SegviewerError(
+            f"{where}: ImageOrientationPatient {list(iops[0])} does not describe two "
+            "independent directions; the header is corrupt, re-export the series"
+        )
+    row_dir = iops[0][:3] / row_norm
+    col_dir = iops[0][3:] / col_norm
     normal = np.cross(row_dir, col_dir)
+    normal /= np.linalg.norm(normal)
     ipps = np.stack([f.ipp for f in frames if f.ipp is not None])
     dist = ipps @ normal
     by_dist = sorted(range(n), key=lambda i: (dist[i], i))

@@ -427,6 +427,9 @@ def _load_nifti(path: Path, frame: int) -> Volume:
     zooms = hdr.get_zooms()
     if n_frames > 1 and len(zooms) > 3:
         meta["frame_interval"] = float(zooms[3])
+    intent = hdr.get_intent()[0] if hasattr(hdr, "get_intent") else "none"
+    if intent != "none":
+        meta["intent"] = str(intent)
     units = hdr.get_xyzt_units()
     meta["units"] = {"space": units[0], "time": units[1]}
     return Volume(data=data, affine=affine, source=str(path), format="nifti", metadata=meta)

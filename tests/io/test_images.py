@@ -852,3 +852,11 @@ def test_library_warnings_go_to_metadata_not_console() -> None:
     vol = load_image(_data_file("bad_sequence.dcm"))
     assert vol.shape == (1, 512, 512)
     assert any("Invalid value for VR UI" in w for w in vol.metadata["warnings"])
+
+
+def test_degenerate_orientation_is_refused(mr_small: Path, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(mr_small)
+    ds.ImageOrientationPatient = [1, 0, 0, 1, 0, 0]
+    ds.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
+    with pytest.raises(SegviewerError, match=r"bad\.dcm: ImageOrientationPatient .* corrupt"):
+        load_image(tmp_path / "bad.dcm")
