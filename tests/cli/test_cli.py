@@ -1,0 +1,442 @@
+"""The segviewer command: export and info, in-process (main([...])) and as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from segviewer.cli import main
+from segviewer.core.orientation import display_axes, take_slice
+from segviewer.io.images import load_image
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        [sys.executable, "-m", "segviewer", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _check_manifest_complete(folder: Path) -> dict[str, Any]:
+    m = _manifest(folder)
+    listed = {f["path"] for f in m["files"]}
+    assert listed | {"manifest.json"} == set(_files(folder))
+    return m
+
+
+def _png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im).copy()
+
+
+@pytest.fixture(scope="module")
+def anatomical_logits(
+    nibabel_anatomical: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, np.ndarray]:
+    """NDHWC logits (1, 33, 41, 25, 4) from the T1's intensities, with 9 NaN voxels."""
+    data = np.asarray(nib.load(nibabel_anatomical).dataobj, dtype=np.float32)
+    centres = np.array([0.0, *np.percentile(data, [40, 70, 90])], np.float32)
+    logits = np.ascontiguousarray(-np.abs(data[..., None] - centres)[None], dtype=np.float32)
+    flat = logits.reshape(-1, 4)
+    rng = np.random.default_rng(7)
+    flat[rng.choice(flat.shape[0], 9, replace=False), 2] = np.nan
+    path = tmp_path_factory.mktemp("pred") / "logits.npy"
+    np.save(path, logits)
+    return path, logits[0]
+
+
+@pytest.fixture(scope="module")
+def mr_small_logits(
+    mr_small: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, np.ndarray]:
+    """2-D NHWC logits (1, 64, 64, 3) for pydicom's MR_small.dcm."""
+    import pydicom
+
+    px = pydicom.dcmread(mr_small).pixel_array.astype(np.float32)
+    lo, hi = np.percentile(px, [50, 85])
+    logits = np.stack([-(px - lo) / 100, -np.abs(px - (lo + hi) / 2) / 100, (px - hi) / 100], -1)
+    logits = np.ascontiguousarray(logits[None], dtype=np.float32)
+    path = tmp_path_factory.mktemp("mr") / "mr_logits.npy"
+    np.save(path, logits)
+    return path, logits[0]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from segviewer import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"segviewer {__version__}"
+    r = _run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"segviewer {__version__}"
+
+
+def test_demo_export_in_process(
+    tmp_path: Path, demo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    rc = main(
+        [
+            "export",
+            "--demo",
+            "--out",
+            str(out),
+            "--what",
+            "labels,binary,overlays",
+            "--format",
+            "nifti,png",
+            "--slices",
+            "40:42",
+            "--opacity",
+            "0.7",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert (
+        captured.out.count("\n") == 1
+        and "exported" in captured.out
+        and "grey matter" in captured.out
+    )
+    assert captured.err == ""  # no progress bar when stderr is not a terminal
+    probs = np.asanyarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj)
+    expected = np.argmax(probs, axis=-1)
+    lab = nib.load(out / "labels.nii.gz")
+    assert np.array_equal(np.asanyarray(lab.dataobj), expected)
+    assert np.allclose(lab.affine, nib.load(demo_dir / "t1.nii.gz").affine)
+    m = _check_manifest_complete(out)
+    assert m["classes"][2]["name"] == "white matter"
+    assert m["settings"]["slices"] == [40, 41] and m["settings"]["opacity"] == 0.7
+    axes = display_axes(lab.affine, "axial")
+    ov = _png(out / "overlays" / "overlay_axial_slice0041.png")
+    want = take_slice(expected, axes, 41)
+    rr, cc = np.nonzero(want == 2)
+    colour = np.array([0x4A, 0xA3, 0xDF])
+    # Blended towards white matter's colour: closer to it than the opposite grey would be.
+    assert (np.abs(ov[rr, cc].astype(int) - colour).sum(axis=1) < 0.5 * 3 * 255).all()
+    a = round(255 * 0.7) / 255
+    assert np.all(
+        np.abs(ov[rr, cc, 2].astype(float) - (ov[rr, cc, 2] * 0 + colour[2] * a))
+        <= 255 * (1 - a) + 1
+    )
+
+
+def test_subprocess_demo_and_refuse_existing(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    r = _run("export", "--demo", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("exported 3 files") and r.stderr == ""
+    before = _files(out)
+    mtimes = {p: (out / p).stat().st_mtime_ns for p in before}
+    r = _run("export", "--demo", "--out", str(out))
+    assert r.returncode == 2
+    assert r.stderr.startswith("segviewer: error:") and "--force" in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert _files(out) == before
+    assert {p: (out / p).stat().st_mtime_ns for p in before} == mtimes
+    r = _run("export", "--demo", "--out", str(out), "--force", "--quiet")
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+
+
+def test_anatomical_logits_with_nan(
+    tmp_path: Path,
+    nibabel_anatomical: Path,
+    anatomical_logits: tuple[Path, np.ndarray],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pred_path, logits = anatomical_logits
+    out = tmp_path / "anat"
+    rc = main(
+        [
+            "export",
+            str(nibabel_anatomical),
+            "--prediction",
+            str(pred_path),
+            "--out",
+            str(out),
+            "--what",
+            "labels,binary",
+            "--format",
+            "nifti,npy",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "9 invalid voxels" in captured.out
+    assert "NaN" in captured.err  # the warning line
+    labels = np.asanyarray(nib.load(out / "labels.nii.gz").dataobj)
+    bad = np.isnan(logits).any(axis=-1)
+    assert (labels[bad] == 255).all() and not (labels[bad] == 0).any()
+    expected = np.argmax(np.nan_to_num(logits, nan=-np.inf), axis=-1)
+    assert np.array_equal(labels[~bad], expected[~bad])
+    assert np.allclose(nib.load(out / "labels.nii.gz").affine, nib.load(nibabel_anatomical).affine)
+    for k in (1, 2, 3):
+        m = np.load(out / "masks" / f"0{k}_class_{k}.npy", allow_pickle=False)
+        assert np.array_equal(m, labels == k)
+    man = _check_manifest_complete(out)
+    assert man["n_invalid"] == 9
+    assert man["sources"]["prediction"]["layout"] == "NDHWC"
+    assert man["sources"]["prediction"]["kind"] == "logits"
+
+
+def test_mr_small_2d_nhwc(
+    tmp_path: Path, mr_small: Path, mr_small_logits: tuple[Path, np.ndarray]
+) -> None:
+    pred_path, logits = mr_small_logits
+    out = tmp_path / "mr"
+    r = _run(
+        "export",
+        str(mr_small),
+        "--prediction",
+        str(pred_path),
+        "--out",
+        str(out),
+        "--what",
+        "labels,binary",
+        "--format",
+        "nifti,png",
+    )
+    assert r.returncode == 0, r.stderr
+    vol = load_image(mr_small)
+    expected = np.argmax(logits, axis=-1).reshape(vol.shape)  # (1, 64, 64)
+    lab = nib.load(out / "labels.nii.gz")
+    assert lab.shape == vol.shape == (1, 64, 64)
+    assert np.array_equal(np.asanyarray(lab.dataobj), expected)
+    assert np.allclose(lab.affine, vol.affine)
+    axes = display_axes(vol.affine, "axial")
+    man = _check_manifest_complete(out)
+    pngs = [f for f in man["files"] if f["what"] == "binary" and f["format"] == "png"]
+    assert {f["class_index"] for f in pngs} == {1, 2}
+    for f in pngs:
+        img = _png(out / f["path"])
+        assert set(np.unique(img).tolist()) <= {0, 255}
+        assert np.array_equal(
+            img == 255, take_slice(expected == f["class_index"], axes, f["slice_index"])
+        )
+    assert "PatientName" not in (out / "manifest.json").read_text()
+
+
+def test_evil_class_names_and_non_ascii_out(
+    tmp_path: Path, nibabel_anatomical: Path, anatomical_logits: tuple[Path, np.ndarray]
+) -> None:
+    table = tmp_path / "evil.json"
+    table.write_text(
+        json.dumps(
+            {
+                "classes": [
+                    {"index": 0, "name": "background", "color": "#000000"},
+                    {"index": 1, "name": "../../evil", "color": "#ff0000"},
+                    {"index": 2, "name": "CON", "color": "#00ff00"},
+                    {"index": 3, "name": "Ödem/рак", "color": "#0000ff"},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "Ergebnisse-ödem 結果"
+    r = _run(
+        "export",
+        str(nibabel_anatomical),
+        "--prediction",
+        str(anatomical_logits[0]),
+        "--out",
+        str(out),
+        "--classes",
+        str(table),
+        "--format",
+        "nifti,png",
+        "--slices",
+        "10",
+    )
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in work.iterdir()] == [out.name]
+    assert not (tmp_path / "evil").exists() and not any(tmp_path.glob("evil*.nii.gz"))
+    for p in out.rglob("*"):
+        assert p.resolve().is_relative_to(out.resolve())
+    man = _check_manifest_complete(out)
+    names = {f["class_name"] for f in man["files"] if f["what"] == "binary"}
+    assert names == {"../../evil", "CON", "Ödem/рак"}
+
+
+def test_shape_mismatch_names_both(tmp_path: Path, nibabel_anatomical: Path) -> None:
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((1, 30, 41, 25, 4), np.float32))
+    r = _run(
+        "export", str(nibabel_anatomical), "--prediction", str(wrong), "--out", str(tmp_path / "o")
+    )
+    assert r.returncode == 2
+    assert "(1, 30, 41, 25, 4)" in r.stderr and "(33, 41, 25)" in r.stderr
+    assert r.stderr.startswith("segviewer: error:") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_class_selection(
+    tmp_path: Path, demo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sel"
+    assert (
+        main(["export", "--demo", "--out", str(out), "--class", "White Matter", "--what", "binary"])
+        == 0
+    )
+    assert set(_files(out)) == {"masks/02_white_matter.nii.gz", "manifest.json"}
+    capsys.readouterr()
+    assert main(["export", "--demo", "--out", str(tmp_path / "x"), "--class", "tumour"]) == 2
+    err = capsys.readouterr().err
+    assert "no class has this name" in err and "'grey matter'" in err
+    assert main(["export", "--demo", "--out", str(tmp_path / "x"), "--class", "7"]) == 2
+    assert main(["export", "--demo", "--out", str(tmp_path / "x"), "--what", "meshes"]) == 2
+    assert main(["export", "--demo", "--out", str(tmp_path / "x"), "--slices", "500"]) == 2
+    assert main(["export", "--demo", "--out", str(tmp_path / "x"), "--bogus"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_ctrl_c_leaves_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import segviewer.io.writers as writers
+
+    real_save = writers.np.save
+    calls = {"n": 0}
+
+    def interrupted_save(fh: Any, arr: Any, **kw: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            fh.write(b"half")
+            raise KeyboardInterrupt
+        real_save(fh, arr, **kw)
+
+    monkeypatch.setattr(writers.np, "save", interrupted_save)
+    out = tmp_path / "c"
+    rc = main(
+        [
+            "export",
+            "--demo",
+            "--out",
+            str(out),
+            "--what",
+            "labels,binary,probabilities",
+            "--format",
+            "npy",
+        ]
+    )
+    assert rc == 130
+    assert "cancelled" in capsys.readouterr().err
+    assert calls["n"] == 3
+    assert not out.exists()
+
+
+def test_info(
+    tmp_path: Path,
+    demo_dir: Path,
+    nibabel_anatomical: Path,
+    anatomical_logits: tuple[Path, np.ndarray],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["info", str(demo_dir / "t1.nii.gz"), str(demo_dir / "classes.json")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "shape 98 x 116 x 94 (image axes 0, 1, 2), uint8, spacing 2 x 2 x 2 mm, orientation RAS"
+        in out
+    )
+    assert "class table: 3 classes: 0 background, 1 grey matter, 2 white matter" in out
+
+    assert main(["info", str(anatomical_logits[0])]) == 0
+    out = capsys.readouterr().out
+    assert "as prediction" in out and "1 x 33 x 41 x 25 x 4" in out
+    assert "class axis guess: axis 4" in out
+
+    assert (
+        main(["info", str(anatomical_logits[0]), "--image", str(nibabel_anatomical), "--json"]) == 0
+    )
+    rep = json.loads(capsys.readouterr().out)
+    against = rep[0]["prediction"]["against_image"]
+    assert (
+        against["layout"] == "NDHWC" and against["kind"] == "logits" and against["n_classes"] == 4
+    )
+
+    assert main(["info", str(tmp_path / "missing.nii")]) == 2
+    assert "does not exist" in capsys.readouterr().out
+
+
+def test_window_is_started_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    seen: list[list[str]] = []
+    fake = types.ModuleType("segviewer.ui.app")
+    fake.main = lambda argv: seen.append(list(argv)) or 5  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "segviewer.ui.app", fake)
+    assert main(["scan.nii.gz", "--screenshot", "x.png"]) == 5
+    assert main([]) == 5
+    assert seen == [["scan.nii.gz", "--screenshot", "x.png"], []]
+
+
+def test_window_without_qt_is_one_clear_line(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['PySide6'] = None\n"
+        "from segviewer.cli import main\n"
+        "raise SystemExit(main(['--demo']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.startswith("segviewer: error: the window needs Qt")
+    assert r.stderr.count("\n") == 1
+
+
+@pytest.mark.tf
+def test_export_with_demo_model(
+    tmp_path: Path, demo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tensorflow")
+    model = demo_dir / "model.keras"
+    if not model.exists():
+        pytest.skip("the demo model is not bundled in this checkout")
+    out = tmp_path / "model"
+    rc = main(
+        [
+            "export",
+            str(demo_dir / "t1.nii.gz"),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--what",
+            "labels",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    man = _check_manifest_complete(out)
+    assert man["provenance"] is not None
+    assert [c["name"] for c in man["classes"]] == ["background", "grey matter", "white matter"]
+    labels = np.asanyarray(nib.load(out / "labels.nii.gz").dataobj)
+    probs = np.asanyarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj)
+    # The demo model was trained on these tissue maps: most voxels agree.
+    assert np.mean(labels == np.argmax(probs, axis=-1)) > 0.8
