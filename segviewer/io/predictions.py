@@ -194,6 +194,7 @@ def prediction_from_array(
             lay = _find_layout(raw.shape, img, None, True, resample, what)
         except SegviewerError:
             lay = _find_layout(raw.shape, img, None, None, resample, what)
+    if is_int and lay.class_axis is not None:
         check_alloc(raw.shape, np.float32, what)
         out_notes.append(
             f"Integer values with a class axis ({raw.dtype.name}, e.g. one-hot masks): "
@@ -206,7 +207,9 @@ def prediction_from_array(
         # a float map without a class axis: label values stored as float, or one sigmoid channel
         sample = _sample(lay.apply(raw)).astype(np.float64)
         finite = sample[np.isfinite(sample)]
-        whole = finite.size > 0 and bool(np.all(finite == np.round(finite)))
+        # the sample can miss the few fractional voxels of a mostly-empty probability map, so
+        # a whole-number sample is confirmed on the whole array before choosing labels
+        whole = finite.size > 0 and bool(np.all(finite == np.round(finite))) and _all_whole(raw)
         if requested is PredictionKind.LABELS or (requested is None and whole):
             raw = _float_labels_to_int(raw, what, out_notes)
             is_int = True
@@ -485,13 +488,23 @@ def _min_max(raw: np.ndarray) -> tuple[int, int]:
     return lo, hi
 
 
+def _all_whole(raw: np.ndarray) -> bool:
+    """Whether every value is a finite whole number (chunked over the outermost axis)."""
+    if raw.ndim == 0 or raw.size == 0:
+        return bool(np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)))
+    step = max(1, (32 * 1024**2) // max(1, raw[0].nbytes))
+    for start in range(0, raw.shape[0], step):
+        block = np.asarray(raw[start : start + step])
+        if not (np.all(np.isfinite(block)) and np.array_equal(block, np.round(block))):
+            return False
+    return True
+
+
 def _float_labels_to_int(raw: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
-    if raw.size and not bool(np.all(np.isfinite(raw))):
-        raise SegviewerError(f"{what}: the label map has NaN or infinite values")
-    if raw.size and not bool(np.all(raw == np.round(raw))):
+    if not _all_whole(raw):
         raise SegviewerError(
-            f"{what}: kind 'labels' needs whole numbers but the values have fractions; "
-            "is it a probability or logit map? Leave the kind out to detect it"
+            f"{what}: kind 'labels' needs finite whole numbers but the values have fractions, "
+            "NaN or infinity; is it a probability or logit map? Leave the kind out to detect it"
         )
     lo, hi = (float(raw.min()), float(raw.max())) if raw.size else (0.0, 0.0)
     if lo < 0:

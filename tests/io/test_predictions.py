@@ -170,6 +170,13 @@ def test_float_label_map_and_single_sigmoid_map(tmp_path: Path, probs_ref: np.nd
     assert np.array_equal(pred.channels_first()[0], wm)
     assert np.shares_memory(pred.channels_first(), pred.data)
 
+    # mostly empty: the strided sample sees only 0 and 1, the whole-array check sees 0.7
+    sparse = (probs_ref.argmax(axis=0) == 2).astype(np.float32)
+    sparse[1, 1, 1] = 0.7
+    np.save(tmp_path / "sparse.npy", sparse)
+    pred = load_prediction(tmp_path / "sparse.npy", IMG)
+    assert pred.kind is PredictionKind.SIGMOID and pred.values_are_probabilities
+
 
 def test_sigmoid_channel_logits_and_multilabel(tmp_path: Path, logits_ref: np.ndarray) -> None:
     np.save(tmp_path / "s.npy", logits_ref[1:2])  # (1, X, Y, Z) one channel of logits
@@ -250,7 +257,7 @@ def test_label_errors(tmp_path: Path) -> None:
         load_prediction(tmp_path / "big.npy", IMG)
     frac = np.full(IMG, 0.5, np.float32)
     np.save(tmp_path / "frac.npy", frac)
-    with pytest.raises(SegviewerError, match="needs whole numbers"):
+    with pytest.raises(SegviewerError, match="needs finite whole numbers"):
         load_prediction(tmp_path / "frac.npy", IMG, kind="labels")
 
 
@@ -331,3 +338,8 @@ def test_one_hot_integer_channels(tmp_path: Path, probs_ref: np.ndarray) -> None
         load_prediction(tmp_path / "onehot.nii.gz", (98, 116, 95))
     assert "prediction (98, 116, 94, 3) does not match image (98, 116, 95)" in str(err.value)
     assert "differs by a few voxels" in str(err.value)
+    # overlapping integer channels are multi-label only when asked
+    multi = load_prediction(tmp_path / "onehot.nii.gz", IMG, kind="multilabel")
+    assert multi.kind is PredictionKind.MULTILABEL and multi.n_classes == 4
+    assert multi.values_are_probabilities
+    assert np.array_equal(multi.channels_first(), np.moveaxis(one_hot, -1, 0).astype(np.float32))
