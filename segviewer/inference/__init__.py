@@ -14,7 +14,7 @@ from segviewer.inference.card import (
     save_card,
 )
 from segviewer.inference.model import ModelHandle, iter_open_model, open_model
-from segviewer.inference.predict import predict, save_logits
+from segviewer.inference.runner import predict, save_logits
 
 __all__ = [
     "ModelCard",
