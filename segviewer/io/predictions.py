@@ -200,8 +200,19 @@ def prediction_from_array(
             f"Integer values with a class axis ({raw.dtype.name}, e.g. one-hot masks): "
             "converted to float32 in memory."
         )
+        top = float(np.iinfo(raw.dtype).max)
         raw = raw.astype(np.float32)
         is_int = False
+        if requested is None and top in (255.0, 65535.0):
+            # probabilities quantised to the integer range without a scale factor: each
+            # channel sums to the dtype's maximum (within rounding of one unit per channel)
+            sums = _sample(lay.apply(raw)).sum(axis=0, dtype=np.float64)
+            if sums.size and bool(np.all(np.abs(sums - top) <= lay.n_channels)):
+                raw *= np.float32(1.0 / top)
+                out_notes.append(
+                    f"The channels sum to {top:.0f}: probabilities stored as whole numbers, "
+                    f"scaled by 1/{top:.0f}."
+                )
 
     if lay.class_axis is None and not is_int:
         # a float map without a class axis: label values stored as float, or one sigmoid channel

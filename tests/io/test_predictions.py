@@ -343,3 +343,22 @@ def test_one_hot_integer_channels(tmp_path: Path, probs_ref: np.ndarray) -> None
     assert multi.kind is PredictionKind.MULTILABEL and multi.n_classes == 4
     assert multi.values_are_probabilities
     assert np.array_equal(multi.channels_first(), np.moveaxis(one_hot, -1, 0).astype(np.float32))
+
+
+def test_quantised_probabilities_and_byte_order(
+    tmp_path: Path, demo_dir: Path, probs_ref: np.ndarray
+) -> None:
+    # the demo's uint8 probabilities saved without their NIfTI scale factor
+    stored = np.asarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj.get_unscaled())
+    np.save(tmp_path / "u8.npy", stored)
+    pred = load_prediction(tmp_path / "u8.npy", IMG)
+    assert pred.kind is PredictionKind.PROBABILITIES
+    assert np.allclose(pred.channels_first(), probs_ref, atol=1e-6)
+    assert any("scaled by 1/255" in n for n in pred.notes)
+
+    big_endian = np.moveaxis(probs_ref, 0, -1).astype(">f4")
+    np.save(tmp_path / "be.npy", big_endian)
+    pred = load_prediction(tmp_path / "be.npy", IMG)
+    assert pred.data.dtype == np.dtype("=f4")
+    assert np.array_equal(pred.channels_first(), probs_ref)
+    assert any("byte order" in n for n in pred.notes)
