@@ -24,7 +24,8 @@ Axis-matching rules
    (a) the spatial axes in the image's order (identity), then the permutation with the fewest
    swapped pairs (so stacked 2-D slices read as ``ZXY`` rather than ``ZYX``);
    (b) the class axis last (TensorFlow's channels-last), then first, then no class axis;
-   (c) the first in a fixed enumeration order.
+   (c) leading axes of size 1 read as batch (``NHWC`` rather than ``DHWC`` for
+   ``(1, H, W, C)`` on a ``(1, H, W)`` image; the views are identical).
    Identity is preferred over channels-last because a channels-first output that happens to
    fit a permuted channels-last reading (``(3, 64, 64, 3)`` on a ``(64, 64, 3)`` image) is far
    more common than a permuted output whose class count equals an image size. The layout's
@@ -492,7 +493,8 @@ def detect_layout(
         cands = [c for c in cands if spread[id(c)] <= best_spread + 1e-9]
     if not cands:
         raise SegviewerError(_no_fit_message(raw, img, has_class_axis))
-    cands.sort(key=lambda c: (c.inversions, c.class_rank))
+    # equal views are equally right; among them prefer reading leading 1s as a batch (NHWC)
+    cands.sort(key=lambda c: (c.inversions, c.class_rank, -sum(1 for a in c.squeeze if a == 0)))
     chosen = cands[0]
     distinct: dict[tuple[object, ...], _Candidate] = {}
     for c in cands:

@@ -91,6 +91,14 @@ def test_2d_prediction_on_2d_image_inserts_the_missing_axis() -> None:
     assert detect_layout(raw.shape, (64, 48, 1), explicit="HWC").spatial_axes == nifti.spatial_axes
 
 
+def test_batch_of_one_on_a_2d_image_is_named_nhwc() -> None:
+    raw = np.arange(64 * 48 * 2, dtype=np.float32).reshape(1, 64, 48, 2)
+    layout = detect_layout(raw.shape, (1, 64, 48), has_class_axis=True)
+    assert layout.name == "NHWC" and "ambiguous" not in layout.note
+    assert np.array_equal(layout.apply(raw), np.moveaxis(raw, -1, 0))
+    assert detect_layout(raw.shape, (1, 64, 48), explicit="NHWC").name == "NHWC"
+
+
 def test_square_slices_are_ambiguous_and_say_how_to_choose() -> None:
     raw = np.arange(64 * 64 * 3, dtype=np.float32).reshape(64, 64, 3)
     layout = detect_layout(raw.shape, (1, 64, 64), has_class_axis=True)
