@@ -298,6 +298,7 @@ def _describe_table(path: Path) -> dict[str, Any]:
 
     table, warnings = read_class_table(path)
     return {
+        "format": _table_format(path),
         "n_classes": len(table),
         "classes": [
             {"index": c.index, "name": c.name, "color": "#{:02x}{:02x}{:02x}".format(*c.color)}
@@ -305,6 +306,20 @@ def _describe_table(path: Path) -> dict[str, Any]:
         ],
         "warnings": list(warnings),
     }
+
+
+def _table_format(path: Path) -> str:
+    # The reader decides the format from the content; ask the same function it uses.
+    from segviewer.io.classtables import _detect
+
+    names = {
+        "json": "segviewer JSON",
+        "csv": "CSV",
+        "itksnap": "ITK-SNAP label description",
+        "lut": "FreeSurfer / 3D Slicer colour table",
+    }
+    kind = _detect(path.read_text(encoding="utf-8-sig", errors="replace"), path)
+    return names.get(kind, kind)
 
 
 def _describe_prediction(
@@ -421,7 +436,7 @@ def _print_report(report: dict[str, Any]) -> None:
     if table is not None:
         names = ", ".join(f"{c['index']} {c['name']}" for c in table["classes"][:12])
         more = f", ... ({table['n_classes'] - 12} more)" if table["n_classes"] > 12 else ""
-        print(f"  class table: {table['n_classes']} classes: {names}{more}")
+        print(f"  class table ({table['format']}): {table['n_classes']} classes: {names}{more}")
         for w in table["warnings"]:
             print(f"    note: {_one_line(w)}")
     for k, v in (report.get("not_readable_as") or {}).items():

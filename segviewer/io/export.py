@@ -49,12 +49,21 @@ MANIFEST_SCHEMA_VERSION = 1
 #: Volume metadata keys copied into the manifest (never patient fields).
 _SAFE_METADATA = (
     "modality",
-    "frame",
-    "n_frames",
     "series_description",
     "series_number",
-    "rescale_slope",
-    "rescale_intercept",
+    "manufacturer",
+    "model",
+    "field_strength_T",
+    "sequence_name",
+    "scanning_sequence",
+    "echo_time_ms",
+    "repetition_time_ms",
+    "inversion_time_ms",
+    "flip_angle_deg",
+    "slice_thickness_mm",
+    "body_part",
+    "frame",
+    "n_frames",
     "transfer_syntax",
 )
 
@@ -534,7 +543,7 @@ def run_export(
                 "uncertain": reserved_labels(labels.dtype)[0],
                 "invalid": reserved_labels(labels.dtype)[1],
             },
-            "provenance": provenance,
+            "provenance": provenance or None,  # an empty dict means "no model": null
             "voxel_volume_mm3": vox_mm3,
             "n_invalid": n_invalid,
             "n_uncertain": n_uncertain,

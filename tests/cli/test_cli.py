@@ -370,7 +370,10 @@ def test_info(
         "shape 98 x 116 x 94 (image axes 0, 1, 2), uint8, spacing 2 x 2 x 2 mm, orientation RAS"
         in out
     )
-    assert "class table: 3 classes: 0 background, 1 grey matter, 2 white matter" in out
+    assert (
+        "class table (segviewer JSON): 3 classes: 0 background, 1 grey matter, 2 white matter"
+        in out
+    )
 
     assert main(["info", str(anatomical_logits[0])]) == 0
     out = capsys.readouterr().out
