@@ -182,7 +182,7 @@ class ClassTable:
         """``n`` classes: 0 "background" (black), then "class 1", "class 2"... in distinct colours."""
         if n < 1:
             raise SegviewerError(f"a class table needs at least one class, got {n}")
-        if n > 65535:
+        if n > 65534:
             raise SegviewerError(f"{n} classes is more than segviewer supports (65534)")
         return cls(tuple(_default_info(i) for i in range(n)))
 
@@ -207,7 +207,10 @@ class ClassTable:
         by_index: dict[int, ClassInfo] = {}
         names: dict[str, int] = {}
         for index, name, rgb in entries:
-            info = ClassInfo(int(index), name, _check_rgb(rgb, f"{source}: class {index}"))
+            try:
+                info = ClassInfo(int(index), name, _check_rgb(rgb, f"class {index}"))
+            except SegviewerError as exc:
+                raise SegviewerError(f"{source}: {exc}") from None
             if info.index in by_index:
                 raise SegviewerError(
                     f"{source}: index {info.index} appears twice ({by_index[info.index].name!r} "

@@ -116,8 +116,10 @@ def test_from_entries_errors() -> None:
         ClassTable.from_entries([(0, "a", (0, 0, 0)), (1, "b", (0, 0, 0)), (2, "B", (0, 0, 0))])
     with pytest.raises(SegviewerError, match="empty"):
         ClassTable.from_entries([])
-    with pytest.raises(SegviewerError, match="0 or more"):
-        ClassTable.from_entries([(-1, "a", (0, 0, 0))])
+    with pytest.raises(SegviewerError, match="lut.txt: class index must be 0 or more, got -1"):
+        ClassTable.from_entries([(-1, "a", (0, 0, 0))], source="lut.txt")
+    with pytest.raises(SegviewerError, match="more than segviewer supports"):
+        ClassTable.default(65535)
     t, warn = ClassTable.from_entries([(1, "tumour", (255, 0, 0))])
     assert t.names == ("background", "tumour") and "no class 0" in warn[0]
 
