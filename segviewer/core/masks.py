@@ -66,9 +66,9 @@ STATS: tuple[str, ...] = ("confidence", "margin", "entropy", "probability")
 # Below this difference to the maximum, exp() underflows to 0 in float32 (ln of the smallest
 # subnormal is -103.3). Clamping differences there changes no exp() value but turns the
 # 0 * -inf = NaN of a -inf logit into 0 * -110 = 0 in the entropy sum.
-_EXP_FLOOR = np.float32(-110.0)
+_EXP_FLOOR = -110.0
 # log() of probabilities is clamped at the smallest normal float32 for the same reason.
-_TINY = np.float32(np.finfo(np.float32).tiny)
+_TINY = float(np.finfo(np.float32).tiny)
 
 # Voxels per compute block when streaming: small enough that the few float32 work buffers
 # stay in the CPU cache between class passes, large enough that numpy's per-call overhead is
@@ -114,6 +114,16 @@ class _Workspace:
     def __init__(self) -> None:
         self._bufs: dict[str, np.ndarray] = {}
 
+    def const(self, value: float, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array filled with ``value``: numpy's maximum against a scalar takes a
+        slow non-SIMD path (about 4x slower than against an array)."""
+        name = f"const{value!r}"
+        b = self._bufs.get(name)
+        if b is None or b.shape != shape:
+            b = np.full(shape, value, dtype=np.float32)
+            self._bufs[name] = b
+        return b
+
     def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         b = self._bufs.get(name)
         dt = np.dtype(dtype)
@@ -132,10 +142,13 @@ def _kind(kind: PredictionKind | str) -> PredictionKind:
 
 
 def _plane(block: np.ndarray, c: int, ws: _Workspace) -> np.ndarray:
-    """Class plane ``c`` of ``block`` as float32 (zero-copy when it already is)."""
+    """Class plane ``c`` of ``block`` as contiguous float32 (zero-copy when it already is)."""
     x = block[c]
-    if x.dtype == np.float32:
+    if x.dtype == np.float32 and x.flags.c_contiguous:
         return x
+    # Other dtypes are converted; strided planes (channels-last data) are gathered into a
+    # contiguous buffer once, because numpy's strided loops are 4-6x slower than its SIMD
+    # loops and each plane is used by two or more operations.
     buf = ws.get("plane", x.shape, np.float32)
     np.copyto(buf, x, casting="unsafe")
     return buf
@@ -187,31 +200,42 @@ def _running_max(
     """
     shape = block.shape[1:]
     best = ws.get("best", shape, np.float32)
-    np.copyto(best, block[0], casting="unsafe")
     second: np.ndarray | None = None
     if want_second:
         second = ws.get("second", shape, np.float32)
         second.fill(-np.inf)
         lo = ws.get("lo", shape, np.float32)
     if lab is not None:
-        lab.fill(0)
         gt = ws.get("gt", shape, np.bool_)
         step = ws.get("step", shape, lab.dtype)
         ctype = lab.dtype.type
         # uint8 x uint8 runs the SIMD loop; bool x uint8 is about 3x slower
         gt_as = gt.view(np.uint8) if lab.dtype == np.uint8 else gt
+    if block.shape[0] == 1 or block.dtype != np.float32 or not block[0].flags.c_contiguous:
+        np.copyto(best, block[0], casting="unsafe")
+        prev: np.ndarray = best
+        if lab is not None:
+            lab.fill(0)
+    else:
+        # class 1 compares against class 0 directly: saves copying class 0 into best
+        prev = block[0]
     for c in range(1, block.shape[0]):
         x = _plane(block, c, ws)
         if lab is not None:
-            np.greater(x, best, out=gt)
+            np.greater(x, prev, out=gt)
         if second is not None:
-            np.minimum(best, x, out=lo)
+            np.minimum(prev, x, out=lo)
             np.maximum(second, lo, out=second)
-        np.maximum(best, x, out=best)
+        np.maximum(prev, x, out=best)
         if lab is not None:
-            # labels so far are all < c, so "label = c where x won" is a maximum, not a select
-            np.multiply(gt_as, ctype(c), out=step)
-            np.maximum(lab, step, out=lab)
+            if prev is not best:
+                np.copyto(lab, gt_as, casting="unsafe")  # labels are 0 / 1 after class 1
+            else:
+                # labels so far are all < c, so "label = c where x won" is a maximum, not a
+                # select
+                np.multiply(gt_as, ctype(c), out=step)
+                np.maximum(lab, step, out=lab)
+        prev = best
     return best, second
 
 
@@ -446,13 +470,15 @@ def _sigmoid_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _binary_entropy_into(p: np.ndarray, out: np.ndarray, q: np.ndarray, log_q: np.ndarray) -> None:
+def _binary_entropy_into(
+    p: np.ndarray, out: np.ndarray, q: np.ndarray, log_q: np.ndarray, tiny: np.ndarray
+) -> None:
     """``out = -(p log p + (1 - p) log(1 - p))`` with 0 log 0 = 0 (logs clamped at tiny)."""
-    np.maximum(p, _TINY, out=log_q)
+    np.maximum(p, tiny, out=log_q)
     np.log(log_q, out=log_q)
     np.multiply(log_q, p, out=out)
     np.subtract(np.float32(1.0), p, out=q)
-    np.maximum(q, _TINY, out=log_q)
+    np.maximum(q, tiny, out=log_q)
     np.log(log_q, out=log_q)
     np.multiply(log_q, q, out=log_q)
     np.add(out, log_q, out=out)
@@ -485,7 +511,7 @@ def _stats_into(
             if kind is PredictionKind.LOGITS:
                 np.subtract(x, m1, out=d)
                 if t is not None:
-                    np.maximum(d, _EXP_FLOOR, out=d)
+                    np.maximum(d, ws.const(_EXP_FLOOR, shape), out=d)
                     e = ws.get("e", shape, np.float32)
                     np.exp(d, out=e)
                     np.add(s, e, out=s)
@@ -497,7 +523,7 @@ def _stats_into(
             else:
                 np.add(s, x, out=s)
                 if t is not None:
-                    np.maximum(x, _TINY, out=d)
+                    np.maximum(x, ws.const(_TINY, shape), out=d)
                     np.log(d, out=d)
                     np.multiply(d, x, out=d)
                     np.add(t, d, out=t)
@@ -522,7 +548,7 @@ def _stats_into(
             np.divide(t, s, out=d)
             np.log(s, out=out)
             np.subtract(out, d, out=out)
-            np.maximum(out, np.float32(0.0), out=out)  # rounding can dip below 0
+            np.maximum(out, ws.const(0.0, shape), out=out)  # rounding can dip below 0
             if normalised:
                 np.multiply(out, np.float32(1.0 / math.log(n_ch)) if n_ch > 1 else 0, out=out)
         else:
@@ -569,7 +595,9 @@ def _stats_into(
         h = ws.get("h", shape, np.float32)
         for c in range(n_ch):
             prob_of(c, p)
-            _binary_entropy_into(p, h, tmp, ws.get("log_q", shape, np.float32))
+            _binary_entropy_into(
+                p, h, tmp, ws.get("log_q", shape, np.float32), ws.const(_TINY, shape)
+            )
             np.add(out, h, out=out)
         if normalised:
             np.multiply(out, np.float32(1.0 / (n_ch * math.log(2.0))), out=out)
