@@ -141,6 +141,27 @@ def _kind(kind: PredictionKind | str) -> PredictionKind:
         raise SegviewerError(f"unknown prediction kind {kind!r}; use one of {names}") from None
 
 
+def _block_pieces(
+    block: np.ndarray, lead: int
+) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
+    """Split a large block along its first non-leading axis into cache-sized pieces.
+
+    Returns ``(block_index, out_index)`` pairs; a whole volume passed to a ``*_from_block``
+    function then needs only small work buffers (no volume-sized temporaries) and runs at the
+    streaming speed.
+    """
+    spatial = block.shape[lead:]
+    if len(spatial) < 2 or int(np.prod(spatial)) <= 2 * _BLOCK_VOXELS:
+        return [((slice(None),) * block.ndim, (slice(None),) * len(spatial))]
+    per = int(np.prod(spatial[1:]))
+    step = max(1, _BLOCK_VOXELS // max(1, per))
+    pieces: list[tuple[tuple[slice, ...], tuple[slice, ...]]] = []
+    for a in range(0, spatial[0], step):
+        sl = slice(a, min(a + step, spatial[0]))
+        pieces.append(((slice(None),) * lead + (sl,), (sl,)))
+    return pieces
+
+
 def _plane(block: np.ndarray, c: int, ws: _Workspace) -> np.ndarray:
     """Class plane ``c`` of ``block`` as contiguous float32 (zero-copy when it already is)."""
     x = block[c]
@@ -381,7 +402,10 @@ def labels_from_block(
         out = np.empty(shape, dtype=dt)
     elif out.shape != shape or out.dtype != dt:
         raise SegviewerError(f"internal: out must be {dt} {shape}, got {out.dtype} {out.shape}")
-    _labels_into(block, k, n_classes, settings, values_are_probabilities, out, _Workspace())
+    ws = _Workspace()
+    lead = 0 if k is PredictionKind.LABELS else 1
+    for sel, osel in _block_pieces(block, lead):
+        _labels_into(block[sel], k, n_classes, settings, values_are_probabilities, out[osel], ws)
     return out
 
 
@@ -688,9 +712,18 @@ def stats_from_block(
     if out is None:
         out = np.empty(block.shape[1:], dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        _stats_into(
-            block, k, stat, class_index, values_are_probabilities, normalised, out, _Workspace()
-        )
+        ws = _Workspace()
+        for sel, osel in _block_pieces(block, 1):
+            _stats_into(
+                block[sel],
+                k,
+                stat,
+                class_index,
+                values_are_probabilities,
+                normalised,
+                out[osel],
+                ws,
+            )
     return out
 
 
@@ -768,7 +801,9 @@ def probabilities_from_block(
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        _probabilities_into(block, k, values_are_probabilities, out, _Workspace())
+        ws = _Workspace()
+        for sel, _osel in _block_pieces(block, 1):
+            _probabilities_into(block[sel], k, values_are_probabilities, out[sel], ws)
     return out
 
 

@@ -464,3 +464,23 @@ def test_iter_labels_label_map_and_sigmoid(tmp_path: Path) -> None:
     sg = make_pred(x, (12, 10, 8), S, 2, "CDHW")
     res = run_to_end(iter_labels(sg, MaskSettings(threshold=0.5)))
     np.testing.assert_array_equal(res.labels, (x[0] >= 0).astype(np.uint8))
+
+
+def test_large_blocks_are_processed_in_pieces_with_identical_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from segviewer.core import masks
+
+    rng = np.random.default_rng(40)
+    x = (rng.standard_normal((3, 9, 8, 7)) * 3).astype(np.float32)
+    x[1, 4, 2, 2] = np.nan
+    s = MaskSettings(min_confidence=0.55)
+    whole_lab = labels_from_block(x, L, 3, s)
+    whole_ent = stats_from_block(x, L, "entropy")
+    whole_p = probabilities_from_block(x, L)
+    monkeypatch.setattr(masks, "_BLOCK_VOXELS", 50)  # 56 voxels per slice: one slice a piece
+    assert len(masks._block_pieces(x, 1)) == 9
+    np.testing.assert_array_equal(labels_from_block(x, L, 3, s), whole_lab)
+    np.testing.assert_array_equal(stats_from_block(x, L, "entropy"), whole_ent)
+    np.testing.assert_array_equal(probabilities_from_block(x, L), whole_p)
+    assert whole_lab[4, 2, 2] == INV8 and (whole_lab == UNC8).any()
