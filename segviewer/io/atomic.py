@@ -74,9 +74,20 @@ def _translate_oserror(exc: OSError, final_path: Path) -> SegviewerError:
             f"the disk is full while writing {final_path}; free some space or choose another "
             "folder (nothing was left half-written)"
         )
+    if exc.errno == errno.EFBIG:
+        return SegviewerError(
+            f"{final_path} is larger than this file system or the file-size limit allows; "
+            "choose another folder (nothing was left half-written)"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return SegviewerError(
             f"cannot write {final_path} ({exc.strerror}); choose a writable folder"
+        )
+    if exc.errno is None and "written" in str(exc):
+        # numpy's short-write error carries no errno: the disk or a size limit ran out.
+        return SegviewerError(
+            f"writing {final_path} stopped part-way ({exc}); the disk is probably full: free "
+            "some space or choose another folder (nothing was left half-written)"
         )
     return SegviewerError(f"cannot write {final_path}: {exc.strerror or exc}")
 

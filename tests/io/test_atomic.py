@@ -155,3 +155,38 @@ def test_writer_that_creates_nothing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SegviewerError, match="did not create"), atomic_path(tmp_path / "a.npy"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_real_failure_mid_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    # A real write error half-way through a file: a file-size limit (RLIMIT_FSIZE) makes the
+    # kernel fail writes past 64 KiB (root is not exempt), in a subprocess so the limit does
+    # not leak into the test run. numpy reports a short write, Python's file objects EFBIG.
+    import subprocess
+    import sys
+
+    code = f"""
+import resource, signal
+import numpy as np
+from pathlib import Path
+from segviewer.core.types import SegviewerError
+from segviewer.io.atomic import atomic_path
+from segviewer.io.writers import write_npy
+folder = Path({str(tmp_path)!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+try:
+    write_npy(np.ones(1_000_000, np.float32), folder / "big.npy")
+except SegviewerError as exc:
+    print("npy:", exc)
+try:
+    with atomic_path(folder / "raw.bin") as tmp:
+        tmp.write_bytes(bytes(200_000))
+except SegviewerError as exc:
+    print("raw:", exc)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("npy:") and "stopped part-way" in lines[0]
+    assert lines[1].startswith("raw:") and "file-size limit" in lines[1]
+    assert list(tmp_path.iterdir()) == []

@@ -120,3 +120,27 @@ def test_npy_round_trip_without_pickle(tmp_path: Path) -> None:
     write_npy(arr * 2, out, force=True)
     assert np.array_equal(np.load(out, allow_pickle=False), arr * 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
+
+
+def test_nifti_of_dicom_mask_lands_on_the_dicom_geometry(tmp_path: Path, mr_small: Path) -> None:
+    """A mask of a DICOM image, written with the image's RAS affine, sits where DICOM says."""
+    import pydicom
+    from nibabel.affines import apply_affine
+
+    from segviewer.io.images import load_image
+
+    ds = pydicom.dcmread(mr_small)
+    vol = load_image(mr_small)
+    mask = np.asarray(vol.data) > np.percentile(vol.data, 75)
+    out = write_nifti(mask, vol.affine, tmp_path / "mr_mask.nii.gz")
+    img = nib.load(out)
+    assert np.array_equal(np.asanyarray(img.dataobj), mask.astype(np.uint8))
+    ipp = np.array(ds.ImagePositionPatient, float)
+    row_cos = np.array(ds.ImageOrientationPatient[:3], float)  # direction of increasing column
+    col_cos = np.array(ds.ImageOrientationPatient[3:], float)  # direction of increasing row
+    dr, dc = (float(v) for v in ds.PixelSpacing)
+    for r, c in [(0, 0), (10, 50), (63, 63)]:
+        lps = ipp + r * dr * col_cos + c * dc * row_cos
+        ras = lps * np.array([-1.0, -1.0, 1.0])
+        assert np.allclose(apply_affine(img.affine, [0, r, c]), ras, atol=1e-4)
+    assert nib.aff2axcodes(img.affine) == tuple(vol.orientation)
