@@ -70,6 +70,7 @@ NPZ_KEYS = ("logits", "probabilities", "labels", "prediction")
 _SAMPLE_POINTS = 32  # per spatial axis: 32^3 voxels x C channels is cheap and representative
 _PROB_TOL = 0.02  # sum-to-one tolerance; 8-bit probabilities are off by up to ~C/255 / 2
 _MAX_LABELS = 65534
+_MANY_LABELS = 100  # distinct values in a label-map sample that suggest an intensity image
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +236,9 @@ def prediction_from_array(
     out_notes.append(lay.note)
 
     if is_int:
-        pred_kind, n_classes, probs = _label_facts(raw, n_classes_hint, what, out_notes)
+        pred_kind, n_classes, probs = _label_facts(
+            raw, lay.apply(raw), n_classes_hint, what, out_notes
+        )
     else:
         pred_kind, n_classes, probs = _channel_facts(
             lay.apply(raw), requested, n_classes_hint, what, out_notes
@@ -459,7 +462,7 @@ def _channel_facts(
 
 
 def _label_facts(
-    raw: np.ndarray, hint: int | None, what: str, notes: list[str]
+    raw: np.ndarray, view: np.ndarray, hint: int | None, what: str, notes: list[str]
 ) -> tuple[PredictionKind, int, bool]:
     lo, hi = _min_max(raw)
     if lo < 0:
@@ -478,6 +481,12 @@ def _label_facts(
         note += f"; {hint} classes declared by the class table, the highest ones are absent"
         n = hint
     notes.append(note + ".")
+    distinct = int(np.unique(_sample(view)).size)
+    if hint is None and distinct > _MANY_LABELS:
+        notes.append(
+            f"Warning: {distinct} distinct values in a small sample of the label map; is it an "
+            "image (intensities) rather than a segmentation?"
+        )
     return PredictionKind.LABELS, n, False
 
 

@@ -362,3 +362,11 @@ def test_quantised_probabilities_and_byte_order(
     assert pred.data.dtype == np.dtype("=f4")
     assert np.array_equal(pred.channels_first(), probs_ref)
     assert any("byte order" in n for n in pred.notes)
+
+
+def test_image_loaded_as_labels_is_flagged(demo_dir: Path) -> None:
+    pred = load_prediction(demo_dir / "t1.nii.gz", IMG)  # the T1 itself, uint8 intensities
+    assert pred.kind is PredictionKind.LABELS
+    assert any("rather than a segmentation" in n for n in pred.notes)
+    labels = load_prediction(demo_dir / "tissue_prob.nii.gz", IMG)
+    assert not any("rather than a segmentation" in n for n in labels.notes)
