@@ -268,9 +268,14 @@ def _value_range(data: np.ndarray) -> list[float] | None:
     """Finite min/max, one slice at a time so a memory-mapped volume is streamed, not copied."""
     lo, hi = math.inf, -math.inf
     # Walk along the slowest-varying axis so each step reads one contiguous block of a memmap.
+    # Basic slicing only: np.take would first copy the whole (memory-mapped) array to C order.
     axis = 2 if data.flags.f_contiguous and not data.flags.c_contiguous else 0
-    for s in range(data.shape[axis]):
-        sl = np.asarray(np.take(data, s, axis=axis))
+    n = data.shape[axis]
+    per_slice = max(1, data.size // max(n, 1)) * data.dtype.itemsize
+    step = max(1, (16 * 1024**2) // per_slice)  # about 16 MB per block
+    for s in range(0, n, step):
+        block = slice(s, min(n, s + step))
+        sl = np.asarray(data[block] if axis == 0 else data[:, :, block])
         if sl.dtype.kind == "f":
             sl = sl[np.isfinite(sl)]
         if sl.size:
