@@ -18,7 +18,10 @@ Kind detection (the reasoning is kept in ``Prediction.notes``)
 -------------------------------------------------------------
 1. A ``kind`` given by the user (or a model card) wins; ``multilabel`` is never guessed.
 2. Integer (or boolean) arrays are label maps (``labels``): no class axis. Negative labels or
-   more than 65534 classes are errors.
+   more than 65534 classes are errors; a sample with over 100 distinct values is flagged as
+   probably an intensity image. An integer array that only fits with a class axis (one-hot
+   masks) is converted to float32; uint8 / uint16 channels summing to 255 / 65535 are
+   probabilities stored as whole numbers and are scaled to [0, 1].
 3. A float array without a class axis is a label map if its values are whole numbers, else
    one sigmoid channel (a binary probability or logit map).
 4. One channel: ``sigmoid``; values in [0, 1] are probabilities, otherwise logits.
