@@ -556,7 +556,8 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
             f"{'s' if n_frames != 1 else ''} (0 to {n_frames - 1})"
         )
     if frame_axes:
-        data = np.take(data, frame, axis=frame_axes[0])
+        # Basic indexing (a view): np.take would copy the whole 4-D array to C order first.
+        data = data[(slice(None),) * frame_axes[0] + (frame,)]
         notes.append(f"axis {frame_axes[0]} of {sizes} is a list/time axis: frame {frame} shown")
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
