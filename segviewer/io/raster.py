@@ -107,11 +107,11 @@ def load_raster_folder(folder: Path) -> Volume:
     )
     if not files:
         raise SegviewerError(f"{folder}: no PNG/JPEG/TIFF images in this folder")
-    first = _single(files[0])
+    notes: list[str] = []
+    first = _single(files[0], notes)
     check_alloc((len(files),) + first.shape, first.dtype, str(folder))
     stack = np.empty((len(files),) + first.shape, dtype=first.dtype)
     stack[0] = first
-    notes: list[str] = []
     for s, f in enumerate(files[1:], start=1):
         img = _single(f, notes)
         if img.shape != first.shape or img.dtype != first.dtype:

@@ -593,6 +593,16 @@ def test_png_folder_natural_order(tmp_path: Path) -> None:
     ]
 
 
+def test_rgb_png_folder_notes_luminance(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for k in (1, 2):
+        Image.fromarray(np.full((4, 5, 3), 10 * k, np.uint8)).save(tmp_path / f"c{k}.png")
+    vol = load_image(tmp_path)
+    assert vol.data[:, 0, 0].tolist() == [10, 20]
+    assert any("luminance" in n for n in vol.metadata["notes"])
+
+
 def test_png_folder_size_mismatch(tmp_path: Path) -> None:
     from PIL import Image
 
