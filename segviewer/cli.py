@@ -155,11 +155,11 @@ class _ProgressBar:
         self.last_draw = now
         elapsed = now - self.start
         eta = "--:--" if frac <= 0.01 else _clock(elapsed * (1 - frac) / frac)
-        bar_w = 24
+        cols = _terminal_columns()
+        bar_w = 24 if cols >= 80 else 8  # keep percent and ETA visible on narrow terminals
         filled = int(bar_w * frac)
         msg = p.message or self.label
         line = f"[{'#' * filled}{'.' * (bar_w - filled)}] {frac * 100:5.1f}%  ETA {eta}  {msg}"
-        cols = _terminal_columns()
         line = line[: cols - 1]
         pad = max(0, self.width - len(line))
         self.stream.write("\r" + line + " " * pad)
