@@ -280,8 +280,10 @@ def _vector(value: Any, n: int) -> np.ndarray | None:
 def _frame_from(ds: Any, index: int) -> _Frame:
     """Geometry/scaling of a single-frame dataset (or a legacy multi-frame file's base)."""
     ps = _vector(ds.get("PixelSpacing"), 2)
-    if ps is None:
+    if ps is None or np.any(ps <= 0):
         ps = _vector(ds.get("ImagerPixelSpacing"), 2)
+    if ps is not None and np.any(ps <= 0):
+        ps = None  # a zero pixel size would make the affine singular: treat as missing
     thickness = _float(ds.get("SpacingBetweenSlices")) or _float(ds.get("SliceThickness"))
     keys = (
         _float(ds.get("TemporalPositionIdentifier"), 0.0) or 0.0,
@@ -306,16 +308,29 @@ def _read_header(path: Path, *, force: bool = False) -> _Header | None:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    errors = (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError)
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=force)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError) as exc:
+    except InvalidDicomError:
+        # No "DICM" preamble: some exporters write bare datasets. Accept one only if it
+        # parses into an image with a SOP class, so stray binary files are not mistaken.
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            if "SOPClassUID" not in ds:
+                return None
+        except errors:
+            return None
+    except errors as exc:
         if force:
             raise SegviewerError(
                 f"{path}: the DICOM header could not be read ({type(exc).__name__}: {exc}); "
                 "the file is truncated or not DICOM"
             ) from exc
         return None
-    rows, cols = ds.get("Rows"), ds.get("Columns")
+    try:
+        rows, cols = ds.get("Rows"), ds.get("Columns")
+    except errors:
+        return None
     if rows is None or cols is None:
         return None  # structured report, presentation state, DICOMDIR...
     try:

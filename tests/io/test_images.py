@@ -870,3 +870,17 @@ def test_degenerate_orientation_is_refused(mr_small: Path, tmp_path: Path) -> No
     ds.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
     with pytest.raises(SegviewerError, match=r"bad\.dcm: ImageOrientationPatient .* corrupt"):
         load_image(tmp_path / "bad.dcm")
+
+
+def test_dicom_without_preamble_in_folder_and_stray_files(mr_small: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "bare"
+    _write_series(mr_small, tmp_path / "src", [0.0, 4.0])
+    folder.mkdir()
+    for k, src in enumerate(sorted((tmp_path / "src").iterdir())):
+        # Drop the 128-byte preamble and "DICM": a bare dataset as some exporters write it.
+        (folder / f"IMG{k}").write_bytes(src.read_bytes()[132:])
+    (folder / "junk.bin").write_bytes(random.Random(3).randbytes(4000))
+    (folder / "notes.txt").write_text("scanner export log")
+    vol = load_image(folder)
+    assert vol.shape == (2, 64, 64)
+    assert vol.spacing[0] == pytest.approx(4.0)
