@@ -37,6 +37,18 @@ _FORMATS = ("nifti", "png", "npy")
 _KINDS = ("logits", "probabilities", "sigmoid", "multilabel", "labels")
 _CLASS_TABLE_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".ctbl", ".lut", ".label", ".labels")
 _PREDICTION_SUFFIXES = (".npy", ".npz")
+#: Acquisition facts worth a line in ``info`` (readers never store patient fields).
+_INFO_METADATA = (
+    "modality",
+    "series_description",
+    "series_number",
+    "manufacturer",
+    "field_strength_T",
+    "echo_time_ms",
+    "repetition_time_ms",
+    "slice_thickness_mm",
+    "transfer_syntax",
+)
 
 _TOP_HELP = """\
 usage: segviewer [IMAGE] [window options]   open the viewer window
@@ -393,6 +405,13 @@ def _print_report(report: dict[str, Any]) -> None:
             )
             if img.get("value_range") is not None:
                 print(f"    values {_fmt(img['value_range'][0])} .. {_fmt(img['value_range'][1])}")
+            shown = {
+                k: v
+                for k, v in (img.get("metadata") or {}).items()
+                if k in _INFO_METADATA and v not in (None, "", [])
+            }
+            if shown:
+                print(f"    {_fmt(shown)}")
             if int(img.get("n_frames", 1)) > 1:
                 print(
                     f"    {img['n_frames']} frames (volumes); showing frame {img.get('frame', 0)} (--frame N)"

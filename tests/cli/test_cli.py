@@ -359,6 +359,7 @@ def test_ctrl_c_leaves_no_files(
 
 def test_info(
     tmp_path: Path,
+    mr_small: Path,
     demo_dir: Path,
     nibabel_anatomical: Path,
     anatomical_logits: tuple[Path, np.ndarray],
@@ -388,6 +389,14 @@ def test_info(
     assert (
         against["layout"] == "NDHWC" and against["kind"] == "logits" and against["n_classes"] == 4
     )
+
+    assert main(["info", str(mr_small)]) == 0
+    out = capsys.readouterr().out
+    assert "as image: dicom, shape 1 x 64 x 64 (image axes 0, 1, 2), int16" in out
+    assert "modality=MR" in out
+    assert main(["info", str(mr_small), "--json"]) == 0
+    text = capsys.readouterr().out
+    assert "CompressedSamples" not in text and "4MR1" not in text  # no patient name / ID
 
     assert main(["info", str(tmp_path / "missing.nii")]) == 2
     assert "does not exist" in capsys.readouterr().out
