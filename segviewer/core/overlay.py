@@ -15,6 +15,7 @@ matplotlib.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -269,15 +270,18 @@ def outline(labels: np.ndarray, width: int = 1) -> np.ndarray:
 # blend tables, most recently used last; keyed by the lookup table's bytes
 _BLEND_CACHE: OrderedDict[bytes, np.ndarray] = OrderedDict()
 _BLEND_CACHE_MAX = 16
+# compose runs in the GUI thread and in export workers at the same time
+_BLEND_LOCK = threading.Lock()
 
 
 def _blend_table(lut: np.ndarray) -> np.ndarray:
     """``(len(lut) * 256,)`` uint32 view of RGBA ``grey * (1 - a) + colour * a`` per (label, grey)."""
     key = lut.tobytes()
-    hit = _BLEND_CACHE.get(key)
-    if hit is not None:
-        _BLEND_CACHE.move_to_end(key)
-        return hit
+    with _BLEND_LOCK:
+        hit = _BLEND_CACHE.get(key)
+        if hit is not None:
+            _BLEND_CACHE.move_to_end(key)
+            return hit
     # rows with alpha 0 (background, hidden and unused labels: most of a 256-entry table) are
     # the plain grey ramp; only the drawn classes need arithmetic, so a toggle stays cheap
     t = np.empty((lut.shape[0], 256, 4), dtype=np.uint8)
@@ -290,9 +294,11 @@ def _blend_table(lut: np.ndarray) -> np.ndarray:
         rgb = grey * (np.float32(1.0) - a) + lut[drawn, None, :3].astype(np.float32) * a
         t[drawn, :, :3] = (rgb + np.float32(0.5)).astype(np.uint8)
     flat = t.reshape(-1, 4).view(np.uint32).reshape(-1)
-    _BLEND_CACHE[key] = flat
-    if len(_BLEND_CACHE) > _BLEND_CACHE_MAX:
-        _BLEND_CACHE.popitem(last=False)
+    flat.setflags(write=False)  # shared between callers
+    with _BLEND_LOCK:
+        _BLEND_CACHE[key] = flat
+        if len(_BLEND_CACHE) > _BLEND_CACHE_MAX:
+            _BLEND_CACHE.popitem(last=False)
     return flat
 
 
