@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -92,6 +93,9 @@ def compound_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
+_WARNINGS_LOCK = threading.RLock()
+
+
 @contextmanager
 def record_warnings(sink: list[str]) -> Iterator[None]:
     """Collect library warnings (odd headers, bad VRs) as one-line texts in ``sink``.
@@ -99,7 +103,10 @@ def record_warnings(sink: list[str]) -> Iterator[None]:
     The readers put them in ``Volume.metadata["warnings"]`` where the window and
     ``segviewer info`` show them, instead of letting them go to the console.
     """
-    with warnings.catch_warnings(record=True) as got:
+    # warnings.catch_warnings swaps process-wide state; two readers interleaving their
+    # enter/exit on worker threads could leave the warning hook pointing at a dead list.
+    # The re-entrant lock serialises our readers (nested use in one thread is fine).
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as got:
         warnings.simplefilter("always")
         yield
     for w in got:

@@ -13,7 +13,6 @@ Patient-identifying fields (names, IDs, dates, institution) never enter the meta
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -357,9 +356,9 @@ def _scan(root: Path) -> list[tuple[str, list[_Header]]]:
         raise SegviewerError(f"{root}: not a folder; give the folder that holds the DICOM files")
     by_uid: dict[str, list[_Header]] = {}
     n_seen = 0
-    with warnings.catch_warnings():
-        # Header quirks of files we may not even use; the loader records the relevant ones.
-        warnings.simplefilter("ignore")
+    # Header quirks of files we may not even use are dropped; the loader records the ones
+    # of the series it reads.
+    with record_warnings([]):
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames, key=natural_key):

@@ -884,3 +884,30 @@ def test_dicom_without_preamble_in_folder_and_stray_files(mr_small: Path, tmp_pa
     vol = load_image(folder)
     assert vol.shape == (2, 64, 64)
     assert vol.spacing[0] == pytest.approx(4.0)
+
+
+def test_concurrent_loads_leave_warning_state_intact(mr_small: Path) -> None:
+    import threading
+    import warnings
+
+    bad = _data_file("bad_sequence.dcm")
+    hook, filters = warnings.showwarning, list(warnings.filters)
+    results: list[tuple[int, int, int]] = []
+    failures: list[BaseException] = []
+
+    def work(path: Path) -> None:
+        try:
+            for _ in range(5):
+                results.append(load_image(path).shape)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in (bad, mr_small, bad, mr_small)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert sorted(set(results)) == [(1, 64, 64), (1, 512, 512)] and len(results) == 20
+    assert warnings.showwarning is hook
+    assert list(warnings.filters) == filters
