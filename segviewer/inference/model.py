@@ -86,6 +86,9 @@ class ModelHandle:
     model: Any = field(default=None, repr=False)  # keras.Model or the SavedModel's signature
     input_key: str | None = field(default=None, repr=False)  # SavedModel input name
     owner: Any = field(default=None, repr=False)  # keeps a SavedModel's variables alive
+    # Compiled calls by (input shape, output name): tracing costs ~0.1-0.5 s, so a second
+    # volume of the same size (or a re-run with other settings) reuses it.
+    runners: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary (for ``segviewer info`` and the export manifest)."""

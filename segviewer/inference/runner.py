@@ -427,7 +427,10 @@ def predict(
         while done < n_items:
             n = min(batch, n_items - done)
             if runner is None:
-                runner = _Runner(handle, geo.model_shape, card.output_name)
+                key = (geo.model_shape, card.output_name)
+                runner = handle.runners.get(key)
+                if runner is None:
+                    runner = _Runner(handle, geo.model_shape, card.output_name)
             x = prepare(done, n)
             try:
                 y = runner(x)
@@ -466,6 +469,7 @@ def predict(
                     f"model {handle.path.name} turned input {x.shape} into {y.shape}; segviewer "
                     "needs a dense output with the input's spatial size (a segmentation model)"
                 )
+            handle.runners[(geo.model_shape, card.output_name)] = runner
             y = geo.backward(y)
             n_nonfinite += int(np.count_nonzero(~np.isfinite(y)))
             target[:, done : done + n] = np.moveaxis(y, -1, 0)
@@ -475,6 +479,8 @@ def predict(
             yield Progress(done, n_items, f"{unit} {done}/{n_items}, about {_fmt_eta(eta)} left")
         if handle.downsampling is None and card.downsampling is None and len(factors) > 1:
             notes.append(f"downsampling factor {factors[factor_index]} found by trying sizes")
+            # Remember it: the next volume does not need to try again.
+            handle.downsampling = factors[factor_index]
         if isinstance(out, np.memmap):
             out.flush()
     except BaseException:
