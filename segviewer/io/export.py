@@ -14,7 +14,8 @@ Guarantees
   cancelled (the consumer stops iterating: ``generator.close()`` raises ``GeneratorExit``
   at the current ``yield``), the files this export already wrote and the folders it
   created are removed again, so a folder never holds a half export; ``manifest.json`` is
-  written last.
+  written last. With ``force`` an existing manifest is removed before the first file is
+  replaced, so an interrupted forced export is never described by the old manifest.
 """
 
 from __future__ import annotations
@@ -354,6 +355,11 @@ def run_export(
 
     try:
         mkdirs()
+        old_manifest = out_dir / MANIFEST_NAME
+        if request.force and old_manifest.is_file():
+            # The old manifest would describe files this export is about to replace; without
+            # it a cancelled forced export reads as incomplete instead of as the old one.
+            old_manifest.unlink()
         # ---- label map -------------------------------------------------------------------
         gen = iter_labels(prediction, request.settings)
         while True:

@@ -319,6 +319,22 @@ def test_cancel_leaves_no_files(
     assert not out.exists()
 
 
+def test_cancelled_forced_export_drops_old_manifest(
+    tmp_path: Path, demo: tuple[Volume, Prediction, ClassTable, np.ndarray]
+) -> None:
+    vol, pred, table, _ = demo
+    out = tmp_path / "again"
+    run_to_end(run_export(vol, pred, table, ExportRequest(out)))
+    assert (out / "manifest.json").exists()
+    gen = run_export(vol, pred, table, ExportRequest(out, force=True))
+    for p in gen:
+        if p.message.startswith("writing masks/"):  # labels.nii.gz already replaced
+            break
+    gen.close()
+    # The old manifest no longer claims to describe this folder.
+    assert not (out / "manifest.json").exists()
+
+
 def test_disk_full_rolls_back(
     tmp_path: Path, nibabel_anatomical: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
