@@ -480,3 +480,56 @@ def test_progress_bar_draws_percent_and_eta() -> None:
     off(Progress(5, 10, "x"))
     off.finish()
     assert quiet.getvalue() == ""
+
+
+def test_multiframe_dicom_probabilities_cdhw(tmp_path: Path) -> None:
+    """A 3-D multi-frame MR (10 x 64 x 64) with channels-first probabilities, coronal PNGs."""
+    from pydicom.data import get_testdata_file
+
+    dcm = Path(get_testdata_file("emri_small.dcm"))
+    vol = load_image(dcm)
+    data = np.asarray(vol.data, np.float32)
+    t = np.percentile(data, [50, 85])
+    score = np.stack([-(data - t[0]), -np.abs(data - t.mean()), data - t[1]])
+    probs = np.exp(score / data.std())
+    probs = (probs / probs.sum(axis=0, keepdims=True)).astype(np.float32)  # (3, 10, 64, 64)
+    pred = tmp_path / "probs.npy"
+    np.save(pred, probs)
+    out = tmp_path / "emri"
+    r = _run(
+        "export",
+        str(dcm),
+        "--prediction",
+        str(pred),
+        "--layout",
+        "CDHW",
+        "--out",
+        str(out),
+        "--what",
+        "labels,binary,probabilities",
+        "--format",
+        "nifti,png,npy",
+        "--view",
+        "coronal",
+        "--slices",
+        "::16",
+    )
+    assert r.returncode == 0, r.stderr
+    expected = np.argmax(probs, axis=0)
+    lab = nib.load(out / "labels.nii.gz")
+    assert lab.shape == vol.shape and np.allclose(lab.affine, vol.affine)
+    assert np.array_equal(np.asanyarray(lab.dataobj), expected)
+    assert np.allclose(np.load(out / "probabilities.npy"), probs, atol=1e-6)
+    p4 = np.asanyarray(nib.load(out / "probabilities.nii.gz").dataobj)
+    assert p4.shape == (*vol.shape, 3) and np.allclose(np.moveaxis(p4, -1, 0), probs, atol=1e-6)
+    axes = display_axes(vol.affine, "coronal")
+    man = _check_manifest_complete(out)
+    slices = sorted({f["slice_index"] for f in man["files"] if f["slice_index"] is not None})
+    assert slices == list(range(0, vol.shape[axes.slice_axis], 16))
+    for f in man["files"]:
+        if f["what"] == "labels" and f["format"] == "png":
+            assert np.array_equal(
+                _png(out / f["path"]), take_slice(expected, axes, f["slice_index"])
+            )
+    assert man["sources"]["image"]["format"] == "dicom"
+    assert man["sources"]["prediction"]["layout"] == "CDHW"
