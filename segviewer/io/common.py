@@ -43,7 +43,7 @@ def check_alloc(shape: Sequence[int], dtype: Any, what: str) -> None:
 
 #: File-name endings the image readers understand, for "unsupported format" messages.
 SUPPORTED_IMAGE_FORMATS = (
-    "NIfTI (.nii, .nii.gz), DICOM (a file or a folder of one series), NRRD (.nrrd, .nhdr), "
+    "NIfTI (.nii, .nii.gz, .hdr/.img pairs), DICOM (a file or a folder of one series), NRRD (.nrrd, .nhdr), "
     "PNG, JPEG, TIFF (.png, .jpg, .jpeg, .tif, .tiff; a folder of 2-D images is a stack), "
     "NumPy (.npy, .npz)"
 )

@@ -37,7 +37,8 @@ from segviewer.io.raster import RASTER_SUFFIXES, load_raster, load_raster_folder
 
 __all__ = ["load_image", "describe_image", "list_dicom_series", "SeriesInfo"]
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# .hdr/.img: a NIfTI pair (header and voxels in two files), as SPM and FSL can write.
+_NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
 _NRRD_SUFFIXES = (".nrrd", ".nhdr")
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
@@ -63,7 +64,7 @@ def load_image(
     Parameters
     ----------
     path
-        A NIfTI ``.nii``/``.nii.gz``, a DICOM file (single or multi-frame), a folder holding a
+        A NIfTI ``.nii``/``.nii.gz`` (or ``.hdr``/``.img`` pair), a DICOM file (single or multi-frame), a folder holding a
         DICOM series, an ``.nrrd``/``.nhdr``, a PNG/JPEG/TIFF (multi-page TIFF = a stack), a
         folder of 2-D images (stacked in natural name order), or a ``.npy``/``.npz`` array.
     frame
@@ -311,6 +312,14 @@ def _pick_frame(shape: tuple[int, ...], frame: int, path: Path) -> None:
 # NIfTI
 
 
+def _nibabel_kind(img: Any) -> str:
+    import nibabel as nib
+
+    if isinstance(img, nib.AnalyzeImage):
+        return "Analyze 7.5"
+    return type(img).__name__.replace("Image", "")
+
+
 def _load_nifti(path: Path, frame: int) -> Volume:
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
@@ -322,9 +331,11 @@ def _load_nifti(path: Path, frame: int) -> Volume:
             f"{path}: not a valid NIfTI file ({exc}); check that it is really NIfTI and was "
             "copied completely"
         ) from exc
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+    if not isinstance(img, (nib.Nifti1Pair, nib.Nifti2Pair)):
         raise SegviewerError(
-            f"{path}: nibabel read it as {type(img).__name__}, not NIfTI; rename or convert it"
+            f"{path}: this is {_nibabel_kind(img)} format, not NIfTI; its "
+            "orientation is ambiguous, convert it to NIfTI (e.g. with fslchfiletype or "
+            "nibabel) and open that"
         )
     hdr = img.header
     shape = tuple(int(d) for d in img.shape)
@@ -362,15 +373,23 @@ def _load_nifti(path: Path, frame: int) -> Volume:
     if dtype_on_disk.kind == "f" and dtype_on_disk.itemsize <= 4:
         out_dtype = np.dtype(np.float32)
 
-    compressed = compound_suffix(path).endswith(".gz")
+    # The voxels live in the .img of a pair, in the file itself for .nii.
+    data_path = Path(str(img.file_map["image"].filename or path))
+    compressed = compound_suffix(data_path).endswith(".gz")
     offset = int(getattr(proxy, "offset", 0))
     frame_elems = math.prod(spatial)
     nbytes_all = math.prod(shape) * dtype_on_disk.itemsize
-    if not compressed and path.stat().st_size < offset + nbytes_all:
+    if not data_path.is_file():
+        raise SegviewerError(
+            f"{path}: the voxel file {data_path.name} of this NIfTI pair is missing; keep the "
+            ".hdr and .img files together"
+        )
+    if not compressed and data_path.stat().st_size < offset + nbytes_all:
         raise SegviewerError(
             f"{path}: the header claims {shape} voxels of {dtype_on_disk.name} "
-            f"({offset + nbytes_all} bytes with the header) but the file has only "
-            f"{path.stat().st_size} bytes; it is truncated or the header is corrupt, re-export it"
+            f"({offset + nbytes_all} bytes with the header) but {data_path.name} has only "
+            f"{data_path.stat().st_size} bytes; it is truncated or the header is corrupt, "
+            "re-export it"
         )
     check_alloc(spatial, out_dtype if scaled else dtype_on_disk, str(path))
 
@@ -379,7 +398,7 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         # Map the frame straight from the file: no read, no copy (F order: a frame of a
         # 4-D file is one contiguous block).
         mm = np.memmap(
-            path,
+            data_path,
             dtype=dtype_on_disk,
             mode="r",
             offset=offset + frame * frame_elems * dtype_on_disk.itemsize,

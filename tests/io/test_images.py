@@ -911,3 +911,27 @@ def test_concurrent_loads_leave_warning_state_intact(mr_small: Path) -> None:
     assert sorted(set(results)) == [(1, 64, 64), (1, 512, 512)] and len(results) == 20
     assert warnings.showwarning is hook
     assert list(warnings.filters) == filters
+
+
+def test_nifti_pair_hdr_img(tmp_path: Path) -> None:
+    arr = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    aff = np.diag([0.5, 0.6, 0.7, 1.0])
+    aff[:3, 3] = [1, 2, 3]
+    nib.save(nib.Nifti1Pair(arr, aff), str(tmp_path / "pair.img"))
+    assert (tmp_path / "pair.hdr").is_file()
+    for name in ("pair.hdr", "pair.img"):
+        vol = load_image(tmp_path / name)
+        assert isinstance(vol.data, np.memmap)
+        np.testing.assert_array_equal(vol.data, arr)
+        np.testing.assert_allclose(vol.affine, aff)
+    (tmp_path / "pair.img").unlink()
+    with pytest.raises(SegviewerError, match=r"pair\.hdr"):
+        load_image(tmp_path / "pair.hdr")
+
+
+def test_analyze_is_refused_with_advice(tmp_path: Path) -> None:
+    nib.save(nib.AnalyzeImage(np.zeros((3, 4, 5), np.int16), np.eye(4)), str(tmp_path / "old.img"))
+    with pytest.raises(
+        SegviewerError, match=r"old\.hdr: this is Analyze 7\.5 format.*convert it to NIfTI"
+    ):
+        load_image(tmp_path / "old.hdr")
