@@ -1,6 +1,7 @@
 """Read MRI images into :class:`~segviewer.core.types.Volume`.
 
-One entry point, :func:`load_image`, picks the reader from the path: NIfTI, DICOM (a file or
+One entry point, :func:`load_image`, picks the reader from the path: NIfTI (and .hdr/.img
+pairs), DICOM (a file or
 a folder of one series, see :mod:`segviewer.io.dicom`), NRRD/NHDR, PNG/JPEG/TIFF and folders
 of 2-D images (see :mod:`segviewer.io.raster`), and NumPy ``.npy``/``.npz``. Every reader
 returns a 3-D array in the axis conventions of :mod:`segviewer.core.types` and an affine from
@@ -64,9 +65,10 @@ def load_image(
     Parameters
     ----------
     path
-        A NIfTI ``.nii``/``.nii.gz`` (or ``.hdr``/``.img`` pair), a DICOM file (single or multi-frame), a folder holding a
-        DICOM series, an ``.nrrd``/``.nhdr``, a PNG/JPEG/TIFF (multi-page TIFF = a stack), a
-        folder of 2-D images (stacked in natural name order), or a ``.npy``/``.npz`` array.
+        A NIfTI ``.nii``/``.nii.gz`` (or ``.hdr``/``.img`` pair), a DICOM file (single or
+        multi-frame), a folder holding a DICOM series, an ``.nrrd``/``.nhdr``, a PNG/JPEG/TIFF
+        (multi-page TIFF = a stack), a folder of 2-D images (stacked in natural name order),
+        or a ``.npy``/``.npz`` array.
     frame
         0-based volume to show from a 4-D file (NIfTI time series, NRRD with a list axis,
         a DICOM series with several volumes at the same positions). Must be 0 for 3-D data.
