@@ -1,9 +1,9 @@
 """Read MRI images into :class:`~segviewer.core.types.Volume`.
 
 One entry point, :func:`load_image`, picks the reader from the path: NIfTI (and .hdr/.img
-pairs), DICOM (a file or
-a folder of one series, see :mod:`segviewer.io.dicom`), NRRD/NHDR, PNG/JPEG/TIFF and folders
-of 2-D images (see :mod:`segviewer.io.raster`), and NumPy ``.npy``/``.npz``. Every reader
+pairs), DICOM (a file or a folder of one series, see :mod:`segviewer.io.dicom`), NRRD/NHDR,
+PNG/JPEG/TIFF and folders of 2-D images (see :mod:`segviewer.io.raster`), and NumPy
+``.npy``/``.npz``. Every reader
 returns a 3-D array in the axis conventions of :mod:`segviewer.core.types` and an affine from
 voxel index to RAS+ millimetres. :func:`describe_image` is what ``segviewer info`` prints.
 
