@@ -83,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args[:1] in (["-h"], ["--help"]):
         print(_TOP_HELP, end="")
+        try:
+            # The window's own options; ui.app imports Qt only when the window starts.
+            from segviewer.ui.app import build_parser
+        except ImportError:
+            return 0
+        print("\nOpening the window:\n" + build_parser().format_help(), end="")
         return 0
     if args and args[0] in _SUBCOMMANDS:
         command = _info if args[0] == "info" else _export

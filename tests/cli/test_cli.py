@@ -98,6 +98,17 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert r.returncode == 0 and r.stdout.strip() == f"segviewer {__version__}"
 
 
+def test_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "segviewer export IMAGE --prediction FILE --out DIR" in out
+    assert "--screenshot" in out  # the window's options
+    # Help must not start Qt (it is printed on machines without a display too).
+    code = "import sys\nfrom segviewer.cli import main\nmain(['--help'])\nprint('PySide6' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("False")
+
+
 def test_demo_export_in_process(
     tmp_path: Path, demo_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
