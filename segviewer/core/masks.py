@@ -73,7 +73,7 @@ _TINY = float(np.finfo(np.float32).tiny)
 # Voxels per compute block when streaming: small enough that the few float32 work buffers
 # stay in the CPU cache between class passes, large enough that numpy's per-call overhead is
 # negligible.
-_BLOCK_VOXELS = 1 << 17
+_BLOCK_VOXELS = 1 << 16
 
 _CHANNEL_KINDS = (
     PredictionKind.LOGITS,
@@ -524,6 +524,8 @@ def _stats_into(
     f1 = np.float32(1.0)
     if kind is PredictionKind.LOGITS or kind is PredictionKind.PROBABILITIES:
         m1, m2 = _running_max(block, None, ws, want_second=stat == "margin")
+        if m2 is not None and n_ch == 1 and kind is PredictionKind.PROBABILITIES:
+            m2.fill(0)  # one class: the "second" probability is 0, not -inf
         s = ws.get("sum", shape, np.float32)
         d = ws.get("d", shape, np.float32)
         t = ws.get("t", shape, np.float32) if stat == "entropy" else None
