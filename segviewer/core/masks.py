@@ -962,13 +962,25 @@ def chunk_plan(
 _COMPARE_COUNT_MAX = 24
 
 
-def _count_into(counts: np.ndarray, lab: np.ndarray, ws: _Workspace) -> None:
+def _count_into(counts: np.ndarray, lab: np.ndarray, ws: _Workspace, reserved: int | None) -> None:
+    """Add per-class voxel counts of ``lab`` to ``counts``.
+
+    ``reserved`` is the number of UNCERTAIN / INVALID voxels when every other voxel holds a
+    class (channel kinds): class 0 is then the remainder and needs no pass of its own. None
+    for label maps, which may hold values beyond the class table.
+    """
     n = counts.shape[0]
     if n <= _COMPARE_COUNT_MAX:
         eq = ws.get("eq", lab.shape, np.bool_)
-        for k in range(n):
+        first = 1 if reserved is not None else 0
+        others = 0
+        for k in range(first, n):
             np.equal(lab, k, out=eq)
-            counts[k] += np.count_nonzero(eq)
+            c = int(np.count_nonzero(eq))
+            counts[k] += c
+            others += c
+        if reserved is not None:
+            counts[0] += lab.size - others - reserved
     else:
         counts += np.bincount(lab.ravel(), minlength=n)[:n]
 
@@ -1026,7 +1038,7 @@ def iter_labels(pred: Prediction, settings: MaskSettings) -> Generator[Progress,
                 ijk = [int(t) for t in v]
                 ijk[axis] += a
                 examples.append((ijk[0], ijk[1], ijk[2]))
-        _count_into(counts, lab, ws)
+        _count_into(counts, lab, ws, None if kind is PredictionKind.LABELS else ni + nu)
         if lab is not dest:
             np.copyto(dest, lab)
         yield Progress(done, len(ranges), f"computing labels ({b}/{shape[axis]} slices)")

@@ -437,6 +437,7 @@ def test_iter_labels_chunks_along_the_outermost_raw_axis(logits_dhwc: np.ndarray
     np.testing.assert_array_equal(res.labels, expect)
     assert res.n_uncertain == int(np.count_nonzero(expect == UNC8)) > 0
     assert res.n_invalid == 2
+    np.testing.assert_array_equal(res.counts, np.bincount(expect.ravel(), minlength=256)[:4])
 
 
 def test_iter_stat_and_probabilities_match_blocks(logits_dhwc: np.ndarray) -> None:
