@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 NORMALIZATIONS = ("none", "zscore", "minmax", "max", "percentile")
 SCOPES = ("volume", "slice")
 OUTPUT_KINDS = ("auto", "probabilities", "logits", "sigmoid", "multilabel")
-SIZE_POLICIES = ("pad", "resize")
+SIZE_POLICIES = ("pad", "resize", "tile")
 PAD_MODES = ("edge", "constant", "reflect")
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -67,10 +67,12 @@ class ModelCard:
     transpose, flip_rows, flip_cols
         In-plane order for 2-D models: a slice's rows are the lower remaining image axis and its
         columns the higher one; ``transpose`` swaps them, then the flips reverse rows / columns.
-    size_policy, pad_mode, pad_value
-        Models with a fixed input size: ``pad`` (centred pad, error if the image is larger) or
-        ``resize`` (linear interpolation in, and back out). Free-size models are always padded
-        (centred) to a multiple of the downsampling factor and cropped back.
+    size_policy, pad_mode, pad_value, tile_overlap
+        Models with a fixed input size: ``pad`` (centred pad, error if the image is larger),
+        ``resize`` (linear interpolation in, and back out) or ``tile`` (sliding window: tiles of
+        the model's size overlapping by ``tile_overlap``, outputs blended with Gaussian weights).
+        Free-size models are always padded (centred) to a multiple of the downsampling factor
+        and cropped back.
     downsampling
         Overrides the downsampling factor found from the model's layers.
     repeat_channels
@@ -98,6 +100,7 @@ class ModelCard:
     size_policy: str = "pad"
     pad_mode: str = "edge"
     pad_value: float = 0.0
+    tile_overlap: float = 0.5
     downsampling: int | None = None
     repeat_channels: bool = False
     batch_size: int | None = None
@@ -137,6 +140,10 @@ class ModelCard:
         ):
             raise SegviewerError(
                 f"model card: downsampling must be a positive integer, got {self.downsampling!r}"
+            )
+        if not 0.0 <= self.tile_overlap < 1.0:
+            raise SegviewerError(
+                f"model card: tile_overlap must be in [0, 1), got {self.tile_overlap}"
             )
         if not 0.0 <= self.threshold <= 1.0:
             raise SegviewerError(f"model card: threshold must be in [0, 1], got {self.threshold}")
@@ -210,7 +217,7 @@ def _build(base: ModelCard, data: Mapping[str, Any], source: str) -> ModelCard:
             if isinstance(v, str) or not isinstance(v, (list, tuple)):
                 raise SegviewerError(f"{source}: {k} must be a list, got {v!r}")
             v = tuple(str(x) for x in v)
-        elif k in ("percentile_low", "percentile_high", "pad_value", "threshold"):
+        elif k in ("percentile_low", "percentile_high", "pad_value", "threshold", "tile_overlap"):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise SegviewerError(f"{source}: {k} must be a number, got {v!r}")
             v = float(v)

@@ -121,34 +121,41 @@ class _Geometry:
         self.shape = shape
         resized = list(shape)
         target = list(shape)
+        tile = list(shape)
         for i, (n, t) in enumerate(zip(shape, fixed, strict=True)):
             if t is None:
-                target[i] = -(-n // factor) * factor
+                target[i] = tile[i] = -(-n // factor) * factor
             elif card.size_policy == "resize":
-                resized[i] = target[i] = t
+                resized[i] = target[i] = tile[i] = t
+            elif card.size_policy == "tile":
+                target[i], tile[i] = max(n, t), t
             elif n > t:
                 raise SegviewerError(
                     f"model {model_name} takes a fixed input of "
                     f"{' x '.join('any' if f is None else str(f) for f in fixed)} but the image's "
                     f"{'slices are' if len(shape) == 2 else 'volume is'} "
                     f"{' x '.join(map(str, shape))}, larger along axis {i}; set size_policy to "
-                    "'resize' (--size-policy resize) to resample it to the model's size"
+                    "'tile' (sliding window) or 'resize' (resample to the model's size)"
                 )
             else:
-                target[i] = t
+                target[i] = tile[i] = t
         self.resized = tuple(resized)
-        self.model_shape = tuple(target)
-        self.pads = pad_amounts(self.resized, self.model_shape)
+        self.padded_shape = tuple(target)
+        # What one model input holds: the padded item, or one tile of it.
+        self.model_shape = tuple(tile)
+        self.tiles = _tile_grid(self.padded_shape, self.model_shape, card.tile_overlap)
+        self.pads = pad_amounts(self.resized, self.padded_shape)
         self.mode = card.pad_mode
         self.value = card.pad_value
+        self.overlap = card.tile_overlap
 
     def forward(self, items: np.ndarray) -> np.ndarray:
-        """``(N, *shape)`` float32 -> ``(N, *model_shape)``."""
+        """``(N, *shape)`` float32 -> ``(N, *padded_shape)``."""
         x = resize_spatial(items, self.resized) if self.resized != self.shape else items
         return pad_spatial(x, self.pads, self.mode, self.value)
 
     def backward(self, y: np.ndarray) -> np.ndarray:
-        """``(N, *model_shape, C)`` -> ``(N, *shape, C)`` (crop, then resize back)."""
+        """``(N, *padded_shape, C)`` -> ``(N, *shape, C)`` (crop, then resize back)."""
         y = crop_spatial(y, self.pads)
         if self.resized != self.shape:
             y = resize_spatial(np.ascontiguousarray(y), self.shape)
@@ -159,10 +166,44 @@ class _Geometry:
             "item_shape": list(self.shape),
             "resized_to": None if self.resized == self.shape else list(self.resized),
             "model_input_shape": list(self.model_shape),
+            "tiles_per_item": len(self.tiles),
+            "tile_overlap": self.overlap if len(self.tiles) > 1 else None,
             "padding": [list(p) for p in self.pads],
             "pad_mode": self.mode,
             "pad_value": self.value if self.mode == "constant" else None,
         }
+
+
+def _tile_grid(
+    shape: tuple[int, ...], tile: tuple[int, ...], overlap: float
+) -> list[tuple[slice, ...]]:
+    """Sliding-window tiles covering ``shape``: evenly spaced starts, neighbours overlapping by
+    at least ``overlap`` of a tile (a single tile when ``tile == shape``)."""
+    per_axis = []
+    for n, t in zip(shape, tile, strict=True):
+        if n <= t:
+            per_axis.append([0])
+            continue
+        step = max(1, int(t * (1.0 - overlap)))
+        k = -(-(n - t) // step) + 1
+        per_axis.append(sorted({round(j * (n - t) / (k - 1)) for j in range(k)}))
+    grid: list[tuple[slice, ...]] = [()]
+    for starts, t in zip(per_axis, tile, strict=True):
+        grid = [(*g, slice(s, s + t)) for g in grid for s in starts]
+    return grid
+
+
+def _gaussian_weights(tile: tuple[int, ...]) -> np.ndarray:
+    """Blending weights for overlapping tiles: a Gaussian (sigma = tile / 8) peaking at the
+    centre, floored so the border still counts. Predictions near a tile's border see less
+    context and are less reliable (as nnU-Net does)."""
+    w = np.ones((), dtype=np.float64)
+    for t in tile:
+        c = (t - 1) / 2.0
+        g = np.exp(-((np.arange(t) - c) ** 2) / (2.0 * (t / 8.0) ** 2))
+        w = np.multiply.outer(w, g)
+    w /= w.max()
+    return np.maximum(w, 1e-3).astype(np.float32)
 
 
 def _alloc_output(
@@ -401,7 +442,8 @@ def predict(
         geo = _Geometry(item_shape, handle.input_size, factors[0], card, handle.path.name)
         requested = batch_size if batch_size is not None else card.batch_size
         batch = requested if requested is not None else _auto_batch(handle.rank, geo.model_shape)
-        batch = max(1, min(int(batch), n_items))
+        # With tiling, a batch is several tiles of one item; otherwise several items.
+        batch = max(1, min(int(batch), n_items if len(geo.tiles) == 1 else len(geo.tiles)))
         first_batch = batch
 
         def prepare(i: int, n: int) -> np.ndarray:
@@ -421,25 +463,39 @@ def predict(
         )
         runner: _Runner | None = None
         factor_index = 0
-        done = 0
+        done = 0  # items finished
+        tile_pos = 0  # tiles of the current item finished (tiling only)
+        x_item: np.ndarray | None = None
+        acc = wsum = weights = np.zeros(0, np.float32)
         t_loop = time.perf_counter()
         n_nonfinite = 0
+        co = handle.output_channels
         while done < n_items:
-            n = min(batch, n_items - done)
+            n_tiles = len(geo.tiles)
             if runner is None:
                 key = (geo.model_shape, card.output_name)
                 runner = handle.runners.get(key)
                 if runner is None:
                     runner = _Runner(handle, geo.model_shape, card.output_name)
-            x = prepare(done, n)
+            if n_tiles > 1:
+                if x_item is None:
+                    x_item = prepare(done, 1)[0]
+                    acc = np.zeros((*geo.padded_shape, co), np.float32)
+                    wsum = np.zeros(geo.padded_shape, np.float32)
+                    weights = _gaussian_weights(geo.model_shape)
+                n = min(batch, n_tiles - tile_pos)
+                x = np.stack([x_item[geo.tiles[j]] for j in range(tile_pos, tile_pos + n)])
+            else:
+                n = min(batch, n_items - done)
+                x = prepare(done, n)
             try:
                 y = runner(x)
             except Exception as e:
                 if _is_oom(e):
                     if batch == 1:
+                        what = "tile" if n_tiles > 1 else "slice" if handle.rank == 2 else "volume"
                         raise SegviewerError(
-                            f"model {handle.path.name} runs out of memory even on one "
-                            f"{'slice' if handle.rank == 2 else 'volume'} of "
+                            f"model {handle.path.name} runs out of memory even on one {what} of "
                             f"{' x '.join(map(str, geo.model_shape))}; close other programs, use a "
                             "machine with more memory, or resize the image smaller"
                         ) from None
@@ -451,32 +507,51 @@ def predict(
                     geo = _Geometry(
                         item_shape, handle.input_size, factors[factor_index], card, handle.path.name
                     )
-                    runner = None
+                    runner, x_item, tile_pos = None, None, 0
                     continue
                 raise SegviewerError(
                     f"model {handle.path.name} failed on input {x.shape}: {_tf_message(e)}"
                 ) from None
             want = (n, *geo.model_shape)
-            if tuple(y.shape[:-1]) != want or y.shape[-1] != handle.output_channels:
+            if tuple(y.shape[:-1]) != want or y.shape[-1] != co:
                 if done == 0 and factor_index + 1 < len(factors):
                     factor_index += 1
                     geo = _Geometry(
                         item_shape, handle.input_size, factors[factor_index], card, handle.path.name
                     )
-                    runner = None
+                    runner, x_item, tile_pos = None, None, 0
                     continue
                 raise SegviewerError(
                     f"model {handle.path.name} turned input {x.shape} into {y.shape}; segviewer "
                     "needs a dense output with the input's spatial size (a segmentation model)"
                 )
             handle.runners[(geo.model_shape, card.output_name)] = runner
-            y = geo.backward(y)
-            n_nonfinite += int(np.count_nonzero(~np.isfinite(y)))
-            target[:, done : done + n] = np.moveaxis(y, -1, 0)
-            done += n
+            finished = 0
+            if n_tiles > 1:
+                for k in range(n):
+                    sl = geo.tiles[tile_pos + k]
+                    acc[sl] += y[k] * weights[..., None]
+                    wsum[sl] += weights
+                tile_pos += n
+                if tile_pos == n_tiles:
+                    y = (acc / wsum[..., None])[None]
+                    finished, tile_pos, x_item = 1, 0, None
+            else:
+                finished = n
+            if finished:
+                y = geo.backward(y)
+                n_nonfinite += int(np.count_nonzero(~np.isfinite(y)))
+                target[:, done : done + finished] = np.moveaxis(y, -1, 0)
+                done += finished
+            units = done * n_tiles + tile_pos
             elapsed = time.perf_counter() - t_loop
-            eta = elapsed / done * (n_items - done)
-            yield Progress(done, n_items, f"{unit} {done}/{n_items}, about {_fmt_eta(eta)} left")
+            eta = elapsed / units * (n_items * n_tiles - units)
+            where = f" (tile {tile_pos}/{n_tiles})" if tile_pos else ""
+            yield Progress(
+                units,
+                n_items * n_tiles,
+                f"{unit} {done}/{n_items}{where}, about {_fmt_eta(eta)} left",
+            )
         if handle.downsampling is None and card.downsampling is None and len(factors) > 1:
             notes.append(f"downsampling factor {factors[factor_index]} found by trying sizes")
             # Remember it: the next volume does not need to try again.

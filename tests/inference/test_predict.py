@@ -271,3 +271,47 @@ def test_demo_model_segments_the_demo_brain(demo_dir: Path) -> None:
     assert (labels == ref).mean() > 0.97  # measured 0.982
     fractions = [p.fraction for p in progress if p.message.startswith("slices")]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_sliding_window_tiles_fixed_size_2d_model(
+    keras_models: Models, anat_volume: Volume
+) -> None:
+    path, _ = keras_models("pointwise2d_fixed16", "keras")
+    _, free = keras_models("pointwise2d_free", "keras")
+    pred, prov = run(anat_volume, path, card=ZSCORE, overrides={"size_policy": "tile"})
+    items = np.moveaxis(zscore(anat_volume.data), 2, 0)
+    close(pred.channels_first(), slices_to_volume(run_direct(free, items), 2))
+    pre = prov["preprocessing"]
+    # 33 x 41 with 16 x 16 tiles overlapping by half: starts 0,6,11,17 x 0,6,12,19,25
+    assert (pre["model_input_shape"], pre["tiles_per_item"], pre["tile_overlap"]) == (
+        [16, 16],
+        20,
+        0.5,
+    )
+
+
+def test_sliding_window_3d_reports_tiles_and_cancels(
+    keras_models: Models, anat_volume: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, model = keras_models("pointwise3d_fixed8", "keras")
+    card = ModelCard(normalization="zscore", size_policy="tile", tile_overlap=0.25)
+    progress: list[Progress] = []
+    pred, prov = run_to_end(predict(anat_volume, path, card=card, batch_size=16), progress.append)
+    # A per-voxel model: apply its two layers' weights by hand to every voxel.
+    (w1, b1), (w2, b2) = (layer.get_weights() for layer in model.layers)
+    z = zscore(anat_volume.data)[..., None].astype(np.float64)
+    h = np.tanh(z @ w1.reshape(1, 4) + b1) @ w2.reshape(4, 2) + b2
+    p = np.exp(h - h.max(axis=-1, keepdims=True))
+    close(pred.channels_first(), np.moveaxis(p / p.sum(axis=-1, keepdims=True), -1, 0))
+    n_tiles = prov["preprocessing"]["tiles_per_item"]
+    assert n_tiles == 6 * 7 * 4  # step 6: 33 -> 6 starts, 41 -> 7, 25 -> 4
+    steps = [q for q in progress if q.message.startswith("volume")]
+    assert len(steps) == -(-n_tiles // 16) and steps[-1].fraction == 1.0
+    assert "tile 16/168" in steps[0].message
+
+    monkeypatch.setattr(predict_mod, "MEMMAP_BYTES", 0)
+    gen = predict(anat_volume, path, card=card, batch_size=16, workdir=tmp_path)
+    while not next(gen).message.startswith("volume"):
+        pass
+    gen.close()  # cancelled inside the volume, between two batches of tiles
+    assert list(tmp_path.iterdir()) == []
