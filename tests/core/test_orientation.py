@@ -206,3 +206,18 @@ def test_display_voxel_round_trip_and_pixel_agreement(codes: str, radiological: 
 def test_voxel_to_world() -> None:
     assert voxel_to_world(LPS_AXIAL_RAS, (0, 0, 0)) == (120.0, 110.0, -40.0)
     assert voxel_to_world(LPS_AXIAL_RAS, (1, 2, 4)) == (118.0, 109.0, -37.0)
+
+
+def test_axis_codes_of_real_nifti_files(
+    nibabel_anatomical: Path, nibabel_example4d: Path, demo_dir: Path
+) -> None:
+    for path in (nibabel_anatomical, nibabel_example4d, demo_dir / "t1.nii.gz"):
+        img = nib.load(path)
+        assert axis_codes(img.affine) == tuple(nib.aff2axcodes(img.affine)), path
+        shape = img.shape[:3]
+        for view in VIEWS:
+            axes = display_axes(img.affine, view)
+            # the three views slice along three different axes, rows/cols are the other two
+            assert {axes.slice_axis, axes.row_axis, axes.col_axis} == {0, 1, 2}
+            rows, cols = display_shape(shape, axes)
+            assert rows * cols * n_slices(shape, axes) == int(np.prod(shape))
