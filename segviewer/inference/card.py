@@ -77,6 +77,10 @@ class ModelCard:
         Overrides the downsampling factor found from the model's layers.
     repeat_channels
         Feed the single-channel image to every input channel of a multi-channel model.
+    context_slices
+        2.5-D models: the input channels are the slice and ``context_slices`` neighbours on
+        each side along ``slice_axis`` (``2 k + 1`` channels, increasing index; the end
+        slices repeat at the volume's edges).
     batch_size, threshold
         Slices per model call (``None``: automatic); default threshold for sigmoid outputs.
     description
@@ -103,6 +107,7 @@ class ModelCard:
     tile_overlap: float = 0.5
     downsampling: int | None = None
     repeat_channels: bool = False
+    context_slices: int = 0
     batch_size: int | None = None
     threshold: float = 0.5
     description: str = ""
@@ -134,6 +139,10 @@ class ModelCard:
         ):
             raise SegviewerError(
                 f"model card: batch_size must be a positive integer, got {self.batch_size!r}"
+            )
+        if not isinstance(self.context_slices, int) or self.context_slices < 0:
+            raise SegviewerError(
+                f"model card: context_slices must be a whole number >= 0, got {self.context_slices!r}"
             )
         if self.downsampling is not None and (
             not isinstance(self.downsampling, int) or self.downsampling < 1
@@ -227,7 +236,7 @@ def _build(base: ModelCard, data: Mapping[str, Any], source: str) -> ModelCard:
         elif k == "outputs_are_probabilities":
             if v is not None and not isinstance(v, bool):
                 raise SegviewerError(f"{source}: {k} must be true, false or null, got {v!r}")
-        elif k in ("slice_axis", "batch_size", "downsampling"):
+        elif k in ("slice_axis", "batch_size", "downsampling", "context_slices"):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
                 raise SegviewerError(f"{source}: {k} must be an integer, got {v!r}")
         elif k in ("output_name",):

@@ -36,17 +36,41 @@ def normalize(
     Returns
     -------
     np.ndarray
-        float32, same shape. Statistics are accumulated in float64. A constant image (zero
-        spread) is only shifted, never divided by zero.
+        float32, same shape, a new array. Statistics are accumulated in float64. A constant
+        image (zero spread) is only shifted, never divided by zero. Non-finite input voxels
+        are left out of the statistics and set to 0 in the result.
     """
     x = np.asarray(data, dtype=np.float32)
+    bad: np.ndarray | None = None
+    if np.issubdtype(np.asarray(data).dtype, np.floating) and not np.isfinite(x).all():
+        # NaN / inf voxels (masked-out regions of float images) must neither poison the
+        # statistics nor reach the model: statistics over finite voxels, then set to 0.
+        bad = ~np.isfinite(x)
+        x = np.where(bad, np.float32(0), x)
+    out = _normalize_finite(x, method, percentile_low, percentile_high, nonzero, bad)
+    if bad is not None:
+        out[bad] = 0.0
+    return out
+
+
+def _normalize_finite(
+    x: np.ndarray,
+    method: str,
+    percentile_low: float,
+    percentile_high: float,
+    nonzero: bool,
+    bad: np.ndarray | None,
+) -> np.ndarray:
     if method == "none":
-        return x.copy() if x is data else x
-    sample = x[x != 0] if nonzero else x
+        return x.copy()
+    keep = (x != 0) if nonzero else None
+    if bad is not None:
+        keep = ~bad if keep is None else keep & ~bad
+    sample = x[keep] if keep is not None else x
     if sample.size == 0:
         sample = x.reshape(-1)
     if sample.size == 0:
-        return x.copy() if x is data else x
+        return x.copy()
     if method == "zscore":
         mean = float(np.mean(sample, dtype=np.float64))
         std = float(np.std(sample, dtype=np.float64))

@@ -390,11 +390,25 @@ def predict(
 
     notes: list[str] = [f"model {handle.path.name} ({handle.format}, sha256 {handle.sha256[:12]})"]
     cin = handle.input_channels
-    if cin != 1 and not card.repeat_channels:
+    ctx = card.context_slices
+    if ctx and handle.rank != 2:
+        raise SegviewerError(
+            f"context_slices is for 2-D slice models; model {handle.path.name} is 3-D, so set "
+            "context_slices to 0"
+        )
+    if ctx and cin != 2 * ctx + 1:
+        raise SegviewerError(
+            f"context_slices {ctx} feeds {2 * ctx + 1} slices as channels but model "
+            f"{handle.path.name} expects {cin} input channels; set context_slices to "
+            f"{(cin - 1) // 2 if cin % 2 else 0}"
+            + ("" if cin % 2 else " (an even channel count cannot hold a centred slice stack)")
+        )
+    if cin != 1 and not card.repeat_channels and not ctx:
         raise SegviewerError(
             f"model {handle.path.name} expects {cin} input channels but the image "
             f"{volume.source} has 1 (a single 3-D volume {volume.shape}); if the model wants the "
-            "same image in every channel, set repeat_channels in the model card"
+            "same image in every channel, set repeat_channels in the model card; if it wants "
+            "neighbouring slices, set context_slices"
         )
     if handle.output_channels < 1:
         raise SegviewerError(f"model {handle.path.name} has no output channels")
@@ -410,6 +424,13 @@ def predict(
         norm = np.asarray(volume.data)
     else:
         norm = normalize(volume.data, card.normalization, **norm_args)  # type: ignore[arg-type]
+    if np.issubdtype(volume.data.dtype, np.floating):
+        n_bad_in = int(np.count_nonzero(~np.isfinite(volume.data)))
+        if n_bad_in:
+            notes.append(
+                f"the image has {n_bad_in} NaN/inf voxels; they were left out of the "
+                "normalisation statistics and fed to the model as 0"
+            )
     if handle.rank == 3 and card.normalization_scope == "slice":
         notes.append("3-D model: normalisation computed over the whole volume, not per slice")
 
@@ -447,14 +468,24 @@ def predict(
         first_batch = batch
 
         def prepare(i: int, n: int) -> np.ndarray:
-            chunk = np.asarray(items[i : i + n], dtype=np.float32)
+            """Items ``i .. i+n`` as model input ``(n, *padded_shape, cin)`` float32."""
+            if ctx:  # the neighbours too, the volume's end slices repeated at its edges
+                idx = np.clip(np.arange(i - ctx, i + n + ctx), 0, n_items - 1)
+                chunk = np.asarray(items[idx], dtype=np.float32)
+            else:
+                chunk = np.asarray(items[i : i + n], dtype=np.float32)
             if per_slice:
                 chunk = np.stack(
                     [normalize(s, card.normalization, **norm_args) for s in chunk]  # type: ignore[arg-type]
                 )
-            x = geo.forward(chunk)[..., None]
-            if cin != 1:
-                x = np.repeat(x, cin, axis=-1)
+            x = geo.forward(chunk)
+            if ctx:
+                # (n + 2 ctx, H, W) -> (n, H, W, 2 ctx + 1): window k is slice i - ctx + k.
+                x = np.lib.stride_tricks.sliding_window_view(x, 2 * ctx + 1, axis=0)
+            else:
+                x = x[..., None]
+                if cin != 1:
+                    x = np.repeat(x, cin, axis=-1)
             return np.ascontiguousarray(x, dtype=np.float32)
 
         unit = "slices" if handle.rank == 2 else "volume"
@@ -619,6 +650,7 @@ def predict(
             "size_policy": card.size_policy,
             "downsampling": factors[factor_index],
             "repeat_channels": card.repeat_channels,
+            "context_slices": card.context_slices if handle.rank == 2 else None,
             **geo.describe(),
         },
         "batch_size": batch,

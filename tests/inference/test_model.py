@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from segviewer.core.types import PredictionKind, Progress, SegviewerError
@@ -68,7 +69,7 @@ def test_savedmodel_facts_and_progress(keras_models: Models) -> None:
     assert h.path == path
 
 
-def _lambda_model(folder: Path) -> Path:
+def _lambda_model(folder: Path, suffix: str = ".keras") -> Path:
     import keras
 
     # A Python lambda is stored as marshalled bytecode: loading it executes that code.
@@ -79,19 +80,24 @@ def _lambda_model(folder: Path) -> Path:
             keras.layers.Conv2D(2, 1),
         ]
     )
-    path = folder / "with_lambda.keras"
+    path = folder / f"with_lambda{suffix}"
     m.save(path)
     return path
 
 
-def test_lambda_layer_refused_without_trust_accepted_with(tmp_path: Path) -> None:
-    path = _lambda_model(tmp_path)
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_lambda_layer_refused_without_trust_accepted_with(tmp_path: Path, suffix: str) -> None:
+    path = _lambda_model(tmp_path, suffix)
     with pytest.raises(SegviewerError) as e:
         open_model(path)
     msg = str(e.value)
     assert "Lambda" in msg and "runs Python code" in msg and "--trust-model" in msg
     h = open_model(path, trust=True)
     assert h.trusted and h.output_channels == 2
+    x = np.ones((1, 4, 4, 1), np.float32)
+    conv = h.model.layers[-1]
+    w, b = conv.get_weights()
+    np.testing.assert_allclose(np.asarray(h.model(x)), 2.0 * x @ w.reshape(1, 2) + b, rtol=1e-6)
 
 
 def test_custom_layer_refused_and_explained(tmp_path: Path) -> None:

@@ -160,6 +160,36 @@ def test_channel_mismatch_names_both_and_repeat_fixes_it(
     close(pred.channels_first(), slices_to_volume(y, 2))
 
 
+def test_context_slices_feed_neighbours_as_channels(
+    keras_models: Models, anat_volume: Volume
+) -> None:
+    path, model = keras_models("rgb2d", "keras")
+    pred, prov = run(anat_volume, path, card=ZSCORE, overrides={"context_slices": 1})
+    items = np.moveaxis(zscore(anat_volume.data), 2, 0)  # (25, 33, 41)
+    idx = np.arange(25)
+    x = np.stack([items[np.clip(idx + d, 0, 24)] for d in (-1, 0, 1)], axis=-1)
+    close(pred.channels_first(), slices_to_volume(np.asarray(model(x, training=False)), 2))
+    assert prov["preprocessing"]["context_slices"] == 1
+    with pytest.raises(SegviewerError) as e:
+        run(anat_volume, path, overrides={"context_slices": 2})
+    assert "feeds 5 slices" in str(e.value) and "expects 3" in str(e.value)
+    assert "set context_slices to 1" in str(e.value)
+
+
+def test_nan_image_voxels_do_not_reach_the_model(keras_models: Models, anat_volume: Volume) -> None:
+    path, model = keras_models("sigmoid2d", "keras")
+    data = anat_volume.data.astype(np.float32)
+    data[:4, :, 10] = np.nan  # e.g. a masked-out region of a float NIfTI
+    pred, _ = run(Volume(data, anat_volume.affine), path, card=ZSCORE)
+    finite = np.isfinite(data)
+    x = np.zeros_like(data)
+    v = data[finite].astype(np.float64)
+    x[finite] = (v - v.mean()) / v.std()
+    close(pred.channels_first(), slices_to_volume(run_direct(model, np.moveaxis(x, 2, 0)), 2))
+    assert np.isfinite(pred.data).all()
+    assert any(f"{4 * 41} NaN/inf voxels" in n for n in pred.notes)
+
+
 def test_nan_outputs_are_kept_noted_and_become_invalid_voxels(
     keras_models: Models, anat_volume: Volume
 ) -> None:

@@ -53,6 +53,22 @@ def test_constant_image_is_not_divided_by_zero() -> None:
     assert np.all(z == 0) and np.isfinite(z).all()
 
 
+def test_nonfinite_voxels_are_left_out_and_zeroed(t1: np.ndarray) -> None:
+    x = t1.astype(np.float32)
+    x[0, 0, :5] = np.nan
+    x[1, 1, 1] = np.inf
+    finite = np.isfinite(x)
+    v = x[finite].astype(np.float64)
+    for method, ref in [
+        ("zscore", (v - v.mean()) / v.std()),
+        ("minmax", (v - v.min()) / (v.max() - v.min())),
+    ]:
+        z = normalize(x, method)
+        assert np.isfinite(z).all() and np.all(z[~finite] == 0)
+        np.testing.assert_allclose(z[finite], ref, rtol=1e-5, atol=1e-6)
+    assert np.isnan(x[0, 0, 0])  # the caller's array is untouched
+
+
 def test_unknown_method() -> None:
     with pytest.raises(SegviewerError, match="unknown normalisation 'robust'"):
         normalize(np.ones((2, 2)), "robust")
