@@ -117,6 +117,7 @@ class _Geometry:
         factor: int,
         card: ModelCard,
         model_name: str,
+        tile_override: tuple[int, ...] | None = None,
     ) -> None:
         self.shape = shape
         resized = list(shape)
@@ -139,6 +140,13 @@ class _Geometry:
                 )
             else:
                 target[i] = tile[i] = t
+        if tile_override is not None:
+            # Out-of-memory fallback: smaller tiles along the free axes.
+            for i, t in enumerate(tile_override):
+                if fixed[i] is None:
+                    tile[i] = t
+                    target[i] = max(target[i], t)
+        self.factor = factor
         self.resized = tuple(resized)
         self.padded_shape = tuple(target)
         # What one model input holds: the padded item, or one tile of it.
@@ -191,6 +199,22 @@ def _tile_grid(
     for starts, t in zip(per_axis, tile, strict=True):
         grid = [(*g, slice(s, s + t)) for g in grid for s in starts]
     return grid
+
+
+#: Smallest tile edge the out-of-memory fallback goes down to (in voxels).
+MIN_TILE = 32
+
+
+def _smaller_tile(geo: _Geometry, fixed: tuple[int | None, ...]) -> tuple[int, ...] | None:
+    """Half the current tile along the free axes (a multiple of the downsampling factor, at
+    least MIN_TILE), or None when it cannot shrink further."""
+    f = geo.factor
+    floor = -(-MIN_TILE // f) * f
+    new = []
+    for t, fx in zip(geo.model_shape, fixed, strict=True):
+        half = -(-(t // 2) // f) * f
+        new.append(t if fx is not None or half < floor else half)
+    return tuple(new) if tuple(new) != geo.model_shape else None
 
 
 def _gaussian_weights(tile: tuple[int, ...]) -> np.ndarray:
@@ -523,6 +547,24 @@ def predict(
                 y = runner(x)
             except Exception as e:
                 if _is_oom(e):
+                    smaller = _smaller_tile(geo, handle.input_size) if batch == 1 else None
+                    if smaller is not None:
+                        geo = _Geometry(
+                            item_shape,
+                            handle.input_size,
+                            geo.factor,
+                            card,
+                            handle.path.name,
+                            tile_override=smaller,
+                        )
+                        notes.append(
+                            "out of memory on one "
+                            f"{'slice' if handle.rank == 2 else 'volume'}: switched to tiles of "
+                            f"{' x '.join(map(str, geo.model_shape))} ({len(geo.tiles)} per "
+                            f"{'slice' if handle.rank == 2 else 'volume'})"
+                        )
+                        runner, x_item, tile_pos = None, None, 0
+                        continue
                     if batch == 1:
                         what = "tile" if n_tiles > 1 else "slice" if handle.rank == 2 else "volume"
                         raise SegviewerError(

@@ -69,13 +69,20 @@ def _build(kind: str) -> Any:
         b = layers.Conv3D(3, 3, padding="same", activation="relu")(layers.MaxPooling3D(2)(a))
         u = layers.Concatenate()([layers.UpSampling3D(2)(b), a])
         return keras.Model(inp, layers.Conv3D(2, 1)(u))
-    if kind in ("pointwise2d_fixed16", "pointwise2d_free", "pointwise3d_fixed8"):
+    if kind in (
+        "pointwise2d_fixed16",
+        "pointwise2d_free",
+        "pointwise3d_fixed8",
+        "pointwise3d_free",
+    ):
         # Per-voxel models (1x1 convolutions): tiled and whole-image runs must agree exactly.
         # The fixed-size and free-size 2-D variants share their weights (same seed, same shapes).
         conv = layers.Conv3D if kind.startswith("pointwise3d") else layers.Conv2D
-        shape = {"pointwise2d_fixed16": (16, 16, 1), "pointwise2d_free": (None, None, 1)}.get(
-            kind, (8, 8, 8, 1)
-        )
+        shape = {
+            "pointwise2d_fixed16": (16, 16, 1),
+            "pointwise2d_free": (None, None, 1),
+            "pointwise3d_free": (None, None, None, 1),
+        }.get(kind, (8, 8, 8, 1))
         keras.utils.set_random_seed(11)
         return keras.Sequential(
             [keras.Input(shape), conv(4, 1, activation="tanh"), conv(2, 1, activation="softmax")]

@@ -345,3 +345,28 @@ def test_sliding_window_3d_reports_tiles_and_cancels(
         pass
     gen.close()  # cancelled inside the volume, between two batches of tiles
     assert list(tmp_path.iterdir()) == []
+
+
+def test_3d_out_of_memory_falls_back_to_tiles(
+    keras_models: Models, anat_volume: Volume, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, model = keras_models("pointwise3d_free", "keras")
+    handle = open_model(path)
+    expect, _ = run(anat_volume, handle, card=ZSCORE)
+    monkeypatch.setattr(predict_mod, "MIN_TILE", 8)
+    real_call = predict_mod._Runner.__call__
+    shapes: list[tuple[int, ...]] = []
+
+    def limited(self: Any, x: np.ndarray) -> np.ndarray:
+        shapes.append(x.shape[1:4])
+        if np.prod(x.shape[1:4]) > 20**3:  # "memory" for 8000 voxels per call
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+        return real_call(self, x)
+
+    monkeypatch.setattr(predict_mod._Runner, "__call__", limited)
+    pred, prov = run(anat_volume, handle, card=ZSCORE)
+    assert shapes[0] == (33, 41, 25) and shapes[1] == (16, 20, 12)
+    assert prov["preprocessing"]["model_input_shape"] == [16, 20, 12]
+    assert prov["preprocessing"]["tiles_per_item"] > 1
+    assert any("switched to tiles of 16 x 20 x 12" in n for n in pred.notes)
+    close(pred.channels_first(), np.asarray(expect.data))
