@@ -10,6 +10,7 @@ from segviewer.inference.card import (
     ModelCard,
     card_for_model,
     card_path_for,
+    find_card,
     load_card,
     save_card,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ModelHandle",
     "card_for_model",
     "card_path_for",
+    "find_card",
     "iter_open_model",
     "load_card",
     "open_model",

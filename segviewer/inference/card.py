@@ -300,15 +300,18 @@ def card_path_for(model_path: str | os.PathLike[str]) -> Path:
     return p.parent / (base + CARD_SUFFIX)
 
 
-def card_for_model(model_path: str | os.PathLike[str]) -> ModelCard | None:
-    """The card next to a model (or ``segviewer.json`` inside a SavedModel folder), else None."""
+def find_card(model_path: str | os.PathLike[str]) -> Path | None:
+    """Path of the card next to a model (or ``segviewer.json`` inside a SavedModel folder)."""
     p = Path(model_path)
     if p.name == "saved_model.pb":
         p = p.parent
     candidates = [card_path_for(p)]
     if p.is_dir():
         candidates.append(p / "segviewer.json")
-    for c in candidates:
-        if c.is_file():
-            return load_card(c)
-    return None
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def card_for_model(model_path: str | os.PathLike[str]) -> ModelCard | None:
+    """The card next to a model (or ``segviewer.json`` inside a SavedModel folder), else None."""
+    found = find_card(model_path)
+    return None if found is None else load_card(found)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from segviewer.core.types import Prediction, PredictionKind, Progress, SegviewerError, Volume
-from segviewer.inference.card import ModelCard, card_for_model, card_path_for
+from segviewer.inference.card import ModelCard, find_card, load_card
 from segviewer.inference.model import ModelHandle, iter_open_model
 from segviewer.inference.preprocess import (
     crop_spatial,
@@ -405,9 +405,9 @@ def predict(
         handle = yield from iter_open_model(model, trust=trust)
     card_source = "given"
     if card is None:
-        found = card_for_model(handle.path)
-        card = found if found is not None else ModelCard()
-        card_source = str(card_path_for(handle.path)) if found is not None else "defaults"
+        found = find_card(handle.path)
+        card = load_card(found) if found is not None else ModelCard()
+        card_source = str(found) if found is not None else "defaults"
     card = card.with_overrides(overrides)
     import keras
     import tensorflow as tf

@@ -12,6 +12,7 @@ from segviewer.inference.card import (
     ModelCard,
     card_for_model,
     card_path_for,
+    find_card,
     load_card,
     save_card,
 )
@@ -118,6 +119,7 @@ def test_card_is_found_next_to_model_and_inside_savedmodel(tmp_path: Path) -> No
     save_card(ModelCard(slice_axis=1), sm / "segviewer.json")
     inside = card_for_model(sm / "saved_model.pb")
     assert inside is not None and inside.slice_axis == 1
+    assert find_card(sm) == sm / "segviewer.json"
     save_card(ModelCard(slice_axis=0), tmp_path / "exported.segviewer.json")
     beside = card_for_model(sm)
     assert beside is not None and beside.slice_axis == 0  # the sibling card wins
