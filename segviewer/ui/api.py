@@ -99,15 +99,22 @@ class Viewer:
     # -- waiting, pictures, export ------------------------------------------------------------
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Process events until no background job is running; SegviewerError on timeout."""
-        from PySide6.QtCore import QDeadlineTimer, QEventLoop, QTimer
+        import time
 
-        deadline = QDeadlineTimer(int(timeout * 1000))
-        loop = QEventLoop()
-        while not self.window.is_idle():
-            if deadline.hasExpired():
+        from PySide6.QtCore import QCoreApplication, QEventLoop
+
+        # A blocking call for scripts, so it pumps the event loop itself (never used inside
+        # widgets). Not a nested QEventLoop: after a QApplication.quit() those return at once.
+        end = time.monotonic() + timeout
+        while True:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            if self.window.is_idle():
+                QCoreApplication.processEvents()  # deliver the last results and repaints
+                if self.window.is_idle():
+                    return
+            if time.monotonic() > end:
                 raise SegviewerError(f"the viewer is still busy after {timeout} s")
-            QTimer.singleShot(10, loop.quit)
-            loop.exec()
+            time.sleep(0.002)
 
     def screenshot(
         self, path: str | os.PathLike[str] | None = None, *, window: bool = False
@@ -118,7 +125,7 @@ class Viewer:
 
         self.wait_idle()
         image = self.window.grab().toImage() if window else self.window.grab_canvas()
-        if path is not None and not image.save(str(path), "PNG"):  # type: ignore[call-overload]
+        if path is not None and not image.save(str(path), "PNG"):
             raise SegviewerError(f"could not write {path}; check that the folder exists")
         return qimage_to_array(image)
 

@@ -118,8 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     t0 = time.perf_counter()
-    app = ensure_app()
+    from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
+
+    owns_app = QApplication.instance() is None
+    app = ensure_app()
 
     from segviewer.ui.main_window import MainWindow
 
@@ -169,12 +172,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"segviewer: could not write {out}", file=sys.stderr)
                 status["code"] = 1
             win.close()
-            app.quit()
 
         win.when_idle(shoot)
     elif image is None:
         win.statusBar().showMessage("Open an image (File > Open image, or drop a file here)")
-    app.exec()
+    if owns_app:
+        app.exec()
+    else:
+        # Inside a running program (tests, a notebook's Qt loop): run a local loop until the
+        # window closes instead of app.exec()/quit(), which would end the host's loops too.
+        loop = QEventLoop()
+        win.closed.connect(loop.quit)
+        if win.isVisible():
+            loop.exec()
     return status["code"]
 
 

@@ -149,7 +149,10 @@ class ClassPanel(QWidget):
         for i in range(n):
             assert table is not None
             info = table[i]
-            check = self.table.item(i, COL_VISIBLE) or QTableWidgetItem()
+            check = self.table.item(i, COL_VISIBLE)
+            if check is None:
+                check = QTableWidgetItem()
+                self.table.setItem(i, COL_VISIBLE, check)
             check.setFlags(
                 Qt.ItemFlag.ItemIsUserCheckable
                 | Qt.ItemFlag.ItemIsEnabled
@@ -159,14 +162,15 @@ class ClassPanel(QWidget):
             check.setToolTip(
                 "Background is never drawn" if i == 0 else f"Show/hide (key {i})" if i < 10 else ""
             )
-            self.table.setItem(i, COL_VISIBLE, check)
-            swatch = self.table.item(i, COL_COLOR) or QTableWidgetItem()
+            swatch = self.table.item(i, COL_COLOR)
+            if swatch is None:
+                swatch = QTableWidgetItem()
+                self.table.setItem(i, COL_COLOR, swatch)
             swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
             swatch.setBackground(QColor(*info.color))
             swatch.setToolTip(
                 f"#{info.color[0]:02x}{info.color[1]:02x}{info.color[2]:02x} — click to change"
             )
-            self.table.setItem(i, COL_COLOR, swatch)
             for col, text in (
                 (COL_NAME, f"{i}  {info.name}"),
                 (COL_VOXELS, "…"),

@@ -157,12 +157,15 @@ class MainWindow(QMainWindow):
         The whole-volume ``LabelResult`` (counts) for the current mask settings.
     error_shown(str)
         A job failed and its message was shown to the user.
+    closed()
+        The window was closed.
     """
 
     image_loaded = Signal(object)
     prediction_loaded = Signal(object)
     labels_ready = Signal(object)
     error_shown = Signal(str)
+    closed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -1001,6 +1004,7 @@ class MainWindow(QMainWindow):
         self._pending.clear()
         self.runner.wait_all(5000)
         super().closeEvent(event)
+        self.closed.emit()
 
     def when_idle(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once no job is running or queued (``--screenshot``)."""
