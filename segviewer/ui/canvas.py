@@ -113,7 +113,7 @@ class ColorBar(QWidget):
         self._lut = np.zeros((256, 4), np.uint8)
         self._labels = ("1", "0")
         self._title = ""
-        self.setFixedWidth(70)
+        self.setFixedWidth(100)
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
     def set_map(self, lut: np.ndarray, vmin: str, vmax: str, title: str) -> None:
@@ -178,6 +178,8 @@ class SliceCanvas(QWidget):
         self._last_hover: tuple[int, int, int] | None = None
         self._active = True  # hidden canvases (single-view layout) skip rendering
         self._dirty = False
+        self._rect_size: tuple[int, int] = (0, 0)
+        self.legend_here = True  # the three-view shows the class legend once, not thrice
 
         self.graphics = _GraphicsView(self)
         self.graphics.setBackground(QColor(0, 0, 0))
@@ -359,14 +361,12 @@ class SliceCanvas(QWidget):
             rows = st.volume.shape[self.axes.row_axis]
             cols = st.volume.shape[self.axes.col_axis]
             self._shape2d = (rows, cols)
-            self.image_item.setRect(
-                QRectF(0, 0, cols * self.axes.col_spacing, rows * self.axes.row_spacing)
-            )
             self.slider.blockSignals(True)
             self.slider.setRange(0, self.n_slices() - 1)
             self.slider.blockSignals(False)
             self._update_letters()
             self.index = -1  # force the render below
+            self._rect_size = (0, 0)  # and the millimetre rectangle (spacing may differ)
             self._render()
             self.viewbox.autoRange(padding=0.0)
             return
@@ -390,6 +390,14 @@ class SliceCanvas(QWidget):
             self.slider.blockSignals(False)
         rgba = self._compose_slice()
         self.image_item.setImage(rgba, autoLevels=False)
+        if self._rect_size != rgba.shape[:2]:
+            # setRect scales by the *current* image's size, so it must follow setImage
+            # whenever the slice shape may have changed (new volume, view, orientation).
+            rows, cols = rgba.shape[:2]
+            self.image_item.setRect(
+                QRectF(0, 0, cols * self.axes.col_spacing, rows * self.axes.row_spacing)
+            )
+            self._rect_size = (rows, cols)
         cs, rs = self.axes.col_spacing, self.axes.row_spacing
         self._vline.setPos((col + 0.5) * cs)
         self._hline.setPos((row + 0.5) * rs)
@@ -525,7 +533,7 @@ class SliceCanvas(QWidget):
                 titles[st.display],
             )
         self._colorbar.setVisible(heat)
-        show_legend = has_pred and st.show_legend and not heat
+        show_legend = has_pred and st.show_legend and not heat and self.legend_here
         if show_legend and st.table is not None:
             rows = []
             for info in st.table.classes:

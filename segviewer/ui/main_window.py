@@ -186,6 +186,8 @@ class MainWindow(QMainWindow):
 
         # Canvases: the first is the single view; all three form the linked three-view.
         self.canvases = [SliceCanvas(self.state, v) for v in orientation.VIEWS]
+        for c in self.canvases[1:]:
+            c.legend_here = False
         central = QWidget()
         self._central_layout = QHBoxLayout(central)
         self._central_layout.setContentsMargins(0, 0, 0, 0)

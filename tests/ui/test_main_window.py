@@ -248,6 +248,10 @@ def test_three_view_click_moves_the_other_slices(demo_window: Any, qtbot: Any) -
     assert [c.view for c in win.canvases] == ["axial", "coronal", "sagittal"]
     assert all(c.isVisible() for c in win.canvases)
     assert win.state.show_crosshair
+    for c in win.canvases:  # each view's image spans its slice's extent in millimetres
+        rows, cols = c.frame().shape[:2]
+        r = c.image_item.mapRectToView(c.image_item.boundingRect())
+        assert (r.width(), r.height()) == pytest.approx((cols * 2.0, rows * 2.0))
     # Click a point of the axial view: row 30, column 20 of the displayed slice.
     x = (20 + 0.5) * ax.axes.col_spacing
     y = (30 + 0.5) * ax.axes.row_spacing

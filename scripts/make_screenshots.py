@@ -1,0 +1,97 @@
+"""Regenerate the README screenshots from the bundled demo (offscreen, no display needed).
+
+    QT_QPA_PLATFORM=offscreen python scripts/make_screenshots.py [--out screenshots]
+
+Writes main.png, class_toggles.png, outline.png, heatmap.png, export_dialog.png and
+three_view.png through the public Python API (``segviewer.ui.api.view``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "screenshots"
+    )
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    # Screenshots must not depend on (or change) the user's saved window layout.
+    os.environ["SEGVIEWER_SETTINGS"] = str(out / ".screenshot-settings.ini")
+
+    from segviewer.ui.api import view
+    from segviewer.ui.app import demo_paths
+
+    t1, prob, classes = demo_paths()
+    v = view(t1, prob, classes)
+    win = v.window
+    win.resize(1400, 900)
+    v.wait_idle()
+
+    def shot(name: str) -> None:
+        v.wait_idle()
+        path = out / name
+        win.grab().save(str(path), "PNG")
+        print(f"wrote {path}")
+
+    # 1. The default view: axial slice through the ventricles, tissue classes filled.
+    v.set_view("axial")
+    v.set_slice(52)
+    win.canvas.reset_zoom()
+    shot("main.png")
+
+    # 2. Grey matter hidden, white matter recoloured: only the LUT changes.
+    v.set_class_visible(1, False)
+    v.set_class_color(2, "#3ddc84")
+    v.set_opacity(0.6)
+    shot("class_toggles.png")
+    v.set_class_visible(1, True)
+    v.set_class_color(2, "#4aa3df")
+
+    # 3. Outline + fill on a coronal slice (how boundaries are reviewed).
+    v.set_view("coronal")
+    v.set_slice(60)
+    v.set_opacity(0.35)
+    v.set_mode("both", 1)
+    shot("outline.png")
+    v.set_mode("fill")
+
+    # 4. Uncertainty: normalised entropy heatmap with its colour bar.
+    v.set_view("axial")
+    v.set_slice(52)
+    v.set_opacity(0.8)
+    v.set_display("entropy")
+    shot("heatmap.png")
+    v.set_display("labels")
+    v.set_opacity(0.5)
+
+    # 5. The export dialog over the window.
+    dlg = win.show_export_dialog()
+    dlg.what_checks["overlays"].setChecked(True)
+    dlg.format_checks["png"].setChecked(True)
+    dlg.folder_edit.setText(str(Path.home() / "segviewer_export"))
+    dlg.adjustSize()
+    v.wait_idle()
+    dlg.grab().save(str(out / "export_dialog.png"), "PNG")
+    print(f"wrote {out / 'export_dialog.png'}")
+    dlg.close()
+
+    # 6. Linked three-view with the crosshair.
+    v.set_view("three")
+    win.state.set_cursor((40, 70, 50))
+    win.reset_zoom()
+    shot("three_view.png")
+    v.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
