@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     # Screenshots must not depend on (or change) the user's saved window layout.
-    os.environ["SEGVIEWER_SETTINGS"] = str(out / ".screenshot-settings.ini")
+    settings_dir = tempfile.TemporaryDirectory()
+    os.environ["SEGVIEWER_SETTINGS"] = str(Path(settings_dir.name) / "settings.ini")
 
     from segviewer.ui.api import view
     from segviewer.ui.app import demo_paths
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     win.reset_zoom()
     shot("three_view.png")
     v.close()
+    settings_dir.cleanup()
     return 0
 
 

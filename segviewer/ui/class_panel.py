@@ -71,6 +71,7 @@ class ClassPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(show_all)
         buttons.addWidget(hide_all)
+        self.show_all_button, self.hide_all_button = show_all, hide_all
         buttons.addStretch(1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)

@@ -330,3 +330,55 @@ def test_screenshot_files(demo_window: Any, tmp_path: Path) -> None:
     from PySide6.QtGui import QGuiApplication
 
     assert QGuiApplication.clipboard().image().size() == img.size()
+
+
+def test_show_only_one_class_and_show_all(demo_window: Any) -> None:
+    win = demo_window
+    win.state.set_opacity(1.0)
+    win.state.show_only(1)
+    frame = win.canvas.frame()
+    assert count_rgb(frame, GREY_MATTER) > 500 and count_rgb(frame, WHITE_MATTER) == 0
+    assert [
+        win.class_panel.table.item(i, 0).checkState() == Qt.CheckState.Checked for i in range(3)
+    ] == [
+        False,
+        True,
+        False,
+    ]
+    win.class_panel.show_all_button.click()
+    assert all(win.state.visible)
+
+
+def test_minimum_confidence_marks_uncertain_voxels(demo_window: Any, qtbot: Any) -> None:
+    win = demo_window
+    before = win.label_result.counts.copy()
+    with qtbot.waitSignal(win.labels_ready, timeout=30_000):
+        win.minconf_spin.setValue(0.9)
+        win.minconf_check.setChecked(True)
+    res = win.label_result
+    assert win.state.mask_settings.min_confidence == pytest.approx(0.9)
+    assert res.n_uncertain > 0
+    assert int(res.counts.sum()) + res.n_uncertain == int(before.sum())
+    assert (
+        f"{res.n_uncertain:,} voxels below the minimum confidence" in win.class_panel.summary.text()
+    )
+    assert win.class_panel.row_text(1)[1] == f"{int(res.counts[1]):,}"
+
+
+def test_display_settings_and_recent_files_persist(qtbot: Any, demo_dir: Path) -> None:
+    from segviewer.ui.main_window import MainWindow
+
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.open_image(demo_dir / "t1.nii.gz")
+    wait_idle(qtbot, first)
+    first.opacity_slider.setValue(30)
+    first.legend_check.setChecked(False)
+    first.close()  # saves settings
+    second = MainWindow()
+    qtbot.addWidget(second)
+    assert second.state.opacity == pytest.approx(0.3)
+    assert not second.legend_check.isChecked()
+    assert second.settings.recent()[0] == ("image", str((demo_dir / "t1.nii.gz").resolve()))
+    assert Path(second.settings.last_folder()) == demo_dir
+    second.close()
