@@ -488,15 +488,10 @@ class SliceCanvas(QWidget):
         vol, axes = self.state.volume, self.axes
         if vol is None or axes is None:
             return
-        rows, cols = self._shape2d
-        idx = self.index if self.index >= 0 else 0
-
-        def world(r: float, c: float) -> np.ndarray:
-            ijk = orientation.display_to_voxel(axes, idx, int(r), int(c), shape=vol.shape)
-            return np.asarray(orientation.voxel_to_world(vol.affine, ijk), float)
-
-        down = world(rows - 1, 0) - world(0, 0)
-        right = world(0, cols - 1) - world(0, 0)
+        # World direction of one screen row down / one column right: the affine's column of
+        # that image axis, reversed when the screen order is flipped (works for 1-voxel axes).
+        down = np.asarray(vol.affine[:3, axes.row_axis], float) * (-1.0 if axes.flip_rows else 1.0)
+        right = np.asarray(vol.affine[:3, axes.col_axis], float) * (-1.0 if axes.flip_cols else 1.0)
         letters = {
             "top": _direction_letter(-down),
             "bottom": _direction_letter(down),

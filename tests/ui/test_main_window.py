@@ -382,3 +382,28 @@ def test_display_settings_and_recent_files_persist(qtbot: Any, demo_dir: Path) -
     assert second.settings.recent()[0] == ("image", str((demo_dir / "t1.nii.gz").resolve()))
     assert Path(second.settings.last_folder()) == demo_dir
     second.close()
+
+
+def test_single_dicom_slice_and_anisotropic_4d_nifti(
+    window: Any, qtbot: Any, mr_small: Path, nibabel_example4d: Path
+) -> None:
+    window.open_image(mr_small)
+    wait_idle(qtbot, window)
+    assert window.state.volume.shape[0] == 1 or 1 in window.state.volume.shape
+    c = window.canvas
+    assert c.n_slices() >= 1 and c.frame() is not None
+    for view in ("coronal", "sagittal", "axial"):  # one-voxel-thick views still draw
+        window.set_view(view)
+        assert c.frame() is not None and c.frame().size > 0
+    window.open_image(nibabel_example4d, frame=1)
+    wait_idle(qtbot, window)
+    vol = window.state.volume
+    assert vol.shape == (128, 96, 24)
+    window.set_view("coronal")
+    rows, cols = c.frame().shape[:2]
+    r = c.image_item.mapRectToView(c.image_item.boundingRect())
+    # Voxels are not cubes here: the picture keeps the millimetre aspect, not the voxel one.
+    assert r.height() / r.width() == pytest.approx(
+        rows * c.axes.row_spacing / (cols * c.axes.col_spacing)
+    )
+    assert c.axes.row_spacing != pytest.approx(c.axes.col_spacing)
