@@ -12,8 +12,8 @@ tissue probabilities from the T1 template in the shared data folder (``t1_brain`
 ``scripts/make_demo_data.py`` does for ``resources/demo/t1.nii.gz``; the seven block-grid offsets
 other than (0, 0, 0) give seven different 2 mm volumes for training, and offset (0, 0, 0) (the
 bundled demo itself) is held out. Axial slices (image axis 2 of the RAS volume), z-score
-normalised per volume, padded by edge replication to a multiple of 8, exactly what the model
-card tells segviewer to do at inference time.
+normalised per volume and padded (centred, edge replication) to a multiple of 8 with
+segviewer's own functions, exactly what the model card tells segviewer to do at inference time.
 
 ``--evaluate`` runs the saved model through ``segviewer.inference.predict`` on
 ``resources/demo/t1.nii.gz`` and reports voxel accuracy and Dice per class of the argmax against
@@ -51,14 +51,17 @@ def load_training_volumes(data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """(z-scored T1 (x, y, z) float32, target (x, y, z, 3) float32) for the 7 held-in offsets."""
     import nibabel as nib
 
+    from segviewer.inference.preprocess import normalize
+
     t1 = np.asarray(nib.load(data / "t1_brain.nii.gz").dataobj)
     gm = np.asarray(nib.load(data / "gm_prob.nii.gz").dataobj)
     wm = np.asarray(nib.load(data / "wm_prob.nii.gz").dataobj)
     out = []
     for off in [(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)][1:]:
         # The demo T1 is stored as rounded uint8: train on the same quantisation.
-        x = np.clip(np.rint(block_mean(t1, off)), 0, 255).astype(np.float32)
-        x = (x - x.mean(dtype=np.float64)) / x.std(dtype=np.float64)
+        x = np.clip(np.rint(block_mean(t1, off)), 0, 255).astype(np.uint8)
+        # segviewer's own normalisation, so training and inference cannot drift apart.
+        x = normalize(x, "zscore")
         g = block_mean(gm, off) / 255.0
         w = block_mean(wm, off) / 255.0
         bg = np.clip(1.0 - g - w, 0.0, 1.0)
@@ -70,15 +73,15 @@ def load_training_volumes(data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def to_slices(vols: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Axial slices (N, H, W, 1) / (N, H, W, 3), edge-padded to a multiple of FACTOR."""
+    from segviewer.inference.preprocess import pad_amounts, pad_spatial
+
     xs, ys = [], []
     for x, y in vols:
         h, w = x.shape[:2]
-        ph, pw = (-h) % FACTOR, (-w) % FACTOR
-        pad = ((0, ph), (0, pw), (0, 0))
-        xp = np.pad(x, pad, mode="edge")
-        yp = np.pad(y, (*pad, (0, 0)), mode="edge")
-        xs.append(np.moveaxis(xp, 2, 0)[..., None])
-        ys.append(np.moveaxis(yp, 2, 0))
+        # Centred edge padding, exactly as segviewer pads free-size models at inference.
+        pads = pad_amounts((h, w), (-(-h // FACTOR) * FACTOR, -(-w // FACTOR) * FACTOR))
+        xs.append(pad_spatial(np.moveaxis(x, 2, 0), pads, "edge")[..., None])
+        ys.append(pad_spatial(np.moveaxis(y, 2, 0), [*pads, (0, 0)], "edge"))
     return np.concatenate(xs), np.concatenate(ys)
 
 

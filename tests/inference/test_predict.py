@@ -298,7 +298,7 @@ def test_demo_model_segments_the_demo_brain(demo_dir: Path) -> None:
     assert pred.kind is PredictionKind.PROBABILITIES and pred.n_classes == 3
     ref = np.argmax(np.asarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj), axis=-1)
     labels = np.argmax(np.asarray(pred.channels_first()), axis=0)
-    assert (labels == ref).mean() > 0.97  # measured 0.982
+    assert (labels == ref).mean() > 0.98  # measured 0.990
     fractions = [p.fraction for p in progress if p.message.startswith("slices")]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
