@@ -26,6 +26,6 @@ def run_to_end(
         try:
             p = next(gen)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
         if on_progress is not None:
             on_progress(p)

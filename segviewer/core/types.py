@@ -164,11 +164,11 @@ class Prediction:
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
-        return tuple(int(self.data.shape[a]) for a in self.layout.spatial_axes)  # type: ignore[return-value]
+        return self.layout.spatial_shape  # type: ignore[no-any-return]
 
     def channels_first(self) -> np.ndarray:
         """Zero-copy view ``(C, a0, a1, a2)`` (or ``(a0, a1, a2)`` for label maps)."""
-        return self.layout.apply(self.data)  # type: ignore[no-any-return]
+        return self.layout.apply(self.data)
 
 
 @dataclass(frozen=True)
