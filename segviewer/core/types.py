@@ -164,7 +164,7 @@ class Prediction:
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
-        return self.layout.spatial_shape  # type: ignore[no-any-return]
+        return self.layout.spatial_shape
 
     def channels_first(self) -> np.ndarray:
         """Zero-copy view ``(C, a0, a1, a2)`` (or ``(a0, a1, a2)`` for label maps)."""
