@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from segviewer.inference import open_model, predict
     from segviewer.inference.preprocess import normalize
 
-    img = nib.load(DEMO / "t1.nii.gz")
+    img: Any = nib.load(DEMO / "t1.nii.gz")
     vol = Volume(np.asarray(img.dataobj), img.affine, source="t1.nii.gz", format="nifti")
 
     t0 = time.perf_counter()

@@ -53,9 +53,11 @@ def load_training_volumes(data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
     from segviewer.inference.preprocess import normalize
 
-    t1 = np.asarray(nib.load(data / "t1_brain.nii.gz").dataobj)
-    gm = np.asarray(nib.load(data / "gm_prob.nii.gz").dataobj)
-    wm = np.asarray(nib.load(data / "wm_prob.nii.gz").dataobj)
+    def read(name: str) -> np.ndarray:
+        img: Any = nib.load(data / name)  # nibabel's stubs type it as FileBasedImage
+        return np.asarray(img.dataobj)
+
+    t1, gm, wm = read("t1_brain.nii.gz"), read("gm_prob.nii.gz"), read("wm_prob.nii.gz")
     out = []
     for off in [(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)][1:]:
         # The demo T1 is stored as rounded uint8: train on the same quantisation.
@@ -189,13 +191,14 @@ def evaluate() -> dict[str, float]:
     from segviewer.core.types import Volume
     from segviewer.inference import predict
 
-    img = nib.load(DEMO / "t1.nii.gz")
+    img: Any = nib.load(DEMO / "t1.nii.gz")
     vol = Volume(
         np.asarray(img.dataobj), img.affine, source=str(DEMO / "t1.nii.gz"), format="nifti"
     )
     pred, prov = run_to_end(predict(vol, MODEL))
     pr = np.argmax(np.asarray(pred.channels_first()), axis=0)
-    ref = np.argmax(np.asarray(nib.load(DEMO / "tissue_prob.nii.gz").dataobj), axis=-1)
+    prob: Any = nib.load(DEMO / "tissue_prob.nii.gz")
+    ref = np.argmax(np.asarray(prob.dataobj), axis=-1)
     names = json.loads((DEMO / "classes.json").read_text(encoding="utf-8"))["classes"]
     res = {"voxel_accuracy": float((pr == ref).mean())}
     for c in names:
