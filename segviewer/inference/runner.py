@@ -387,8 +387,9 @@ def predict(
     Returns
     -------
     (Prediction, dict)
-        Raw outputs float32 ``(C, axis0, axis1, axis2)`` with kind, layout (``CDHW``) and
-        notes; and provenance (model, sha256, card, every preprocessing setting, versions,
+        Raw outputs float32 with kind, layout and notes: ``channels_first()`` is the
+        ``(C, axis0, axis1, axis2)`` view; ``data`` itself is stored slice-major for 2-D models
+        (``(C, slice, ...)``, layout e.g. ``CZXY`` for ``slice_axis`` 2; ``CXYZ`` for 3-D); and provenance (model, sha256, card, every preprocessing setting, versions,
         batch size) for the export manifest. Non-finite outputs are kept (``core`` marks those
         voxels invalid) and mentioned in the notes.
 
@@ -459,13 +460,19 @@ def predict(
         notes.append("3-D model: normalisation computed over the whole volume, not per slice")
 
     # Items fed to the model: slices along slice_axis for 2-D models, the volume for 3-D.
-    out_shape = (handle.output_channels, *volume.shape)
+    # Raw outputs are stored slice-major for 2-D models, (C, slice, other axes in order), so
+    # each batch is one contiguous write (a memory-mapped file is written front to back) and
+    # the model's own slice direction reads contiguously; the layout records the order, and
+    # channels_first() gives the (C, a0, a1, a2) view.
+    k = card.slice_axis if handle.rank == 2 else 0
+    order = (k, *[a for a in range(3) if a != k])
+    raw_layout = "C" + "".join("XYZ"[a] for a in order)
+    out_shape = (handle.output_channels, *[volume.shape[a] for a in order])
     out, tmp_path = _alloc_output(out_shape, workdir)
     try:
         if handle.rank == 2:
-            k = card.slice_axis
             items = np.moveaxis(norm, k, 0)
-            target = np.moveaxis(out, k + 1, 1)  # (C, S, A, B) view on the output
+            target = out  # (C, S, A, B), slice-major
             if card.transpose:
                 items, target = items.swapaxes(1, 2), target.swapaxes(2, 3)
             if card.flip_rows:
@@ -656,7 +663,7 @@ def predict(
             )
     from segviewer.core.layout import detect_layout
 
-    layout = detect_layout(out.shape, volume.shape, explicit="CDHW", has_class_axis=True)
+    layout = detect_layout(out.shape, volume.shape, explicit=raw_layout, has_class_axis=True)
     if tmp_path is not None:
         # The mapping stays valid after the file is gone on POSIX; elsewhere remove at exit.
         weakref.finalize(out, _remove, tmp_path)
@@ -703,6 +710,7 @@ def predict(
             "values_are_probabilities": probs,
             "non_finite_values": n_nonfinite,
             "storage": "memmap" if tmp_path is not None else "memory",
+            "raw_layout": raw_layout,
         },
         "tensorflow": str(tf.__version__),
         "keras": str(keras.__version__),

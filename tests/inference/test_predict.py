@@ -69,7 +69,9 @@ def test_free_size_unet_padded_to_factor_4_and_cropped(
     items = np.moveaxis(zscore(anat_volume.data), 2, 0)  # (25, 33, 41) axial slices
     padded = np.pad(items, [(0, 0), (1, 2), (1, 2)], mode="edge")  # centred, to 36 x 44
     expect = slices_to_volume(run_direct(model, padded)[:, 1:-2, 1:-2], 2)
-    assert pred.data.shape == (3, 33, 41, 25) and pred.data.dtype == np.float32
+    # Stored slice-major (one contiguous write per batch), read through the layout.
+    assert pred.data.shape == (3, 25, 33, 41) and pred.data.dtype == np.float32
+    assert pred.layout.name == "CZXY" and prov["output"]["raw_layout"] == "CZXY"
     close(pred.channels_first(), expect)
     assert pred.kind is PredictionKind.PROBABILITIES and pred.n_classes == 3
     assert pred.values_are_probabilities
@@ -258,7 +260,7 @@ def test_out_of_memory_halves_the_batch(
     pred, prov = run(anat_volume, handle, card=ZSCORE, batch_size=8)
     assert sizes[:3] == [8, 4, 2] and prov["batch_size"] == 2 and prov["batch_size_first"] == 8
     assert any("batch size reduced to 2" in n for n in pred.notes)
-    close(pred.channels_first(), np.asarray(expect.data))
+    close(pred.channels_first(), expect.channels_first())
 
     def never(self: Any, x: np.ndarray) -> np.ndarray:
         raise MemoryError
@@ -369,4 +371,4 @@ def test_3d_out_of_memory_falls_back_to_tiles(
     assert prov["preprocessing"]["model_input_shape"] == [16, 20, 12]
     assert prov["preprocessing"]["tiles_per_item"] > 1
     assert any("switched to tiles of 16 x 20 x 12" in n for n in pred.notes)
-    close(pred.channels_first(), np.asarray(expect.data))
+    close(pred.channels_first(), expect.channels_first())
