@@ -533,7 +533,11 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-legend", action="store_true", help="no legend on overlays")
     p.add_argument(
-        "--scale", type=int, default=1, metavar="N", help="enlarge overlays N times (0 = automatic)"
+        "--scale",
+        type=int,
+        default=0,
+        metavar="N",
+        help="enlarge overlays N times (default 0 = automatic: at least 512 px)",
     )
     p.add_argument(
         "--threshold", type=float, default=0.5, help="sigmoid/multi-label threshold (default 0.5)"

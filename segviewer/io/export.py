@@ -124,7 +124,7 @@ class ExportRequest:
     force: bool = False
     settings: MaskSettings = field(default_factory=MaskSettings)
     radiological: bool = True
-    scale: int | None = 1
+    scale: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.opacity <= 1.0:

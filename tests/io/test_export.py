@@ -159,6 +159,7 @@ def test_demo_full_export(
         slices=(30, 47),
         opacity=0.6,
         window=(80.0, 160.0),
+        scale=1,  # one picture pixel per voxel, so pixels can be compared below
     )
     progress: list[float] = []
     result = run_to_end(
