@@ -25,7 +25,10 @@ def test_core_imports_neither_qt_nor_tensorflow() -> None:
     assert not mods & {"nibabel", "pydicom", "PIL", "nrrd", "tifffile"}, "core must be pure numpy"
 
 
-@pytest.mark.parametrize("module", ["segviewer.io.images", "segviewer.io.predictions", "segviewer.io.export", "segviewer.cli"])
+@pytest.mark.parametrize(
+    "module",
+    ["segviewer.io.images", "segviewer.io.predictions", "segviewer.io.export", "segviewer.cli"],
+)
 def test_io_and_cli_do_not_import_qt_or_tensorflow(module: str) -> None:
     mods = _loaded_after(f"import {module}")
     assert not mods & set(HEAVY), mods & set(HEAVY)
