@@ -31,7 +31,9 @@ __all__ = ["ModelHandle", "open_model", "iter_open_model", "file_sha256", "tf_ve
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # Layers whose saved form is Python bytecode or source: loading them executes code.
-_UNSAFE_CLASSES = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+_UNSAFE_CLASSES = {"Lambda"}
+# Keras 2 wrapped TensorFlow ops used on symbolic tensors in these; Keras 3 has no such layers.
+_KERAS2_ONLY = {"TFOpLambda", "SlicingOpLambda"}
 _TRUST_HINT = (
     "only if you trust where the model came from, pass --trust-model on the command line or "
     "tick 'Trust this model (runs its code)' in the window"
@@ -262,6 +264,12 @@ def _check_safety(p: Path, config: Any, trust: bool) -> dict[str, Any]:
         cls = obj.get("class_name")
         if not isinstance(cls, str):
             continue
+        if cls in _KERAS2_ONLY:
+            raise SegviewerError(
+                f"model {p.name} was saved by Keras 2 with TensorFlow operations in its graph "
+                f"({cls}), which Keras 3 cannot rebuild; with Keras 2, save it as a SavedModel "
+                "(tf.saved_model.save(model, folder)) and open the folder"
+            )
         if cls in _UNSAFE_CLASSES or cls == "__lambda__":
             name = (
                 obj.get("config", {}).get("name") if isinstance(obj.get("config"), dict) else None

@@ -100,6 +100,27 @@ def test_lambda_layer_refused_without_trust_accepted_with(tmp_path: Path, suffix
     np.testing.assert_allclose(np.asarray(h.model(x)), 2.0 * x @ w.reshape(1, 2) + b, rtol=1e-6)
 
 
+def _rewrite_config(path: Path, out: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """Copy a .keras archive with its config.json edited (as another Keras would write it)."""
+    import json
+
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as z:
+        cfg = json.loads(src.read("config.json"))
+        edit(cfg)
+        for name in src.namelist():
+            z.writestr(name, json.dumps(cfg) if name == "config.json" else src.read(name))
+    return out
+
+
+def test_keras2_tf_op_layers_get_a_way_out(tmp_path: Path) -> None:
+    def to_tfop(cfg: dict[str, Any]) -> None:
+        cfg["config"]["layers"][1]["class_name"] = "TFOpLambda"
+
+    path = _rewrite_config(_lambda_model(tmp_path), tmp_path / "k2.keras", to_tfop)
+    with pytest.raises(SegviewerError, match=r"Keras 2 .*TFOpLambda.*SavedModel"):
+        open_model(path, trust=True)
+
+
 def test_custom_layer_refused_and_explained(tmp_path: Path) -> None:
     import json
 
