@@ -745,11 +745,12 @@ def _summary(result: Any, table: Any, volume: Any) -> str:
 
     vox_ml = float(abs(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
     parts = []
-    for c in table:
-        if c.index == 0 or c.index >= len(result.counts):
-            continue
-        n = int(result.counts[c.index])
-        parts.append(f"{c.name} {n} voxels ({n * vox_ml:.1f} ml)")
+    # The export fitted the table to the prediction: classes beyond the table's entries are
+    # counted too, under their default names.
+    names = {c.index: c.name for c in table}
+    for k in range(1, len(result.counts)):
+        n = int(result.counts[k])
+        parts.append(f"{names.get(k, f'class {k}')} {n} voxels ({n * vox_ml:.1f} ml)")
     extra = ""
     if result.n_invalid:
         extra += f"; {result.n_invalid} invalid voxels (NaN/inf in the prediction)"

@@ -312,7 +312,12 @@ class ClassTable:
             added.append(info)
         return ClassTable(self.classes + tuple(added)), [
             f"the class table lists {have} classes but the prediction has {n}; "
-            f"classes {_ranges(list(range(have, n)))} get default names and colours"
+            + (
+                f"class {have} gets"
+                if n - have == 1
+                else f"classes {_ranges(list(range(have, n)))} get"
+            )
+            + " default names and colours"
         ]
 
     def safe_filename(self, index: int) -> str:

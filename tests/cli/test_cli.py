@@ -548,3 +548,34 @@ def test_multiframe_dicom_probabilities_cdhw(tmp_path: Path) -> None:
             )
     assert man["sources"]["image"]["format"] == "dicom"
     assert man["sources"]["prediction"]["layout"] == "CDHW"
+
+
+def test_class_table_shorter_than_prediction(
+    tmp_path: Path, demo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table with 2 entries for a 3-class prediction: warned, class 2 still exported."""
+    table = tmp_path / "two.csv"
+    table.write_text("index,name,color\n0,bg,#000000\n1,gm,#ff0000\n", encoding="utf-8")
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "export",
+            str(demo_dir / "t1.nii.gz"),
+            "--prediction",
+            str(demo_dir / "tissue_prob.nii.gz"),
+            "--classes",
+            str(table),
+            "--out",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "lists 2 classes but the prediction has 3; class 2 gets default names" in captured.err
+    probs = np.asanyarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj)
+    n_white = int((np.argmax(probs, axis=-1) == 2).sum())
+    assert f"class 2 {n_white} voxels" in captured.out
+    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert [c["name"] for c in m["classes"]] == ["bg", "gm", "class 2"]
+    mask = nib.load(out / "masks" / "02_class_2.nii.gz")
+    assert int(np.asanyarray(mask.dataobj).sum()) == n_white
