@@ -540,7 +540,10 @@ def _export_parser() -> argparse.ArgumentParser:
         help="enlarge overlays N times (default 0 = automatic: at least 512 px)",
     )
     p.add_argument(
-        "--threshold", type=float, default=0.5, help="sigmoid/multi-label threshold (default 0.5)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="sigmoid/multi-label threshold (default: the model card's, else 0.5)",
     )
     p.add_argument(
         "--min-confidence",
@@ -561,6 +564,14 @@ def _export_parser() -> argparse.ArgumentParser:
         help="allow a model file that can run arbitrary code (Keras lambda layers)",
     )
     p.add_argument("--model-card", metavar="FILE", help="the model's card (<model>.segviewer.json)")
+    p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one model-card setting, e.g. normalization=zscore, slice_axis=0, "
+        "batch_size=8 (repeatable; see docs/model_card.md)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     return p
@@ -611,6 +622,24 @@ def _window_arg(text: str | None) -> tuple[float, float] | None:
     if not (math.isfinite(level) and math.isfinite(width) and width > 0):
         raise SegviewerError(f"--window {text!r}: the width must be a positive number")
     return level, width
+
+
+def _model_options(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to model-card overrides; values are read as JSON when they parse
+    (numbers, true/false, null, lists), else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SegviewerError(
+                f"--model-option {item!r}: write KEY=VALUE, e.g. --model-option normalization=zscore"
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
 
 
 def _table_from_card(names: Sequence[str], colors: Sequence[str] | None) -> Any:
@@ -667,17 +696,18 @@ def _export(argv: Sequence[str]) -> int:
         )
     if not prediction_path and not ns.model:
         raise SegviewerError("no prediction given; add --prediction FILE or --model MODEL")
-    if ns.model_card and not ns.model:
-        raise SegviewerError("--model-card only applies with --model")
+    if (ns.model_card or ns.model_option) and not ns.model:
+        raise SegviewerError("--model-card and --model-option only apply with --model")
+    overrides = _model_options(ns.model_option)
     what = _csv(ns.what, _WHATS, "export content")
     formats = _csv(ns.format, _FORMATS, "format")
     mode = ns.mode or ("outline" if ns.outline else "fill")
-    settings = MaskSettings(threshold=ns.threshold, min_confidence=ns.min_confidence)
     window = _window_arg(ns.window)
     if ns.scale < 0:
         raise SegviewerError(f"--scale {ns.scale}: give 1 or more, or 0 for automatic")
 
     warnings: list[str] = []
+    threshold: float | None = ns.threshold
     table: Any = None
     if classes_path:
         from segviewer.io.classtables import read_class_table
@@ -691,12 +721,24 @@ def _export(argv: Sequence[str]) -> int:
     if ns.model:
         from segviewer.inference import card_for_model, load_card, predict
 
-        card = load_card(ns.model_card) if ns.model_card else card_for_model(ns.model)
+        # An explicit --model-card is passed on; otherwise predict() finds the card beside
+        # the model itself and records its path in the provenance.
+        given = load_card(ns.model_card) if ns.model_card else None
+        card = given if given is not None else card_for_model(ns.model)
+        if card is not None and overrides:
+            card = card.with_overrides(overrides)
         if table is None and card is not None and card.class_names:
             table = _table_from_card(card.class_names, card.class_colors)
+        if threshold is None and "threshold" in overrides:
+            threshold = float(overrides["threshold"])
+        elif threshold is None and card is not None:
+            threshold = card.threshold
         bar = _ProgressBar(sys.stderr, show, "running the model")
         prediction, provenance = _drive(
-            predict(volume, ns.model, trust=ns.trust_model, card=card), bar
+            predict(
+                volume, ns.model, trust=ns.trust_model, card=given, overrides=overrides or None
+            ),
+            bar,
         )
     else:
         from segviewer.io.predictions import load_prediction
@@ -711,6 +753,9 @@ def _export(argv: Sequence[str]) -> int:
         )
     if table is None:
         table = ClassTable.default(int(prediction.n_classes))
+    settings = MaskSettings(
+        threshold=0.5 if threshold is None else threshold, min_confidence=ns.min_confidence
+    )
     classes = _resolve_classes(ns.class_, table)
     axes = display_axes(volume.affine, ns.view, not ns.neurological)
     slices = parse_slices(ns.slices, volume.shape[axes.slice_axis]) if ns.slices else None

@@ -6,7 +6,13 @@ provenance)``); :func:`save_logits`; model cards :class:`ModelCard`, :func:`load
 :func:`save_card`, :func:`card_for_model`. Importing this package does not import TensorFlow.
 """
 
-from segviewer.inference.card import (
+import os
+
+# TensorFlow's C++ start-up chatter (CPU instruction sets, oneDNN notices) is noise on a
+# reviewer's terminal; a user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from segviewer.inference.card import (  # noqa: E402
     ModelCard,
     card_for_model,
     card_path_for,

@@ -448,8 +448,6 @@ def test_export_with_demo_model(
 ) -> None:
     pytest.importorskip("tensorflow")
     model = demo_dir / "model.keras"
-    if not model.exists():
-        pytest.skip("the demo model is not bundled in this checkout")
     out = tmp_path / "model"
     rc = main(
         [
@@ -461,12 +459,34 @@ def test_export_with_demo_model(
             str(out),
             "--what",
             "labels",
+            "--model-option",
+            "batch_size=7",
         ]
     )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     man = _check_manifest_complete(out)
-    assert man["provenance"] is not None
+    prov = man["provenance"]
+    # The card beside the model was found and the flag overrode one of its settings.
+    assert prov["card_source"].endswith("model.segviewer.json")
+    assert prov["overrides"] == {"batch_size": 7} and prov["batch_size"] == 7
+    assert len(prov["model"]["sha256"]) == 64
+    # An unknown card field is one clear error line naming the known fields.
+    rc = main(
+        [
+            "export",
+            str(demo_dir / "t1.nii.gz"),
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "bad"),
+            "--model-option",
+            "bogus=1",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "bogus" in err and "normalization" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
     assert [c["name"] for c in man["classes"]] == ["background", "grey matter", "white matter"]
     labels = np.asanyarray(nib.load(out / "labels.nii.gz").dataobj)
     probs = np.asanyarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj)
