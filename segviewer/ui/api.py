@@ -150,6 +150,69 @@ class Viewer:
             raise SegviewerError("the export was cancelled")
         return box["result"]
 
+    # -- models -------------------------------------------------------------------------------
+    def run_model(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        trust: bool = False,
+        card: Any = None,
+        overrides: dict[str, Any] | None = None,
+        timeout: float = 3600.0,
+    ) -> Prediction:
+        """Run a TensorFlow/Keras model on the image and show its prediction; blocks until done.
+
+        Parameters
+        ----------
+        path
+            ``.keras`` / ``.h5`` file or SavedModel folder.
+        trust
+            Allow a model that runs code when loaded (Lambda layers, custom classes).
+        card
+            ``inference.ModelCard`` or a card file; default ``<model>.segviewer.json`` next
+            to the model, else the defaults.
+        overrides
+            Card fields to replace, e.g. ``{"slice_axis": 0, "normalization": "zscore"}``.
+
+        Returns
+        -------
+        Prediction
+            Raw outputs float32 ``(C, axis0, axis1, axis2)``; the window keeps its provenance
+            for exports (``viewer.window.state.provenance``).
+
+        Raises
+        ------
+        SegviewerError
+            Refused (untrusted code), unreadable model, the model does not fit the image, or
+            the run was cancelled.
+        """
+        self.wait_idle()
+        win = self.window
+        errors: list[str] = []
+        win.error_shown.connect(errors.append)
+        dialogs = win.show_dialogs
+        win.show_dialogs = False
+        before = win.state.prediction
+        try:
+            if (
+                win.open_model(
+                    path, trust=trust, card=card, run=True, overrides=overrides, show=False
+                )
+                is None
+                and not errors
+            ):
+                raise SegviewerError(f"could not open model {path}")
+            self.wait_idle(timeout=timeout)
+        finally:
+            win.error_shown.disconnect(errors.append)
+            win.show_dialogs = dialogs
+        if errors:
+            raise SegviewerError(errors[-1])
+        pred = win.state.prediction
+        if pred is None or pred is before or "model" not in win.state.provenance:
+            raise SegviewerError("the model run was cancelled; the previous prediction is shown")
+        return pred
+
     def close(self) -> None:
         self.window.close()
 

@@ -23,6 +23,11 @@ def demo_paths() -> tuple[Path, Path, Path]:
     )
 
 
+def demo_model_path() -> Path:
+    """The bundled demo model (a small 2-D U-Net for the demo T1; card next to it)."""
+    return Path(str(importlib.resources.files("segviewer.resources") / "demo" / "model.keras"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Options of the window command (also used by ``segviewer.cli`` for its default command)."""
     p = argparse.ArgumentParser(
@@ -51,9 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="DICOM series UID or number when a folder holds several")
     p.add_argument("--frame", type=int, default=0, help="frame of a 4-D image to show (default 0)")
     p.add_argument(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help="TensorFlow/Keras model (.keras, .h5, SavedModel folder) to run on the image",
+    )
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a model file that runs code when loaded (Keras Lambda layers, custom "
+        "classes); only for files from a source you trust",
+    )
+    p.add_argument(
+        "--model-card",
+        metavar="FILE",
+        help="the model's card (default: <model>.segviewer.json next to the model)",
+    )
+    p.add_argument(
         "--demo",
         action="store_true",
-        help="open the bundled demo (ICBM152 T1 + tissue probabilities)",
+        help="open the bundled demo (ICBM152 T1 + reference tissue probabilities, replaced "
+        "by the bundled model's prediction when TensorFlow is installed)",
     )
     p.add_argument("--view", choices=["axial", "coronal", "sagittal", "three"], default="axial")
     p.add_argument("--slice", type=int, help="slice index to show first (default: middle)")
@@ -128,9 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     assert isinstance(app, QApplication)
     image, prediction, classes = args.image, args.prediction, args.classes
+    model, model_optional = args.model, False
     if args.demo:
         image, prediction, demo_classes = (str(p) for p in demo_paths())
         classes = classes or demo_classes
+        if model is None:
+            # The reference probabilities show at once; the model's prediction replaces them
+            # when it arrives (or, without TensorFlow, a status-bar note says why not).
+            model, model_optional = str(demo_model_path()), True
     win = MainWindow()
     status = {"code": 0}
     if args.screenshot:
@@ -157,8 +185,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
 
+    def first_model_prediction(_: object) -> None:
+        if os.environ.get("SEGVIEWER_TIMING"):
+            print(
+                f"model prediction shown after {time.perf_counter() - t0:.3f} s in main() "
+                f"(epoch {time.time():.3f})",
+                file=sys.stderr,
+            )
+
     win.image_loaded.connect(first_image)
+    win.model_prediction_shown.connect(first_model_prediction)
     win.show()
+    if model is not None and image is None:
+        print(
+            "segviewer: --model runs the model on an image; give the image too: "
+            "segviewer IMAGE --model MODEL",
+            file=sys.stderr,
+        )
+        win.close()
+        return 2
     if image or prediction or classes:
         win.open_files(
             image,
@@ -168,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             kind=args.kind,
             frame=args.frame,
             series=args.series,
+            model=model,
+            trust_model=args.trust_model,
+            model_card=args.model_card,
+            model_optional=model_optional,
         )
     if args.screenshot:
         out = Path(args.screenshot)

@@ -157,6 +157,8 @@ class MainWindow(QMainWindow):
         The whole-volume ``LabelResult`` (counts) for the current mask settings.
     error_shown(str)
         A job failed and its message was shown to the user.
+    model_prediction_shown(object)
+        A model's prediction (run in the window) replaced the one shown.
     closed()
         The window was closed.
     """
@@ -165,6 +167,7 @@ class MainWindow(QMainWindow):
     prediction_loaded = Signal(object)
     labels_ready = Signal(object)
     error_shown = Signal(str)
+    model_prediction_shown = Signal(object)
     closed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -182,6 +185,7 @@ class MainWindow(QMainWindow):
         self._windows: dict[str, tuple[float, float]] = {}
         self._pending: list[tuple[str, str, dict[str, Any]]] = []
         self._three_view = False
+        self._model_dialog: Any = None  # ui.model_panel.ModelDialog, created when first needed
         self.show_dialogs = True  # False for --screenshot: errors go to error_shown only
 
         # Canvases: the first is the single view; all three form the linked three-view.
@@ -227,8 +231,17 @@ class MainWindow(QMainWindow):
         kind: str | None = None,
         frame: int = 0,
         series: str | None = None,
+        model: str | os.PathLike[str] | None = None,
+        trust_model: bool = False,
+        model_card: str | os.PathLike[str] | None = None,
+        model_optional: bool = False,
     ) -> None:
-        """Load an image, then a prediction aligned to it, then a class table, in that order."""
+        """Load an image, then a prediction aligned to it, then a class table, then run a
+        model on the image, in that order.
+
+        ``model_optional`` (``--demo``): without TensorFlow installed, skip the model with a
+        status-bar note instead of an error (the prediction file stays shown).
+        """
         queue: list[tuple[str, str, dict[str, Any]]] = []
         if image is not None:
             queue.append(("image", str(image), {"frame": frame, "series": series}))
@@ -236,6 +249,14 @@ class MainWindow(QMainWindow):
             queue.append(("prediction", str(prediction), {"layout": layout, "kind": kind}))
         if classes is not None:
             queue.append(("classes", str(classes), {}))
+        if model is not None:
+            queue.append(
+                (
+                    "model",
+                    str(model),
+                    {"trust": trust_model, "card": model_card, "optional": model_optional},
+                )
+            )
         self._pending = queue
         self._next_pending()
 
@@ -323,6 +344,102 @@ class MainWindow(QMainWindow):
             msg += " — " + "; ".join(warnings)
         self.statusBar().showMessage(msg, 10000)
         self._update_title()
+
+    def model_dialog(self, show: bool = True) -> Any:
+        """The model dialog (:class:`~segviewer.ui.model_panel.ModelDialog`), created on first
+        use; it also runs models while hidden."""
+        if self._model_dialog is None:
+            from segviewer.ui.model_panel import ModelDialog
+
+            self._model_dialog = ModelDialog(self)
+        if show:
+            self._model_dialog.show()
+            self._model_dialog.raise_()
+        return self._model_dialog
+
+    def open_model(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        trust: bool = False,
+        card: Any = None,
+        run: bool = False,
+        overrides: dict[str, Any] | None = None,
+        show: bool = True,
+    ) -> Job | None:
+        """Open a TensorFlow/Keras model in a worker (TensorFlow is imported there); with
+        ``run``, run it on the image once loaded. ``card``: a ``ModelCard`` or card file
+        (default: the card next to the model). A refused unsafe model shows the dialog with
+        the message and the trust checkbox."""
+        return self.model_dialog(show).load_model(
+            path, trust=trust, card=card, run=run, overrides=overrides
+        )
+
+    def run_model(self, overrides: dict[str, Any] | None = None) -> Job | None:
+        """Run the open model on the image with the dialog's settings (plus ``overrides``)."""
+        return self.model_dialog(False).run(overrides)
+
+    def show_model_prediction(
+        self,
+        prediction: Prediction,
+        provenance: dict[str, Any],
+        model_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Show a model's output (through :meth:`set_prediction`, keeping the provenance for
+        the export manifest) and say so in the status bar."""
+        replaced = self.state.prediction is not None
+        self.prediction_path = str(model_path) if model_path is not None else None
+        self.set_prediction(prediction, provenance)
+        name = Path(str(model_path)).name if model_path is not None else "the model"
+        seconds = provenance.get("seconds")
+        took = f" ({seconds:.1f} s)" if isinstance(seconds, (int, float)) else ""
+        self.statusBar().showMessage(
+            f"Showing the prediction of {name}{took}"
+            + (", replacing the previous prediction" if replaced else "")
+            + f": {prediction.kind.value}, {prediction.n_classes} classes",
+            15000,
+        )
+        self.model_prediction_shown.emit(prediction)
+
+    def save_logits(self, path: str | os.PathLike[str] | None = None) -> Job | None:
+        """Save the shown model prediction's raw outputs (``.npy`` channels-first float32, or
+        ``.nii.gz`` with the image geometry), atomically, in a worker. Asks for a path when
+        ``path`` is None (the file dialog confirms overwriting)."""
+        st = self.state
+        if st.prediction is None or st.volume is None or "model" not in st.provenance:
+            self._show_error("Run a model first: File > Save logits saves a model's outputs.")
+            return None
+        if path is None:
+            stem = Path(self.image_path or "image").name.split(".")[0]
+            path, _ = QFileDialog.getSaveFileName(
+                self,
+                "Save logits",
+                str(Path(self.settings.last_folder()) / f"{stem}_logits.npy"),
+                "NumPy (*.npy);;NIfTI (*.nii.gz *.nii)",
+            )
+            if not path:
+                return None
+            force = True
+        else:
+            force = False
+        from segviewer.inference import save_logits
+
+        target = str(path)
+
+        def done(written: Any) -> None:
+            self.statusBar().showMessage(f"Saved the model outputs to {written}", 8000)
+
+        return self.runner.start(
+            "save_logits",
+            save_logits,
+            st.prediction,
+            target,
+            affine=st.volume.affine,
+            force=force,
+            label=f"Saving {Path(target).name}",
+            on_result=done,
+            on_error=self._job_error,
+        )
 
     def set_class_table(self, table: ClassTable) -> None:
         """Use these names/colours (fitted to the prediction's class count, with a warning)."""
@@ -579,11 +696,17 @@ class MainWindow(QMainWindow):
         add(file_menu, "Open &image…", self._ask_open_image, QKeySequence.StandardKey.Open)
         add(file_menu, "Open &prediction…", self._ask_open_prediction, "Ctrl+P")
         add(file_menu, "Open &class table…", self._ask_open_classes, "Ctrl+L")
+        file_menu.addSeparator()
+        add(file_menu, "Open &model…", self._ask_open_model, "Ctrl+M")
+        add(file_menu, "Open model &folder (SavedModel)…", self._ask_open_model_folder)
+        add(file_menu, "Model settings and &run…", lambda: self.model_dialog(True))
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
         self.export_action = add(file_menu, "&Export…", self.show_export_dialog, "Ctrl+E")
         add(file_menu, "&Save screenshot…", self.save_screenshot, "Ctrl+Shift+S")
+        self.save_logits_action = add(file_menu, "Save &logits…", self.save_logits)
+        self.save_logits_action.setEnabled(False)
         file_menu.addSeparator()
         add(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         edit = mb.addMenu("&Edit")
@@ -637,12 +760,45 @@ class MainWindow(QMainWindow):
         if not self._pending:
             return
         kind, path, opts = self._pending.pop(0)
-        if kind == "image":
+        if kind == "model":
+            self._start_queued_model(path, opts)
+        elif kind == "image":
             self.open_image(path, **opts)
         elif kind == "prediction":
             self.open_prediction(path, **opts)
         else:
             self.open_class_table(path)
+
+    def _start_queued_model(self, path: str, opts: dict[str, Any]) -> None:
+        from segviewer.ui.model_panel import tensorflow_available
+
+        if not tensorflow_available():
+            if opts.get("optional"):
+                self._pending.clear()
+                self.statusBar().showMessage(
+                    "TensorFlow is not installed: showing the reference tissue probabilities "
+                    "instead of the bundled model's prediction (pip install 'segviewer[model]' "
+                    "to run models)"
+                )
+                return
+            self._pending.clear()
+            self._show_error(
+                f"Running the model {Path(path).name} needs TensorFlow, which is not installed; "
+                "install it with: pip install 'segviewer[model]'"
+            )
+            return
+        if self.state.volume is None:
+            self._pending.clear()
+            self._show_error("Open an image to run the model on (segviewer IMAGE --model MODEL).")
+            return
+        dlg = self.model_dialog(False)
+        dlg.continue_queue = True
+        if (
+            dlg.load_model(path, trust=bool(opts.get("trust")), card=opts.get("card"), run=True)
+            is None
+        ):
+            dlg.continue_queue = False
+            self._pending.clear()
 
     def _image_loaded(
         self, path: str, result: tuple[Volume, dict[str, tuple[float, float]]]
@@ -784,6 +940,7 @@ class MainWindow(QMainWindow):
         for w in (self.display_combo, self.mode_combo, self.opacity_slider, self.outline_spin):
             w.setEnabled(has_pred)
         self.export_action.setEnabled(has_pred)
+        self.save_logits_action.setEnabled(has_pred and "model" in st.provenance)
 
     def _display_changed(self) -> None:
         display = DISPLAYS[self.display_combo.currentIndex()]
@@ -886,6 +1043,22 @@ class MainWindow(QMainWindow):
         )
         if path:
             self.open_prediction(path)
+
+    def _ask_open_model(self) -> None:
+        from segviewer.ui.model_panel import MODEL_FILTER
+
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open model", self.settings.last_folder(), MODEL_FILTER
+        )
+        if path:
+            self.open_model(path)
+
+    def _ask_open_model_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(
+            self, "Open SavedModel folder", self.settings.last_folder()
+        )
+        if path:
+            self.open_model(path)
 
     def _ask_open_classes(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
