@@ -1,4 +1,4 @@
-"""Small checks shared by the readers: refuse absurd sizes before allocating."""
+"""Small helpers shared by the io modules: size/input checks, file endings, warnings, JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -114,3 +114,27 @@ def record_warnings(sink: list[str]) -> Iterator[None]:
         msg = text.splitlines()[0] if text else type(w.message).__name__
         if msg not in sink:
             sink.append(msg)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` made JSON-serialisable with ``allow_nan=False``, recursively.
+
+    Mappings become dicts with string keys, tuples/lists/arrays become lists, numpy scalars
+    Python numbers, non-finite floats ``None`` (strict JSON has no NaN/inf), paths strings;
+    anything else unknown is written as its ``str``.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

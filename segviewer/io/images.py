@@ -14,23 +14,31 @@ saying what to do; library exceptions never escape.
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
-import zipfile
-import zlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
+from segviewer.io.arrays import (
+    READ_ERRORS,
+    native,
+    nifti_data_file,
+    nifti_scaling,
+    open_nifti,
+    open_npy,
+    read_npz,
+    read_nrrd,
+    read_nrrd_header,
+)
 from segviewer.io.common import (
     SUPPORTED_IMAGE_FORMATS,
     check_alloc,
     check_input_file,
     compound_suffix,
+    jsonable,
     record_warnings,
 )
 from segviewer.io.dicom import SeriesInfo, list_dicom_series, load_dicom, looks_like_dicom
@@ -42,19 +50,6 @@ __all__ = ["load_image", "describe_image", "list_dicom_series", "SeriesInfo"]
 _NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
 _NRRD_SUFFIXES = (".nrrd", ".nhdr")
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-
-# Exceptions the libraries raise on corrupt or truncated input; turned into SegviewerError.
-_READ_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    EOFError,
-    zlib.error,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    zipfile.BadZipFile,
-    gzip.BadGzipFile,
-)
 
 
 def load_image(
@@ -134,7 +129,7 @@ def _dispatch(p: Path, frame: int, series: str | int | None) -> Volume:
             f"{p}: not enough memory to load the image ({exc}); close other programs or "
             "crop/downsample the image"
         ) from exc
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise SegviewerError(
             f"{p}: the file could not be read as {_format_name(suffix)} "
             f"({type(exc).__name__}: {exc}); it may be truncated or corrupt, re-export it"
@@ -197,7 +192,7 @@ def describe_image(
         "memory_mapped": isinstance(vol.data, np.memmap),
         "notes": list(meta.pop("notes", ())),
         "warnings": list(meta.pop("warnings", ())),
-        "metadata": _jsonable(meta),
+        "metadata": jsonable(meta),
     }
     if series_list:
         info["series"] = [s.as_dict() for s in series_list]
@@ -248,13 +243,6 @@ def _load_folder(folder: Path, *, frame: int, series: str | int | None) -> Volum
     return load_dicom(folder, frame=frame, series=series)
 
 
-def _native(arr: np.ndarray) -> np.ndarray:
-    """Native byte order (copies big-endian data once; downstream code assumes native)."""
-    if not arr.dtype.isnative:
-        return arr.astype(arr.dtype.newbyteorder("="))
-    return arr
-
-
 def _checked_affine(affine: np.ndarray, path: Path, what: str) -> np.ndarray:
     aff = np.asarray(affine, dtype=np.float64)
     if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
@@ -287,26 +275,12 @@ def _value_range(data: np.ndarray) -> list[float] | None:
     return None if lo > hi else [lo, hi]
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _pick_frame(shape: tuple[int, ...], frame: int, path: Path) -> None:
-    n = shape[3] if len(shape) > 3 else 1
-    if frame >= n:
+def _check_frame(frame: int, n_frames: int, path: Path) -> None:
+    """Raise if ``frame`` is not one of the file's ``n_frames`` volumes (NIfTI, NRRD)."""
+    if frame >= n_frames:
         raise SegviewerError(
-            f"{path}: frame {frame} is out of range; the file has {n} frame"
-            f"{'s' if n != 1 else ''} (0 to {n - 1})"
+            f"{path}: frame {frame} is out of range; the file has {n_frames} frame"
+            f"{'s' if n_frames != 1 else ''} (0 to {n_frames - 1})"
         )
 
 
@@ -314,31 +288,8 @@ def _pick_frame(shape: tuple[int, ...], frame: int, path: Path) -> None:
 # NIfTI
 
 
-def _nibabel_kind(img: Any) -> str:
-    import nibabel as nib
-
-    if isinstance(img, nib.AnalyzeImage):
-        return "Analyze 7.5"
-    return type(img).__name__.replace("Image", "")
-
-
 def _load_nifti(path: Path, frame: int) -> Volume:
-    import nibabel as nib
-    from nibabel.filebasedimages import ImageFileError
-
-    try:
-        img = nib.load(str(path))
-    except ImageFileError as exc:
-        raise SegviewerError(
-            f"{path}: not a valid NIfTI file ({exc}); check that it is really NIfTI and was "
-            "copied completely"
-        ) from exc
-    if not isinstance(img, (nib.Nifti1Pair, nib.Nifti2Pair)):
-        raise SegviewerError(
-            f"{path}: this is {_nibabel_kind(img)} format, not NIfTI; its "
-            "orientation is ambiguous, convert it to NIfTI (e.g. with fslchfiletype or "
-            "nibabel) and open that"
-        )
+    img = open_nifti(path)
     hdr = img.header
     shape = tuple(int(d) for d in img.shape)
     notes: list[str] = []
@@ -355,7 +306,7 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         raise SegviewerError(f"{path}: NIfTI with shape {shape} is not an image (needs 2-4-D)")
     spatial = (shape + (1, 1))[:3] if len(shape) < 3 else shape[:3]
     n_frames = shape[3] if len(shape) > 3 else 1
-    _pick_frame(shape, frame, path)
+    _check_frame(frame, n_frames, path)
 
     dtype_on_disk = np.dtype(hdr.get_data_dtype())
     if dtype_on_disk.kind not in "biuf":
@@ -364,8 +315,7 @@ def _load_nifti(path: Path, frame: int) -> Volume:
             "MRI volume; convert it to a scalar image (e.g. magnitude or luminance) first"
         )
     proxy = img.dataobj
-    slope = float(getattr(proxy, "slope", 1.0))
-    inter = float(getattr(proxy, "inter", 0.0))
+    slope, inter = nifti_scaling(img)
     scaled = not (slope == 1.0 and inter == 0.0)
     out_dtype = (
         np.dtype(np.float32)
@@ -376,46 +326,31 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         out_dtype = np.dtype(np.float32)
 
     # The voxels live in the .img of a pair, in the file itself for .nii.
-    data_path = Path(str(img.file_map["image"].filename or path))
-    compressed = compound_suffix(data_path).endswith(".gz")
-    offset = int(getattr(proxy, "offset", 0))
+    voxels = nifti_data_file(img, path)
     frame_elems = math.prod(spatial)
-    nbytes_all = math.prod(shape) * dtype_on_disk.itemsize
-    if not data_path.is_file():
-        raise SegviewerError(
-            f"{path}: the voxel file {data_path.name} of this NIfTI pair is missing; keep the "
-            ".hdr and .img files together"
-        )
-    if not compressed and data_path.stat().st_size < offset + nbytes_all:
-        raise SegviewerError(
-            f"{path}: the header claims {shape} voxels of {dtype_on_disk.name} "
-            f"({offset + nbytes_all} bytes with the header) but {data_path.name} has only "
-            f"{data_path.stat().st_size} bytes; it is truncated or the header is corrupt, "
-            "re-export it"
-        )
     check_alloc(spatial, out_dtype if scaled else dtype_on_disk, str(path))
 
     memory_mapped = False
-    if not compressed and getattr(proxy, "order", "F") == "F" and not scaled:
+    if not voxels.compressed and getattr(proxy, "order", "F") == "F" and not scaled:
         # Map the frame straight from the file: no read, no copy (F order: a frame of a
         # 4-D file is one contiguous block).
         mm = np.memmap(
-            data_path,
+            voxels.path,
             dtype=dtype_on_disk,
             mode="r",
-            offset=offset + frame * frame_elems * dtype_on_disk.itemsize,
+            offset=voxels.offset + frame * frame_elems * dtype_on_disk.itemsize,
             shape=spatial,
             order="F",
         )
         data: np.ndarray = mm
         memory_mapped = dtype_on_disk.isnative or dtype_on_disk.itemsize == 1
-        data = _native(data) if not memory_mapped else data
+        data = native(data) if not memory_mapped else data
     else:
         slicer: tuple[Any, ...] = (Ellipsis, frame) if len(shape) > 3 else (Ellipsis,)
         if len(shape) > 4:
             slicer = (slice(None),) * 3 + (frame,) + (0,) * (len(shape) - 4)
         raw = np.asarray(proxy[slicer])
-        data = _native(raw.reshape(spatial, order="F") if raw.ndim != 3 else raw)
+        data = native(raw.reshape(spatial, order="F") if raw.ndim != 3 else raw)
         if scaled:
             data = data.astype(out_dtype, copy=False)
             notes.append(f"values scaled by scl_slope={slope:g}, scl_inter={inter:g}")
@@ -475,78 +410,14 @@ _NRRD_SPACES: dict[str, tuple[float, float, float]] = {
 }
 
 
-_NRRD_TYPES: dict[str, str] = {
-    **dict.fromkeys(["signed char", "int8", "int8_t"], "i1"),
-    **dict.fromkeys(["uchar", "unsigned char", "uint8", "uint8_t"], "u1"),
-    **dict.fromkeys(
-        ["short", "short int", "signed short", "signed short int", "int16", "int16_t"], "i2"
-    ),
-    **dict.fromkeys(["ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"], "u2"),
-    **dict.fromkeys(["int", "signed int", "int32", "int32_t"], "i4"),
-    **dict.fromkeys(["uint", "unsigned int", "uint32", "uint32_t"], "u4"),
-    **dict.fromkeys(
-        [
-            "longlong",
-            "long long",
-            "long long int",
-            "signed long long",
-            "signed long long int",
-            "int64",
-            "int64_t",
-        ],
-        "i8",
-    ),
-    **dict.fromkeys(
-        ["ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"], "u8"
-    ),
-    "float": "f4",
-    "double": "f8",
-    "block": "V",
-}
-
-
-def _nrrd_dtype(header: Mapping[str, Any], path: Path) -> np.dtype[Any]:
-    """Element type a NRRD header declares (only the size matters for the allocation check)."""
-    name = str(header.get("type", "")).lower()
-    code = _NRRD_TYPES.get(name)
-    if code is None or code == "V":
-        raise SegviewerError(
-            f"{path}: NRRD element type {name or '(missing)'!r} is not a number type segviewer "
-            "can show; save the image as integers or floats"
-        )
-    return np.dtype(code)
-
-
 def _load_nrrd(path: Path, frame: int) -> Volume:
-    import nrrd
-    from nrrd.errors import NRRDError
-
-    try:
-        header = nrrd.read_header(str(path))
-    except (NRRDError, *_READ_ERRORS) as exc:
-        raise SegviewerError(
-            f"{path}: not a valid NRRD header ({exc}); check that it is NRRD and not truncated"
-        ) from exc
-    if "sizes" not in header or "type" not in header:
-        raise SegviewerError(
-            f"{path}: the NRRD header lacks the required 'sizes'/'type' fields; the file is "
-            "truncated or not NRRD, re-export it"
-        )
-    sizes = tuple(int(s) for s in header["sizes"])
-    dtype = _nrrd_dtype(header, path)
+    header, sizes, dtype = read_nrrd_header(path)
     if not sizes or len(sizes) > 4:
         raise SegviewerError(
             f"{path}: NRRD with {len(sizes)} dimensions {sizes} is not supported; segviewer "
             "reads 2-D, 3-D and 4-D (one list/time axis) NRRD"
         )
-    check_alloc(sizes, dtype, str(path))
-    try:
-        data, header = nrrd.read(str(path), index_order="F")
-    except (NRRDError, *_READ_ERRORS) as exc:
-        raise SegviewerError(
-            f"{path}: the NRRD data could not be read ({type(exc).__name__}: {exc}); the "
-            "file (or its detached data file) is truncated or corrupt, re-export it"
-        ) from exc
+    data, header = read_nrrd(path, sizes, dtype)
     notes: list[str] = []
     directions = header.get("space directions")
     dirs = None
@@ -571,11 +442,7 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
             "MRI volume segviewer can show (needs 2 or 3 spatial axes and at most one list axis)"
         )
     n_frames = sizes[frame_axes[0]] if frame_axes else 1
-    if frame >= n_frames:
-        raise SegviewerError(
-            f"{path}: frame {frame} is out of range; the file has {n_frames} frame"
-            f"{'s' if n_frames != 1 else ''} (0 to {n_frames - 1})"
-        )
+    _check_frame(frame, n_frames, path)
     if frame_axes:
         # Basic indexing (a view): np.take would copy the whole 4-D array to C order first.
         data = data[(slice(None),) * frame_axes[0] + (frame,)]
@@ -583,7 +450,7 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
         notes.append("2-D NRRD read as (i, j, 1)")
-    data = _native(np.ascontiguousarray(data) if not data.flags.f_contiguous else data)
+    data = native(np.ascontiguousarray(data) if not data.flags.f_contiguous else data)
 
     affine = np.eye(4)
     space = str(header.get("space", "")).lower()
@@ -628,30 +495,6 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
 # NumPy
 
 
-def _npy_header(fp: Any, what: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
-    """(shape, fortran_order, dtype) from a .npy stream without reading the data."""
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(fp)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, OSError, EOFError) as exc:
-        raise SegviewerError(
-            f"{what}: not a valid NumPy .npy array ({exc}); re-save it with numpy.save"
-        ) from exc
-    if dtype.hasobject:
-        raise SegviewerError(
-            f"{what}: the array holds Python objects (dtype {dtype}), which NumPy can only "
-            "load by unpickling; segviewer refuses pickled data because it can run code. "
-            "Re-save a numeric array, e.g. numpy.save(path, np.asarray(a, dtype=np.float32))"
-        )
-    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype)
-
-
 def _array_to_volume(arr: np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     if arr.dtype.kind not in "biuf":
@@ -681,27 +524,18 @@ def _array_to_volume(arr: np.ndarray, what: str) -> tuple[np.ndarray, list[str]]
 
 
 def _load_npy(path: Path) -> Volume:
-    with open(path, "rb") as fp:
-        shape, _fortran, dtype = _npy_header(fp, str(path))
-        data_offset = fp.tell()
-    need = data_offset + math.prod(shape) * dtype.itemsize
-    size = path.stat().st_size
-    if size < need:
-        raise SegviewerError(
-            f"{path}: the .npy header claims {shape} of {dtype.name} ({need} bytes) but the file "
-            f"has {size} bytes; it is truncated, save it again"
-        )
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    arr, header = open_npy(path)
     memory_mapped = isinstance(arr, np.memmap)
     if not arr.dtype.isnative:
-        check_alloc(shape, dtype, str(path))
-        arr = _native(arr)
+        # Byte-swapping reads the whole array into memory: size-check that allocation.
+        check_alloc(header.shape, header.dtype, str(path))
+        arr = native(arr)
         memory_mapped = False
     data, notes = _array_to_volume(arr, str(path))
     meta = {
         "n_frames": 1,
         "frame": 0,
-        "array_shape": shape,
+        "array_shape": header.shape,
         "memory_mapped": memory_mapped,
         "notes": tuple(notes) + ("no geometry in .npy: shown as a 1 mm stack",),
         "warnings": (),
@@ -709,30 +543,15 @@ def _load_npy(path: Path) -> Volume:
     return Volume(data=data, affine=STACK_AFFINE, source=str(path), format="npy", metadata=meta)
 
 
+def _pick_npz_image(path: Path, names: tuple[str, ...]) -> str:
+    """The array named ``image`` of a multi-array ``.npz``, else its first array."""
+    return "image" if "image" in names else names[0]
+
+
 def _load_npz(path: Path) -> Volume:
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise SegviewerError(
-            f"{path}: not a valid .npz (zip) archive ({exc}); it is truncated or corrupt, save "
-            "it again with numpy.savez"
-        ) from exc
-    with zf:
-        names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-        if not names:
-            raise SegviewerError(f"{path}: the .npz archive holds no arrays")
-        if len(names) == 1:
-            key = names[0]
-        elif "image" in names:
-            key = "image"
-        else:
-            key = names[0]
-        with zf.open(key + ".npy") as fp:
-            shape, _fortran, dtype = _npy_header(fp, f"{path} [{key}]")
-    check_alloc(shape, dtype, f"{path} [{key}]")
-    with np.load(path, allow_pickle=False) as npz:
-        arr = _native(np.asarray(npz[key]))
-    data, notes = _array_to_volume(arr, f"{path} [{key}]")
+    raw, member = read_npz(path, _pick_npz_image)
+    key, names = member.key, member.names
+    data, notes = _array_to_volume(native(raw), f"{path} [{key}]")
     if len(names) > 1:
         notes.append(
             f"the archive holds {len(names)} arrays ({', '.join(names[:8])}); showing "
@@ -742,8 +561,8 @@ def _load_npz(path: Path) -> Volume:
         "n_frames": 1,
         "frame": 0,
         "array_name": key,
-        "array_names": tuple(names),
-        "array_shape": shape,
+        "array_names": names,
+        "array_shape": member.header.shape,
         "notes": tuple(notes) + ("no geometry in .npz: shown as a 1 mm stack",),
         "warnings": (),
     }
