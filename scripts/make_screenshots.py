@@ -2,8 +2,10 @@
 
     QT_QPA_PLATFORM=offscreen python scripts/make_screenshots.py [--out screenshots]
 
-Writes main.png, class_toggles.png, outline.png, heatmap.png, export_dialog.png and
-three_view.png through the public Python API (``segviewer.ui.api.view``).
+Writes main.png, class_toggles.png, outline.png, heatmap.png, export_dialog.png,
+three_view.png and model.png (the model dialog over the window after running the bundled
+model; needs TensorFlow) through the public Python API (``segviewer.ui.api.view``).
+``--only model.png`` regenerates just the named pictures.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -22,7 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parents[1] / "screenshots"
     )
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="write only these pictures (e.g. model.png)"
+    )
     args = parser.parse_args(argv)
+    only: set[str] | None = set(args.only) if args.only else None
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     # Screenshots must not depend on (or change) the user's saved window layout.
@@ -39,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     v.wait_idle()
 
     def shot(name: str) -> None:
+        if not wanted(name):
+            return
         v.wait_idle()
         path = out / name
         win.grab().save(str(path), "PNG")
@@ -82,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     dlg.folder_edit.setText(str(Path.home() / "segviewer_export"))
     dlg.adjustSize()
     v.wait_idle()
-    dlg.grab().save(str(out / "export_dialog.png"), "PNG")
-    print(f"wrote {out / 'export_dialog.png'}")
+    if wanted("export_dialog.png"):
+        dlg.grab().save(str(out / "export_dialog.png"), "PNG")
+        print(f"wrote {out / 'export_dialog.png'}")
     dlg.close()
 
     # 6. Linked three-view with the crosshair.
@@ -91,9 +105,53 @@ def main(argv: list[str] | None = None) -> int:
     win.state.set_cursor((40, 70, 50))
     win.reset_zoom()
     shot("three_view.png")
+
+    # 7. The model dialog over the window, after running the bundled model on the demo T1.
+    if wanted("model.png"):
+        model_shot(v, out / "model.png")
     v.close()
     settings_dir.cleanup()
     return 0
+
+
+def model_shot(v: Any, path: Path) -> None:
+    """Run the bundled model through the window, then draw its dialog over the window."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QPainter
+
+    from segviewer.ui.app import demo_model_path
+    from segviewer.ui.model_panel import tensorflow_available
+
+    if not tensorflow_available():
+        print("skipped model.png: TensorFlow is not installed", file=sys.stderr)
+        return
+    from PySide6.QtGui import QColor
+
+    win = v.window
+    v.set_view("axial")
+    v.set_slice(52)
+    v.run_model(demo_model_path())
+    dlg = win.model_dialog(True)
+    dlg.adjustSize()
+    v.wait_idle()
+    win.reset_zoom()  # after the layout has settled from the three-view
+    v.wait_idle()
+    # Offscreen, the dialog is its own top-level window: composite it over the window grab
+    # the way a desktop shows it (right of centre, over the canvas).
+    canvas = win.grab()
+    pic = dlg.grab()
+    painter = QPainter(canvas)
+    # Over the right half of the canvas, leaving the class panel visible.
+    central = win.centralWidget().geometry()
+    x = max(0, central.right() - pic.width() - 24)
+    y = max(0, central.top() + (central.height() - pic.height()) // 2)
+    painter.drawPixmap(QPoint(x, y), pic)
+    painter.setPen(QColor(110, 110, 116))
+    painter.drawRect(x - 1, y - 1, pic.width() + 1, pic.height() + 1)
+    painter.end()
+    canvas.save(str(path), "PNG")
+    print(f"wrote {path}")
+    dlg.close()
 
 
 if __name__ == "__main__":

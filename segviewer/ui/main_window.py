@@ -812,6 +812,8 @@ class MainWindow(QMainWindow):
         self, volume: Volume, windows: dict[str, tuple[float, float]], path: str | None
     ) -> None:
         self.runner.cancel("labels")
+        # A model run on the previous image would arrive with that image's shape.
+        self.runner.cancel("inference")
         self.image_path = path
         self._windows = windows
         level, width = windows[WINDOW_PRESETS[0]]
