@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,23 @@ import numpy as np
 
 from segviewer.core.layout import Layout, detect_layout, parse_layout
 from segviewer.core.types import Prediction, PredictionKind, SegviewerError
+from segviewer.io.arrays import (
+    READ_ERRORS,
+    nifti_data_file,
+    nifti_scaling,
+    npz_member,
+    open_nifti,
+    open_npy,
+    open_pil,
+    open_tiff,
+    pil_array,
+    pil_dtype,
+    read_npy_header,
+    read_npz,
+    read_nrrd,
+    read_nrrd_header,
+    tiff_series_array,
+)
 from segviewer.io.common import check_alloc, check_input_file, compound_suffix
 
 __all__ = [
@@ -132,7 +148,7 @@ def load_prediction(
         raise SegviewerError(f"{p} is a folder; choose a prediction file ({PREDICTION_FORMATS})")
     raw, fmt, notes = _read(p)
     if image_affine is not None and fmt == "nifti":
-        notes.extend(_affine_notes(_nifti_open(p).affine, np.asarray(image_affine, float)))
+        notes.extend(_affine_notes(open_nifti(p).affine, np.asarray(image_affine, float)))
     explicit = layout
     img = tuple(int(s) for s in image_shape)
     if explicit is None and fmt in ("png", "tiff"):
@@ -278,15 +294,22 @@ def describe_prediction(path: str | os.PathLike[str]) -> dict[str, Any]:
     fmt = _format_of(p)
     info: dict[str, Any] = {"path": str(p), "format": fmt, "size_bytes": p.stat().st_size}
     if fmt == "npy":
-        with open(p, "rb") as fp:
-            shape, _fortran, dtype = _npy_header(fp, str(p))
-        info.update(shape=shape, dtype=dtype.name, memory_mapped=dtype.isnative)
+        header = read_npy_header(p)
+        info.update(
+            shape=header.shape, dtype=header.dtype.name, memory_mapped=header.dtype.isnative
+        )
     elif fmt == "npz":
-        names, key, shape, dtype = _npz_header(p)
-        info.update(arrays=names, array=key, shape=shape, dtype=dtype.name, memory_mapped=False)
+        member = npz_member(p, _pick_npz_prediction)
+        info.update(
+            arrays=member.names,
+            array=member.key,
+            shape=member.header.shape,
+            dtype=member.header.dtype.name,
+            memory_mapped=False,
+        )
     elif fmt == "nifti":
-        img = _nifti_open(p)
-        slope, inter = _nifti_scaling(img)
+        img = open_nifti(p, mmap="r")
+        slope, inter = nifti_scaling(img)
         scaled = (slope, inter) != (1.0, 0.0)
         info.update(
             shape=tuple(int(s) for s in img.shape),
@@ -298,25 +321,19 @@ def describe_prediction(path: str | os.PathLike[str]) -> dict[str, Any]:
             zooms=tuple(float(z) for z in img.header.get_zooms()),
         )
     elif fmt == "nrrd":
-        import nrrd
-
-        try:
-            header = nrrd.read_header(str(p))
-        except Exception as exc:  # pynrrd raises its own and generic errors on bad headers
-            raise SegviewerError(f"{p}: not a valid NRRD header ({exc})") from exc
-        shape = tuple(int(s) for s in header.get("sizes", ()))
-        dtype = _nrrd_dtype(header, p)
-        info.update(shape=shape, dtype=dtype.name, memory_mapped=False)
+        _header, sizes, dtype = read_nrrd_header(p)
+        info.update(shape=sizes, dtype=dtype.name, memory_mapped=False)
     elif fmt == "png":
-        with _open_pil(p) as im:
+        with open_pil(p) as im:
+            _check_label_mode(im.mode, p)
             info.update(
                 shape=(im.size[1], im.size[0]),
-                dtype=_pil_dtype(im, p).name,
+                dtype=pil_dtype(im.mode).name,
                 mode=im.mode,
                 memory_mapped=False,
             )
     else:
-        with _open_tiff(p) as tf:
+        with open_tiff(p) as tf:
             series = tf.series[0]
             info.update(
                 shape=tuple(int(s) for s in series.shape),
@@ -678,110 +695,35 @@ def _read(p: Path) -> tuple[np.ndarray, str, list[str]]:
     return arr, fmt, notes
 
 
-def _npy_header(fp: Any, what: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(fp)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, OSError, EOFError) as exc:
-        raise SegviewerError(
-            f"{what}: not a NumPy .npy array ({exc}); if it is a pickle, segviewer refuses it "
-            "because unpickling can run code: re-save it with numpy.save"
-        ) from exc
-    if dtype.hasobject:
-        raise SegviewerError(
-            f"{what}: the array holds Python objects (dtype {dtype}), which only unpickling can "
-            "load; segviewer refuses pickled data because it can run code. Re-save a numeric "
-            "array, e.g. numpy.save(path, np.asarray(a, dtype=np.float32))"
-        )
-    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype)
-
-
 def _read_npy(p: Path) -> tuple[np.ndarray, list[str]]:
-    with open(p, "rb") as fp:
-        shape, _fortran, dtype = _npy_header(fp, str(p))
-        offset = fp.tell()
-    need = offset + math.prod(shape) * dtype.itemsize
-    size = p.stat().st_size
-    if size < need:
-        raise SegviewerError(
-            f"{p}: the .npy header claims {shape} of {dtype.name} ({need} bytes) but the file "
-            f"has {size} bytes; it is truncated, save it again"
-        )
-    try:
-        arr = np.load(p, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise SegviewerError(f"{p}: cannot read the .npy array ({exc})") from exc
+    arr, _header = open_npy(p)
     return arr, []
 
 
-def _npz_header(p: Path) -> tuple[tuple[str, ...], str, tuple[int, ...], np.dtype[Any]]:
-    try:
-        zf = zipfile.ZipFile(p)
-    except (zipfile.BadZipFile, OSError) as exc:
+def _pick_npz_prediction(p: Path, names: tuple[str, ...]) -> str:
+    """The first of :data:`NPZ_KEYS` a multi-array ``.npz`` holds; refuse archives with none."""
+    found = [k for k in NPZ_KEYS if k in names]
+    if not found:
         raise SegviewerError(
-            f"{p}: not a valid .npz (zip) archive ({exc}); it is truncated or corrupt, save it "
-            "again with numpy.savez"
-        ) from exc
-    with zf:
-        names = tuple(n[:-4] for n in zf.namelist() if n.endswith(".npy"))
-        if not names:
-            raise SegviewerError(f"{p}: the .npz archive holds no arrays")
-        if len(names) == 1:
-            key = names[0]
-        else:
-            found = [k for k in NPZ_KEYS if k in names]
-            if not found:
-                raise SegviewerError(
-                    f"{p}: the archive holds {len(names)} arrays ({', '.join(names[:8])}) and "
-                    f"none is named {', '.join(NPZ_KEYS)}; save the prediction alone or under "
-                    "one of these names"
-                )
-            key = found[0]
-        with zf.open(key + ".npy") as fp:
-            shape, _fortran, dtype = _npy_header(fp, f"{p} [{key}]")
-    return names, key, shape, dtype
+            f"{p}: the archive holds {len(names)} arrays ({', '.join(names[:8])}) and "
+            f"none is named {', '.join(NPZ_KEYS)}; save the prediction alone or under "
+            "one of these names"
+        )
+    return found[0]
 
 
 def _read_npz(p: Path) -> tuple[np.ndarray, list[str]]:
-    names, key, shape, dtype = _npz_header(p)
-    check_alloc(shape, dtype, f"{p} [{key}]")
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            arr = np.asarray(npz[key])
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise SegviewerError(f"{p}: cannot read array {key!r} ({exc})") from exc
-    notes = [f"array {key!r} of the .npz archive"] if len(names) > 1 else []
+    arr, member = read_npz(p, _pick_npz_prediction)
+    notes = [f"array {member.key!r} of the .npz archive"] if len(member.names) > 1 else []
     return arr, notes
 
 
-def _nifti_open(p: Path) -> Any:
-    import nibabel as nib
-
-    try:
-        return nib.load(str(p), mmap="r")
-    except Exception as exc:  # nibabel raises several types for damaged headers
-        raise SegviewerError(f"{p}: not a readable NIfTI file ({exc})") from exc
-
-
-def _nifti_scaling(img: Any) -> tuple[float, float]:
-    slope = getattr(img.dataobj, "slope", 1.0)
-    inter = getattr(img.dataobj, "inter", 0.0)
-    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
-    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
-    return slope, inter
-
-
 def _read_nifti(p: Path) -> tuple[np.ndarray, list[str]]:
-    img = _nifti_open(p)
+    img = open_nifti(p, mmap="r")
+    voxels = nifti_data_file(img, p)
     shape = tuple(int(s) for s in img.shape)
     notes: list[str] = []
-    slope, inter = _nifti_scaling(img)
+    slope, inter = nifti_scaling(img)
     try:
         if (slope, inter) != (1.0, 0.0):
             check_alloc(shape, np.float32, str(p))
@@ -793,12 +735,13 @@ def _read_nifti(p: Path) -> tuple[np.ndarray, list[str]]:
                 "into memory as float32"
             )
         else:
-            if str(p).lower().endswith(".gz"):
+            if voxels.compressed:
                 check_alloc(shape, img.get_data_dtype(), str(p))
             arr = np.asanyarray(img.dataobj)
-    except (OSError, ValueError, EOFError) as exc:
+    except READ_ERRORS as exc:
         raise SegviewerError(
-            f"{p}: the NIfTI data cannot be read ({exc}); is it truncated?"
+            f"{p}: the NIfTI data cannot be read ({type(exc).__name__}: {exc}); it is truncated "
+            "or corrupt, re-export it"
         ) from exc
     if arr.ndim == 5 and arr.shape[3] == 1:
         # NIfTI vector images put the components on the 5th axis after a time axis of 1
@@ -807,105 +750,29 @@ def _read_nifti(p: Path) -> tuple[np.ndarray, list[str]]:
     return arr, notes
 
 
-_NRRD_TYPES = {
-    "signed char": "i1",
-    "int8": "i1",
-    "int8_t": "i1",
-    "uchar": "u1",
-    "unsigned char": "u1",
-    "uint8": "u1",
-    "uint8_t": "u1",
-    "short": "i2",
-    "short int": "i2",
-    "signed short": "i2",
-    "signed short int": "i2",
-    "int16": "i2",
-    "int16_t": "i2",
-    "ushort": "u2",
-    "unsigned short": "u2",
-    "unsigned short int": "u2",
-    "uint16": "u2",
-    "uint16_t": "u2",
-    "int": "i4",
-    "signed int": "i4",
-    "int32": "i4",
-    "int32_t": "i4",
-    "uint": "u4",
-    "unsigned int": "u4",
-    "uint32": "u4",
-    "uint32_t": "u4",
-    "longlong": "i8",
-    "long long": "i8",
-    "long long int": "i8",
-    "signed long long": "i8",
-    "signed long long int": "i8",
-    "int64": "i8",
-    "int64_t": "i8",
-    "ulonglong": "u8",
-    "unsigned long long": "u8",
-    "unsigned long long int": "u8",
-    "uint64": "u8",
-    "uint64_t": "u8",
-    "float": "f4",
-    "double": "f8",
-}
-
-
-def _nrrd_dtype(header: Any, p: Path) -> np.dtype[Any]:
-    name = str(header.get("type", "")).strip().lower()
-    if name not in _NRRD_TYPES:
-        raise SegviewerError(f"{p}: NRRD type {name!r} is not a number type segviewer reads")
-    return np.dtype(_NRRD_TYPES[name])
-
-
 def _read_nrrd(p: Path) -> tuple[np.ndarray, list[str]]:
-    import nrrd
-
-    try:
-        header = nrrd.read_header(str(p))
-    except Exception as exc:  # pynrrd raises its own and generic errors on bad headers
-        raise SegviewerError(f"{p}: not a valid NRRD header ({exc})") from exc
-    check_alloc([int(s) for s in header.get("sizes", ())], _nrrd_dtype(header, p), str(p))
-    try:
-        arr, _ = nrrd.read(str(p), index_order="F")
-    except Exception as exc:  # truncated data, bad encodings
-        raise SegviewerError(f"{p}: the NRRD data cannot be read ({exc})") from exc
-    return np.asarray(arr), []
+    _header, sizes, dtype = read_nrrd_header(p)
+    arr, _ = read_nrrd(p, sizes, dtype)
+    return arr, []
 
 
-def _open_pil(p: Path) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        return Image.open(p)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise SegviewerError(f"{p}: not a readable image file ({exc})") from exc
+# Pillow modes a label image may have: grey (8/16/32-bit, float), palette (the indices are the
+# labels), with alpha, or RGB(A) whose three channels are equal.
+_LABEL_MODES = ("1", "L", "P", "LA", "PA", "I", "F", "RGB", "RGBA")
 
 
-def _pil_dtype(im: Any, p: Path) -> np.dtype[Any]:
-    mode = im.mode
-    if mode in ("1", "L", "P", "LA", "PA"):
-        return np.dtype(np.uint8)
-    if mode.startswith("I;16"):
-        return np.dtype(np.uint16)
-    if mode == "I":
-        return np.dtype(np.int32)
-    if mode == "F":
-        return np.dtype(np.float32)
-    if mode in ("RGB", "RGBA"):
-        return np.dtype(np.uint8)
-    raise SegviewerError(f"{p}: image mode {mode!r} is not a label image; save greyscale labels")
+def _check_label_mode(mode: str, p: Path) -> None:
+    if mode not in _LABEL_MODES and not mode.startswith("I;16"):
+        raise SegviewerError(
+            f"{p}: image mode {mode!r} is not a label image; save greyscale labels"
+        )
 
 
 def _read_png(p: Path) -> tuple[np.ndarray, list[str]]:
-    with _open_pil(p) as im:
-        dtype = _pil_dtype(im, p)
-        check_alloc((im.size[1], im.size[0]), dtype, str(p))
+    with open_pil(p) as im:
         mode = im.mode
-        try:
-            arr = np.asarray(im)
-        except OSError as exc:
-            raise SegviewerError(f"{p}: the image data cannot be read ({exc})") from exc
+        _check_label_mode(mode, p)
+        arr = pil_array(im)
     notes: list[str] = []
     if mode in ("LA", "PA"):
         arr = arr[..., 0]
@@ -922,26 +789,10 @@ def _read_png(p: Path) -> tuple[np.ndarray, list[str]]:
         notes.append(f"{mode} image with equal channels read as grey labels")
     elif mode == "P":
         notes.append("palette PNG: the palette indices are the labels")
-    if arr.dtype == np.bool_:
-        arr = arr.view(np.uint8)
     return np.ascontiguousarray(arr), notes
 
 
-def _open_tiff(p: Path) -> Any:
-    import tifffile
-
-    try:
-        return tifffile.TiffFile(p)
-    except (tifffile.TiffFileError, OSError, ValueError) as exc:
-        raise SegviewerError(f"{p}: not a readable TIFF file ({exc})") from exc
-
-
 def _read_tiff(p: Path) -> tuple[np.ndarray, list[str]]:
-    with _open_tiff(p) as tf:
-        series = tf.series[0]
-        check_alloc(series.shape, series.dtype, str(p))
-        try:
-            arr = series.asarray()
-        except (ValueError, OSError) as exc:
-            raise SegviewerError(f"{p}: the TIFF data cannot be read ({exc})") from exc
-    return np.asarray(arr), []
+    with open_tiff(p) as tf:
+        arr = tiff_series_array(tf, p)
+    return arr, []
