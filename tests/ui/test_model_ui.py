@@ -433,3 +433,47 @@ def test_viewer_run_model(
         assert v.window.state.prediction is pred  # failures leave the prediction shown
     finally:
         v.close()
+
+
+def _menu_action(window: Any, text: str) -> Any:
+    from PySide6.QtGui import QAction
+
+    found = [a for a in window.findChildren(QAction) if a.text().replace("&", "") == text]
+    assert len(found) == 1, text
+    return found[0]
+
+
+def test_menu_opens_a_file_and_a_savedmodel_folder(
+    window: Any,
+    qtbot: Any,
+    anat: Volume,
+    softmax_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    window.set_image(anat)
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(softmax_model), ""))
+    )
+    dlg = window.model_dialog(False)
+    with qtbot.waitSignal(dlg.model_opened, timeout=TIMEOUT):
+        _menu_action(window, "Open model…").trigger()
+    assert dlg.isVisible() and dlg.path_edit.text() == str(softmax_model)
+
+    folder = tmp_path / "exported"
+    keras.saving.load_model(softmax_model, compile=False).export(folder, verbose=False)
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(folder))
+    )
+    with qtbot.waitSignal(dlg.model_opened, timeout=TIMEOUT):
+        qtbot.mouseClick(dlg.folder_button, Qt.MouseButton.LeftButton)
+    assert dlg.facts["format"].text().startswith("TensorFlow SavedModel")
+    assert dlg.facts["kind"].text() == "decided from the values on the first batch"
+    prediction, provenance = _run(dlg, qtbot)
+    assert provenance["model"]["format"] == "savedmodel"
+    assert prediction.kind is PredictionKind.PROBABILITIES  # softmax values, found from them
+    raw = keras.saving.load_model(softmax_model, compile=False)(
+        np.moveaxis(np.asarray(anat.data, np.float32), 2, 0)[..., None], training=False
+    )
+    expected = np.moveaxis(np.asarray(raw, np.float32), (0, 3), (3, 0))
+    np.testing.assert_allclose(prediction.channels_first(), expected, atol=2e-5)
