@@ -10,14 +10,13 @@ a dots-per-inch value is a print setting, not a pixel size, and is ignored.
 
 from __future__ import annotations
 
-import warnings
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
+from segviewer.io.arrays import native, open_pil, open_tiff, pil_array, tiff_series_array
 from segviewer.io.common import check_alloc, natural_key
 
 __all__ = ["RASTER_SUFFIXES", "load_raster", "load_raster_folder"]
@@ -158,48 +157,19 @@ def _single(path: Path, notes: list[str] | None = None) -> np.ndarray:
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, list[str]]:
     """PNG/JPEG -> 2-D grey array (rows, cols)."""
-    from PIL import Image, UnidentifiedImageError
-
     notes: list[str] = []
-    try:
-        with warnings.catch_warnings():
-            # Our own size check below replaces Pillow's decompression-bomb warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                width, height = opened.size
-                check_alloc(
-                    (height, width), np.uint16 if "16" in opened.mode else np.uint8, str(path)
-                )
-                opened.load()
-                im: Image.Image = opened
-                mode = im.mode
-                if mode == "P":
-                    # Palette images: expand through the palette, then to luminance.
-                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                    mode = im.mode
-                if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                    im = im.convert("RGB")
-                    mode = "RGB"
-                arr = np.asarray(im)
-    except SegviewerError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise SegviewerError(
-            f"{path}: not a readable image ({exc}); check that the file is really "
-            f"{path.suffix.lstrip('.').upper()} and not truncated"
-        ) from exc
-    except Image.DecompressionBombError as exc:
-        raise SegviewerError(f"{path}: the image is too large to load safely ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
-        raise SegviewerError(
-            f"{path}: the image could not be decoded ({exc}); it is truncated or corrupt, "
-            "export it again"
-        ) from exc
-    if mode == "1":
-        arr = arr.astype(np.uint8)
-    elif mode.startswith("I;16"):
-        arr = arr.astype(np.uint16, copy=False)
-    elif mode in ("LA", "La", "PA"):
+    with open_pil(path) as opened:
+        im = opened
+        mode = im.mode
+        if mode == "P":
+            # Palette images: expand through the palette, then to luminance.
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            mode = im.mode
+        if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            im = im.convert("RGB")
+            mode = "RGB"
+        arr = pil_array(im)
+    if mode in ("LA", "La", "PA"):
         arr = arr[..., 0]
         notes.append("alpha channel dropped")
     if arr.ndim == 3:
@@ -220,35 +190,13 @@ def _to_luminance(arr: np.ndarray, notes: list[str], what: str) -> np.ndarray:
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, tuple[float, float, float] | None, list[str]]:
     """TIFF -> ((pages, rows, cols), pixel size in mm or None, notes)."""
-    import tifffile
-
     notes: list[str] = []
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise SegviewerError(f"{path}: the TIFF holds no image data")
-            series = tif.series[0]
-            shape = tuple(int(d) for d in series.shape)
-            dtype = np.dtype(series.dtype)
-            check_alloc(shape, dtype, str(path))
-            axes = str(series.axes)
-            arr = series.asarray()
-            spacing = _tiff_spacing(tif, notes)
-    except SegviewerError:
-        raise
-    except (
-        tifffile.TiffFileError,
-        OSError,
-        ValueError,
-        EOFError,
-        zlib.error,
-        KeyError,
-        IndexError,
-    ) as exc:
-        raise SegviewerError(
-            f"{path}: the TIFF could not be read ({type(exc).__name__}: {exc}); it is truncated "
-            "or corrupt, export it again"
-        ) from exc
+    with open_tiff(path) as tif:
+        series = tif.series[0]
+        shape = tuple(int(d) for d in series.shape)
+        stored_axes = axes = str(series.axes)
+        arr = tiff_series_array(tif, path)
+        spacing = _tiff_spacing(tif, notes)
     if axes and axes[-1] in "S" and arr.shape[-1] in (3, 4):
         arr = _to_luminance(arr, notes, "RGB TIFF")
         axes = axes[:-1]
@@ -259,16 +207,14 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, tuple[float, float, float] | Non
         arr = arr[np.newaxis]
     if arr.ndim != 3:
         raise SegviewerError(
-            f"{path}: TIFF with axes {series.axes} {shape} is not one stack of 2-D images; "
+            f"{path}: TIFF with axes {stored_axes} {shape} is not one stack of 2-D images; "
             "save one channel/time point as a multi-page TIFF"
         )
     if arr.dtype.kind not in "biuf":
         raise SegviewerError(f"{path}: TIFF sample type {arr.dtype} is not a real number type")
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8)
-    if not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    return arr, spacing, notes
+    return native(arr), spacing, notes
 
 
 def _tiff_spacing(tif: Any, notes: list[str]) -> tuple[float, float, float] | None:
