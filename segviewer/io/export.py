@@ -42,6 +42,7 @@ from segviewer.core.types import (
     reserved_labels,
 )
 from segviewer.io.atomic import atomic_path, check_writable_dir
+from segviewer.io.common import jsonable
 
 __all__ = ["ExportRequest", "ExportResult", "run_export", "MANIFEST_SCHEMA_VERSION"]
 
@@ -191,24 +192,6 @@ def _fit_table(table: Any, prediction: Prediction) -> tuple[Any, list[str]]:
 
 def _existing(out_dir: Path, rel_paths: Iterable[str]) -> list[str]:
     return [p for p in rel_paths if (out_dir / p).exists() or (out_dir / p).is_symlink()]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def _hex(rgb: Iterable[int]) -> str:
@@ -557,7 +540,7 @@ def run_export(
             "files": file_entries,
         }
         manifest_path = out_dir / MANIFEST_NAME
-        text = json.dumps(_jsonable(manifest), indent=2, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(jsonable(manifest), indent=2, ensure_ascii=False, allow_nan=False)
         with atomic_path(manifest_path, force=request.force) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
         done += 1
