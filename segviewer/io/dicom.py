@@ -628,6 +628,20 @@ def _rescale(
     return out_f
 
 
+def _rescale_chosen(
+    raw: np.ndarray, frames: list[_Frame], chosen: list[int], notes: list[str]
+) -> tuple[np.ndarray, dict[str, float]]:
+    """:func:`_rescale` the chosen frames (``raw`` = their pixels stacked in that order).
+
+    Returns the rescaled data and the ``rescale_slope``/``rescale_intercept`` metadata (of the
+    first chosen frame).
+    """
+    slopes = np.array([frames[i].slope for i in chosen], dtype=np.float64)
+    inters = np.array([frames[i].inter for i in chosen], dtype=np.float64)
+    data = _rescale(raw, slopes, inters, notes)
+    return data, {"rescale_slope": float(slopes[0]), "rescale_intercept": float(inters[0])}
+
+
 def _int_dtype_for(lo: float, hi: float) -> np.dtype[Any] | None:
     """Smallest of int16 / uint16 / int32 holding [lo, hi] (CT: -1024..3071 -> int16)."""
     for dt in (np.int16, np.uint16, np.int32):
@@ -722,15 +736,12 @@ def _load_series(
             raw = np.empty((len(chosen), rows, cols), dtype=arr.dtype)
         raw[s] = arr
     assert raw is not None and first_ds is not None  # chosen is never empty
-    slopes = np.array([frames[i].slope for i in chosen], dtype=np.float64)
-    inters = np.array([frames[i].inter for i in chosen], dtype=np.float64)
-    data = _rescale(raw, slopes, inters, notes)
+    data, rescale_meta = _rescale_chosen(raw, frames, chosen, notes)
     meta = _safe_meta(first_ds)
     meta.update(
         n_frames=len(order),
         frame=frame,
-        rescale_slope=float(slopes[0]),
-        rescale_intercept=float(inters[0]),
+        **rescale_meta,
         warnings=tuple(warns),
     )
     return data, affine, meta
@@ -822,17 +833,14 @@ def _load_multiframe(
         )
     chosen = order[frame]
     raw = arr[chosen] if chosen != list(range(n)) else arr
-    slopes = np.array([frames[i].slope for i in chosen], dtype=np.float64)
-    inters = np.array([frames[i].inter for i in chosen], dtype=np.float64)
-    data = _rescale(raw, slopes, inters, notes)
+    data, rescale_meta = _rescale_chosen(raw, frames, chosen, notes)
     meta = _safe_meta(hdr)
     meta.update(
         n_frames=len(order),
         frame=frame,
         multiframe=True,
         n_frames_in_file=n,
-        rescale_slope=float(slopes[0]),
-        rescale_intercept=float(inters[0]),
+        **rescale_meta,
         warnings=tuple(warns),
     )
     return data, affine, meta
