@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from segviewer.core.types import SegviewerError
+from segviewer.io.arrays import native
 from segviewer.io.atomic import atomic_path
 
 __all__ = ["write_nifti", "write_png", "write_npy"]
@@ -31,6 +32,14 @@ _NIFTI_DTYPES = (
     np.float32,
     np.float64,
 )
+
+
+def _destination(path: str | os.PathLike[str], endings: tuple[str, ...], kind: str) -> Path:
+    """``path`` as a Path if its name ends in one of ``endings`` (any case), else an error."""
+    final = Path(path)
+    if not final.name.lower().endswith(endings):
+        raise SegviewerError(f"{final}: a {kind} file name must end in {' or '.join(endings)}")
+    return final
 
 
 def write_nifti(
@@ -67,10 +76,7 @@ def write_nifti(
     """
     import nibabel as nib
 
-    final = Path(path)
-    name = final.name.lower()
-    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
-        raise SegviewerError(f"{final}: a NIfTI file name must end in .nii or .nii.gz")
+    final = _destination(path, (".nii", ".nii.gz"), "NIfTI")
     arr = np.asarray(array)
     if arr.ndim not in (3, 4):
         raise SegviewerError(f"internal: NIfTI output must be 3-D or 4-D, got shape {arr.shape}")
@@ -125,14 +131,11 @@ def write_png(array2d: np.ndarray, path: str | os.PathLike[str], *, force: bool 
     """
     from PIL import Image
 
-    final = Path(path)
-    if final.suffix.lower() != ".png":
-        raise SegviewerError(f"{final}: a PNG file name must end in .png")
+    final = _destination(path, (".png",), "PNG")
     arr = np.asarray(array2d)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * np.uint8(255)
-    if not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
+    arr = native(arr)
     image: Any
     # Pillow infers the mode from shape and dtype (L, I;16, RGB, RGBA); passing ``mode=`` is
     # deprecated in Pillow >= 11.3. uint16 becomes a 16-bit PNG with values unchanged.
@@ -168,9 +171,7 @@ def write_npy(array: np.ndarray, path: str | os.PathLike[str], *, force: bool = 
     pathlib.Path
         The written path.
     """
-    final = Path(path)
-    if final.suffix.lower() != ".npy":
-        raise SegviewerError(f"{final}: a NumPy file name must end in .npy")
+    final = _destination(path, (".npy",), "NumPy")
     arr = np.asarray(array)
     if arr.dtype.hasobject:
         raise SegviewerError("internal: refusing to write an object array (would need pickle)")
