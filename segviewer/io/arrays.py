@@ -81,7 +81,9 @@ def native(arr: np.ndarray) -> np.ndarray:
     in-memory array, so callers that report ``memory_mapped`` must check before calling.
     """
     if not arr.dtype.isnative:
-        return arr.astype(arr.dtype.newbyteorder("="))
+        # np.asarray: np.memmap.astype returns an np.memmap that maps nothing, and callers
+        # (describe_image) tell memory-mapped data by its type.
+        return np.asarray(arr.astype(arr.dtype.newbyteorder("=")))
     return arr
 
 
