@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["build_parser", "demo_paths", "ensure_app", "main", "run_app"]
+__all__ = [
+    "build_parser",
+    "demo_model_path",
+    "demo_paths",
+    "ensure_app",
+    "main",
+    "model_options",
+    "run_app",
+]
 
 
 def demo_paths() -> tuple[Path, Path, Path]:
@@ -73,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model's card (default: <model>.segviewer.json next to the model)",
     )
     p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model-card field, e.g. --model-option normalization=zscore "
+        "--model-option slice_axis=0 (repeatable; values read as JSON when they parse)",
+    )
+    p.add_argument(
         "--demo",
         action="store_true",
         help="open the bundled demo (ICBM152 T1 + reference tissue probabilities, replaced "
@@ -86,6 +104,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="open, wait for all work, save the window to PNG and exit",
     )
     return p
+
+
+def model_options(items: Sequence[str]) -> dict[str, Any]:
+    """``--model-option KEY=VALUE`` strings to model-card overrides (as ``segviewer export``
+    reads them): values are JSON when they parse (numbers, true/false, null, lists), else text.
+
+    Raises
+    ------
+    SegviewerError
+        An item without ``=`` or without a key.
+    """
+    from segviewer.core.types import SegviewerError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SegviewerError(
+                f"--model-option {item!r}: write KEY=VALUE, e.g. --model-option normalization=zscore"
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
 
 
 def ensure_app() -> object:
@@ -141,6 +185,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     t0 = time.perf_counter()
+    from segviewer.core.types import SegviewerError
+
+    try:
+        overrides = model_options(args.model_option)
+    except SegviewerError as e:
+        print(f"segviewer: {e}", file=sys.stderr)
+        return 2
+    if (args.model_card or overrides or args.trust_model) and not (args.model or args.demo):
+        print(
+            "segviewer: --model-card, --model-option and --trust-model only apply with --model",
+            file=sys.stderr,
+        )
+        return 2
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
@@ -216,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model=model,
             trust_model=args.trust_model,
             model_card=args.model_card,
+            model_options=overrides,
             model_optional=model_optional,
         )
     if args.screenshot:

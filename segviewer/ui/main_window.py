@@ -234,11 +234,13 @@ class MainWindow(QMainWindow):
         model: str | os.PathLike[str] | None = None,
         trust_model: bool = False,
         model_card: str | os.PathLike[str] | None = None,
+        model_options: dict[str, Any] | None = None,
         model_optional: bool = False,
     ) -> None:
         """Load an image, then a prediction aligned to it, then a class table, then run a
         model on the image, in that order.
 
+        ``model_options``: model-card fields to override (``--model-option``).
         ``model_optional`` (``--demo``): without TensorFlow installed, skip the model with a
         status-bar note instead of an error (the prediction file stays shown).
         """
@@ -254,7 +256,12 @@ class MainWindow(QMainWindow):
                 (
                     "model",
                     str(model),
-                    {"trust": trust_model, "card": model_card, "optional": model_optional},
+                    {
+                        "trust": trust_model,
+                        "card": model_card,
+                        "overrides": model_options,
+                        "optional": model_optional,
+                    },
                 )
             )
         self._pending = queue
@@ -793,10 +800,14 @@ class MainWindow(QMainWindow):
             return
         dlg = self.model_dialog(False)
         dlg.continue_queue = True
-        if (
-            dlg.load_model(path, trust=bool(opts.get("trust")), card=opts.get("card"), run=True)
-            is None
-        ):
+        job = dlg.load_model(
+            path,
+            trust=bool(opts.get("trust")),
+            card=opts.get("card"),
+            overrides=opts.get("overrides"),
+            run=True,
+        )
+        if job is None:
             dlg.continue_queue = False
             self._pending.clear()
 

@@ -131,6 +131,24 @@ def table_from_names(
     return table
 
 
+def _card_diff(card: ModelCard, base: ModelCard) -> tuple[dict[str, Any], bool]:
+    """Fields of ``card`` that differ from ``base`` (lists for tuples), and whether any of them
+    was set back to None."""
+    import dataclasses
+
+    out: dict[str, Any] = {}
+    cleared = False
+    for f in dataclasses.fields(ModelCard):
+        v = getattr(card, f.name)
+        if v == getattr(base, f.name):
+            continue
+        if v is None:
+            cleared = True
+        else:
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out, cleared
+
+
 def _hex(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
@@ -166,7 +184,9 @@ class ModelDialog(QDialog):
         self.card_source: str | None = None
         self._card_given = False
         self._run_after_open = False
-        self._run_overrides: dict[str, Any] = {}
+        # Card fields given with the model (--model-option, Viewer.run_model overrides): shown
+        # in the settings and kept for every run of this model.
+        self._session: dict[str, Any] = {}
         self._prefilled_names: list[str] = []
         # Set by the window when this open/run is a step of its loading queue (--model,
         # --demo): the queue goes on when it ends.
@@ -483,14 +503,9 @@ class ModelDialog(QDialog):
         }
 
     def overrides(self) -> dict[str, Any]:
-        """The dialog's settings that differ from the card (what the manifest lists as
-        overrides); ``batch_size`` back to automatic is expressed by the full card instead."""
-        base = self.base_card
-        out: dict[str, Any] = {}
-        for k, v in self.settings().items():
-            if v != getattr(base, k) and v is not None:
-                out[k] = v
-        return out
+        """Card fields the dialog (and the options given with the model) change, with their
+        new values: what the export manifest lists as overrides."""
+        return _card_diff(self.card(), self.base_card)[0]
 
     def card(self) -> ModelCard:
         """The card the dialog describes: the base card with the dialog's settings.
@@ -507,7 +522,8 @@ class ModelDialog(QDialog):
         # size, no class names) are cleared first.
         cleared: dict[str, Any] = {k: None for k, v in values.items() if v is None}
         try:
-            base = dataclasses.replace(self.base_card, **cleared)
+            base = self.base_card.with_overrides(self._session)
+            base = dataclasses.replace(base, **cleared)
         except SegviewerError as e:
             raise SegviewerError(f"model settings: {e}") from None
         return base.with_overrides(values)
@@ -552,7 +568,8 @@ class ModelDialog(QDialog):
         run
             Run the model on the window's image as soon as it is loaded.
         overrides
-            Card fields to override for that run (``Viewer.run_model``).
+            Card fields to override (``--model-option``, ``Viewer.run_model``): shown in the
+            settings and used by every run of this model.
 
         Returns
         -------
@@ -563,6 +580,7 @@ class ModelDialog(QDialog):
         self.window_.runner.cancel("inference")
         self.window_.settings.remember_folder(str(p))
         try:
+            session = dict(overrides or {})
             if isinstance(card, ModelCard):
                 self.base_card, self.card_source, self._card_given = card, "given", True
             elif card is not None:
@@ -573,6 +591,7 @@ class ModelDialog(QDialog):
                 self.base_card = load_card(found) if found is not None else ModelCard()
                 self.card_source = None if found is None else str(found)
                 self._card_given = False
+            self.base_card.with_overrides(session)  # unknown keys / bad values: say so now
         except SegviewerError as e:
             self.window_._show_error(str(e))
             return None
@@ -582,7 +601,7 @@ class ModelDialog(QDialog):
         self._clear_facts()
         self.progress_label.setText(f"Loading {p.name}…")
         self._run_after_open = run
-        self._run_overrides = dict(overrides or {})
+        self._session = session
         self.trust_check.blockSignals(True)
         self.trust_check.setChecked(trust)
         self.trust_check.blockSignals(False)
@@ -605,7 +624,7 @@ class ModelDialog(QDialog):
     def _opened(self, handle: ModelHandle) -> None:
         self.handle = handle
         self.open_job = None
-        self._set_card_widgets(self.base_card)
+        self._set_card_widgets(self.base_card.with_overrides(self._session))
         self._show_facts(handle)
         self.progress_label.setText(
             f"{handle.path.name} loaded" + (" (trusted: its code ran)" if handle.trusted else "")
@@ -614,7 +633,7 @@ class ModelDialog(QDialog):
         self.model_opened.emit(handle)
         if self._run_after_open:
             self._run_after_open = False
-            if self.run(self._run_overrides) is None:
+            if self.run() is None:
                 self._continue_queue()
         else:
             self._continue_queue()
@@ -650,7 +669,7 @@ class ModelDialog(QDialog):
         if self.model_path is None:
             return
         card: ModelCard | None = self.base_card if self._card_given else None
-        self.load_model(self.model_path, trust=on, card=card)
+        self.load_model(self.model_path, trust=on, card=card, overrides=self._session)
 
     # == running =================================================================================
     def run(self, overrides: Mapping[str, Any] | None = None) -> Job | None:
@@ -675,8 +694,11 @@ class ModelDialog(QDialog):
             return None
         from segviewer.inference import predict
 
-        changed = {**self.overrides(), **{k: v for k, v in extra.items() if v is not None}}
-        given = self._card_given or card != self.base_card
+        changed, cleared = _card_diff(card, self.base_card)
+        # predict() finds the card next to the model itself, so the manifest names its file;
+        # a given card is passed, and the whole edited card when a field was set back to None
+        # (overrides cannot express that).
+        card_arg = card if cleared else (self.base_card if self._card_given else None)
         handle = self.handle
         self.progress_bar.setValue(0)
         self.progress_bar.show()
@@ -686,9 +708,7 @@ class ModelDialog(QDialog):
             predict,
             win.state.volume,
             handle,
-            # The card found next to the model is re-found by predict, so the manifest names
-            # its file; edited or given cards are passed whole.
-            card=card if given else None,
+            card=card_arg,
             overrides=changed or None,
             label=f"Running {handle.path.name}",
             on_result=lambda res: self._ran(card, res),
@@ -709,9 +729,10 @@ class ModelDialog(QDialog):
         win = self.window_
         names = card.class_names
         n = prediction.n_classes
-        if names is not None and len(names) == n:
+        if names is not None:
+            # Fitted to the output's class count by the window, with a warning if they differ.
             win.set_class_table(table_from_names(names, card.class_colors, win.state.table))
-        elif names is None and (win.state.table is None or len(win.state.table) != n):
+        elif win.state.table is None or len(win.state.table) != n:
             win.set_class_table(ClassTable.default(n))
         win.show_model_prediction(prediction, provenance, self.model_path)
         if prediction.kind in (PredictionKind.SIGMOID, PredictionKind.MULTILABEL):

@@ -477,3 +477,56 @@ def test_menu_opens_a_file_and_a_savedmodel_folder(
     )
     expected = np.moveaxis(np.asarray(raw, np.float32), (0, 3), (3, 0))
     np.testing.assert_allclose(prediction.channels_first(), expected, atol=2e-5)
+
+
+def test_model_options_reach_the_dialog_and_every_run(
+    window: Any, qtbot: Any, anat: Volume, softmax_model: Path, nibabel_anatomical: Path
+) -> None:
+    from segviewer.ui.app import model_options
+
+    opts = model_options(["normalization=zscore", "batch_size=5", "transpose=true"])
+    assert opts == {"normalization": "zscore", "batch_size": 5, "transpose": True}
+    with pytest.raises(SegviewerError, match="KEY=VALUE"):
+        model_options(["normalization"])
+    dlg = window.model_dialog(False)
+    with qtbot.waitSignal(dlg.run_finished, timeout=TIMEOUT) as done:
+        window.open_files(nibabel_anatomical, model=softmax_model, model_options=opts)
+    provenance = done.args[0][1]
+    assert provenance["overrides"] == opts
+    assert provenance["preprocessing"]["transpose"] is True  # a field the dialog has no widget for
+    assert dlg.norm_combo.currentData() == "zscore" and dlg.batch_spin.value() == 5
+    # A later Run from the dialog keeps them.
+    _, again = _run(dlg, qtbot)
+    assert again["overrides"] == opts
+    # transpose: each axial slice reaches the model as (axis 1, axis 0), and back.
+    model = keras.saving.load_model(softmax_model, compile=False)
+    x = np.transpose(_zscore(anat.data), (2, 1, 0))[..., None]  # (a2, a1, a0, 1)
+    y = np.asarray(model(x, training=False), np.float32)  # (a2, a1, a0, C)
+    expected = np.transpose(y, (3, 2, 1, 0))  # (C, a0, a1, a2)
+    np.testing.assert_allclose(window.state.prediction.channels_first(), expected, atol=2e-5)
+
+
+def test_command_line_model_option_errors(
+    qtbot: Any, tmp_path: Path, capsys: Any, nibabel_anatomical: Path, softmax_model: Path
+) -> None:
+    from segviewer.ui.app import main
+
+    shot = str(tmp_path / "shot.png")
+    image = str(nibabel_anatomical)
+    assert (
+        main(
+            [
+                image,
+                "--model",
+                str(softmax_model),
+                "--model-option",
+                "bogus=1",
+                "--screenshot",
+                shot,
+            ]
+        )
+        == 1
+    )
+    assert "unknown field(s) bogus" in capsys.readouterr().err
+    assert main([image, "--model-option", "normalization=zscore"]) == 2
+    assert "only apply with --model" in capsys.readouterr().err
