@@ -315,6 +315,14 @@ def test_save_logits_and_model_card(
     assert saved.dtype == np.float32 and saved.shape == (3, *anat.shape)
     np.testing.assert_array_equal(saved, prediction.channels_first())
     assert not list(tmp_path.glob(".*partial*"))  # atomic: no temporary left
+    # NIfTI keeps the image geometry, classes last.
+    window.save_logits(tmp_path / "logits.nii.gz")
+    wait_idle(qtbot, window)
+    img: Any = nib.load(tmp_path / "logits.nii.gz")
+    np.testing.assert_allclose(img.affine, anat.affine, atol=1e-5)
+    np.testing.assert_array_equal(
+        np.asarray(img.dataobj), np.moveaxis(prediction.channels_first(), 0, -1)
+    )
 
     # Save model card: the dialog's settings, next to the model, read back identically.
     dlg.norm_combo.setCurrentIndex(dlg.norm_combo.findData("percentile"))
