@@ -15,6 +15,9 @@ Layout of an export folder (``<name>`` is the class's safe file name, ``<view>``
     probabilities.nii.gz                       float32 (a0, a1, a2, C)
     probabilities.npy                          float32 (C, a0, a1, a2)
     overlays/overlay_<view>_sliceNNNN.png      annotated RGB picture per slice
+    errors.nii.gz | errors.npy                 disagreement with the reference: 0 agree,
+                                               2 disagree (uint8, (a0, a1, a2))
+    errors/errors_<view>_sliceNNNN.png         the same per slice: 0 agree, 255 disagree
     manifest.json                              written last
 
 Slice PNGs are oriented as the window displays the slice (row 0 at the top of the screen);
@@ -43,7 +46,8 @@ __all__ = [
 ]
 
 #: What an export can contain, in the order files are written.
-WHATS: tuple[str, ...] = ("labels", "binary", "probabilities", "overlays")
+#: ``"errors"`` needs a reference segmentation (``plan_export(..., reference=True)``).
+WHATS: tuple[str, ...] = ("labels", "binary", "probabilities", "overlays", "errors")
 #: File formats for volumes (overlays are always PNG).
 FORMATS: tuple[str, ...] = ("nifti", "png", "npy")
 MANIFEST_NAME = "manifest.json"
@@ -69,7 +73,7 @@ class PlannedFile:
     path
         Relative POSIX path inside the output folder.
     what
-        ``"labels"``, ``"binary"``, ``"probabilities"`` or ``"overlay"``.
+        ``"labels"``, ``"binary"``, ``"probabilities"``, ``"overlay"`` or ``"errors"``.
     format
         ``"nifti"``, ``"png"`` or ``"npy"``.
     class_index, class_name
@@ -182,6 +186,7 @@ def plan_export(
     n_slices: int,
     view: str = "axial",
     slices: Iterable[int] | None = None,
+    reference: bool = False,
 ) -> ExportPlan:
     """List the files an export will write.
 
@@ -201,6 +206,9 @@ def plan_export(
         ``"axial"``, ``"coronal"`` or ``"sagittal"``.
     slices
         Slice indices for per-slice PNGs; ``None`` means all.
+    reference
+        Whether a reference segmentation is given; ``"errors"`` (where the prediction
+        disagrees with it) needs one.
 
     Returns
     -------
@@ -211,7 +219,7 @@ def plan_export(
     ------
     SegviewerError
         Unknown ``what``/format/view, a class index outside the table, a slice outside the
-        volume, or an empty export.
+        volume, ``"errors"`` without a reference, or an empty export.
     """
     whats = set(what)
     fmts = set(formats)
@@ -222,13 +230,20 @@ def plan_export(
         )
     if "overlay" in whats:
         whats = (whats - {"overlay"}) | {"overlays"}
+    if "errors" in whats and not reference:
+        raise SegviewerError(
+            "error maps show where the prediction disagrees with a reference segmentation, "
+            "and none was given; add a reference (--reference FILE) or leave out errors"
+        )
     bad = fmts - set(FORMATS)
     if bad:
         raise SegviewerError(f"unknown format {sorted(bad)}; choose from {', '.join(FORMATS)}")
     if view not in ("axial", "coronal", "sagittal"):
         raise SegviewerError(f"unknown view {view!r}; choose axial, coronal or sagittal")
     if not whats:
-        raise SegviewerError("nothing to export; choose binary, labels, probabilities or overlays")
+        raise SegviewerError(
+            "nothing to export; choose binary, labels, probabilities, overlays or errors"
+        )
     n_table = len(table)
     if classes is None:
         chosen = tuple(range(1, n_table))
@@ -257,7 +272,7 @@ def plan_export(
     files: list[PlannedFile] = []
     warnings: list[str] = []
     volume_formats = [f for f in FORMATS if f in fmts]  # stable order
-    if not volume_formats and whats & {"labels", "binary", "probabilities"}:
+    if not volume_formats and whats & {"labels", "binary", "probabilities", "errors"}:
         raise SegviewerError("no file format chosen; choose nifti, png or npy")
 
     if "labels" in whats:
@@ -325,6 +340,17 @@ def plan_export(
             for s in chosen_slices
         ]
 
+    if "errors" in whats:
+        for fmt in volume_formats:
+            if fmt == "png":
+                files += [
+                    PlannedFile(
+                        f"errors/errors_{tag(s)}.png", "errors", "png", slice_index=s, view=view
+                    )
+                    for s in chosen_slices
+                ]
+            else:
+                files.append(PlannedFile(f"errors{_SUFFIX[fmt]}", "errors", fmt))
     seen: set[str] = set()
     for f in files:
         key = f.path.casefold()

@@ -80,7 +80,8 @@ class ExportRequest:
         Output folder; created (with parents) if missing.
     what
         Any of ``"binary"`` (mask per class), ``"labels"`` (label map), ``"probabilities"``
-        (float32 per class), ``"overlays"`` (annotated RGB PNG per slice).
+        (float32 per class), ``"overlays"`` (annotated RGB PNG per slice), ``"errors"``
+        (where the label map disagrees with the reference; needs ``reference``).
     formats
         Any of ``"nifti"``, ``"png"``, ``"npy"`` for masks, label maps and probabilities
         (overlays are always PNG; probabilities are never PNG).
@@ -168,6 +169,8 @@ class ExportResult:
         Voxels marked invalid (NaN/inf logits) and uncertain (below minimum confidence).
     counts
         Voxels per class of the label map, ``(n_classes,)`` int64.
+    comparison
+        :class:`segviewer.core.compare.Comparison` with the reference, ``None`` without one.
     """
 
     out_dir: Path
@@ -177,6 +180,20 @@ class ExportResult:
     n_invalid: int = 0
     n_uncertain: int = 0
     counts: tuple[int, ...] = ()
+    comparison: Any = None
+
+
+def _check_reference(reference: np.ndarray, volume: Volume) -> None:
+    if reference.dtype.kind not in "ui" or reference.ndim != 3:
+        raise SegviewerError(
+            f"the reference segmentation must be a 3-D integer label map, got "
+            f"{reference.ndim}-D {reference.dtype}; load it with io.predictions.load_reference"
+        )
+    if tuple(reference.shape) != tuple(volume.shape):
+        raise SegviewerError(
+            f"the reference segmentation's shape {tuple(reference.shape)} does not match the "
+            f"image shape {tuple(volume.shape)}; it must be on the image's grid"
+        )
 
 
 def _fit_table(table: Any, prediction: Prediction) -> tuple[Any, list[str]]:
@@ -206,6 +223,8 @@ def run_export(
     request: ExportRequest,
     *,
     provenance: dict[str, Any] | None = None,
+    reference: np.ndarray | None = None,
+    reference_source: str | None = None,
 ) -> Generator[Progress, None, ExportResult]:
     """Export masks, label maps, probabilities and overlays; yields progress, returns the result.
 
@@ -223,12 +242,19 @@ def run_export(
     provenance
         Model information (path, hash, card, framework versions) recorded in the manifest;
         ``None`` when the prediction came from a file.
+    reference
+        Reference segmentation (ground truth), ``(a0, a1, a2)`` integer label map on the
+        image grid (:func:`segviewer.io.predictions.load_reference`). When given, the
+        manifest gets a ``comparison`` object (:mod:`segviewer.core.compare`) and
+        ``request.what`` may include ``"errors"``.
+    reference_source
+        Where the reference came from (a path), recorded in the manifest.
 
     Yields
     ------
     Progress
         Computing the label map (forwarded from :func:`segviewer.core.masks.iter_labels`),
-        then one step per file.
+        comparing with the reference, then one step per file.
 
     Returns
     -------
@@ -246,10 +272,13 @@ def run_export(
     have the image's shape ``(a0, a1, a2)`` and affine; probabilities are float32,
     ``(a0, a1, a2, C)`` in NIfTI and ``(C, a0, a1, a2)`` in ``.npy``; binary masks are 0/1
     (NIfTI, npy) or 0/255 (PNG); label maps keep class indices, with the reserved
-    uncertain / invalid values (254 / 255 for uint8) where they apply. Per-slice PNGs are
+    uncertain / invalid values (254 / 255 for uint8) where they apply; error maps are 0
+    (agree or reference unscored) / 2 (disagree) in NIfTI and npy, 0 / 255 in PNG. Per-slice
+    PNGs are
     oriented as the window shows the view (row 0 at the top, radiological convention).
     """
     from segviewer import __version__
+    from segviewer.core.compare import error_map, iter_compare
     from segviewer.core.masks import binary_mask_from_block, iter_labels, iter_probabilities
     from segviewer.core.orientation import display_axes, take_slice
     from segviewer.core.overlay import auto_window, build_lut, window_to_uint8
@@ -263,6 +292,8 @@ def run_export(
             f"the image shape {tuple(volume.shape)}; check the layout (--layout) or resample "
             "(--resample)"
         )
+    if reference is not None:
+        _check_reference(reference, volume)
     warnings: list[str] = []
     table, fit_warnings = _fit_table(table, prediction)
     warnings += fit_warnings
@@ -287,6 +318,7 @@ def run_export(
         n_slices=n_sl,
         view=request.view,
         slices=request.slices,
+        reference=reference is not None,
     )
     warnings += plan.warnings
     out_dir = Path(request.out_dir).expanduser()
@@ -319,7 +351,8 @@ def run_export(
     file_entries: list[dict[str, Any]] = []
     steps_labels = 400
     n_files = len(plan.files) + 1
-    total = steps_labels + (200 if "probabilities" in what else 0) + n_files
+    steps_compare = 100 if reference is not None else 0
+    total = steps_labels + steps_compare + (200 if "probabilities" in what else 0) + n_files
     done = 0
 
     def mkdirs() -> None:
@@ -372,6 +405,29 @@ def run_export(
                 )
             )
 
+        comparison: Any = None
+        errors: np.ndarray | None = None
+        vox_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
+        if reference is not None:
+            gen_c = iter_compare(labels, reference, len(table), vox_mm3)
+            while True:
+                try:
+                    p = next(gen_c)
+                except StopIteration as stop:
+                    comparison = stop.value
+                    break
+                yield Progress(
+                    done + int(steps_compare * p.fraction), total, "comparing with the reference"
+                )
+            done += steps_compare
+            if comparison.n_ignored:
+                warnings.append(
+                    f"{comparison.n_ignored} reference voxels have no class of the table "
+                    f"(0..{len(table) - 1}) and were left out of the comparison"
+                )
+            if any(f.what == "errors" for f in plan.files):
+                errors = error_map(labels, reference, n_classes=len(table))
+
         probs: np.ndarray | None = None
         if "probabilities" in what and any(f.what == "probabilities" for f in plan.files):
             gen_p = iter_probabilities(prediction)
@@ -401,7 +457,6 @@ def run_export(
             lut_size = int(np.iinfo(labels.dtype).max) + 1
             lut = build_lut(table, visible, request.opacity, lut_size)
 
-        vox_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
         multilabel = prediction.kind == PredictionKind.MULTILABEL
         pixel_aspect = axes.row_spacing / axes.col_spacing if axes.col_spacing > 0 else 1.0
         mask_cache: dict[int, np.ndarray] = {}
@@ -431,6 +486,7 @@ def run_export(
                 request=request,
                 volume=volume,
                 labels=labels,
+                errors=errors,
                 probs=probs,
                 binary=binary,
                 axes=axes,
@@ -456,7 +512,7 @@ def run_export(
                 "shape": list(arr.shape),
                 "dtype": str(arr.dtype),
             }
-            if f.what == "binary" and f.slice_index is None:
+            if f.what in ("binary", "errors") and f.slice_index is None:
                 entry["voxels"] = int(np.count_nonzero(arr))
             file_entries.append(entry)
             done += 1
@@ -476,6 +532,18 @@ def run_export(
                     "volume_mm3": round(n_vox * vox_mm3, 3),
                 }
             )
+        comparison_out: dict[str, Any] | None = None
+        if comparison is not None and reference is not None:
+            comparison_out = {
+                "reference": {
+                    "path": reference_source,
+                    "shape": list(reference.shape),
+                    "dtype": str(reference.dtype),
+                },
+                **comparison.as_dict(),
+            }
+            for c in comparison_out["classes"]:
+                c["name"] = str(table[c["index"]].name)
         layout = prediction.layout
         manifest = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -533,6 +601,7 @@ def run_export(
                 "invalid": reserved_labels(labels.dtype)[1],
             },
             "provenance": provenance or None,  # an empty dict means "no model": null
+            "comparison": comparison_out,
             "voxel_volume_mm3": vox_mm3,
             "n_invalid": n_invalid,
             "n_uncertain": n_uncertain,
@@ -562,6 +631,7 @@ def run_export(
         n_invalid=n_invalid,
         n_uncertain=n_uncertain,
         counts=tuple(int(c) for c in counts),
+        comparison=comparison,
     )
 
 
@@ -572,6 +642,7 @@ def _write_one(
     request: ExportRequest,
     volume: Volume,
     labels: np.ndarray,
+    errors: np.ndarray | None,
     probs: np.ndarray | None,
     binary: Any,
     axes: Any,
@@ -600,6 +671,14 @@ def _write_one(
         else:
             arr = take_slice(mask, axes, f.slice_index).astype(np.uint8) * np.uint8(255)
         desc = f"segviewer mask: {f.class_name}"
+    elif f.what == "errors":
+        assert errors is not None
+        if f.slice_index is None:
+            arr = errors
+        else:
+            # PNG: 0 agree, 255 disagree (a visible mask, like binary PNGs)
+            arr = (take_slice(errors, axes, f.slice_index) != 0).astype(np.uint8) * np.uint8(255)
+        desc = "segviewer errors: 0 agree, 2 disagree with reference"
     elif f.what == "probabilities":
         assert probs is not None
         # NIfTI stores extra dimensions last: (a0, a1, a2, C); npy keeps (C, a0, a1, a2).

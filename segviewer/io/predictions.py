@@ -50,7 +50,9 @@ from typing import Any
 import numpy as np
 
 from segviewer.core.layout import Layout, detect_layout, parse_layout
-from segviewer.core.types import Prediction, PredictionKind, SegviewerError
+from segviewer.core.masks import iter_labels
+from segviewer.core.progress import run_to_end
+from segviewer.core.types import MaskSettings, Prediction, PredictionKind, SegviewerError
 from segviewer.io.arrays import (
     READ_ERRORS,
     nifti_data_file,
@@ -74,6 +76,7 @@ __all__ = [
     "load_prediction",
     "prediction_from_array",
     "describe_prediction",
+    "load_reference",
     "PREDICTION_FORMATS",
     "NPZ_KEYS",
 ]
@@ -170,6 +173,54 @@ def load_prediction(
         source=str(p),
         notes=notes,
     )
+
+
+def load_reference(
+    path: str | os.PathLike[str],
+    image_shape: Sequence[int],
+    *,
+    layout: str | None = None,
+    n_classes_hint: int | None = None,
+) -> np.ndarray:
+    """Read a reference segmentation (ground truth) as a label map on the image grid.
+
+    Parameters
+    ----------
+    path
+        A file in one of :data:`PREDICTION_FORMATS`: a label map (stored as it is) or
+        probabilities / logits (their argmax is the reference; a single sigmoid channel is
+        thresholded at 0.5).
+    image_shape
+        ``Volume.shape`` of the image (image axes 0, 1, 2).
+    layout
+        Explicit layout string, as for :func:`load_prediction`.
+    n_classes_hint
+        Number of classes of the class table; the label dtype fits at least that many.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(a0, a1, a2)`` label map in image-axis order, ``uint8`` (``uint16`` beyond 253
+        classes), a new in-memory array (never a memory map of the file). Voxels whose
+        probabilities are NaN get the reserved INVALID label, which comparisons leave out.
+
+    Raises
+    ------
+    SegviewerError
+        Everything :func:`load_prediction` refuses, with "reference" in the message; a
+        reference of another grid is refused (it is compared voxel for voxel, never
+        resampled).
+    """
+    try:
+        pred = load_prediction(path, image_shape, layout=layout, n_classes_hint=n_classes_hint)
+    except SegviewerError as exc:
+        msg = str(exc).replace(
+            "use --resample to resample the prediction onto the image grid",
+            "a reference is compared voxel for voxel: save it on the image's grid",
+        )
+        msg = msg.replace("prediction", "reference")
+        raise SegviewerError(f"reference segmentation: {msg}") from None
+    return run_to_end(iter_labels(pred, MaskSettings())).labels
 
 
 def prediction_from_array(

@@ -405,3 +405,134 @@ def test_label_map_has_no_probabilities(tmp_path: Path, nibabel_anatomical: Path
     assert _files_on_disk(out) == {"labels.nii.gz", "manifest.json"}
     assert any("no probabilities" in w for w in result.warnings)
     assert np.array_equal(np.asanyarray(nib.load(out / "labels.nii.gz").dataobj), lab)
+
+
+# ---------------------------------------------------------------------------------------
+# comparison with a reference segmentation
+
+
+def test_plan_errors_needs_a_reference() -> None:
+    table = _table("background", "a")
+    with pytest.raises(SegviewerError, match="reference"):
+        plan_export(table, classes=None, what={"errors"}, formats={"nifti"}, n_slices=4)
+    plan = plan_export(
+        table,
+        classes=None,
+        what={"errors"},
+        formats={"nifti", "npy", "png"},
+        n_slices=3,
+        reference=True,
+    )
+    assert plan.paths() == [
+        "errors.nii.gz",
+        "errors/errors_axial_slice0000.png",
+        "errors/errors_axial_slice0001.png",
+        "errors/errors_axial_slice0002.png",
+        "errors.npy",
+    ]
+
+
+def test_load_reference_label_map_and_probabilities(
+    tmp_path: Path, demo_dir: Path, demo: tuple[Volume, Prediction, ClassTable, np.ndarray]
+) -> None:
+    from segviewer.io.predictions import load_reference
+
+    vol, _, _, probs = demo
+    expected = np.argmax(probs, axis=-1).astype(np.uint8)
+    # probabilities (a0, a1, a2, C) -> their argmax
+    ref = load_reference(demo_dir / "tissue_prob.nii.gz", vol.shape)
+    assert ref.dtype == np.uint8 and ref.shape == vol.shape
+    np.testing.assert_array_equal(ref, expected)
+    # a label map stored as int16 NIfTI stays as it is, converted to the label dtype
+    path = tmp_path / "ref.nii.gz"
+    nib.save(nib.Nifti1Image(expected.astype(np.int16), vol.affine), path)
+    ref2 = load_reference(path, vol.shape, n_classes_hint=3)
+    assert ref2.dtype == np.uint8
+    np.testing.assert_array_equal(ref2, expected)
+    bad = tmp_path / "small.npy"
+    np.save(bad, np.zeros((10, 11, 12), dtype=np.uint8))
+    with pytest.raises(SegviewerError, match=r"reference.*\(10, 11, 12\).*\(98, 116, 94\)"):
+        load_reference(bad, vol.shape)
+
+
+def _shifted_reference(probs: np.ndarray) -> np.ndarray:
+    """The demo's argmax shifted by one voxel along axis 0: a plausible 'other rater'."""
+    return np.roll(np.argmax(probs, axis=-1).astype(np.uint8), 1, axis=0)
+
+
+def test_export_with_reference_writes_comparison_and_error_maps(
+    tmp_path: Path, demo: tuple[Volume, Prediction, ClassTable, np.ndarray]
+) -> None:
+    vol, pred, table, probs = demo
+    labels = np.argmax(probs, axis=-1).astype(np.uint8)
+    reference = _shifted_reference(probs)
+    out = tmp_path / "cmp"
+    request = ExportRequest(
+        out,
+        what=frozenset({"labels", "errors"}),
+        formats=frozenset({"nifti", "npy", "png"}),
+        slices=(40, 47),
+    )
+    result = run_to_end(
+        run_export(vol, pred, table, request, reference=reference, reference_source="rater2.nii")
+    )
+    disagree = labels != reference
+    err_img: Any = nib.load(out / "errors.nii.gz")
+    assert np.allclose(err_img.affine, vol.affine) and err_img.shape == vol.shape
+    err = np.asanyarray(err_img.dataobj)
+    assert set(np.unique(err).tolist()) == {0, 2}
+    np.testing.assert_array_equal(err == 2, disagree)
+    np.testing.assert_array_equal(np.load(out / "errors.npy", allow_pickle=False), err)
+    axes = display_axes(vol.affine, "axial")
+    for s in (40, 47):
+        png = _png(out / "errors" / f"errors_axial_slice{s:04d}.png")
+        assert set(np.unique(png).tolist()) == {0, 255}
+        np.testing.assert_array_equal(png == 255, take_slice(disagree, axes, s))
+
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    cmp = manifest["comparison"]
+    assert cmp["reference"] == {"path": "rater2.nii", "shape": list(vol.shape), "dtype": "uint8"}
+    assert cmp["accuracy"] == pytest.approx(1 - disagree.mean())
+    assert cmp["n_voxels"] == labels.size and cmp["n_ignored"] == 0
+    for c in cmp["classes"]:
+        k = c["index"]
+        a, b = labels == k, reference == k
+        tp, fp, fn = int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum())
+        assert (c["tp"], c["fp"], c["fn"]) == (tp, fp, fn)
+        assert c["dice"] == pytest.approx(2 * tp / (a.sum() + b.sum()))
+        assert c["jaccard"] == pytest.approx(tp / (tp + fp + fn))
+        assert c["sensitivity"] == pytest.approx(tp / b.sum())
+        assert c["precision"] == pytest.approx(tp / a.sum())
+        assert c["volume_pred_mm3"] == pytest.approx(a.sum() * 8.0)
+        assert c["volume_ref_mm3"] == pytest.approx(b.sum() * 8.0)
+        assert c["name"] == table[k].name
+    assert 0.5 < cmp["classes"][1]["dice"] < 0.95
+    entry = next(f for f in manifest["files"] if f["path"] == "errors.nii.gz")
+    assert entry["what"] == "errors" and entry["voxels"] == int(disagree.sum())
+    assert result.comparison is not None
+    assert result.comparison.per_class[2].tp == cmp["classes"][2]["tp"]
+
+
+def test_export_without_reference_has_null_comparison_and_refuses_errors(
+    tmp_path: Path, demo: tuple[Volume, Prediction, ClassTable, np.ndarray]
+) -> None:
+    vol, pred, table, probs = demo
+    out = tmp_path / "plain"
+    run_to_end(run_export(vol, pred, table, ExportRequest(out, what=frozenset({"labels"}))))
+    assert json.loads((out / "manifest.json").read_text())["comparison"] is None
+    with pytest.raises(SegviewerError, match="reference"):
+        run_to_end(
+            run_export(vol, pred, table, ExportRequest(tmp_path / "e", what=frozenset({"errors"})))
+        )
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(SegviewerError, match=r"\(98, 116, 93\).*\(98, 116, 94\)"):
+        run_to_end(
+            run_export(
+                vol,
+                pred,
+                table,
+                ExportRequest(tmp_path / "s", what=frozenset({"labels"})),
+                reference=np.zeros((98, 116, 93), dtype=np.uint8),
+            )
+        )
+    assert not (tmp_path / "s").exists()
