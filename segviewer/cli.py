@@ -6,6 +6,11 @@
 ``segviewer export IMAGE (--prediction FILE | --model MODEL) --out DIR [...]``
     Headless export through :func:`segviewer.io.export.run_export`, the same code path the
     window uses. ``segviewer export --demo --out DIR`` exports the bundled demo.
+    ``--reference FILE`` adds a comparison to the manifest and allows ``--what errors``.
+``segviewer compare IMAGE (--prediction FILE | --model MODEL) --reference FILE [...]``
+    Where the model is wrong: per-class Dice, Jaccard, sensitivity, precision and volumes
+    against a reference segmentation (:mod:`segviewer.core.compare`), as a table or JSON.
+    ``segviewer compare --demo`` runs the bundled model against the demo's tissue map.
 anything else (no arguments, an image path, ``--demo``, ``--screenshot``...)
     Opens the window (:func:`segviewer.ui.app.main`); Qt is imported only then.
 
@@ -31,8 +36,8 @@ __all__ = ["main"]
 
 T = TypeVar("T")
 
-_SUBCOMMANDS = ("info", "export")
-_WHATS = ("binary", "labels", "probabilities", "overlays")
+_SUBCOMMANDS = ("info", "export", "compare")
+_WHATS = ("binary", "labels", "probabilities", "overlays", "errors")
 _FORMATS = ("nifti", "png", "npy")
 _KINDS = ("logits", "probabilities", "sigmoid", "multilabel", "labels")
 _CLASS_TABLE_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".ctbl", ".lut", ".label", ".labels")
@@ -56,10 +61,16 @@ usage: segviewer [IMAGE] [window options]   open the viewer window
        segviewer export IMAGE --prediction FILE --out DIR [options]
        segviewer export IMAGE --model MODEL --out DIR [options]
        segviewer export --demo --out DIR
+       segviewer export IMAGE --prediction FILE --reference FILE --what errors --out DIR
+       segviewer compare IMAGE --prediction FILE --reference FILE [--classes FILE] [--json]
+       segviewer compare IMAGE --model MODEL --reference FILE
+       segviewer compare --demo
        segviewer --version
 
-Review what a semantic-segmentation model predicts on MRI.
-Run 'segviewer info --help' or 'segviewer export --help' for their options.
+Review what a semantic-segmentation model predicts on MRI, and where it is wrong
+against a reference segmentation.
+Run 'segviewer info --help', 'segviewer export --help' or 'segviewer compare --help' for
+their options.
 """
 
 
@@ -91,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nOpening the window:\n" + build_parser().format_help(), end="")
         return 0
     if args and args[0] in _SUBCOMMANDS:
-        command = _info if args[0] == "info" else _export
+        command = {"info": _info, "export": _export, "compare": _compare}[args[0]]
         return _guarded(lambda: command(args[1:]))
     return _open_window(args)
 
@@ -482,25 +493,18 @@ def _export_parser() -> argparse.ArgumentParser:
         "ITK-SNAP, 3D Slicer and FSLeyes. PNG slices are oriented as the window shows them "
         "(radiological convention unless --neurological).",
     )
-    p.add_argument("image", nargs="?", metavar="IMAGE", help="the MRI (file or DICOM folder)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--prediction", metavar="FILE", help="logits/probabilities/label map file")
-    src.add_argument("--model", metavar="MODEL", help="TensorFlow/Keras model to run on the image")
-    p.add_argument(
-        "--demo", action="store_true", help="use the bundled demo image, prediction and classes"
-    )
+    _add_source_options(p, "use the bundled demo image, prediction and classes")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument(
-        "--classes",
+        "--reference",
         metavar="FILE",
-        help="class table (JSON, CSV, ITK-SNAP, FreeSurfer LUT, Slicer)",
+        help="reference segmentation (label map, or probabilities: their argmax) on the image "
+        "grid: adds a comparison to the manifest and allows --what errors",
     )
-    p.add_argument("--layout", help="prediction layout, e.g. NDHWC, CDHW, HWC (default: detected)")
-    p.add_argument("--kind", choices=_KINDS, help="what the values are (default: detected)")
     p.add_argument(
         "--what",
         default="binary,labels",
-        help=f"comma list of {','.join(_WHATS)} (default binary,labels)",
+        help=f"comma list of {','.join(_WHATS)} (default binary,labels; errors needs --reference)",
     )
     p.add_argument(
         "--format", default="nifti", help=f"comma list of {','.join(_FORMATS)} (default nifti)"
@@ -539,6 +543,30 @@ def _export_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="enlarge overlays N times (default 0 = automatic: at least 512 px)",
     )
+    _add_mask_options(p)
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    return p
+
+
+def _add_source_options(p: argparse.ArgumentParser, demo_help: str) -> None:
+    """Image, prediction or model, class table, layout and kind: shared by export and compare."""
+    p.add_argument("image", nargs="?", metavar="IMAGE", help="the MRI (file or DICOM folder)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--prediction", metavar="FILE", help="logits/probabilities/label map file")
+    src.add_argument("--model", metavar="MODEL", help="TensorFlow/Keras model to run on the image")
+    p.add_argument("--demo", action="store_true", help=demo_help)
+    p.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="class table (JSON, CSV, ITK-SNAP, FreeSurfer LUT, Slicer)",
+    )
+    p.add_argument("--layout", help="prediction layout, e.g. NDHWC, CDHW, HWC (default: detected)")
+    p.add_argument("--kind", choices=_KINDS, help="what the values are (default: detected)")
+
+
+def _add_mask_options(p: argparse.ArgumentParser) -> None:
+    """Label-map settings, image selection and model options: shared by export and compare."""
     p.add_argument(
         "--threshold",
         type=float,
@@ -572,9 +600,6 @@ def _export_parser() -> argparse.ArgumentParser:
         help="override one model-card setting, e.g. normalization=zscore, slice_axis=0, "
         "batch_size=8 (repeatable; see docs/model_card.md)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
-    return p
 
 
 def _csv(text: str, allowed: Sequence[str], what: str) -> frozenset[str]:
@@ -624,24 +649,6 @@ def _window_arg(text: str | None) -> tuple[float, float] | None:
     return level, width
 
 
-def _model_options(items: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings to model-card overrides; values are read as JSON when they parse
-    (numbers, true/false, null, lists), else kept as text."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise SegviewerError(
-                f"--model-option {item!r}: write KEY=VALUE, e.g. --model-option normalization=zscore"
-            )
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        out[key.strip()] = value
-    return out
-
-
 def _table_from_card(names: Sequence[str], colors: Sequence[str] | None) -> Any:
     """Class table from a model card's ``class_names`` / ``class_colors`` (``#rrggbb``)."""
     from segviewer.core.classes import ClassTable
@@ -666,46 +673,52 @@ def _demo_paths() -> tuple[Path, Path, Path]:
     return paths  # type: ignore[return-value]
 
 
-def _export(argv: Sequence[str]) -> int:
-    ns = _parse(_export_parser(), argv)
-    if isinstance(ns, int):
-        return ns
+class _Inputs:
+    """What export and compare load the same way: image, prediction, table, mask settings."""
+
+    def __init__(
+        self,
+        volume: Any,
+        prediction: Any,
+        table: Any,
+        settings: Any,
+        provenance: dict[str, Any] | None,
+        warnings: list[str],
+    ) -> None:
+        self.volume = volume
+        self.prediction = prediction
+        self.table = table
+        self.settings = settings
+        self.provenance = provenance
+        self.warnings = warnings
+
+
+def _load_inputs(
+    ns: argparse.Namespace,
+    show: bool,
+    image_path: str | None,
+    prediction_path: str | None,
+    classes_path: str | None,
+    command: str,
+) -> _Inputs:
+    """Load the image, then the prediction file or run the model; class table and settings."""
     from segviewer.core.classes import ClassTable
-    from segviewer.core.export_plan import parse_slices
-    from segviewer.core.orientation import display_axes
     from segviewer.core.types import MaskSettings
-    from segviewer.io.export import ExportRequest, run_export
     from segviewer.io.images import load_image
 
-    show = not ns.quiet and sys.stderr.isatty()
-    image_path = ns.image
-    prediction_path = ns.prediction
-    classes_path = ns.classes
-    if ns.demo:
-        if ns.model or (ns.image and ns.prediction):
-            raise SegviewerError(
-                "--demo brings its own image and prediction; drop IMAGE/--prediction/--model"
-            )
-        demo_image, demo_pred, demo_classes = _demo_paths()
-        image_path = image_path or str(demo_image)
-        prediction_path = prediction_path or str(demo_pred)
-        classes_path = classes_path or str(demo_classes)
     if not image_path:
         raise SegviewerError(
-            "no image given; run 'segviewer export IMAGE --prediction FILE --out DIR'"
+            f"no image given; run 'segviewer {command} IMAGE --prediction FILE ...'"
         )
     if not prediction_path and not ns.model:
         raise SegviewerError("no prediction given; add --prediction FILE or --model MODEL")
     if (ns.model_card or ns.model_option) and not ns.model:
         raise SegviewerError("--model-card and --model-option only apply with --model")
-    overrides = _model_options(ns.model_option)
-    what = _csv(ns.what, _WHATS, "export content")
-    formats = _csv(ns.format, _FORMATS, "format")
-    mode = ns.mode or ("outline" if ns.outline else "fill")
-    window = _window_arg(ns.window)
-    if ns.scale < 0:
-        raise SegviewerError(f"--scale {ns.scale}: give 1 or more, or 0 for automatic")
+    overrides: dict[str, Any] = {}
+    if ns.model_option:
+        from segviewer.inference.card import parse_overrides
 
+        overrides = parse_overrides(ns.model_option)
     warnings: list[str] = []
     threshold: float | None = ns.threshold
     table: Any = None
@@ -744,7 +757,7 @@ def _export(argv: Sequence[str]) -> int:
         from segviewer.io.predictions import load_prediction
 
         prediction = load_prediction(
-            prediction_path,
+            str(prediction_path),
             volume.shape,
             layout=ns.layout,
             kind=ns.kind,
@@ -756,6 +769,54 @@ def _export(argv: Sequence[str]) -> int:
     settings = MaskSettings(
         threshold=0.5 if threshold is None else threshold, min_confidence=ns.min_confidence
     )
+    return _Inputs(volume, prediction, table, settings, provenance, warnings)
+
+
+def _load_reference(path: str, volume: Any, n_classes: int) -> Any:
+    from segviewer.io.predictions import load_reference
+
+    return load_reference(path, volume.shape, n_classes_hint=n_classes)
+
+
+def _export(argv: Sequence[str]) -> int:
+    ns = _parse(_export_parser(), argv)
+    if isinstance(ns, int):
+        return ns
+    from segviewer.core.export_plan import parse_slices
+    from segviewer.core.orientation import display_axes
+    from segviewer.io.export import ExportRequest, run_export
+
+    show = not ns.quiet and sys.stderr.isatty()
+    image_path = ns.image
+    prediction_path = ns.prediction
+    classes_path = ns.classes
+    if ns.demo:
+        if ns.model or (ns.image and ns.prediction):
+            raise SegviewerError(
+                "--demo brings its own image and prediction; drop IMAGE/--prediction/--model"
+            )
+        demo_image, demo_pred, demo_classes = _demo_paths()
+        image_path = image_path or str(demo_image)
+        prediction_path = prediction_path or str(demo_pred)
+        classes_path = classes_path or str(demo_classes)
+    what = _csv(ns.what, _WHATS, "export content")
+    if "errors" in what and not ns.reference:
+        raise SegviewerError(
+            "--what errors shows where the prediction disagrees with a reference "
+            "segmentation; add --reference FILE or leave out errors"
+        )
+    formats = _csv(ns.format, _FORMATS, "format")
+    mode = ns.mode or ("outline" if ns.outline else "fill")
+    window = _window_arg(ns.window)
+    if ns.scale < 0:
+        raise SegviewerError(f"--scale {ns.scale}: give 1 or more, or 0 for automatic")
+
+    inputs = _load_inputs(ns, show, image_path, prediction_path, classes_path, "export")
+    volume, table = inputs.volume, inputs.table
+    reference = None
+    if ns.reference:
+        n = max(len(table), int(inputs.prediction.n_classes))
+        reference = _load_reference(ns.reference, volume, n)
     classes = _resolve_classes(ns.class_, table)
     axes = display_axes(volume.affine, ns.view, not ns.neurological)
     slices = parse_slices(ns.slices, volume.shape[axes.slice_axis]) if ns.slices else None
@@ -772,17 +833,206 @@ def _export(argv: Sequence[str]) -> int:
         window=window,
         legend=not ns.no_legend,
         force=ns.force,
-        settings=settings,
+        settings=inputs.settings,
         radiological=not ns.neurological,
         scale=None if ns.scale == 0 else ns.scale,
     )
     bar = _ProgressBar(sys.stderr, show, "exporting")
-    result = _drive(run_export(volume, prediction, table, request, provenance=provenance), bar)
-    for w in dict.fromkeys([*warnings, *result.warnings]):
+    result = _drive(
+        run_export(
+            volume,
+            inputs.prediction,
+            table,
+            request,
+            provenance=inputs.provenance,
+            reference=reference,
+            reference_source=ns.reference,
+        ),
+        bar,
+    )
+    for w in dict.fromkeys([*inputs.warnings, *result.warnings]):
         _err(f"segviewer: warning: {_one_line(w)}")
     if not ns.quiet:
         print(_summary(result, table, volume))
+        if result.comparison is not None:
+            names = {c.index: c.name for c in table}
+            print(_comparison_table(result.comparison, names))
     return 0
+
+
+# ----------------------------------------------------------------------------------------
+# segviewer compare
+
+
+def _compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segviewer compare",
+        description="Where is the model wrong: compare a prediction (file or model run on the "
+        "image) with a reference segmentation, voxel by voxel, and print per-class Dice, "
+        "Jaccard, sensitivity, precision and volumes, and the overall accuracy.",
+        epilog="The reference must be on the image's grid (same shape). Reference voxels with "
+        "no class of the table are left out; prediction voxels marked uncertain or invalid "
+        "count as wrong for every class. 'segviewer export ... --reference FILE --what errors' "
+        "writes the error maps.",
+    )
+    _add_source_options(
+        p,
+        "run the bundled demo model on the demo image and compare it with the demo's tissue "
+        "map (needs TensorFlow)",
+    )
+    p.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="reference segmentation: a label map, or probabilities/logits (their argmax)",
+    )
+    p.add_argument(
+        "--reference-layout",
+        metavar="L",
+        help="layout of a reference with a class axis, e.g. DHWC (default: detected)",
+    )
+    _add_mask_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _demo_model_path() -> Path:
+    import importlib.resources
+
+    path = Path(str(importlib.resources.files("segviewer.resources") / "demo" / "model.keras"))
+    if not path.is_file():
+        raise SegviewerError(f"the bundled demo model {path} is missing; reinstall segviewer")
+    return path
+
+
+def _compare(argv: Sequence[str]) -> int:
+    ns = _parse(_compare_parser(), argv)
+    if isinstance(ns, int):
+        return ns
+    import importlib.util
+
+    import numpy as np
+
+    from segviewer.core.compare import iter_compare
+    from segviewer.core.masks import iter_labels
+    from segviewer.io.common import jsonable
+    from segviewer.io.predictions import load_reference
+
+    show = not ns.quiet and not ns.json and sys.stderr.isatty()
+    image_path = ns.image
+    classes_path = ns.classes
+    reference_path = ns.reference
+    if ns.demo:
+        if ns.image or ns.prediction or ns.model or ns.reference:
+            raise SegviewerError(
+                "--demo brings its own image, model and reference; drop IMAGE/--prediction/"
+                "--model/--reference"
+            )
+        if importlib.util.find_spec("tensorflow") is None:
+            raise SegviewerError(
+                "'segviewer compare --demo' runs the bundled demo model, which needs "
+                "TensorFlow (pip install tensorflow-cpu); without it, compare your own files: "
+                "segviewer compare IMAGE --prediction FILE --reference FILE"
+            )
+        demo_image, demo_tissue, demo_classes = _demo_paths()
+        image_path = str(demo_image)
+        reference_path = str(demo_tissue)
+        classes_path = classes_path or str(demo_classes)
+        ns.model = str(_demo_model_path())
+    if not reference_path:
+        raise SegviewerError(
+            "no reference segmentation given; add --reference FILE (a label map or "
+            "probabilities on the image grid)"
+        )
+    inputs = _load_inputs(ns, show, image_path, ns.prediction, classes_path, "compare")
+    volume, prediction, table = inputs.volume, inputs.prediction, inputs.table
+    warnings = list(inputs.warnings)
+    n = max(len(table), int(prediction.n_classes))
+    if len(table) < n:
+        table, fit_warnings = table.fitted(n)
+        warnings += list(fit_warnings)
+    reference = load_reference(
+        reference_path, volume.shape, layout=ns.reference_layout, n_classes_hint=n
+    )
+    labels = _drive(iter_labels(prediction, inputs.settings), _ProgressBar(sys.stderr, show))
+    vox_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
+    comparison = _drive(
+        iter_compare(labels.labels, reference, n, vox_mm3),
+        _ProgressBar(sys.stderr, show, "comparing"),
+    )
+    if labels.n_invalid:
+        warnings.append(
+            f"{labels.n_invalid} prediction voxels have NaN or infinite values; they count as "
+            "wrong for every class"
+        )
+    if labels.n_uncertain:
+        warnings.append(
+            f"{labels.n_uncertain} prediction voxels are below the minimum confidence; they "
+            "count as wrong for every class"
+        )
+    if comparison.n_ignored:
+        warnings.append(
+            f"{comparison.n_ignored} reference voxels have no class of the table (0..{n - 1}) "
+            "and were left out of the comparison"
+        )
+    for w in dict.fromkeys(warnings):
+        _err(f"segviewer: warning: {_one_line(w)}")
+    names = {c.index: c.name for c in table}
+    if ns.json:
+        doc = {
+            "image": str(volume.source),
+            "prediction": str(prediction.source),
+            "reference": str(reference_path),
+            "threshold": inputs.settings.threshold,
+            "min_confidence": inputs.settings.min_confidence,
+            "provenance": inputs.provenance or None,
+            "warnings": list(dict.fromkeys(warnings)),
+            **comparison.as_dict(),
+        }
+        for c in doc["classes"]:
+            c["name"] = names[c["index"]]
+        print(json.dumps(jsonable(doc), indent=2, ensure_ascii=False, allow_nan=False))
+    else:
+        print(f"prediction {prediction.source} against reference {reference_path}")
+        print(_comparison_table(comparison, names))
+    return 0
+
+
+def _ratio_text(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _comparison_table(comparison: Any, names: dict[int, str]) -> str:
+    """Per-class agreement as aligned text columns, then the overall accuracy."""
+    head = ("class", "dice", "jaccard", "sensitivity", "precision", "pred ml", "ref ml", "diff %")
+    rows = []
+    for c in comparison.per_class:
+        diff = c.volume_diff_percent
+        rows.append(
+            (
+                f"{c.index} {names.get(c.index, f'class {c.index}')}",
+                _ratio_text(c.dice),
+                _ratio_text(c.jaccard),
+                _ratio_text(c.sensitivity),
+                _ratio_text(c.precision),
+                f"{c.volume_pred_mm3 / 1000:.2f}",
+                f"{c.volume_ref_mm3 / 1000:.2f}",
+                "n/a" if math.isnan(diff) else f"{diff:+.1f}",
+            )
+            + (("(absent in both)",) if c.absent_in_both else ())
+        )
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = []
+    for r in [head, *rows]:
+        cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, len(head))]
+        lines.append("  ".join(cells + list(r[len(head) :])).rstrip())
+    mean = comparison.mean_dice()
+    lines.append(
+        f"accuracy {_ratio_text(comparison.accuracy)} over {comparison.n_voxels} voxels"
+        + (f" ({comparison.n_ignored} reference voxels left out)" if comparison.n_ignored else "")
+        + (f"; mean foreground Dice {mean:.4f}" if not math.isnan(mean) else "")
+    )
+    return "\n".join(lines)
 
 
 def _summary(result: Any, table: Any, volume: Any) -> str:

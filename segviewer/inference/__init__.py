@@ -18,9 +18,10 @@ from segviewer.inference.card import (  # noqa: E402
     card_path_for,
     find_card,
     load_card,
+    parse_overrides,
     save_card,
 )
-from segviewer.inference.model import ModelHandle, iter_open_model, open_model
+from segviewer.inference.model import ModelHandle, TrustRequired, iter_open_model, open_model
 from segviewer.inference.runner import predict, save_logits
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
     "iter_open_model",
     "load_card",
     "open_model",
+    "parse_overrides",
     "predict",
     "save_card",
     "save_logits",
+    "TrustRequired",
 ]

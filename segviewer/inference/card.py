@@ -13,7 +13,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from segviewer.core.types import SegviewerError
 
 __all__ = [
+    "parse_overrides",
     "CARD_SUFFIX",
     "NORMALIZATIONS",
     "OUTPUT_KINDS",
@@ -289,6 +290,32 @@ def save_card(card: ModelCard, path: str | os.PathLike[str]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--model-option``) to model-card overrides.
+
+    Values are read as JSON when they parse (numbers, ``true``/``false``, ``null``, lists),
+    else kept as text; :meth:`ModelCard.with_overrides` then checks names and types.
+
+    Raises
+    ------
+    SegviewerError
+        An item without ``=`` or without a key.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SegviewerError(
+                f"--model-option {item!r}: write KEY=VALUE, e.g. --model-option normalization=zscore"
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
 
 
 def card_path_for(model_path: str | os.PathLike[str]) -> Path:

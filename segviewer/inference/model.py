@@ -26,7 +26,14 @@ from typing import Any
 from segviewer.core.progress import run_to_end
 from segviewer.core.types import PredictionKind, Progress, SegviewerError
 
-__all__ = ["ModelHandle", "open_model", "iter_open_model", "file_sha256", "tf_version"]
+__all__ = [
+    "ModelHandle",
+    "TrustRequired",
+    "open_model",
+    "iter_open_model",
+    "file_sha256",
+    "tf_version",
+]
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -36,8 +43,16 @@ _UNSAFE_CLASSES = {"Lambda"}
 _KERAS2_ONLY = {"TFOpLambda", "SlicingOpLambda"}
 _TRUST_HINT = (
     "only if you trust where the model came from, pass --trust-model on the command line or "
-    "tick 'Trust this model (runs its code)' in the window"
+    "tick 'Trust this model file (runs code from it)' in the window"
 )
+
+
+class TrustRequired(SegviewerError):
+    """The model file carries code (Lambda layers, custom objects) and was not trusted.
+
+    Not a broken file: the user may decide to trust it (``--trust-model`` or the window's
+    checkbox) and open it again.
+    """
 
 
 @dataclass(eq=False)
@@ -291,13 +306,13 @@ def _check_safety(p: Path, config: Any, trust: bool) -> dict[str, Any]:
             key = obj.get("registered_name") or cls
             custom[str(key)] = (module, cls)
     if unsafe and not trust:
-        raise SegviewerError(
+        raise TrustRequired(
             f"model {p.name} contains {', '.join(sorted(set(unsafe)))}: loading it runs Python "
             f"code stored in the file, so segviewer refuses by default; {_TRUST_HINT}"
         )
     if custom and not trust:
         names = ", ".join(f"{c} (module {m})" for m, c in sorted(set(custom.values())))
-        raise SegviewerError(
+        raise TrustRequired(
             f"model {p.name} needs custom code: {names}; loading it imports and runs that "
             f"module, so segviewer refuses by default; {_TRUST_HINT} (the module must be "
             "installed), or export the model as a SavedModel (model.export), which needs no code"
@@ -342,7 +357,7 @@ def _load_keras(p: Path, fmt: str, digest: str, trust: bool, custom: dict[str, A
                 "registers it, or export the model as a SavedModel (model.export)"
             ) from None
         if not trust and ("safe_mode" in text or "lambda" in text.lower()):
-            raise SegviewerError(
+            raise TrustRequired(
                 f"model {p.name} needs unsafe deserialisation ({msg}); {_TRUST_HINT}"
             ) from None
         raise SegviewerError(f"cannot load model {p}: {msg}") from None

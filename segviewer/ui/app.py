@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
-import json
 import os
 import sys
 import time
@@ -107,29 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def model_options(items: Sequence[str]) -> dict[str, Any]:
-    """``--model-option KEY=VALUE`` strings to model-card overrides (as ``segviewer export``
-    reads them): values are JSON when they parse (numbers, true/false, null, lists), else text.
+    """``--model-option KEY=VALUE`` strings to model-card overrides, exactly as
+    ``segviewer export`` reads them (:func:`segviewer.inference.card.parse_overrides`)."""
+    from segviewer.inference.card import parse_overrides
 
-    Raises
-    ------
-    SegviewerError
-        An item without ``=`` or without a key.
-    """
-    from segviewer.core.types import SegviewerError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise SegviewerError(
-                f"--model-option {item!r}: write KEY=VALUE, e.g. --model-option normalization=zscore"
-            )
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        out[key.strip()] = value
-    return out
+    return parse_overrides(items)
 
 
 def ensure_app() -> object:

@@ -97,10 +97,12 @@ def tensorflow_available() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def is_trust_refusal(message: str) -> bool:
+def is_trust_refusal(exc: BaseException) -> bool:
     """Whether an ``open_model`` error is the refusal of code-carrying content (the user may
     trust the file), as opposed to a broken or unsupported model."""
-    return "--trust-model" in message
+    from segviewer.inference.model import TrustRequired
+
+    return isinstance(exc, TrustRequired)
 
 
 def n_classes_for(output_channels: int, kind: str) -> int:
@@ -647,7 +649,7 @@ class ModelDialog(QDialog):
         self.open_job = None
         self._run_after_open = False
         text = str(exc)
-        if isinstance(exc, SegviewerError) and is_trust_refusal(text):
+        if is_trust_refusal(exc):
             # Not a broken file: the user decides. Message and checkbox in the dialog.
             self.refusal_label.setText(text)
             self.trust_box.show()

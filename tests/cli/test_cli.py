@@ -102,6 +102,7 @@ def test_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "segviewer export IMAGE --prediction FILE --out DIR" in out
+    assert "segviewer compare IMAGE --prediction FILE --reference FILE" in out
     assert "--screenshot" in out  # the window's options
     # Help must not start Qt (it is printed on machines without a display too).
     code = "import sys\nfrom segviewer.cli import main\nmain(['--help'])\nprint('PySide6' in sys.modules)"
@@ -599,3 +600,195 @@ def test_class_table_shorter_than_prediction(
     assert [c["name"] for c in m["classes"]] == ["bg", "gm", "class 2"]
     mask = nib.load(out / "masks" / "02_class_2.nii.gz")
     assert int(np.asanyarray(mask.dataobj).sum()) == n_white
+
+
+# ---------------------------------------------------------------------------------------
+# comparison with a reference segmentation
+
+
+@pytest.fixture(scope="module")
+def demo_perturbed(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A prediction that is the demo's tissue probabilities shifted by two voxels along axis 1
+    (a model a little off), and the demo's argmax as the reference label map."""
+    probs = np.asarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj, dtype=np.float32)
+    shifted = np.roll(probs, 2, axis=1)
+    folder = tmp_path_factory.mktemp("cmp")
+    pred_path = folder / "shifted_probs.npy"
+    np.save(pred_path, shifted)
+    return {
+        "pred": pred_path,
+        "pred_labels": np.argmax(shifted, axis=-1).astype(np.uint8),
+        "ref_labels": np.argmax(probs, axis=-1).astype(np.uint8),
+    }
+
+
+def test_compare_table_on_demo(
+    demo_dir: Path, demo_perturbed: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "compare",
+            str(demo_dir / "t1.nii.gz"),
+            "--prediction",
+            str(demo_perturbed["pred"]),
+            "--reference",
+            str(demo_dir / "tissue_prob.nii.gz"),
+            "--classes",
+            str(demo_dir / "classes.json"),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    lines = captured.out.splitlines()
+    header = next(line for line in lines if line.startswith("class"))
+    assert header.split() == [
+        "class", "dice", "jaccard", "sensitivity", "precision", "pred", "ml", "ref", "ml",
+        "diff", "%",
+    ]  # fmt: skip
+    pred, ref = demo_perturbed["pred_labels"], demo_perturbed["ref_labels"]
+    for k, name in ((0, "background"), (1, "grey matter"), (2, "white matter")):
+        row = next(line for line in lines if line.startswith(f"{k} {name}"))
+        cells = row[len(f"{k} {name}") :].split()
+        a, b = pred == k, ref == k
+        tp = int((a & b).sum())
+        assert float(cells[0]) == pytest.approx(2 * tp / (a.sum() + b.sum()), abs=6e-5)
+        assert float(cells[1]) == pytest.approx(tp / (a | b).sum(), abs=6e-5)
+        assert float(cells[2]) == pytest.approx(tp / b.sum(), abs=6e-5)
+        assert float(cells[3]) == pytest.approx(tp / a.sum(), abs=6e-5)
+        assert float(cells[4]) == pytest.approx(a.sum() * 8 / 1000, abs=0.006)  # ml, 2 mm voxels
+        assert float(cells[5]) == pytest.approx(b.sum() * 8 / 1000, abs=0.006)
+    acc = next(line for line in lines if line.startswith("accuracy"))
+    assert float(acc.split()[1]) == pytest.approx(float((pred == ref).mean()), abs=6e-5)
+    assert f"over {pred.size} voxels" in acc
+
+
+def test_compare_json_and_label_map_reference(
+    tmp_path: Path,
+    demo_dir: Path,
+    demo_perturbed: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ref_path = tmp_path / "rater.nii.gz"
+    img = nib.load(demo_dir / "t1.nii.gz")
+    ref = demo_perturbed["ref_labels"].copy()
+    ref[0, 0, :5] = 9  # five voxels with a label outside the table: left out, with a warning
+    nib.save(nib.Nifti1Image(ref, img.affine), ref_path)  # type: ignore[attr-defined]
+    rc = main(
+        [
+            "compare",
+            str(demo_dir / "t1.nii.gz"),
+            "--prediction",
+            str(demo_perturbed["pred"]),
+            "--reference",
+            str(ref_path),
+            "--classes",
+            str(demo_dir / "classes.json"),
+            "--json",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    doc = json.loads(captured.out)
+    assert doc["n_ignored"] == 5 and "5 reference voxels" in captured.err
+    pred = demo_perturbed["pred_labels"]
+    scored = ref < 3
+    assert doc["n_voxels"] == int(scored.sum())
+    assert doc["accuracy"] == pytest.approx(float((pred == ref)[scored].mean()))
+    gm = doc["classes"][1]
+    assert gm["name"] == "grey matter"
+    a, b = (pred == 1) & scored, ref == 1
+    assert (gm["tp"], gm["fp"], gm["fn"]) == (
+        int((a & b).sum()),
+        int((a & ~b).sum()),
+        int((~a & b).sum()),
+    )
+    assert np.array(doc["confusion"]).sum() == int(scored.sum())
+
+
+def test_compare_and_export_errors_refusals(
+    tmp_path: Path, demo_dir: Path, demo_perturbed: dict[str, Any]
+) -> None:
+    image = str(demo_dir / "t1.nii.gz")
+    pred = str(demo_perturbed["pred"])
+    small = tmp_path / "small_ref.npy"
+    np.save(small, np.zeros((98, 116, 90), dtype=np.uint8))
+    r = _run("compare", image, "--prediction", pred, "--reference", str(small))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "(98, 116, 90)" in r.stderr and "(98, 116, 94)" in r.stderr
+    assert "reference" in r.stderr
+    r = _run("compare", image, "--prediction", pred)
+    assert r.returncode == 2 and "--reference" in r.stderr and r.stderr.count("\n") == 1
+    out = tmp_path / "noref"
+    r = _run("export", image, "--prediction", pred, "--what", "errors", "--out", str(out))
+    assert r.returncode == 2 and "--reference" in r.stderr and r.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_export_with_reference_writes_errors(
+    tmp_path: Path,
+    demo_dir: Path,
+    demo_perturbed: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "errs"
+    rc = main(
+        [
+            "export",
+            str(demo_dir / "t1.nii.gz"),
+            "--prediction",
+            str(demo_perturbed["pred"]),
+            "--reference",
+            str(demo_dir / "tissue_prob.nii.gz"),
+            "--what",
+            "labels,errors",
+            "--format",
+            "nifti,png",
+            "--slices",
+            "45",
+            "--out",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "accuracy" in captured.out
+    m = _check_manifest_complete(out)
+    pred, ref = demo_perturbed["pred_labels"], demo_perturbed["ref_labels"]
+    assert m["comparison"]["reference"]["path"] == str(demo_dir / "tissue_prob.nii.gz")
+    assert m["comparison"]["accuracy"] == pytest.approx(float((pred == ref).mean()))
+    err_img: Any = nib.load(out / "errors.nii.gz")
+    volume = load_image(demo_dir / "t1.nii.gz")
+    assert np.allclose(err_img.affine, volume.affine)
+    np.testing.assert_array_equal(np.asanyarray(err_img.dataobj), (pred != ref) * 2)
+    png = _png(out / "errors" / "errors_axial_slice0045.png")
+    axes = display_axes(volume.affine, "axial")
+    assert set(np.unique(png).tolist()) == {0, 255}
+    np.testing.assert_array_equal(png == 255, take_slice(pred != ref, axes, 45))
+
+
+def test_compare_demo_runs_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tensorflow")
+    rc = main(["compare", "--demo"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    acc = next(line for line in captured.out.splitlines() if line.startswith("accuracy"))
+    # the demo model was trained on these tissue maps (README: about 0.99 voxel accuracy)
+    assert float(acc.split()[1]) > 0.9
+    gm = next(line for line in captured.out.splitlines() if line.startswith("1 grey matter"))
+    assert float(gm.split()[3]) > 0.8  # Dice
+
+
+def test_compare_demo_without_tensorflow_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def no_tf(name: str, *args: Any) -> Any:
+        return None if name == "tensorflow" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_tf)
+    assert main(["compare", "--demo"]) == 2
+    err = capsys.readouterr().err
+    assert "needs TensorFlow" in err and err.count("\n") == 1

@@ -139,3 +139,14 @@ def test_overrides_replace_fields_and_are_validated() -> None:
         card.with_overrides({"batchsize": 2})
     with pytest.raises(SegviewerError, match="size_policy"):
         card.with_overrides({"size_policy": "crop"})
+
+
+def test_parse_overrides_reads_json_values_and_refuses_bad_items() -> None:
+    from segviewer.inference import parse_overrides
+
+    got = parse_overrides(
+        ["slice_axis=0", "normalization=zscore", "nonzero=true", "batch_size=null"]
+    )
+    assert got == {"slice_axis": 0, "normalization": "zscore", "nonzero": True, "batch_size": None}
+    with pytest.raises(SegviewerError, match="KEY=VALUE"):
+        parse_overrides(["slice_axis"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from segviewer.core.types import PredictionKind, Progress, SegviewerError
-from segviewer.inference import iter_open_model, open_model
+from segviewer.inference import TrustRequired, iter_open_model, open_model
 
 pytestmark = pytest.mark.tf
 tf = pytest.importorskip("tensorflow")
@@ -88,10 +88,11 @@ def _lambda_model(folder: Path, suffix: str = ".keras") -> Path:
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_lambda_layer_refused_without_trust_accepted_with(tmp_path: Path, suffix: str) -> None:
     path = _lambda_model(tmp_path, suffix)
-    with pytest.raises(SegviewerError) as e:
+    with pytest.raises(TrustRequired) as e:  # a SegviewerError the window offers to trust
         open_model(path)
     msg = str(e.value)
     assert "Lambda" in msg and "runs Python code" in msg and "--trust-model" in msg
+    assert "Trust this model file (runs code from it)" in msg  # the window's checkbox text
     h = open_model(path, trust=True)
     assert h.trusted and h.output_channels == 2
     x = np.ones((1, 4, 4, 1), np.float32)
