@@ -299,23 +299,18 @@ def iter_compare(
             f"the voxel volume must be a positive number of mm³, got {voxel_volume_mm3}"
         )
     n = n_classes
-    cm = np.zeros((n, n), dtype=np.int64)
-    ref_counts = np.zeros(n, dtype=np.int64)
-    total = 0
+    jc = np.zeros((n + 1, n + 1), dtype=np.int64)
     p = pred_labels.reshape(1) if pred_labels.ndim == 0 else pred_labels
     r = ref_labels.reshape(1) if ref_labels.ndim == 0 else ref_labels
     ranges = _ranges(p.shape)
     for done, (s, e) in enumerate(ranges, start=1):
-        # np.asarray: one chunk of a memory map read once, not twice by the two counters
-        pc = np.asarray(p[s:e])
-        rc = np.asarray(r[s:e])
-        # core.stats leaves out pairs where either label is outside 0..n-1, and counts only
-        # valid reference labels: exactly the scored voxels with / without a predicted class
-        cm += stats.confusion_matrix(pc, rc, n)
-        ref_counts += stats.class_counts(rc, n)
-        total += int(rc.size)
+        # one pass: row / column n of the joint counts is "no class" (reserved, out of range)
+        jc += stats.joint_counts(p[s:e], r[s:e], n)
         yield Progress(done, len(ranges), f"comparing with the reference ({e}/{p.shape[0]})")
+    cm = np.ascontiguousarray(jc[:n, :n])
+    ref_counts = jc[:, :n].sum(axis=0)  # scored voxels, whatever the prediction
     n_scored = int(ref_counts.sum())
+    total = int(jc.sum())
     n_pred = cm.sum(axis=1)
     tp = np.diag(cm)
     per_class = tuple(
@@ -328,7 +323,7 @@ def iter_compare(
         n_voxels=n_scored,
         confusion=cm,
         n_ignored=total - n_scored,
-        n_pred_unlabelled=n_scored - int(cm.sum()),
+        n_pred_unlabelled=int(jc[n, :n].sum()),
         voxel_volume_mm3=float(voxel_volume_mm3),
     )
 

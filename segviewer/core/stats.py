@@ -20,6 +20,7 @@ __all__ = [
     "dice",
     "dice_per_class",
     "confusion_matrix",
+    "joint_counts",
 ]
 
 # Elements per chunk of the chunked loops (a few MB of temporaries at most).
@@ -160,6 +161,53 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * inter / (na + nb)
 
 
+def _outside_to_n(chunk: np.ndarray, n: int) -> np.ndarray:
+    """Chunk as intp with every value outside ``0..n-1`` replaced by ``n`` (branch-free for
+    unsigned labels: a minimum, no boolean indexing)."""
+    if chunk.dtype.kind == "u":
+        return np.minimum(chunk, n, dtype=np.intp)
+    out = chunk.astype(np.intp)
+    np.putmask(out, (out < 0) | (out > n), n)
+    return out
+
+
+def joint_counts(labels_a: np.ndarray, labels_b: np.ndarray, n: int) -> np.ndarray:
+    """Voxel counts of (label in A, label in B) pairs, with one extra row and column for
+    "no class".
+
+    Parameters
+    ----------
+    labels_a, labels_b
+        Integer label maps of the same shape.
+    n
+        Number of classes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n + 1, n + 1)`` int64, rows = label in A, columns = label in B; row / column ``n``
+        counts the voxels whose label is outside ``0..n-1`` (reserved UNCERTAIN / INVALID,
+        negative, beyond the table). ``[:n, :n]`` is :func:`confusion_matrix`.
+    """
+    _check_labels(labels_a, "the first label map")
+    _check_labels(labels_b, "the second label map")
+    if labels_a.shape != labels_b.shape:
+        raise SegviewerError(
+            f"cannot compare label maps of shapes {labels_a.shape} and {labels_b.shape}; "
+            "both must be on the same image grid"
+        )
+    if n < 1:
+        raise SegviewerError(f"n must be at least 1, got {n}")
+    m = n + 1
+    jc = np.zeros(m * m, dtype=np.int64)
+    for ca, cb in zip(_flat_chunks(labels_a), _flat_chunks(labels_b), strict=True):
+        code = _outside_to_n(ca, n)
+        code *= m
+        code += _outside_to_n(cb, n)
+        jc += np.bincount(code, minlength=m * m)
+    return jc.reshape(m, m)
+
+
 def confusion_matrix(labels_a: np.ndarray, labels_b: np.ndarray, n: int) -> np.ndarray:
     """Voxel counts of (class in A, class in B) pairs.
 
@@ -176,22 +224,7 @@ def confusion_matrix(labels_a: np.ndarray, labels_b: np.ndarray, n: int) -> np.n
     numpy.ndarray
         ``(n, n)`` int64, rows = class in A, columns = class in B.
     """
-    _check_labels(labels_a, "the first label map")
-    _check_labels(labels_b, "the second label map")
-    if labels_a.shape != labels_b.shape:
-        raise SegviewerError(
-            f"cannot compare label maps of shapes {labels_a.shape} and {labels_b.shape}; "
-            "both must be on the same image grid"
-        )
-    if n < 1:
-        raise SegviewerError(f"n must be at least 1, got {n}")
-    cm = np.zeros(n * n, dtype=np.int64)
-    for ca, cb in zip(_flat_chunks(labels_a), _flat_chunks(labels_b), strict=True):
-        a = ca.astype(np.int64)
-        b = cb.astype(np.int64)
-        ok = (a >= 0) & (a < n) & (b >= 0) & (b < n)
-        cm += np.bincount(a[ok] * n + b[ok], minlength=n * n)
-    return cm.reshape(n, n)
+    return np.ascontiguousarray(joint_counts(labels_a, labels_b, n)[:n, :n])
 
 
 def dice_per_class(labels_a: np.ndarray, labels_b: np.ndarray, n: int) -> np.ndarray:

@@ -199,3 +199,18 @@ def test_error_map_volume_matches_numpy(
     assert int((e2 == ERROR_TP).sum()) == res.per_class[2].tp
     assert int((e2 == ERROR_FP).sum()) == res.per_class[2].fp
     assert int((e2 == ERROR_FN).sum()) == res.per_class[2].fn
+
+
+def test_joint_counts_has_a_no_class_row_and_column() -> None:
+    from segviewer.core.stats import confusion_matrix, joint_counts
+
+    a = np.array([0, 1, 254, 255, 1, 2], dtype=np.uint8)
+    b = np.array([0, 1, 1, 255, 7, 2], dtype=np.uint8)
+    jc = joint_counts(a, b, 3)
+    expected = np.zeros((4, 4), dtype=np.int64)
+    for x, y in zip(a, b, strict=True):
+        expected[min(int(x), 3), min(int(y), 3)] += 1
+    np.testing.assert_array_equal(jc, expected)
+    np.testing.assert_array_equal(confusion_matrix(a, b, 3), expected[:3, :3])
+    signed = joint_counts(np.array([-2, 0, 5], np.int16), np.array([1, -1, 0], np.int64), 2)
+    np.testing.assert_array_equal(signed, [[0, 0, 1], [0, 0, 0], [0, 1, 1]])
