@@ -213,4 +213,5 @@ def test_joint_counts_has_a_no_class_row_and_column() -> None:
     np.testing.assert_array_equal(jc, expected)
     np.testing.assert_array_equal(confusion_matrix(a, b, 3), expected[:3, :3])
     signed = joint_counts(np.array([-2, 0, 5], np.int16), np.array([1, -1, 0], np.int64), 2)
-    np.testing.assert_array_equal(signed, [[0, 0, 1], [0, 0, 0], [0, 1, 1]])
+    # pairs (-2, 1), (0, -1), (5, 0): no-class row 2 / column 2
+    np.testing.assert_array_equal(signed, [[0, 0, 1], [0, 0, 0], [1, 1, 0]])
