@@ -772,10 +772,24 @@ def _load_inputs(
     return _Inputs(volume, prediction, table, settings, provenance, warnings)
 
 
-def _load_reference(path: str, volume: Any, n_classes: int) -> Any:
+def _load_reference(
+    path: str, volume: Any, n_classes: int, warnings: list[str], layout: str | None = None
+) -> Any:
+    """The reference label map on the image grid; geometry warnings go to ``warnings``."""
     from segviewer.io.predictions import load_reference
 
-    return load_reference(path, volume.shape, n_classes_hint=n_classes)
+    notes: list[str] = []
+    reference = load_reference(
+        path,
+        volume.shape,
+        layout=layout,
+        n_classes_hint=n_classes,
+        image_affine=volume.affine,
+        notes=notes,
+    )
+    # only what the user must act on: a reference mirrored or shifted against the image
+    warnings += [n.removeprefix("Warning: ") for n in notes if n.startswith("Warning")]
+    return reference
 
 
 def _export(argv: Sequence[str]) -> int:
@@ -816,7 +830,7 @@ def _export(argv: Sequence[str]) -> int:
     reference = None
     if ns.reference:
         n = max(len(table), int(inputs.prediction.n_classes))
-        reference = _load_reference(ns.reference, volume, n)
+        reference = _load_reference(ns.reference, volume, n, inputs.warnings)
     classes = _resolve_classes(ns.class_, table)
     axes = display_axes(volume.affine, ns.view, not ns.neurological)
     slices = parse_slices(ns.slices, volume.shape[axes.slice_axis]) if ns.slices else None
@@ -916,7 +930,6 @@ def _compare(argv: Sequence[str]) -> int:
     from segviewer.core.compare import iter_compare
     from segviewer.core.masks import iter_labels
     from segviewer.io.common import jsonable
-    from segviewer.io.predictions import load_reference
 
     show = not ns.quiet and not ns.json and sys.stderr.isatty()
     image_path = ns.image
@@ -951,9 +964,7 @@ def _compare(argv: Sequence[str]) -> int:
     if len(table) < n:
         table, fit_warnings = table.fitted(n)
         warnings += list(fit_warnings)
-    reference = load_reference(
-        reference_path, volume.shape, layout=ns.reference_layout, n_classes_hint=n
-    )
+    reference = _load_reference(reference_path, volume, n, warnings, ns.reference_layout)
     labels = _drive(iter_labels(prediction, inputs.settings), _ProgressBar(sys.stderr, show))
     vox_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
     comparison = _drive(

@@ -181,6 +181,8 @@ def load_reference(
     *,
     layout: str | None = None,
     n_classes_hint: int | None = None,
+    image_affine: np.ndarray | None = None,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """Read a reference segmentation (ground truth) as a label map on the image grid.
 
@@ -196,6 +198,13 @@ def load_reference(
         Explicit layout string, as for :func:`load_prediction`.
     n_classes_hint
         Number of classes of the class table; the label dtype fits at least that many.
+    image_affine
+        ``Volume.affine`` of the image; with ``notes``, a NIfTI reference whose geometry
+        differs (mirrored axes, shifted origin, no geometry) is reported: it is compared
+        voxel for voxel, so a mirrored reference gives meaningless scores.
+    notes
+        A list that receives the sentences about how the reference was read (kind, layout,
+        geometry warnings), for the user.
 
     Returns
     -------
@@ -212,7 +221,13 @@ def load_reference(
         resampled).
     """
     try:
-        pred = load_prediction(path, image_shape, layout=layout, n_classes_hint=n_classes_hint)
+        pred = load_prediction(
+            path,
+            image_shape,
+            layout=layout,
+            n_classes_hint=n_classes_hint,
+            image_affine=image_affine,
+        )
     except SegviewerError as exc:
         msg = str(exc).replace(
             "use --resample to resample the prediction onto the image grid",
@@ -220,6 +235,15 @@ def load_reference(
         )
         msg = msg.replace("prediction", "reference")
         raise SegviewerError(f"reference segmentation: {msg}") from None
+    if notes is not None:
+        for n in pred.notes:
+            # the prediction's geometry sentences talk about display; a reference is scored
+            n = n.replace(
+                "shown voxel for voxel, the overlay may be",
+                "compared voxel for voxel, its scores are meaningless if it is",
+            )
+            n = n.replace("it is shown voxel for voxel", "it is compared voxel for voxel")
+            notes.append(n.replace("prediction", "reference"))
     return run_to_end(iter_labels(pred, MaskSettings())).labels
 
 

@@ -610,7 +610,8 @@ def test_class_table_shorter_than_prediction(
 def demo_perturbed(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A prediction that is the demo's tissue probabilities shifted by two voxels along axis 1
     (a model a little off), and the demo's argmax as the reference label map."""
-    probs = np.asarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj, dtype=np.float32)
+    prob_img: Any = nib.load(demo_dir / "tissue_prob.nii.gz")
+    probs = np.asarray(prob_img.dataobj, dtype=np.float32)
     shifted = np.roll(probs, 2, axis=1)
     folder = tmp_path_factory.mktemp("cmp")
     pred_path = folder / "shifted_probs.npy"
@@ -792,3 +793,30 @@ def test_compare_demo_without_tensorflow_is_one_clear_line(
     assert main(["compare", "--demo"]) == 2
     err = capsys.readouterr().err
     assert "needs TensorFlow" in err and err.count("\n") == 1
+
+
+def test_compare_warns_about_a_mirrored_reference(
+    tmp_path: Path,
+    demo_dir: Path,
+    demo_perturbed: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    img: Any = nib.load(demo_dir / "t1.nii.gz")
+    flipped = img.affine.copy()
+    flipped[0] *= -1  # first axis points Left: the file says it is mirrored against the image
+    ref_path = tmp_path / "mirrored.nii.gz"
+    nib.save(nib.Nifti1Image(demo_perturbed["ref_labels"], flipped), ref_path)
+    rc = main(
+        [
+            "compare",
+            str(demo_dir / "t1.nii.gz"),
+            "--prediction",
+            str(demo_perturbed["pred"]),
+            "--reference",
+            str(ref_path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0
+    assert "segviewer: warning: the reference's voxel axes point LAS" in captured.err
+    assert "RAS" in captured.err and "meaningless" in captured.err

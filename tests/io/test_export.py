@@ -449,6 +449,14 @@ def test_load_reference_label_map_and_probabilities(
     ref2 = load_reference(path, vol.shape, n_classes_hint=3)
     assert ref2.dtype == np.uint8
     np.testing.assert_array_equal(ref2, expected)
+    notes: list[str] = []
+    load_reference(path, vol.shape, image_affine=vol.affine, notes=notes)
+    assert not any(n.startswith("Warning") for n in notes)  # same affine: no warning
+    mirrored = vol.affine.copy()
+    mirrored[1] *= -1
+    nib.save(nib.Nifti1Image(expected, mirrored), tmp_path / "mirrored.nii.gz")
+    load_reference(tmp_path / "mirrored.nii.gz", vol.shape, image_affine=vol.affine, notes=notes)
+    assert any(n.startswith("Warning: the reference's voxel axes point RPS") for n in notes)
     bad = tmp_path / "small.npy"
     np.save(bad, np.zeros((10, 11, 12), dtype=np.uint8))
     with pytest.raises(SegviewerError, match=r"reference.*\(10, 11, 12\).*\(98, 116, 94\)"):
