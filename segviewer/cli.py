@@ -93,18 +93,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"segviewer {__version__}")
         return 0
     if args[:1] in (["-h"], ["--help"]):
-        print(_TOP_HELP, end="")
-        try:
-            # The window's own options; ui.app imports Qt only when the window starts.
-            from segviewer.ui.app import build_parser
-        except ImportError:
-            return 0
-        print("\nOpening the window:\n" + build_parser().format_help(), end="")
-        return 0
+        return _guarded(_top_help)
     if args and args[0] in _SUBCOMMANDS:
         command = {"info": _info, "export": _export, "compare": _compare}[args[0]]
         return _guarded(lambda: command(args[1:]))
     return _open_window(args)
+
+
+def _top_help() -> int:
+    print(_TOP_HELP, end="")
+    try:
+        # The window's own options; ui.app imports Qt only when the window starts.
+        from segviewer.ui.app import build_parser
+    except ImportError:
+        return 0
+    print("\nOpening the window:\n" + build_parser().format_help(), end="")
+    sys.stdout.flush()  # a closed pipe shows up here, inside the guard
+    return 0
 
 
 def _guarded(func: Callable[[], int]) -> int:
