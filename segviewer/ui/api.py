@@ -125,9 +125,79 @@ class Viewer:
 
         self.wait_idle()
         image = self.window.grab().toImage() if window else self.window.grab_canvas()
-        if path is not None and not image.save(str(path), "PNG"):
-            raise SegviewerError(f"could not write {path}; check that the folder exists")
-        return qimage_to_array(image)
+        rgba = qimage_to_array(image)
+        if path is not None:
+            from segviewer.io.writers import write_png
+
+            # atomic; a script naming the file means to (re)write it
+            write_png(rgba, path, force=True)
+        return rgba
+
+    # -- reference segmentation ---------------------------------------------------------------
+    def set_reference(self, reference: PathOrArray | None, *, layout: str | None = None) -> Any:
+        """Compare the prediction with a reference segmentation (ground truth); blocks until
+        it is loaded and compared.
+
+        Parameters
+        ----------
+        reference
+            A file (label map, or probabilities / logits: their argmax) on the image grid,
+            an array (an integer ``(a0, a1, a2)`` label map in image-axis order, or class
+            scores in any layout ``prediction_from_array`` reads, e.g. ``(a0, a1, a2, C)``),
+            or None to close the reference.
+        layout
+            Explicit layout of the file or array (as ``--layout``).
+
+        Returns
+        -------
+        segviewer.core.compare.Comparison or None
+            Dice, sensitivity, precision per class (None when closing or without a
+            prediction to compare).
+
+        Raises
+        ------
+        SegviewerError
+            Unreadable file, or a reference not on the image grid (the window keeps the
+            reference it had).
+        """
+        win = self.window
+        self.wait_idle()
+        if reference is None:
+            win.set_reference(None)
+            return None
+        if win.state.volume is None:
+            raise SegviewerError("open an image before a reference segmentation")
+        shape = win.state.volume.shape
+        if isinstance(reference, np.ndarray):
+            win.set_reference(
+                _reference_labels(reference, shape, layout, win.state.n_classes()),
+                source="<array>",
+            )
+        else:
+            errors: list[str] = []
+            win.error_shown.connect(errors.append)
+            dialogs = win.show_dialogs
+            win.show_dialogs = False
+            try:
+                if layout is None:
+                    win.open_reference(reference)
+                else:
+                    from segviewer.io.predictions import load_reference
+
+                    win.set_reference(
+                        load_reference(
+                            reference, shape, layout=layout, n_classes_hint=win.state.n_classes()
+                        ),
+                        source=str(reference),
+                    )
+                self.wait_idle()
+            finally:
+                win.error_shown.disconnect(errors.append)
+                win.show_dialogs = dialogs
+            if errors:
+                raise SegviewerError(errors[-1])
+        self.wait_idle()
+        return win.state.comparison
 
     def export(self, out_dir: str | os.PathLike[str], **request: Any) -> Any:
         """Export with the window's data; keyword arguments are ``io.export.ExportRequest``
@@ -215,6 +285,26 @@ class Viewer:
 
     def close(self) -> None:
         self.window.close()
+
+
+def _reference_labels(
+    array: np.ndarray, image_shape: tuple[int, int, int], layout: str | None, n_classes: int
+) -> np.ndarray:
+    """An in-memory reference as an ``(a0, a1, a2)`` label map (argmax of class scores)."""
+    if array.dtype.kind in "iu" and array.shape == tuple(image_shape) and layout is None:
+        return np.array(array, copy=True)  # the caller may change theirs later
+    from segviewer.core.masks import iter_labels
+    from segviewer.core.progress import run_to_end
+    from segviewer.core.types import MaskSettings
+    from segviewer.io.predictions import prediction_from_array
+
+    try:
+        pred = prediction_from_array(
+            array, image_shape, layout=layout, n_classes_hint=n_classes or None, source="reference"
+        )
+    except SegviewerError as exc:
+        raise SegviewerError(f"reference segmentation: {exc}") from None
+    return np.asarray(run_to_end(iter_labels(pred, MaskSettings())).labels)
 
 
 def _as_volume(image: PathOrArray | Volume) -> Volume | str:

@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["logits", "probabilities", "sigmoid", "multilabel", "labels"],
         help="what the prediction's values are (default: detect)",
     )
+    p.add_argument(
+        "--reference",
+        "-r",
+        metavar="REF",
+        help="reference segmentation (ground truth) on the image grid: a label map, or "
+        "probabilities/logits (their argmax); shows Dice per class, 'Errors vs reference' "
+        "and E / Shift+E to the slices with the most errors",
+    )
     p.add_argument("--series", help="DICOM series UID or number when a folder holds several")
     p.add_argument("--frame", type=int, default=0, help="frame of a 4-D image to show (default 0)")
     p.add_argument(
@@ -93,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="open the bundled demo (ICBM152 T1 + reference tissue probabilities, replaced "
-        "by the bundled model's prediction when TensorFlow is installed)",
+        "by the bundled model's prediction when TensorFlow is installed, which is then "
+        "compared with the tissue probabilities as the reference)",
     )
     p.add_argument("--view", choices=["axial", "coronal", "sagittal", "three"], default="axial")
     p.add_argument("--slice", type=int, help="slice index to show first (default: middle)")
@@ -190,13 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert isinstance(app, QApplication)
     image, prediction, classes = args.image, args.prediction, args.classes
     model, model_optional = args.model, False
+    reference = args.reference
     if args.demo:
         image, prediction, demo_classes = (str(p) for p in demo_paths())
         classes = classes or demo_classes
         if model is None:
             # The reference probabilities show at once; the model's prediction replaces them
-            # when it arrives (or, without TensorFlow, a status-bar note says why not).
+            # when it arrives (or, without TensorFlow, a status-bar note says why not, and
+            # the queue, with the reference below, stops there).
             model, model_optional = str(demo_model_path()), True
+            # After the model ran, the tissue probabilities become its reference: the demo
+            # shows a real comparison (Dice per class, errors display).
+            reference = reference or prediction
     win = MainWindow()
     status = {"code": 0}
     if args.screenshot:
@@ -242,6 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         win.close()
         return 2
+    if reference is not None and image is None:
+        print(
+            "segviewer: --reference is compared with a prediction on an image; give the image "
+            "too: segviewer IMAGE --prediction P --reference R",
+            file=sys.stderr,
+        )
+        win.close()
+        return 2
     if image or prediction or classes:
         win.open_files(
             image,
@@ -256,13 +278,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_card=args.model_card,
             model_options=overrides,
             model_optional=model_optional,
+            reference=reference,
         )
     if args.screenshot:
         out = Path(args.screenshot)
 
         def shoot() -> None:
-            if not win.grab().save(str(out), "PNG"):
-                print(f"segviewer: could not write {out}", file=sys.stderr)
+            from segviewer.io.writers import write_png
+            from segviewer.ui.canvas import qimage_to_array
+
+            try:
+                # atomic (no partial PNG); the user named this file, so it is replaced
+                write_png(qimage_to_array(win.grab().toImage()), out, force=True)
+            except (SegviewerError, OSError) as exc:
+                print(f"segviewer: could not write {out}: {exc}", file=sys.stderr)
                 status["code"] = 1
             win.close()
 

@@ -26,7 +26,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from segviewer.core import masks, orientation, overlay
+from segviewer.core import compare, masks, orientation, overlay
 from segviewer.core.types import label_dtype
 from segviewer.ui.state import ViewerState
 
@@ -36,6 +36,14 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 #: Colour maps of the heatmap displays (names understood by core.overlay.colormap_lut).
 HEATMAP_CMAP = {"probability": "inferno", "confidence": "viridis", "entropy": "magma"}
+#: "Errors vs reference" colours: false positives red-orange, false negatives blue. The pair
+#: stays apart for red-green colour blindness (blue against a warm hue), and neither is a
+#: default class colour's twin, so an error never reads as a class.
+ERROR_FP_COLOR = (255, 64, 32)
+ERROR_FN_COLOR = (32, 144, 255)
+#: Errors are drawn at least this opaque whatever the overlay opacity (they must stand out);
+#: agreeing voxels (true positives) at half the overlay opacity, in the class colour.
+ERROR_MIN_ALPHA = 0.75
 _CACHE_SLICES = 16  # label / statistic slices kept per canvas (scrolling back and forth)
 
 
@@ -374,6 +382,8 @@ class SliceCanvas(QWidget):
             self._label_cache.clear()
         if what in ("labels", "display", "lut", "window", "cursor"):
             self._render()
+        if what == "reference":
+            self._render()
         if what == "options":
             self._update_overlays()
 
@@ -422,7 +432,12 @@ class SliceCanvas(QWidget):
             out[..., :3] = grey[..., None]
             out[..., 3] = 255
             return out
-        if st.display == "labels":
+        if st.display == "errors" and st.reference is not None:
+            codes = self._error_slice()
+            return overlay.compose(
+                grey, codes, self._error_lut(), mode=st.mode, outline_width=st.outline_width
+            )
+        if st.display in ("labels", "errors"):
             labels = self._labels_slice()
             return overlay.compose(
                 grey, labels, self._current_lut(), mode=st.mode, outline_width=st.outline_width
@@ -451,6 +466,45 @@ class SliceCanvas(QWidget):
         else:
             self._label_cache.move_to_end(key)
         return hit
+
+    def _error_slice(self) -> np.ndarray:
+        """``core.compare.error_map`` codes of this slice: labels against the reference."""
+        st = self.state
+        assert st.reference is not None and self.axes is not None
+        ref = orientation.take_slice(st.reference, self.axes, self.index)
+        return compare.error_map(
+            self._labels_slice(), ref, st.error_class, n_classes=st.n_classes()
+        )
+
+    def _error_lut(self) -> np.ndarray:
+        """``(256, 4)`` RGBA for error codes: TP dim class colour, FP red-orange, FN blue."""
+        st = self.state
+        lut = np.zeros((256, 4), np.uint8)
+        strong = round(255 * max(st.opacity, ERROR_MIN_ALPHA))
+        lut[compare.ERROR_FP] = (*ERROR_FP_COLOR, strong)
+        k = st.error_class
+        if k is not None and st.table is not None:
+            lut[compare.ERROR_TP] = (*st.table[k].color, round(255 * st.opacity * 0.5))
+            lut[compare.ERROR_FN] = (*ERROR_FN_COLOR, strong)
+        return lut
+
+    def error_count_here(self) -> int | None:
+        """Errors of the selected class (or all disagreements) on the shown slice, from the
+        worker's per-slice counts; None before a comparison exists."""
+        counts = self.slice_error_counts()
+        return None if counts is None or self.index >= len(counts) else int(counts[self.index])
+
+    def slice_error_counts(self) -> np.ndarray | None:
+        """Errors per slice of this view for ``state.error_class`` (``(n_slices,)`` int64,
+        index = slice index), or None before a comparison exists."""
+        st = self.state
+        if st.error_counts is None or self.axes is None:
+            return None
+        per_axis = st.error_counts[self.axes.slice_axis]
+        row = per_axis.shape[0] - 1 if st.error_class is None else st.error_class
+        if row >= per_axis.shape[0]:
+            return None
+        return np.asarray(per_axis[row])
 
     def _stat_slice(self) -> np.ndarray:
         st = self.state
@@ -506,15 +560,17 @@ class SliceCanvas(QWidget):
     def _update_overlays(self) -> None:
         st = self.state
         n = self.n_slices()
-        self.slice_label.setText(f"{self.index + 1} / {n}" if n else "–")
-        self._info.setText(f"{self._view.capitalize()}  {self.index + 1}/{n}")
+        # 0-based like voxel indices, --slice and Viewer.set_slice: "index / last index"
+        self.slice_label.setText(f"slice {self.index} / {n - 1}" if n else "–")
+        self._info.setText(f"{self._view.capitalize()}  slice {self.index} / {n - 1}")
         self._info.adjustSize()
         self._wl_label.setText(f"W {st.width:.4g}  L {st.level:.4g}")
         self._wl_label.adjustSize()
         self._vline.setVisible(st.show_crosshair)
         self._hline.setVisible(st.show_crosshair)
         has_pred = st.prediction is not None and st.table is not None
-        heat = has_pred and st.display != "labels"
+        errors = has_pred and st.display == "errors" and st.reference is not None
+        heat = has_pred and st.display not in ("labels", "errors")
         if heat:
             titles = {
                 "probability": f"P({st.table[st.display_class].name})" if st.table else "P",
@@ -529,7 +585,10 @@ class SliceCanvas(QWidget):
             )
         self._colorbar.setVisible(heat)
         show_legend = has_pred and st.show_legend and not heat and self.legend_here
-        if show_legend and st.table is not None:
+        if show_legend and errors and st.table is not None:
+            self._legend.setText(self._error_legend())
+            self._legend.adjustSize()
+        elif show_legend and st.table is not None:
             rows = []
             for info in st.table.classes:
                 if info.index == 0 or not st.visible[info.index]:
@@ -543,6 +602,37 @@ class SliceCanvas(QWidget):
             self._legend.adjustSize()
         self._legend.setVisible(show_legend)
         self._place_overlays()
+
+    def _error_legend(self) -> str:
+        """Rich text saying what the "errors vs reference" colours mean."""
+        st = self.state
+        assert st.table is not None
+
+        def swatch(rgb: tuple[int, int, int], text: str) -> str:
+            r, g, b = rgb
+            return (
+                f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
+                f"&nbsp;{text}"
+            )
+
+        k = st.error_class
+        if k is None:
+            rows = [
+                "<b>Errors vs reference: all classes</b>",
+                swatch(ERROR_FP_COLOR, "red-orange: prediction ≠ reference"),
+            ]
+        else:
+            name = _html_escape(st.table[k].name)
+            rows = [
+                f"<b>Errors vs reference: {name}</b>",
+                swatch(st.table[k].color, f"dim: {name} in both (agree)"),
+                swatch(ERROR_FP_COLOR, "red-orange: false positive (predicted only)"),
+                swatch(ERROR_FN_COLOR, "blue: false negative (reference only)"),
+            ]
+        n = self.error_count_here()
+        if n is not None:
+            rows.append(f"{n:,} error voxels on this slice (E / Shift+E: worst slices)")
+        return "<br>".join(rows)
 
     def _place_overlays(self) -> None:
         w, h = self.graphics.width(), self.graphics.height()

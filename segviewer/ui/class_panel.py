@@ -1,8 +1,11 @@
-"""The class list: visibility, colour, name, voxel count and volume of each class."""
+"""The class list: visibility, colour, name, voxel count and volume of each class, and
+its Dice against the reference segmentation when one is loaded."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
@@ -25,11 +28,13 @@ from segviewer.ui.state import ViewerState
 
 __all__ = ["ClassPanel"]
 
-COL_VISIBLE, COL_COLOR, COL_NAME, COL_VOXELS, COL_VOLUME = range(5)
+COL_VISIBLE, COL_COLOR, COL_NAME, COL_VOXELS, COL_VOLUME, COL_DICE = range(6)
 
 
 class ClassPanel(QWidget):
-    """One row per class: visibility checkbox, colour swatch, name, voxels, volume (mm³).
+    """One row per class: visibility checkbox, colour swatch, name, voxels, volume (mm³),
+    and, with a reference segmentation, Dice (tooltip: Jaccard, sensitivity, precision,
+    false positive / negative voxels, volumes).
 
     It edits the shared :class:`ViewerState` directly (visibility, colours) and follows it.
     Counts come from the whole-volume mask computed in a worker (:meth:`set_counts`); until
@@ -42,8 +47,14 @@ class ClassPanel(QWidget):
         self._counts: np.ndarray | None = None
         self._updating = False
 
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["", "", "Class", "Voxels", "Volume (mm³)"])
+        self.table = QTableWidget(0, 6)
+        self.table.setHorizontalHeaderLabels(["", "", "Class", "Voxels", "Volume (mm³)", "Dice"])
+        dice_header = self.table.horizontalHeaderItem(COL_DICE)
+        if dice_header is not None:
+            dice_header.setToolTip(
+                "Dice overlap with the reference segmentation: 2·TP / (predicted + reference "
+                "voxels); 1 = identical. Hover a value for sensitivity, precision, FP/FN"
+            )
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -56,6 +67,8 @@ class ClassPanel(QWidget):
         hdr.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         hdr.setSectionResizeMode(COL_VOXELS, QHeaderView.ResizeMode.ResizeToContents)
         hdr.setSectionResizeMode(COL_VOLUME, QHeaderView.ResizeMode.ResizeToContents)
+        hdr.setSectionResizeMode(COL_DICE, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setColumnHidden(COL_DICE, True)
         self.table.setColumnWidth(COL_COLOR, 28)
         self.table.itemChanged.connect(self._item_changed)
         self.table.cellClicked.connect(self._cell_clicked)
@@ -115,6 +128,55 @@ class ClassPanel(QWidget):
             notes.append(f"{n_invalid:,} voxels with NaN/inf values (invalid)")
         self.summary.setText("; ".join(notes))
 
+    def dice_text(self, index: int) -> tuple[str, str]:
+        """``(text, tooltip)`` of class ``index``'s Dice cell ("" when no reference)."""
+        item = self.table.item(index, COL_DICE)
+        if item is None or self.table.isColumnHidden(COL_DICE):
+            return "", ""
+        return item.text(), item.toolTip()
+
+    def _show_comparison(self) -> None:
+        """Fill the Dice column from ``state.comparison`` ("…" while it is computed)."""
+        st = self.state
+        has_ref = st.reference is not None
+        self.table.setColumnHidden(COL_DICE, not has_ref)
+        if not has_ref:
+            return
+        comp: Any = st.comparison
+        names = st.table.names if st.table is not None else ()
+        self._updating = True
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, COL_DICE)
+            if item is None:
+                item = QTableWidgetItem()
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, COL_DICE, item)
+            if comp is None or row >= len(comp.per_class):
+                item.setText("…")
+                item.setToolTip("Comparing with the reference…")
+                continue
+            c = comp.per_class[row]
+            item.setText(_fmt(c.dice))
+            name = names[row] if row < len(names) else f"class {row}"
+            absent = (
+                "\n(absent from both: nothing to find, nothing found)" if c.absent_in_both else ""
+            )
+            item.setToolTip(
+                f"{name} vs reference{absent}\n"
+                f"Dice {_fmt(c.dice)}   Jaccard {_fmt(c.jaccard)}\n"
+                f"Sensitivity {_fmt(c.sensitivity)}   Precision {_fmt(c.precision)}\n"
+                f"False positives {c.fp:,} voxels   False negatives {c.fn:,} voxels\n"
+                f"Volume: predicted {c.volume_pred_mm3:,.0f} mm³, reference "
+                f"{c.volume_ref_mm3:,.0f} mm³"
+                + (
+                    f" ({c.volume_diff_percent:+.1f} %)"
+                    if math.isfinite(c.volume_diff_percent)
+                    else ""
+                )
+            )
+        self._updating = False
+
     def row_text(self, index: int) -> tuple[str, str, str]:
         """``(name, voxels, volume)`` as displayed for class ``index`` (tests, a11y)."""
         texts = []
@@ -138,6 +200,8 @@ class ClassPanel(QWidget):
     def _state_changed(self, what: str) -> None:
         if what in ("data", "lut"):
             self._rebuild()
+        if what in ("data", "lut", "reference"):
+            self._show_comparison()
 
     def _rebuild(self) -> None:
         st = self.state
@@ -218,3 +282,8 @@ class ClassPanel(QWidget):
             act.triggered.connect(lambda _=False, v=visible: self.state.set_all_visible(v))
             menu.addAction(act)
         menu.exec(self.table.viewport().mapToGlobal(pos))
+
+
+def _fmt(value: float) -> str:
+    """A ratio with 3 decimals; "–" when it is undefined (NaN: nothing to divide by)."""
+    return "–" if not math.isfinite(value) else f"{value:.3f}"

@@ -43,6 +43,7 @@ WHAT = (
     ("labels", "Label map"),
     ("probabilities", "Probabilities (float32 per class)"),
     ("overlays", "Annotated slices (PNG)"),
+    ("errors", "Error map vs reference (0 agree / 2 disagree)"),
 )
 FORMATS = (
     ("nifti", "NIfTI (keeps the image geometry)"),
@@ -85,11 +86,20 @@ class ExportDialog(QDialog):
         self.what_checks: dict[str, QCheckBox] = {}
         what_box = QGroupBox("What")
         wl = QVBoxLayout(what_box)
+        has_ref = st.reference is not None
         for key, text in WHAT:
+            if key == "errors" and not has_ref:
+                continue  # offered only with a reference segmentation to compare with
             cb = QCheckBox(text)
             cb.setChecked(key in ("binary", "labels"))
             self.what_checks[key] = cb
             wl.addWidget(cb)
+        if has_ref:
+            self.what_checks["errors"].setToolTip(
+                "Where the label map disagrees with the reference segmentation "
+                f"({Path(st.reference_source or '<array>').name}); the manifest records "
+                "Dice, sensitivity and precision per class either way"
+            )
         self.format_checks: dict[str, QCheckBox] = {}
         fmt_box = QGroupBox("Formats")
         fl = QVBoxLayout(fmt_box)

@@ -68,18 +68,31 @@ PREDICTION_FILTER = (
 )
 CLASS_FILTER = "Class tables (*.json *.csv *.txt *.ctbl *.lut *.label);;All files (*)"
 CLASS_TABLE_SUFFIXES = (".json", ".csv", ".txt", ".ctbl", ".lut", ".label")
-WINDOW_PRESETS = ("Auto (1–99 %)", "Auto (0.5–99.5 %)", "Full range", "Custom")
+WINDOW_PRESETS = ("Auto (1–99 %)", "Auto (0.5–99.5 %)", "Full range", "Scanner (DICOM)", "Custom")
+#: The DICOM's own WindowCenter/WindowWidth, offered (and the default) when the file has one.
+SCANNER_PRESET = WINDOW_PRESETS[3]
+CUSTOM_PRESET = WINDOW_PRESETS[4]
+#: Words in a file name that mark a reference segmentation (ground truth) when a file is
+#: dropped while a prediction is shown.
+REFERENCE_WORDS = ("reference", "ref_", "_ref", "ground", "truth", "_gt", "gt_", "manual")
 
 
 def classify_path(
-    path: str | os.PathLike[str], have_image: bool, image_shape: Sequence[int] | None = None
+    path: str | os.PathLike[str],
+    have_image: bool,
+    image_shape: Sequence[int] | None = None,
+    *,
+    have_prediction: bool = False,
 ) -> str:
-    """Decide what a dropped / opened file is: ``"image"``, ``"prediction"`` or ``"classes"``.
+    """Decide what a dropped / opened file is: ``"image"``, ``"prediction"``, ``"reference"``
+    or ``"classes"``.
 
     Class-table suffixes are class tables; with no image loaded anything else is the image.
-    With an image loaded, NumPy files, 4-D NIfTI/NRRD, names that say so (pred, prob, logit,
-    seg, label, mask) and arrays with the image's shape are predictions; anything else
-    replaces the image.
+    With a prediction shown, names that say "reference", "ground truth", "gt" or "manual"
+    are reference segmentations (anything else goes by the rules below; File > Open
+    reference segmentation is the unambiguous way). With an image loaded, NumPy files, 4-D
+    NIfTI/NRRD, names that say so (pred, prob, logit, seg, label, mask) and arrays with the
+    image's shape are predictions; anything else replaces the image.
     """
     p = Path(path)
     name = p.name.lower()
@@ -87,6 +100,9 @@ def classify_path(
         return "classes"
     if not have_image:
         return "image"
+    stem = "_" + name.replace("-", "_").replace(".", "_") + "_"
+    if have_prediction and any(w in stem for w in REFERENCE_WORDS):
+        return "reference"
     if any(w in name for w in ("pred", "prob", "logit", "seg", "label", "mask", "output")):
         return "prediction"
     if name.endswith((".npy", ".npz")):
@@ -116,12 +132,80 @@ def _load_image_job(path: str, frame: int, series: str | None) -> Any:
 
 
 def _window_presets(volume: Volume) -> dict[str, tuple[float, float]]:
-    """Level/width of each preset (percentiles on a strided sample; min/max of the volume)."""
+    """Level/width of each preset (percentiles on a strided sample; min/max of the volume;
+    the scanner's DICOM window when ``volume.metadata["window"]`` has level and width)."""
     lo_hi = overlay.auto_window(volume.data, 1, 99)
     wide = overlay.auto_window(volume.data, 0.5, 99.5)
     vmin, vmax = float(np.min(volume.data)), float(np.max(volume.data))
     full = ((vmin + vmax) / 2.0, max(vmax - vmin, 1e-6))
-    return {WINDOW_PRESETS[0]: lo_hi, WINDOW_PRESETS[1]: wide, WINDOW_PRESETS[2]: full}
+    presets = {WINDOW_PRESETS[0]: lo_hi, WINDOW_PRESETS[1]: wide, WINDOW_PRESETS[2]: full}
+    scanner = scanner_window(volume)
+    if scanner is not None:
+        presets[SCANNER_PRESET] = scanner
+    return presets
+
+
+def scanner_window(volume: Volume) -> tuple[float, float] | None:
+    """The DICOM WindowCenter/WindowWidth ``(level, width)`` in the image's (rescaled)
+    units, or None when the file has none (or a width that is not positive)."""
+    win = volume.metadata.get("window")
+    if not isinstance(win, dict):
+        return None
+    try:
+        level, width = float(win["level"]), float(win["width"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(level) and np.isfinite(width) and width > 0):
+        return None
+    return level, width
+
+
+def _load_reference_job(path: str, image_shape: tuple[int, int, int], n_classes: int | None) -> Any:
+    from segviewer.io.predictions import load_reference
+
+    yield Progress(0, 1, f"Reading {Path(path).name}")
+    return load_reference(path, image_shape, n_classes_hint=n_classes)
+
+
+def _compare_job(
+    labels: np.ndarray, reference: np.ndarray, n_classes: int, voxel_mm3: float
+) -> Any:
+    """Worker: ``core.compare.iter_compare`` then per-slice error counts along each image axis.
+
+    Returns ``(Comparison, (counts0, counts1, counts2))``; ``counts_k`` is
+    ``(n_classes + 1, a_k)`` int64: row ``c`` = false positives + false negatives of class
+    ``c`` in each slice across axis ``k`` (the voxels ``error_map`` colours for ``c``), last
+    row = scored voxels where the labels differ. One pass over the disagreeing voxels only.
+    """
+    from segviewer.core.compare import iter_compare
+
+    comparison = yield from iter_compare(labels, reference, n_classes, voxel_mm3)
+    n = n_classes
+    shape = labels.shape
+    counts = [np.zeros((n + 1) * size, np.int64) for size in shape]
+    step = max(1, (1 << 20) // max(1, shape[1] * shape[2]))
+    starts = range(0, shape[0], step)
+    for done, s in enumerate(starts, start=1):
+        e = min(s + step, shape[0])
+        p = np.asarray(labels[s:e])
+        r = np.asarray(reference[s:e])
+        scored = r < n
+        if r.dtype.kind == "i":
+            scored &= r >= 0
+        wrong = (p != r) & scored
+        idx = np.nonzero(wrong)
+        pk = p[wrong].astype(np.int64)
+        rk = r[wrong].astype(np.int64)
+        has_class = pk < n  # an uncertain / invalid prediction is no class's false positive
+        for axis, size in enumerate(shape):
+            pos = idx[axis] + (s if axis == 0 else 0)
+            c = counts[axis]
+            c += np.bincount(rk * size + pos, minlength=c.size)
+            c += np.bincount((pk * size + pos)[has_class], minlength=c.size)
+            c += np.bincount(n * size + pos, minlength=c.size)
+        yield Progress(done, len(starts), f"counting errors per slice ({e}/{shape[0]})")
+    per_axis = tuple(c.reshape(n + 1, size) for c, size in zip(counts, shape, strict=True))
+    return comparison, per_axis
 
 
 def _load_prediction_job(
@@ -181,6 +265,7 @@ class MainWindow(QMainWindow):
         self.image_path: str | None = None
         self.prediction_path: str | None = None
         self.classes_path: str | None = None
+        self.reference_path: str | None = None
         self._user_table: ClassTable | None = None
         self._windows: dict[str, tuple[float, float]] = {}
         self._pending: list[tuple[str, str, dict[str, Any]]] = []
@@ -236,9 +321,10 @@ class MainWindow(QMainWindow):
         model_card: str | os.PathLike[str] | None = None,
         model_options: dict[str, Any] | None = None,
         model_optional: bool = False,
+        reference: str | os.PathLike[str] | None = None,
     ) -> None:
         """Load an image, then a prediction aligned to it, then a class table, then run a
-        model on the image, in that order.
+        model on the image, then a reference segmentation, in that order.
 
         ``model_options``: model-card fields to override (``--model-option``).
         ``model_optional`` (``--demo``): without TensorFlow installed, skip the model with a
@@ -264,6 +350,8 @@ class MainWindow(QMainWindow):
                     },
                 )
             )
+        if reference is not None:
+            queue.append(("reference", str(reference), {}))
         self._pending = queue
         self._next_pending()
 
@@ -304,6 +392,47 @@ class MainWindow(QMainWindow):
             on_result=lambda pred: self._prediction_loaded(path, pred, layout, kind),
             on_error=self._job_error,
         )
+
+    def open_reference(self, path: str | os.PathLike[str]) -> Job | None:
+        """Load a reference segmentation (ground truth: label map, or probabilities / logits
+        whose argmax is taken) on the image grid in a worker, then compare it with the
+        prediction's labels. A reference of another shape is refused (error dialog) and the
+        window keeps what it had."""
+        path = str(path)
+        if self.state.volume is None:
+            self._show_error(
+                "Open an image first: a reference segmentation is compared on the image's grid."
+            )
+            return None
+        self.settings.remember_folder(path)
+        n = self.state.n_classes() or None
+        return self.runner.start(
+            "reference",
+            _load_reference_job,
+            path,
+            self.state.volume.shape,
+            n,
+            label=f"Loading reference {Path(path).name}",
+            on_result=lambda ref: self._reference_loaded(path, ref),
+            on_error=self._job_error,
+        )
+
+    def set_reference(self, reference: np.ndarray | None, *, source: str | None = None) -> None:
+        """Compare the prediction with ``reference`` (``(a0, a1, a2)`` integer label map on
+        the image grid) or close the reference (None). The comparison (Dice per class,
+        per-slice error counts) runs in a worker once the labels are ready."""
+        self.runner.cancel("compare")
+        self.state.set_reference(reference, source)
+        self.reference_path = source if reference is not None else None
+        self._update_class_controls()
+        if reference is None:
+            self.statusBar().showMessage("Reference segmentation closed", 5000)
+            return
+        self._start_compare()
+
+    def close_reference(self) -> None:
+        """Stop comparing with the reference segmentation."""
+        self.set_reference(None)
 
     def open_class_table(self, path: str | os.PathLike[str]) -> Job:
         """Load class names and colours (JSON/CSV/ITK-SNAP/FreeSurfer/Slicer) in a worker."""
@@ -499,8 +628,18 @@ class MainWindow(QMainWindow):
         assert central is not None
         return central.grab().toImage()
 
-    def save_screenshot(self, path: str | os.PathLike[str] | None = None) -> str | None:
-        """Save the canvas to PNG (asks for a path when ``path`` is None); returns the path."""
+    def save_screenshot(
+        self, path: str | os.PathLike[str] | None = None, *, force: bool = False
+    ) -> str | None:
+        """Save the canvas to PNG (asks for a path when ``path`` is None); returns the path.
+
+        Written atomically (``io.writers.write_png``: a temporary file renamed over the
+        target), so a failed write never leaves a partial PNG. An existing file is only
+        replaced with ``force`` or when the file dialog already asked about overwriting.
+        """
+        from segviewer.io.writers import write_png
+        from segviewer.ui.canvas import qimage_to_array
+
         if path is None:
             folder = self.settings.last_folder()
             path, _ = QFileDialog.getSaveFileName(
@@ -508,14 +647,23 @@ class MainWindow(QMainWindow):
             )
             if not path:
                 return None
-        path = str(path)
-        if not self.grab_canvas().save(path, "PNG"):  # type: ignore[call-overload]
+            force = True  # QFileDialog's own overwrite prompt has asked
+        target = str(path)
+        if not target.lower().endswith(".png"):
+            target += ".png"
+        try:
+            write_png(qimage_to_array(self.grab_canvas()), target, force=force)
+        except SegviewerError as exc:
+            self._show_error(f"Could not save the screenshot: {exc}")
+            return None
+        except OSError as exc:
             self._show_error(
-                f"Could not write {path}; check that the folder exists and is writable."
+                f"Could not write {target} ({exc.strerror or exc}); check that the folder "
+                "exists, is writable and has free space."
             )
             return None
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return path
+        self.statusBar().showMessage(f"Saved {target}", 5000)
+        return target
 
     def copy_screenshot(self) -> None:
         """Copy the canvas image to the clipboard."""
@@ -556,6 +704,8 @@ class MainWindow(QMainWindow):
             st.table,
             request,
             provenance=dict(st.provenance),
+            reference=st.reference,
+            reference_source=st.reference_source,
             label="Exporting",
             on_result=done,
             on_error=self._job_error,
@@ -586,15 +736,19 @@ class MainWindow(QMainWindow):
         row.addWidget(self.outline_spin)
         form.addRow("Style", row)
         self.display_combo = QComboBox()
-        self.display_combo.addItems(["Labels", "Probability of class", "Confidence", "Entropy"])
+        self.display_combo.addItems(
+            ["Labels", "Probability of class", "Confidence", "Entropy", "Errors vs reference"]
+        )
         self.display_combo.setToolTip(
             "Labels: the predicted class. Heatmaps: probability of one class, confidence (top "
-            "probability) or entropy (uncertainty, nats)"
+            "probability) or entropy (uncertainty, nats). Errors vs reference: where the "
+            "prediction disagrees with the reference segmentation, for the class chosen below "
+            "(red-orange false positive, blue false negative) or for all classes"
         )
         self.display_combo.currentIndexChanged.connect(self._display_changed)
         form.addRow("Show", self.display_combo)
         self.display_class_combo = QComboBox()
-        self.display_class_combo.currentIndexChanged.connect(self._display_changed)
+        self.display_class_combo.currentIndexChanged.connect(self._class_combo_changed)
         form.addRow("Class", self.display_class_combo)
         self.minconf_check = QCheckBox("Min. confidence")
         self.minconf_check.setToolTip(
@@ -673,8 +827,11 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         tb.addWidget(QLabel(" Window "))
         self.window_combo = QComboBox()
-        self.window_combo.addItems(WINDOW_PRESETS)
-        self.window_combo.setToolTip("Grey-level window; right-drag on the image to adjust")
+        self.window_combo.addItems([p for p in WINDOW_PRESETS if p != SCANNER_PRESET])
+        self.window_combo.setToolTip(
+            "Grey-level window; right-drag on the image to adjust. DICOM images offer the "
+            "scanner's own window (WindowCenter/WindowWidth)"
+        )
         self.window_combo.activated.connect(self._window_preset)
         tb.addWidget(self.window_combo)
         reset = QAction("Reset zoom", self)
@@ -703,6 +860,7 @@ class MainWindow(QMainWindow):
         add(file_menu, "Open &image…", self._ask_open_image, QKeySequence.StandardKey.Open)
         add(file_menu, "Open &prediction…", self._ask_open_prediction, "Ctrl+P")
         add(file_menu, "Open &class table…", self._ask_open_classes, "Ctrl+L")
+        add(file_menu, "Open r&eference segmentation…", self._ask_open_reference, "Ctrl+R")
         file_menu.addSeparator()
         add(file_menu, "Open &model…", self._ask_open_model, "Ctrl+M")
         add(file_menu, "Open model &folder (SavedModel)…", self._ask_open_model_folder)
@@ -729,7 +887,21 @@ class MainWindow(QMainWindow):
         self.radiological_action.toggled.connect(self._set_radiological)
         view.addAction(self.radiological_action)
         view.addSeparator()
+        add(view, "&Image information…", self.show_image_info, "Ctrl+I")
         add(view, "Prediction &details…", self._show_details)
+        ref = mb.addMenu("&Reference")
+        add(ref, "Open r&eference segmentation…", self._ask_open_reference)
+        self.show_errors_action = add(
+            ref, "Show &errors vs reference", lambda: self._choose_display("errors")
+        )
+        self.next_error_action = add(
+            ref, "&Next slice with most errors", lambda: self.jump_to_error_slice(1), "E"
+        )
+        self.prev_error_action = add(
+            ref, "&Previous slice with most errors", lambda: self.jump_to_error_slice(-1), "Shift+E"
+        )
+        self.close_reference_action = add(ref, "&Close reference", self.close_reference)
+        self.reference_menu = ref
         classes = mb.addMenu("&Classes")
         add(classes, "Show &all", lambda: self.state.set_all_visible(True), "A")
         add(classes, "Show &none", lambda: self.state.set_all_visible(False), "N")
@@ -773,6 +945,8 @@ class MainWindow(QMainWindow):
             self.open_image(path, **opts)
         elif kind == "prediction":
             self.open_prediction(path, **opts)
+        elif kind == "reference":
+            self.open_reference(path)
         else:
             self.open_class_table(path)
 
@@ -827,10 +1001,24 @@ class MainWindow(QMainWindow):
         self.runner.cancel("inference")
         self.image_path = path
         self._windows = windows
-        level, width = windows[WINDOW_PRESETS[0]]
-        self.window_combo.setCurrentIndex(0)
+        names = [p for p in WINDOW_PRESETS if p in windows] + [CUSTOM_PRESET]
+        self.window_combo.blockSignals(True)
+        self.window_combo.clear()
+        self.window_combo.addItems(names)
+        # A DICOM's own window is what the radiographer chose for this series: start there.
+        default = SCANNER_PRESET if SCANNER_PRESET in windows else WINDOW_PRESETS[0]
+        self.window_combo.setCurrentText(default)
+        self.window_combo.blockSignals(False)
+        level, width = windows[default]
         had_pred = self.state.prediction is not None
+        had_ref = self.state.reference is not None
         self.state.set_volume(volume, level, width)
+        if had_ref and self.state.reference is None:
+            self.reference_path = None
+            self.statusBar().showMessage(
+                "The reference segmentation was closed: its shape does not match the new image",
+                10000,
+            )
         if had_pred and self.state.prediction is None:
             self.prediction_path = None
             self.class_panel.set_counts(None)
@@ -840,6 +1028,11 @@ class MainWindow(QMainWindow):
         self._update_class_controls()
         self.image_loaded.emit(volume)
         self._update_title()
+        warnings = [str(w) for w in volume.metadata.get("warnings", ())]
+        if warnings:
+            self.statusBar().showMessage(
+                "Image warning: " + " ".join(warnings) + " (View > Image information)", 30000
+            )
 
     def _prediction_loaded(
         self, path: str, pred: Prediction, layout: str | None, kind: str | None
@@ -858,6 +1051,102 @@ class MainWindow(QMainWindow):
         )
         self._next_pending()
 
+    def _reference_loaded(self, path: str, reference: np.ndarray) -> None:
+        self.settings.add_recent("reference", path)
+        try:
+            self.set_reference(reference, source=path)
+        except SegviewerError as exc:  # the image changed meanwhile
+            self._job_error(exc)
+            return
+        self.statusBar().showMessage(f"Reference segmentation: {Path(path).name}", 10000)
+        self._next_pending()
+
+    def _start_compare(self) -> None:
+        """Compare the current whole-volume labels with the reference, in a worker."""
+        st = self.state
+        res = self.label_result
+        if st.reference is None or res is None or st.volume is None or st.table is None:
+            return  # _labels_done starts it once the labels exist
+        labels, reference = res.labels, st.reference
+        voxel_mm3 = float(np.prod(st.volume.spacing))
+
+        def done(result: Any) -> None:
+            # superseded by new labels or another reference while it ran: drop it
+            if self.label_result is not res or self.state.reference is not reference:
+                return
+            comparison, counts = result
+            self.state.set_comparison(comparison, counts)
+            mean = comparison.mean_dice()
+            self.statusBar().showMessage(
+                f"Compared with the reference: mean Dice (foreground) {mean:.3f}, "
+                f"accuracy {comparison.accuracy:.3f}"
+                + (
+                    f"; {comparison.n_ignored:,} reference voxels have no class of the table"
+                    if comparison.n_ignored
+                    else ""
+                ),
+                15000,
+            )
+
+        self.runner.start(
+            "compare",
+            _compare_job,
+            labels,
+            reference,
+            len(st.table),
+            voxel_mm3,
+            label="Comparing with the reference",
+            on_result=done,
+            on_error=self._job_error,
+        )
+
+    def jump_to_error_slice(self, step: int = 1) -> int | None:
+        """Show the next (``step`` 1, key E) or previous (-1, Shift+E) slice in the ranking
+        of slices by error count (most errors first) for the class of the errors display
+        (``state.error_class``; None = any disagreement). From a slice without errors, E
+        goes to the worst slice. Returns the slice index, or None when there is none."""
+        canvas = next((c for c in self.canvases if c.graphics.hasFocus()), self.canvas)
+        st = self.state
+        if st.reference is None:
+            self._show_error(
+                "Open a reference segmentation first (File > Open reference segmentation…): "
+                "E jumps to the slices where the prediction disagrees with it most."
+            )
+            return None
+        counts = canvas.slice_error_counts()
+        if counts is None:
+            self.statusBar().showMessage(
+                "The comparison with the reference is being computed…", 5000
+            )
+            return None
+        order = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
+        what = (
+            "any class"
+            if st.error_class is None or st.table is None
+            else st.table[st.error_class].name
+        )
+        if not order:
+            self.statusBar().showMessage(f"No errors for {what} in this view", 8000)
+            return None
+        here = canvas.index
+        if here in order:
+            pos = order.index(here) + step
+            if not 0 <= pos < len(order):
+                self.statusBar().showMessage(
+                    f"No slice with {'fewer' if step > 0 else 'more'} errors for {what}", 8000
+                )
+                return None
+        else:
+            pos = 0 if step > 0 else len(order) - 1
+        target = order[pos]
+        canvas.set_slice(target)
+        self.statusBar().showMessage(
+            f"Slice {target}: {int(counts[target]):,} error voxels for {what} "
+            f"(rank {pos + 1} of {len(order)} slices with errors)",
+            10000,
+        )
+        return target
+
     def _classes_loaded(self, path: str, table: ClassTable) -> None:
         self.settings.add_recent("classes", path)
         self.classes_path = path
@@ -870,6 +1159,9 @@ class MainWindow(QMainWindow):
             return
         self.label_result = None
         self.class_panel.set_counts(None)
+        self.runner.cancel("compare")
+        if self.state.comparison is not None:
+            self.state.set_comparison(None, None)  # made with the old labels
         self.runner.start(
             "labels",
             masks.iter_labels,
@@ -890,6 +1182,7 @@ class MainWindow(QMainWindow):
             n_invalid=int(result.n_invalid),
         )
         self.labels_ready.emit(result)
+        self._start_compare()
 
     def _job_error(self, exc: BaseException) -> None:
         self._pending.clear()
@@ -931,21 +1224,30 @@ class MainWindow(QMainWindow):
         if what == "labels":
             self._start_labels()
         elif what == "window":
-            presets = {k: v for k, v in self._windows.items()}
             current = (self.state.level, self.state.width)
-            match = [i for i, name in enumerate(WINDOW_PRESETS[:3]) if presets.get(name) == current]
-            self.window_combo.setCurrentIndex(match[0] if match else 3)
+            chosen = self.window_combo.currentText()
+            if self._windows.get(chosen) != current:  # keep a chosen preset that matches
+                match = [name for name, lw in self._windows.items() if lw == current]
+                self.window_combo.setCurrentText(match[0] if match else CUSTOM_PRESET)
+        elif what == "reference":
+            self._update_class_controls()
 
     def _update_class_controls(self) -> None:
         st = self.state
         has_pred = st.prediction is not None
-        self.display_class_combo.blockSignals(True)
-        self.display_class_combo.clear()
-        if st.table is not None and has_pred:
-            self.display_class_combo.addItems([f"{c.index}  {c.name}" for c in st.table.classes])
-            self.display_class_combo.setCurrentIndex(st.display_class)
-        self.display_class_combo.blockSignals(False)
-        self.display_class_combo.setEnabled(has_pred and st.display == "probability")
+        self._fill_class_combo()
+        has_ref = st.reference is not None
+        if not has_ref and self.display_combo.currentIndex() == DISPLAYS.index("errors"):
+            self.display_combo.blockSignals(True)
+            self.display_combo.setCurrentIndex(DISPLAYS.index(st.display))
+            self.display_combo.blockSignals(False)
+        for act in (
+            self.show_errors_action,
+            self.next_error_action,
+            self.prev_error_action,
+            self.close_reference_action,
+        ):
+            act.setEnabled(has_ref)
         kind = st.prediction.kind.value if st.prediction is not None else ""
         self.threshold_spin.setEnabled(kind in ("sigmoid", "multilabel"))
         self.minconf_check.setEnabled(has_pred and kind != "labels")
@@ -955,10 +1257,55 @@ class MainWindow(QMainWindow):
         self.export_action.setEnabled(has_pred)
         self.save_logits_action.setEnabled(has_pred and "model" in st.provenance)
 
+    def _fill_class_combo(self) -> None:
+        """Class choices for the display: every class; "All classes" too for the errors."""
+        st = self.state
+        combo = self.display_class_combo
+        combo.blockSignals(True)
+        combo.clear()
+        if st.table is not None and st.prediction is not None:
+            combo.addItems([f"{c.index}  {c.name}" for c in st.table.classes])
+            if st.display == "errors":
+                combo.addItem("All classes (any disagreement)")
+                k = st.error_class
+                combo.setCurrentIndex(len(st.table) if k is None else k)
+            else:
+                combo.setCurrentIndex(st.display_class)
+        combo.blockSignals(False)
+        combo.setEnabled(st.prediction is not None and st.display in ("probability", "errors"))
+
+    def _class_combo_changed(self, index: int) -> None:
+        st = self.state
+        if index < 0 or st.prediction is None:
+            return
+        if st.display == "errors":
+            st.set_error_class(None if index >= st.n_classes() else index)
+        elif st.display == "probability":
+            st.set_display("probability", index)
+        else:
+            st.display_class = index
+
+    def _choose_display(self, display: str) -> None:
+        """Select ``display`` in the Show combobox, as the user would."""
+        self.display_combo.setCurrentIndex(DISPLAYS.index(display))
+
     def _display_changed(self) -> None:
         display = DISPLAYS[self.display_combo.currentIndex()]
         st = self.state
         if st.prediction is None:
+            return
+        if display == "errors":
+            if st.reference is None:
+                self.display_combo.blockSignals(True)
+                self.display_combo.setCurrentIndex(DISPLAYS.index(st.display))
+                self.display_combo.blockSignals(False)
+                self._show_error(
+                    "Open a reference segmentation first (File > Open reference "
+                    "segmentation…) to see where the prediction disagrees with it."
+                )
+                return
+            st.set_display("errors")
+            self._fill_class_combo()
             return
         if display != "labels" and st.prediction.kind.value == "labels":
             self.display_combo.blockSignals(True)
@@ -968,9 +1315,8 @@ class MainWindow(QMainWindow):
                 "This prediction is a label map: it has no probabilities to show as a heatmap."
             )
             return
-        cls = max(self.display_class_combo.currentIndex(), 0)
-        self.state.set_display(display, cls if display == "probability" else None)
-        self.display_class_combo.setEnabled(display == "probability")
+        self.state.set_display(display, st.display_class if display == "probability" else None)
+        self._fill_class_combo()
 
     def _mask_settings_changed(self) -> None:
         from segviewer.core.types import MaskSettings
@@ -981,7 +1327,7 @@ class MainWindow(QMainWindow):
         )
 
     def _window_preset(self, index: int) -> None:
-        name = WINDOW_PRESETS[index]
+        name = self.window_combo.itemText(index)
         if name in self._windows:
             self.state.set_window(*self._windows[name])
 
@@ -1001,7 +1347,8 @@ class MainWindow(QMainWindow):
         self.readout.setText(self.readout_text(ijk, self.sender()))
 
     def readout_text(self, ijk: tuple[int, int, int] | None, canvas: Any = None) -> str:
-        """Status-bar text for voxel ``ijk``: voxel, world mm, intensity, class, top-3 P."""
+        """Status-bar text for voxel ``ijk``: voxel, world mm, intensity, class, reference
+        class (when a reference is loaded), top-3 P."""
         st = self.state
         if ijk is None or st.volume is None:
             return ""
@@ -1028,14 +1375,21 @@ class MainWindow(QMainWindow):
                 else:
                     name = f"label {label}"
                 parts.append(f"class: {name}")
-            if pred.kind.value != "labels":
-                probs = np.asarray(masks.slice_probabilities(pred, ijk), np.float64)
-                order = np.argsort(-probs, kind="stable")[:3]
-                top = ", ".join(
-                    f"{st.table[int(k)].name if int(k) < len(st.table) else int(k)} {probs[k]:.2f}"
-                    for k in order
-                )
-                parts.append(f"P: {top}")
+        if st.reference is not None:
+            ref = int(st.reference[ijk])
+            if st.table is not None and 0 <= ref < len(st.table):
+                ref_name = st.table[ref].name
+            else:
+                ref_name = f"label {ref} (not scored)"
+            parts.append(f"reference: {ref_name}")
+        if pred is not None and st.table is not None and pred.kind.value != "labels":
+            probs = np.asarray(masks.slice_probabilities(pred, ijk), np.float64)
+            order = np.argsort(-probs, kind="stable")[:3]
+            top = ", ".join(
+                f"{st.table[int(k)].name if int(k) < len(st.table) else int(k)} {probs[k]:.2f}"
+                for k in order
+            )
+            parts.append(f"P: {top}")
         return "   ".join(parts)
 
     def _update_title(self) -> None:
@@ -1073,6 +1427,18 @@ class MainWindow(QMainWindow):
         if path:
             self.open_model(path)
 
+    def _ask_open_reference(self) -> None:
+        if self.state.volume is None:
+            self._show_error(
+                "Open an image first: a reference segmentation is compared on the image's grid."
+            )
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open reference segmentation", self.settings.last_folder(), PREDICTION_FILTER
+        )
+        if path:
+            self.open_reference(path)
+
     def _ask_open_classes(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, "Open class table", self.settings.last_folder(), CLASS_FILTER
@@ -1094,8 +1460,59 @@ class MainWindow(QMainWindow):
             self.open_image(path)
         elif kind == "prediction":
             self.open_prediction(path)
+        elif kind == "reference":
+            self.open_reference(path)
         else:
             self.open_class_table(path)
+
+    def image_info_text(self) -> str:
+        """What View > Image information shows: source, format, shape, spacing, orientation,
+        data type, value range, frames, notes and warnings of the loaded image."""
+        vol = self.state.volume
+        if vol is None:
+            return "No image is loaded."
+        data = vol.data
+        codes = "".join(orientation.axis_codes(vol.affine))
+        sp = ", ".join(f"{v:.4g}" for v in vol.spacing)
+        lines = [
+            f"Source: {vol.source}",
+            f"Format: {vol.format}",
+            f"Shape (voxels, axes 0/1/2): {' × '.join(str(n) for n in vol.shape)}",
+            f"Voxel spacing: {sp} mm",
+            f"Orientation (axis codes): {codes}",
+            f"Data type: {data.dtype}",
+            f"Value range: {float(np.min(data)):.6g} … {float(np.max(data)):.6g}",
+        ]
+        meta = vol.metadata
+        n_frames = meta.get("n_frames")
+        if isinstance(n_frames, int) and n_frames > 1:
+            lines.append(f"Frame: {meta.get('frame', 0)} of {n_frames} (0-based)")
+        scanner = scanner_window(vol)
+        if scanner is not None:
+            lines.append(f"Scanner window (DICOM): level {scanner[0]:.6g}, width {scanner[1]:.6g}")
+        for note in meta.get("notes", ()):
+            lines.append(f"Note: {note}")
+        warnings = list(meta.get("warnings", ()))
+        lines.append("Warnings: " + ("none" if not warnings else ""))
+        lines += [f"  • {w}" for w in warnings]
+        if self.state.reference is not None:
+            lines.append(f"Reference segmentation: {self.state.reference_source or '<array>'}")
+        return "\n".join(lines)
+
+    def show_image_info(self) -> QMessageBox:
+        """View > Image information (non-modal, like ITK-SNAP's Image Information)."""
+        box = QMessageBox(self)
+        box.setWindowTitle("Image information")
+        box.setIcon(
+            QMessageBox.Icon.Warning
+            if self.state.volume is not None and self.state.volume.metadata.get("warnings")
+            else QMessageBox.Icon.Information
+        )
+        box.setText(self.image_info_text())
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setModal(False)
+        box.show()
+        return box
 
     def _show_details(self) -> None:
         st = self.state
@@ -1125,6 +1542,9 @@ class MainWindow(QMainWindow):
             "Click: move the cursor (three-view: the other views follow)\n"
             "Views: Ctrl+1 axial, Ctrl+2 coronal, Ctrl+3 sagittal, Ctrl+4 three views\n"
             "Classes: A show all, N hide all, 1–9 toggle a class\n"
+            "Reference: E / Shift+E next / previous slice with the most errors for the class "
+            "chosen under Show > Errors vs reference\n"
+            "Slice numbers are 0-based, like voxel indices and --slice: slice 47 / 93\n"
             "Views are radiological: the patient's right is on the screen's left.",
         )
 
@@ -1153,17 +1573,31 @@ class MainWindow(QMainWindow):
         return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
 
     def open_dropped(self, paths: Sequence[str | os.PathLike[str]]) -> None:
-        """Open dropped files: images first, then predictions, then class tables."""
+        """Open dropped files: images first, then predictions, then class tables, then a
+        reference segmentation (a file named like one — "reference", "gt", "ground truth",
+        "manual" — dropped while a prediction is shown; File > Open reference otherwise)."""
         have_image = self.state.volume is not None
+        have_pred = self.state.prediction is not None
         shape = self.state.volume.shape if self.state.volume is not None else None
-        kinds = {"image": [], "prediction": [], "classes": []}  # type: dict[str, list[str]]
+        kinds: dict[str, list[str]] = {
+            "image": [],
+            "prediction": [],
+            "classes": [],
+            "reference": [],
+        }
         for p in paths:
-            kind = classify_path(p, have_image or bool(kinds["image"]), shape)
+            kind = classify_path(
+                p,
+                have_image or bool(kinds["image"]),
+                shape,
+                have_prediction=(have_pred and not kinds["image"]) or bool(kinds["prediction"]),
+            )
             kinds[kind].append(str(p))
         self.open_files(
             kinds["image"][0] if kinds["image"] else None,
             kinds["prediction"][0] if kinds["prediction"] else None,
             kinds["classes"][0] if kinds["classes"] else None,
+            reference=kinds["reference"][0] if kinds["reference"] else None,
         )
 
     # == settings ================================================================================

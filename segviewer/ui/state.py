@@ -13,6 +13,7 @@ changed, so each listener redoes only what it must:
 ``"cursor"``    the linked cursor moved (slices of the other views follow).
 ``"options"``   legend / crosshair visibility.
 ``"orientation"`` radiological / neurological convention switched.
+``"reference"`` reference segmentation loaded / closed, or its comparison replaced.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from segviewer.core.types import MaskSettings, Prediction, SegviewerError, Volum
 __all__ = ["DISPLAYS", "MODES", "ViewerState"]
 
 MODES = ("fill", "outline", "both")
-DISPLAYS = ("labels", "probability", "confidence", "entropy")
+DISPLAYS = ("labels", "probability", "confidence", "entropy", "errors")
 
 
 class ViewerState(QObject):
@@ -57,6 +58,14 @@ class ViewerState(QObject):
         self.show_crosshair: bool = False
         self.radiological: bool = True  # patient right on screen left (clinical default)
         self.lut_version = 0  # bumped on every "lut" change; canvases cache composed slices by it
+        # Reference segmentation (ground truth): (a0, a1, a2) integer label map on the image
+        # grid, its comparison with the current labels (core.compare.Comparison) and the
+        # per-slice error counts of that comparison (see error_counts below).
+        self.reference: np.ndarray | None = None
+        self.reference_source: str | None = None
+        self.comparison: Any = None
+        self.error_counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.error_class: int | None = 1  # class of the "errors" display; None = all classes
 
     # -- data ----------------------------------------------------------------------------
     def set_volume(self, volume: Volume, level: float, width: float) -> None:
@@ -67,6 +76,8 @@ class ViewerState(QObject):
         if self.prediction is not None and self.prediction.spatial_shape != volume.shape:
             self.prediction = None
             self.provenance = {}
+        if self.reference is not None and self.reference.shape != volume.shape:
+            self._drop_reference()
         self.changed.emit("data")
 
     def set_prediction(
@@ -87,7 +98,71 @@ class ViewerState(QObject):
         self._set_table(table)
         if prediction is not None and not 0 <= self.display_class < prediction.n_classes:
             self.display_class = min(1, prediction.n_classes - 1)
+        if (
+            prediction is not None
+            and self.error_class is not None
+            and not 0 <= self.error_class < prediction.n_classes
+        ):
+            self.error_class = min(1, prediction.n_classes - 1)
+        # the comparison was made with the previous prediction's labels; recomputed later
+        self.comparison = None
+        self.error_counts = None
         self.changed.emit("data")
+
+    def set_reference(self, reference: np.ndarray | None, source: str | None = None) -> None:
+        """Use ``reference`` (``(a0, a1, a2)`` integer label map on the image grid, e.g. from
+        ``io.predictions.load_reference``) as the ground truth, or close it (None).
+
+        Its comparison arrives later (:meth:`set_comparison`, computed in a worker)."""
+        if reference is not None:
+            if self.volume is None:
+                raise SegviewerError("open an image before a reference segmentation")
+            if reference.ndim != 3 or reference.dtype.kind not in "iu":
+                raise SegviewerError(
+                    f"a reference segmentation is a 3-D integer label map, got "
+                    f"{reference.ndim}-D {reference.dtype}; load it with load_reference"
+                )
+            if tuple(reference.shape) != tuple(self.volume.shape):
+                raise SegviewerError(
+                    f"the reference segmentation's shape {tuple(reference.shape)} does not "
+                    f"match the image's {tuple(self.volume.shape)}; save it on the image grid"
+                )
+        if reference is None:
+            self._drop_reference()
+        else:
+            self.reference = reference
+            self.reference_source = source
+            self.comparison = None
+            self.error_counts = None
+        self.changed.emit("reference")
+
+    def set_comparison(
+        self, comparison: Any, error_counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    ) -> None:
+        """The reference compared with the current labels (``core.compare.Comparison``) and
+        the per-slice error counts: one ``(n_classes + 1, a_k)`` int64 array per image axis
+        ``k``, row ``c`` = false positives + false negatives of class ``c`` in each slice,
+        last row = voxels where the labels disagree (any class)."""
+        self.comparison = comparison
+        self.error_counts = error_counts
+        self.changed.emit("reference")
+
+    def set_error_class(self, index: int | None) -> None:
+        """Class of the "errors" display (None: every disagreement, whatever the class)."""
+        if index is not None:
+            self._check_class(index)
+        if index != self.error_class:
+            self.error_class = index
+            if self.display == "errors":
+                self.changed.emit("display")
+
+    def _drop_reference(self) -> None:
+        self.reference = None
+        self.reference_source = None
+        self.comparison = None
+        self.error_counts = None
+        if self.display == "errors":
+            self.display = "labels"
 
     def set_table(self, table: ClassTable) -> None:
         """Replace names and colours (same number of classes): only the LUT changes."""
@@ -157,6 +232,15 @@ class ViewerState(QObject):
             index = self.display_class if class_index is None else int(class_index)
             self._check_class(index)
             self.display_class = index
+        if display == "errors":
+            if self.reference is None:
+                raise SegviewerError(
+                    "open a reference segmentation first (File > Open reference "
+                    "segmentation…) to show where the prediction disagrees with it"
+                )
+            if class_index is not None:
+                self._check_class(int(class_index))
+                self.error_class = int(class_index)
         self.display = display
         self.changed.emit("display")
 

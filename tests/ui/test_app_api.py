@@ -21,9 +21,31 @@ def _rgb(img: np.ndarray, rgb: tuple[int, int, int]) -> int:
     return int(np.count_nonzero(np.all(img[..., :3] == np.array(rgb, np.uint8), axis=-1)))
 
 
-def test_demo_screenshot_from_the_command_line(qtbot: Any, tmp_path: Path) -> None:
+def test_demo_screenshot_from_the_command_line(
+    qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segviewer.ui import main_window
+
+    windows: list[Any] = []
+    init = main_window.MainWindow.__init__
+
+    def keep(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        windows.append(self)
+
+    monkeypatch.setattr(main_window.MainWindow, "__init__", keep)
     out = tmp_path / "demo.png"
     assert main(["--demo", "--view", "coronal", "--slice", "60", "--screenshot", str(out)]) == 0
+    # With TensorFlow the bundled model ran, and the tissue probabilities became its
+    # reference: Dice per class in the class panel, equal to core.compare's.
+    win = windows[0]
+    assert "model" in win.state.provenance
+    assert str(win.state.reference_source).endswith("tissue_prob.nii.gz")
+    from segviewer.core.compare import compare
+
+    expected = compare(win.label_result.labels, win.state.reference, 3, 8.0)
+    assert win.class_panel.dice_text(1)[0] == f"{expected.per_class[1].dice:.3f}"
+    assert expected.per_class[1].dice > 0.9
     img = QImage(str(out))
     assert not img.isNull() and img.width() >= 800
     from segviewer.ui.canvas import qimage_to_array

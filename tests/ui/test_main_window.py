@@ -80,9 +80,12 @@ def test_keyboard_moves_through_slices(demo_window: Any, qtbot: Any) -> None:
     qtbot.keyClick(c.graphics, Qt.Key.Key_Home)
     assert c.index == 0
     assert c.slider.value() == 0
-    assert c.slice_label.text() == "1 / 94"
+    # 0-based like voxel indices, --slice and Viewer.set_slice: index / last index
+    assert c.slice_label.text() == "slice 0 / 93"
     c.slider.setValue(40)
     assert c.index == 40 and demo_window.state.cursor[2] == 40
+    assert c.slice_label.text() == "slice 40 / 93"
+    assert c._info.text() == "Axial  slice 40 / 93"
 
 
 def _wheel(widget: Any, delta: int, modifiers: Any = Qt.KeyboardModifier.NoModifier) -> None:

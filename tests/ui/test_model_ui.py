@@ -392,8 +392,12 @@ def test_demo_without_tensorflow_keeps_the_reference_with_a_note(
 
     monkeypatch.setattr(model_panel, "tensorflow_available", lambda: False)
     t1, prob, classes = demo_paths()
-    window.open_files(t1, prob, classes, model=demo_model_path(), model_optional=True)
+    # as segviewer --demo queues it: the reference only after the model ran
+    window.open_files(
+        t1, prob, classes, model=demo_model_path(), model_optional=True, reference=prob
+    )
     wait_idle(qtbot, window)
+    assert window.state.reference is None  # no model, so nothing to compare with
     assert window.state.prediction is not None
     assert window.state.prediction.source.endswith("tissue_prob.nii.gz")
     assert "TensorFlow is not installed" in window.statusBar().currentMessage()
