@@ -160,11 +160,19 @@ def scanner_window(volume: Volume) -> tuple[float, float] | None:
     return level, width
 
 
-def _load_reference_job(path: str, image_shape: tuple[int, int, int], n_classes: int | None) -> Any:
+def _load_reference_job(
+    path: str, image_shape: tuple[int, int, int], n_classes: int | None, affine: np.ndarray
+) -> Any:
+    """Worker: the reference as a label map, and the notes on how it was read (kind, layout,
+    and a NIfTI whose geometry differs from the image's: mirrored, shifted)."""
     from segviewer.io.predictions import load_reference
 
     yield Progress(0, 1, f"Reading {Path(path).name}")
-    return load_reference(path, image_shape, n_classes_hint=n_classes)
+    notes: list[str] = []
+    ref = load_reference(
+        path, image_shape, n_classes_hint=n_classes, image_affine=affine, notes=notes
+    )
+    return ref, notes
 
 
 def _compare_job(
@@ -266,6 +274,7 @@ class MainWindow(QMainWindow):
         self.prediction_path: str | None = None
         self.classes_path: str | None = None
         self.reference_path: str | None = None
+        self.reference_notes: list[str] = []  # how the reference file was read (geometry)
         self._user_table: ClassTable | None = None
         self._windows: dict[str, tuple[float, float]] = {}
         self._pending: list[tuple[str, str, dict[str, Any]]] = []
@@ -412,6 +421,7 @@ class MainWindow(QMainWindow):
             path,
             self.state.volume.shape,
             n,
+            self.state.volume.affine,
             label=f"Loading reference {Path(path).name}",
             on_result=lambda ref: self._reference_loaded(path, ref),
             on_error=self._job_error,
@@ -424,6 +434,7 @@ class MainWindow(QMainWindow):
         self.runner.cancel("compare")
         self.state.set_reference(reference, source)
         self.reference_path = source if reference is not None else None
+        self.reference_notes = []
         self._update_class_controls()
         if reference is None:
             self.statusBar().showMessage("Reference segmentation closed", 5000)
@@ -1051,14 +1062,22 @@ class MainWindow(QMainWindow):
         )
         self._next_pending()
 
-    def _reference_loaded(self, path: str, reference: np.ndarray) -> None:
+    def _reference_loaded(self, path: str, result: tuple[np.ndarray, list[str]]) -> None:
+        reference, notes = result
         self.settings.add_recent("reference", path)
         try:
             self.set_reference(reference, source=path)
         except SegviewerError as exc:  # the image changed meanwhile
             self._job_error(exc)
             return
-        self.statusBar().showMessage(f"Reference segmentation: {Path(path).name}", 10000)
+        self.reference_notes = list(notes)
+        # the notes say how it was read, and warn when its geometry differs from the image's
+        warnings = [n for n in notes if n.lower().startswith("warning")]
+        self.statusBar().showMessage(
+            f"Reference segmentation: {Path(path).name}"
+            + (" — " + " ".join(warnings) if warnings else ""),
+            30000 if warnings else 10000,
+        )
         self._next_pending()
 
     def _start_compare(self) -> None:
@@ -1084,8 +1103,11 @@ class MainWindow(QMainWindow):
                     f"; {comparison.n_ignored:,} reference voxels have no class of the table"
                     if comparison.n_ignored
                     else ""
+                )
+                + "".join(
+                    f" — {n}" for n in self.reference_notes if n.lower().startswith("warning")
                 ),
-                15000,
+                30000,
             )
 
         self.runner.start(
@@ -1497,6 +1519,7 @@ class MainWindow(QMainWindow):
         lines += [f"  • {w}" for w in warnings]
         if self.state.reference is not None:
             lines.append(f"Reference segmentation: {self.state.reference_source or '<array>'}")
+            lines += [f"  • {n}" for n in self.reference_notes]
         return "\n".join(lines)
 
     def show_image_info(self) -> QMessageBox:

@@ -275,3 +275,20 @@ def test_viewer_set_reference_and_command_line(qtbot: Any, demo_dir: Path, tmp_p
         v.close()
     args = build_parser().parse_args(["t1.nii.gz", "-p", "p.npy", "--reference", "gt.nii.gz"])
     assert args.reference == "gt.nii.gz"
+
+
+def test_mirrored_nifti_reference_is_reported(demo_window: Any, qtbot: Any, tmp_path: Path) -> None:
+    import nibabel
+
+    win = demo_window
+    vol = win.state.volume
+    mirrored = vol.affine.copy()
+    mirrored[:, 0] *= -1  # voxel axis 0 runs right-to-left: compared voxel for voxel, wrong
+    path = tmp_path / "reference.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(np.asarray(win.label_result.labels), mirrored), path)
+    win.open_reference(path)
+    wait_idle(qtbot, win)
+    assert win.state.reference is not None
+    msg = win.statusBar().currentMessage()
+    assert "LAS" in msg and "RAS" in msg
+    assert any("LAS" in line for line in win.image_info_text().splitlines())
