@@ -3,8 +3,10 @@
     QT_QPA_PLATFORM=offscreen python scripts/make_screenshots.py [--out screenshots]
 
 Writes main.png, class_toggles.png, outline.png, heatmap.png, export_dialog.png,
-three_view.png and model.png (the model dialog over the window after running the bundled
-model; needs TensorFlow) through the public Python API (``segviewer.ui.api.view``).
+three_view.png, model.png (the model dialog over the window after running the bundled
+model) and errors.png (the model's grey matter against the reference tissue probabilities:
+"Errors vs reference" on the slice with the most errors); the last two need TensorFlow.
+All through the public Python API (``segviewer.ui.api.view``).
 ``--only model.png`` regenerates just the named pictures.
 """
 
@@ -109,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     # 7. The model dialog over the window, after running the bundled model on the demo T1.
     if wanted("model.png"):
         model_shot(v, out / "model.png")
+
+    # 8. Errors vs reference: the bundled model's prediction against the tissue probabilities.
+    if wanted("errors.png"):
+        errors_shot(v, prob, out / "errors.png")
     v.close()
     settings_dir.cleanup()
     return 0
@@ -152,6 +158,31 @@ def model_shot(v: Any, path: Path) -> None:
     canvas.save(str(path), "PNG")
     print(f"wrote {path}")
     dlg.close()
+
+
+def errors_shot(v: Any, reference: Path, path: Path) -> None:
+    """Model prediction vs the demo's reference: grey-matter errors on the worst axial slice."""
+    from segviewer.ui.app import demo_model_path
+    from segviewer.ui.model_panel import tensorflow_available
+
+    if not tensorflow_available():
+        print("skipped errors.png: TensorFlow is not installed", file=sys.stderr)
+        return
+    win = v.window
+    if win.model_dialog(False).isVisible():
+        win.model_dialog(False).close()
+    v.set_view("axial")
+    if "model" not in win.state.provenance:
+        v.run_model(demo_model_path())
+    v.set_reference(reference)
+    v.set_opacity(0.5)
+    v.set_display("errors", 1)
+    win.canvas.set_slice(52)
+    win.jump_to_error_slice(1)  # E: the slice where grey matter disagrees most
+    win.reset_zoom()
+    v.wait_idle()
+    win.grab().save(str(path), "PNG")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -84,13 +84,21 @@ class Viewer:
         self.window.mode_combo.blockSignals(False)
 
     def set_display(self, display: str, class_index: int | None = None) -> None:
-        """``"labels"``, ``"confidence"``, ``"entropy"`` or ``"probability"`` (of ``class_index``)."""
+        """``"labels"``, ``"confidence"``, ``"entropy"``, ``"probability"`` (of ``class_index``)
+        or ``"errors"`` (against the reference, for ``class_index``; see
+        :meth:`set_error_class` for all classes)."""
         from segviewer.ui.state import DISPLAYS
 
         self.window.state.set_display(display, class_index)
         self.window.display_combo.blockSignals(True)
         self.window.display_combo.setCurrentIndex(DISPLAYS.index(display))
         self.window.display_combo.blockSignals(False)
+        self.window._fill_class_combo()  # "All classes" comes and goes with "errors"
+
+    def set_error_class(self, index: int | None) -> None:
+        """Class of the "errors" display; None marks every disagreement with the reference."""
+        self.window.state.set_error_class(None if index is None else int(index))
+        self.window._fill_class_combo()
 
     def set_window(self, level: float, width: float) -> None:
         """Grey-level window (image intensity units)."""

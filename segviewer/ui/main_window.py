@@ -275,6 +275,7 @@ class MainWindow(QMainWindow):
         self.classes_path: str | None = None
         self.reference_path: str | None = None
         self.reference_notes: list[str] = []  # how the reference file was read (geometry)
+        self._error_walk: tuple[tuple[Any, ...], int] | None = None  # E / Shift+E position
         self._user_table: ClassTable | None = None
         self._windows: dict[str, tuple[float, float]] = {}
         self._pending: list[tuple[str, str, dict[str, Any]]] = []
@@ -1123,10 +1124,14 @@ class MainWindow(QMainWindow):
         )
 
     def jump_to_error_slice(self, step: int = 1) -> int | None:
-        """Show the next (``step`` 1, key E) or previous (-1, Shift+E) slice in the ranking
-        of slices by error count (most errors first) for the class of the errors display
-        (``state.error_class``; None = any disagreement). From a slice without errors, E
-        goes to the worst slice. Returns the slice index, or None when there is none."""
+        """Walk the slices of the focused view ranked by error count, most errors first, for
+        the class of the errors display (``state.error_class``; None = any disagreement).
+
+        The first press (key E, ``step`` 1, or Shift+E, -1) shows the slice with the most
+        errors; while the user stays on the slice it showed, E goes on to the next worse
+        slice down the ranking and Shift+E back up. Returns the slice index, or None when
+        there is none (no reference, no errors, end of the ranking).
+        """
         canvas = next((c for c in self.canvases if c.graphics.hasFocus()), self.canvas)
         st = self.state
         if st.reference is None:
@@ -1150,18 +1155,22 @@ class MainWindow(QMainWindow):
         if not order:
             self.statusBar().showMessage(f"No errors for {what} in this view", 8000)
             return None
-        here = canvas.index
-        if here in order:
-            pos = order.index(here) + step
+        # Continue the walk only from where the last jump left this view (same class, same
+        # comparison); after scrolling elsewhere, start again at the worst slice.
+        key = (id(canvas), canvas.view, st.error_class, id(st.error_counts))
+        last = self._error_walk
+        if last is not None and last[0] == key and last[1] == canvas.index:
+            pos = order.index(canvas.index) + step if canvas.index in order else 0
             if not 0 <= pos < len(order):
                 self.statusBar().showMessage(
                     f"No slice with {'fewer' if step > 0 else 'more'} errors for {what}", 8000
                 )
                 return None
         else:
-            pos = 0 if step > 0 else len(order) - 1
+            pos = 0
         target = order[pos]
         canvas.set_slice(target)
+        self._error_walk = (key, target)
         self.statusBar().showMessage(
             f"Slice {target}: {int(counts[target]):,} error voxels for {what} "
             f"(rank {pos + 1} of {len(order)} slices with errors)",

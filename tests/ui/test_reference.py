@@ -149,6 +149,13 @@ def test_next_error_key_jumps_to_the_worst_slices(ref_window: Any, qtbot: Any) -
     assert canvas.index == VIEW_SLICE
     qtbot.keyClick(canvas.graphics, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
     assert canvas.index == ERROR_SLICE
+    qtbot.keyClick(canvas.graphics, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    assert canvas.index == ERROR_SLICE  # already the worst: stays, and says so
+    assert "No slice with more errors" in win.statusBar().currentMessage()
+    # After scrolling to a slice with errors, E starts again at the worst one.
+    canvas.set_slice(VIEW_SLICE)
+    qtbot.keyClick(canvas.graphics, Qt.Key.Key_E)
+    assert canvas.index == ERROR_SLICE
 
 
 def test_worker_error_counts_match_error_map_per_axis(demo_dir: Path) -> None:
