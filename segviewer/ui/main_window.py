@@ -431,7 +431,12 @@ class MainWindow(QMainWindow):
     def set_reference(self, reference: np.ndarray | None, *, source: str | None = None) -> None:
         """Compare the prediction with ``reference`` (``(a0, a1, a2)`` integer label map on
         the image grid) or close the reference (None). The comparison (Dice per class,
-        per-slice error counts) runs in a worker once the labels are ready."""
+        per-slice error counts) runs in a worker once the labels are ready. A reference file
+        still loading (:meth:`open_reference`) is cancelled: this one wins."""
+        self.runner.cancel("reference")
+        self._apply_reference(reference, source)
+
+    def _apply_reference(self, reference: np.ndarray | None, source: str | None) -> None:
         self.runner.cancel("compare")
         self.state.set_reference(reference, source)
         self.reference_path = source if reference is not None else None
@@ -1067,7 +1072,7 @@ class MainWindow(QMainWindow):
         reference, notes = result
         self.settings.add_recent("reference", path)
         try:
-            self.set_reference(reference, source=path)
+            self._apply_reference(reference, path)
         except SegviewerError as exc:  # the image changed meanwhile
             self._job_error(exc)
             return

@@ -299,3 +299,33 @@ def test_mirrored_nifti_reference_is_reported(demo_window: Any, qtbot: Any, tmp_
     msg = win.statusBar().currentMessage()
     assert "LAS" in msg and "RAS" in msg
     assert any("LAS" in line for line in win.image_info_text().splitlines())
+
+
+def test_a_newer_reference_wins_over_a_stale_load_and_comparison(
+    demo_window: Any, qtbot: Any, demo_dir: Path
+) -> None:
+    win = demo_window
+    labels = np.asarray(win.label_result.labels)
+    newer = np.roll(labels, 3, axis=1)
+    win.open_reference(demo_dir / "tissue_prob.nii.gz")  # still loading when replaced ...
+    win.set_reference(np.roll(labels, 1, axis=0), source="first")
+    win.set_reference(newer, source="second")  # ... and this one's comparison supersedes
+    wait_idle(qtbot, win)
+    assert win.state.reference is newer and win.state.reference_source == "second"
+    expected = compare(labels, newer, 3, 8.0)
+    assert win.state.comparison.per_class[2].dice == expected.per_class[2].dice
+    assert win.class_panel.dice_text(2)[0] == f"{expected.per_class[2].dice:.3f}"
+
+
+def test_new_mask_settings_recompare(ref_window: Any, qtbot: Any) -> None:
+    win, ref, _, _ = ref_window
+    before = win.state.comparison
+    win.minconf_spin.setValue(0.9)
+    win.minconf_check.setChecked(True)  # uncertain voxels: false negatives of their class
+    wait_idle(qtbot, win)
+    labels = win.label_result.labels
+    assert win.label_result.n_uncertain > 0
+    expected = compare(labels, ref, 3, 8.0)
+    assert win.state.comparison is not before
+    assert win.state.comparison.n_pred_unlabelled == expected.n_pred_unlabelled > 0
+    assert win.class_panel.dice_text(GREY)[0] == f"{expected.per_class[GREY].dice:.3f}"
