@@ -482,7 +482,7 @@ def _print_report(report: dict[str, Any]) -> None:
             print(f"    note: {_one_line(w)}")
     for k, v in (report.get("not_readable_as") or {}).items():
         if k != "class_table":
-            print(f"  not a {k.replace('_', ' ')}: {_one_line(v)}")
+            print(f"  cannot be read as {k.replace('_', ' ')}: {_one_line(v)}")
 
 
 # ----------------------------------------------------------------------------------------
