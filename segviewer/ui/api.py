@@ -349,6 +349,7 @@ def view(
     layout: str | None = None,
     kind: str | PredictionKind | None = None,
     show: bool = True,
+    reference: PathOrArray | None = None,
 ) -> Viewer:
     """Open a viewer window on an image and (optionally) a prediction.
 
@@ -366,6 +367,9 @@ def view(
         As for ``segviewer --layout/--kind``.
     show
         Show the window (False: keep it hidden, e.g. to export or screenshot only).
+    reference
+        Reference segmentation (ground truth) to compare the prediction with, as for
+        :meth:`Viewer.set_reference`.
 
     Returns
     -------
@@ -412,4 +416,6 @@ def view(
     win.show_dialogs = True
     if errors:
         raise SegviewerError(errors[-1])
+    if reference is not None:
+        viewer.set_reference(reference)
     return viewer

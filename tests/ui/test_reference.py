@@ -264,8 +264,14 @@ def test_viewer_set_reference_and_command_line(qtbot: Any, demo_dir: Path, tmp_p
     from segviewer.ui.api import view
     from segviewer.ui.app import build_parser
 
-    v = view(demo_dir / "t1.nii.gz", demo_dir / "tissue_prob.nii.gz", demo_dir / "classes.json")
+    v = view(
+        demo_dir / "t1.nii.gz",
+        demo_dir / "tissue_prob.nii.gz",
+        demo_dir / "classes.json",
+        reference=demo_dir / "tissue_prob.nii.gz",
+    )
     try:
+        assert v.window.class_panel.dice_text(1)[0] == "1.000"
         labels = np.asarray(v.window.label_result.labels)
         shifted = np.roll(labels, 1, axis=0)
         comp = v.set_reference(shifted)
