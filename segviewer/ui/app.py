@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         "compared with the tissue probabilities as the reference)",
     )
     p.add_argument("--view", choices=["axial", "coronal", "sagittal", "three"], default="axial")
-    p.add_argument("--slice", type=int, help="slice index to show first (default: middle)")
+    p.add_argument(
+        "--slice",
+        type=int,
+        help="slice index to show first, 0-based as on screen (default: middle)",
+    )
     p.add_argument(
         "--screenshot",
         metavar="FILE.png",

@@ -92,7 +92,7 @@ def test_image_warnings_reach_the_status_bar_and_the_info_dialog(
 ) -> None:
     import nibabel
 
-    img = nibabel.load(nibabel_anatomical)
+    img: Any = nibabel.load(nibabel_anatomical)  # a Nifti1Image (the stubs say FileBasedImage)
     warning = "slice spacing is uneven (2.0 to 2.6 mm); distances along axis 2 are approximate"
     vol = Volume(
         np.asarray(img.dataobj, np.float32),

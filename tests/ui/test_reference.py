@@ -209,7 +209,8 @@ def test_export_with_reference_writes_comparison_and_error_map(
     assert comp["classes"][GREY]["dice"] == pytest.approx(expected.per_class[GREY].dice)
     err_files = [f for f in manifest["files"] if f["what"] == "errors"]
     assert len(err_files) == 1
-    errors = np.asarray(nibabel.load(tmp_path / "out" / err_files[0]["path"]).dataobj)
+    err_img: Any = nibabel.load(tmp_path / "out" / err_files[0]["path"])
+    errors = np.asarray(err_img.dataobj)
     assert int(np.count_nonzero(errors == 2)) == int(
         np.count_nonzero(win.label_result.labels != ref)
     )
