@@ -1397,6 +1397,7 @@ class MainWindow(QMainWindow):
             f"value {val}",
         ]
         pred = st.prediction
+        label: int | None = None
         if pred is not None and st.table is not None:
             canvas = canvas if isinstance(canvas, SliceCanvas) else self.canvas
             label = canvas.label_at(ijk)
@@ -1413,10 +1414,13 @@ class MainWindow(QMainWindow):
                 parts.append(f"class: {name}")
         if st.reference is not None:
             ref = int(st.reference[ijk])
-            if st.table is not None and 0 <= ref < len(st.table):
+            scored = st.table is not None and 0 <= ref < len(st.table)
+            if st.table is not None and scored:
                 ref_name = st.table[ref].name
             else:
                 ref_name = f"label {ref} (not scored)"
+            if label is not None and scored:
+                ref_name += " (agrees)" if label == ref else " (disagrees)"
             parts.append(f"reference: {ref_name}")
         if pred is not None and st.table is not None and pred.kind.value != "labels":
             probs = np.asarray(masks.slice_probabilities(pred, ijk), np.float64)

@@ -184,7 +184,10 @@ def test_hover_readout_names_the_reference_class(ref_window: Any) -> None:
     win.canvas.set_slice(VIEW_SLICE)
     text = win.readout_text(fp, win.canvas)
     assert "class: grey matter" in text
-    assert "reference: white matter" in text
+    assert "reference: white matter (disagrees)" in text
+    inside = (fp[0], fp[1], ERROR_SLICE + 20)  # an untouched slice: labels == reference
+    win.canvas.set_slice(inside[2])
+    assert "(agrees)" in win.readout_text(inside, win.canvas)
 
 
 def test_export_with_reference_writes_comparison_and_error_map(
