@@ -23,7 +23,7 @@ import numpy as np
 from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
 from segviewer.io.common import check_alloc, natural_key, record_warnings
 
-__all__ = ["SeriesInfo", "list_dicom_series", "load_dicom", "looks_like_dicom"]
+__all__ = ["SeveralSeries", "SeriesInfo", "list_dicom_series", "load_dicom", "looks_like_dicom"]
 
 #: Positions closer than this (mm, along the slice normal) count as the same slice location.
 _SAME_POSITION_MM = 0.01
@@ -56,6 +56,19 @@ _SAFE_FIELDS = {
     "PhotometricInterpretation": "photometric",
     "ImageType": "image_type",
 }
+
+
+class SeveralSeries(SegviewerError):
+    """A DICOM folder holds several series and none was chosen.
+
+    The message lists them and says how to pick one (``--series``); the window catches this
+    type and offers a list to choose from (:func:`list_dicom_series` gives the details).
+    """
+
+    def __init__(self, message: str, folder: Path, n_series: int) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.n_series = n_series
 
 
 @dataclass(frozen=True)
@@ -404,9 +417,11 @@ def _select(
     if series is None:
         if len(groups) == 1:
             return groups[0]
-        raise SegviewerError(
+        raise SeveralSeries(
             f"{folder}: the folder holds {len(groups)} DICOM series: {listing}. "
-            "Pick one with --series NUMBER or --series UID"
+            "Pick one with --series NUMBER or --series UID",
+            folder,
+            len(groups),
         )
     key = str(series).strip()
     for uid, heads in groups:

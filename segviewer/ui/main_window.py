@@ -23,6 +23,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
@@ -121,14 +122,24 @@ def classify_path(
 
 def _load_image_job(path: str, frame: int, series: str | None) -> Any:
     """Worker: read the image, then its auto window (generator: cancellable between steps)."""
+    from segviewer.io.dicom import SeveralSeries, list_dicom_series
     from segviewer.io.images import load_image
 
     yield Progress(0, 3, f"Reading {Path(path).name}")
-    volume = load_image(path, frame=frame, series=series)
+    try:
+        volume = load_image(path, frame=frame, series=series)
+    except SeveralSeries:
+        # The user picks one in the GUI thread; the details come from the headers only.
+        yield Progress(1, 3, "Listing the series")
+        return SERIES_CHOICE, list_dicom_series(path)
     yield Progress(1, 3, "Computing the display window")
     windows = _window_presets(volume)
     yield Progress(2, 3, "Done")
     return volume, windows
+
+
+#: First element of an image job's result when a DICOM folder holds several series.
+SERIES_CHOICE = "choose-series"
 
 
 def _window_presets(volume: Volume) -> dict[str, tuple[float, float]]:
@@ -1002,13 +1013,40 @@ class MainWindow(QMainWindow):
             dlg.continue_queue = False
             self._pending.clear()
 
-    def _image_loaded(
-        self, path: str, result: tuple[Volume, dict[str, tuple[float, float]]]
-    ) -> None:
+    def _image_loaded(self, path: str, result: tuple[Any, Any]) -> None:
+        if result[0] == SERIES_CHOICE:
+            self._choose_series(path, result[1])
+            return
         volume, windows = result
         self.settings.add_recent("image", path)
         self._apply_image(volume, windows, path)
         self._next_pending()
+
+    def _choose_series(self, folder: str, series: list[Any]) -> None:
+        """A folder with several DICOM series: ask which one (``choose_series``), then load it
+        with whatever was queued after the image (prediction, model...) still queued."""
+        uid = self.choose_series(folder, series) if self.show_dialogs else None
+        if uid is None:
+            self._pending.clear()
+            listing = "; ".join(f"{s.number}) {s.description or s.uid}" for s in series)
+            message = (
+                f"{folder} holds {len(series)} DICOM series ({listing}); none was opened. "
+                "Open the folder again and pick one, or start with --series NUMBER"
+            )
+            self.statusBar().showMessage(message, 15000)
+            self.error_shown.emit(message)
+            return
+        self.open_image(folder, series=uid)
+
+    def choose_series(self, folder: str, series: list[Any]) -> str | None:
+        """Show the series picker; returns the chosen SeriesInstanceUID or None (cancelled).
+        Tests and scripts may replace this method."""
+        from segviewer.ui.series_dialog import SeriesDialog
+
+        dialog = SeriesDialog(folder, series, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return dialog.chosen_uid()
 
     def _apply_image(
         self, volume: Volume, windows: dict[str, tuple[float, float]], path: str | None
