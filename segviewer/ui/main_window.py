@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
         self._user_table: ClassTable | None = None
         self._windows: dict[str, tuple[float, float]] = {}
         self._pending: list[tuple[str, str, dict[str, Any]]] = []
+        self._image_series: str | None = None
         self._three_view = False
         self._model_dialog: Any = None  # ui.model_panel.ModelDialog, created when first needed
         self.show_dialogs = True  # False for --screenshot: errors go to error_shown only
@@ -382,6 +383,7 @@ class MainWindow(QMainWindow):
         """Load an image file in a worker; the current one stays until it succeeds."""
         path = str(path)
         self.settings.remember_folder(path)
+        self._image_series = series
         return self.runner.start(
             "image",
             _load_image_job,
@@ -862,6 +864,15 @@ class MainWindow(QMainWindow):
         )
         self.window_combo.activated.connect(self._window_preset)
         tb.addWidget(self.window_combo)
+        # 4-D images (fMRI, diffusion, multi-echo): which volume is shown. Hidden otherwise.
+        self._frame_label = QLabel(" Volume ")
+        self.frame_spin = QSpinBox()
+        self.frame_spin.setKeyboardTracking(False)
+        self.frame_spin.setToolTip("Volume (frame) of a 4-D image, 0-based; the file is re-read")
+        self.frame_spin.valueChanged.connect(self._frame_changed)
+        self._frame_actions = (tb.addWidget(self._frame_label), tb.addWidget(self.frame_spin))
+        for act in self._frame_actions:
+            act.setVisible(False)
         reset = QAction("Reset zoom", self)
         reset.setShortcut(QKeySequence("Ctrl+0"))
         reset.triggered.connect(self.reset_zoom)
@@ -1022,6 +1033,12 @@ class MainWindow(QMainWindow):
         self._apply_image(volume, windows, path)
         self._next_pending()
 
+    def _frame_changed(self, frame: int) -> None:
+        """Show another volume of a 4-D image (read in a worker; the prediction stays when its
+        shape still matches)."""
+        if self.image_path is not None:
+            self.open_image(self.image_path, frame=frame, series=self._image_series)
+
     def _choose_series(self, folder: str, series: list[Any]) -> None:
         """A folder with several DICOM series: ask which one (``choose_series``), then load it
         with whatever was queued after the image (prediction, model...) still queued."""
@@ -1056,6 +1073,14 @@ class MainWindow(QMainWindow):
         self.runner.cancel("inference")
         self.image_path = path
         self._windows = windows
+        n_frames = int(volume.metadata.get("n_frames", 1) or 1)
+        self.frame_spin.blockSignals(True)
+        self.frame_spin.setRange(0, max(0, n_frames - 1))
+        self.frame_spin.setSuffix(f" / {n_frames - 1}")
+        self.frame_spin.setValue(int(volume.metadata.get("frame", 0) or 0))
+        self.frame_spin.blockSignals(False)
+        for act in self._frame_actions:
+            act.setVisible(n_frames > 1 and path is not None)
         names = [p for p in WINDOW_PRESETS if p in windows] + [CUSTOM_PRESET]
         self.window_combo.blockSignals(True)
         self.window_combo.clear()

@@ -85,3 +85,24 @@ def test_series_dialog_lists_and_returns_the_selected_uid(
     assert dialog.chosen_uid() == series[0].uid  # first row preselected
     dialog.table.selectRow(1)
     assert dialog.chosen_uid() == series[1].uid
+
+
+def test_volume_spinbox_walks_the_frames_of_a_4d_image(
+    window: Any, qtbot: Any, nibabel_example4d: Path
+) -> None:
+    import nibabel as nib
+
+    window.open_image(nibabel_example4d)
+    wait_idle(qtbot, window)
+    spin = window.frame_spin
+    assert spin.isVisible() and (spin.minimum(), spin.maximum(), spin.value()) == (0, 1, 0)
+    data = np.asanyarray(nib.load(nibabel_example4d).dataobj)
+    assert np.array_equal(np.asarray(window.state.volume.data), data[..., 0])
+    spin.setValue(1)  # what typing 1 or clicking the arrow does
+    wait_idle(qtbot, window)
+    assert np.array_equal(np.asarray(window.state.volume.data), data[..., 1])
+    assert window.state.volume.metadata["frame"] == 1
+
+
+def test_volume_spinbox_hidden_for_3d_images(demo_window: Any) -> None:
+    assert not demo_window.frame_spin.isVisible()
