@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,22 +273,13 @@ def load_card(path: str | os.PathLike[str]) -> ModelCard:
 
 
 def save_card(card: ModelCard, path: str | os.PathLike[str]) -> None:
-    """Write a card as indented JSON, atomically (temporary file in the folder, then rename)."""
-    p = Path(path)
+    """Write a card as indented JSON, atomically (the one atomic writer, ``io.atomic``);
+    an existing card is replaced (saving a card is an explicit user action)."""
+    from segviewer.io.atomic import atomic_path
+
     text = json.dumps(card.to_dict(), indent=2) + "\n"
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    except OSError as e:
-        raise SegviewerError(
-            f"cannot write model card {p}: {e.strerror or e}; check the folder exists and is writable"
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, force=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
