@@ -53,7 +53,7 @@ import numpy as np
 
 from segviewer.core.types import SegviewerError
 
-__all__ = ["Layout", "detect_layout", "parse_layout"]
+__all__ = ["Layout", "ShapeMismatch", "detect_layout", "parse_layout"]
 
 _AXIS_OF_LETTER = {"X": 0, "Y": 1, "Z": 2, "D": 0, "H": 1, "W": 2}
 _MAX_NDIM = 6
@@ -61,6 +61,18 @@ _MAX_NDIM = 6
 
 def _fmt(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+class ShapeMismatch(SegviewerError):
+    """The prediction's spatial size is not the image's.
+
+    ``resample_possible`` is True when some axis order matches the image up to scale, so
+    resampling onto the image grid (``--resample``; the window offers it) would make it fit.
+    """
+
+    def __init__(self, message: str, resample_possible: bool) -> None:
+        super().__init__(message)
+        self.resample_possible = resample_possible
 
 
 @dataclass(frozen=True)
@@ -492,7 +504,10 @@ def detect_layout(
         best_spread = min(spread.values())
         cands = [c for c in cands if spread[id(c)] <= best_spread + 1e-9]
     if not cands:
-        raise SegviewerError(_no_fit_message(raw, img, has_class_axis))
+        raise ShapeMismatch(
+            _no_fit_message(raw, img, has_class_axis),
+            bool(_candidates(raw, img, has_class_axis, resample=True)),
+        )
     # equal views are equally right; among them prefer reading leading 1s as a batch (NHWC)
     cands.sort(key=lambda c: (c.inversions, c.class_rank, -sum(1 for a in c.squeeze if a == 0)))
     chosen = cands[0]

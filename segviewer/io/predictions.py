@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.core.layout import Layout, detect_layout, parse_layout
+from segviewer.core.layout import Layout, ShapeMismatch, detect_layout, parse_layout
 from segviewer.core.masks import iter_labels
 from segviewer.core.progress import run_to_end
 from segviewer.core.types import MaskSettings, Prediction, PredictionKind, SegviewerError
@@ -679,6 +679,9 @@ def _find_layout(
 ) -> Layout:
     try:
         return detect_layout(shape, img, explicit=explicit, has_class_axis=has_cls)
+    except ShapeMismatch as exc:
+        if not resample:
+            raise ShapeMismatch(f"{what}: {exc}", exc.resample_possible) from None
     except SegviewerError as exc:
         if not resample:
             raise SegviewerError(f"{what}: {exc}") from None

@@ -228,12 +228,16 @@ def _compare_job(
 
 
 def _load_prediction_job(
-    path: str, image_shape: tuple[int, int, int], layout: str | None, kind: str | None
+    path: str,
+    image_shape: tuple[int, int, int],
+    layout: str | None,
+    kind: str | None,
+    resample: bool = False,
 ) -> Any:
     from segviewer.io.predictions import load_prediction
 
-    yield Progress(0, 1, f"Reading {Path(path).name}")
-    return load_prediction(path, image_shape, layout=layout, kind=kind)
+    yield Progress(0, 1, f"{'Resampling' if resample else 'Reading'} {Path(path).name}")
+    return load_prediction(path, image_shape, layout=layout, kind=kind, resample=resample)
 
 
 def _load_classes_job(path: str) -> Any:
@@ -396,14 +400,35 @@ class MainWindow(QMainWindow):
         )
 
     def open_prediction(
-        self, path: str | os.PathLike[str], *, layout: str | None = None, kind: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        layout: str | None = None,
+        kind: str | None = None,
+        resample: bool = False,
     ) -> Job | None:
-        """Load a prediction aligned to the current image, in a worker."""
+        """Load a prediction aligned to the current image, in a worker. A prediction made at
+        another resolution is refused unless ``resample``; the window then offers to resample
+        it onto the image grid (:meth:`ask_resample`)."""
         path = str(path)
         if self.state.volume is None:
             self._show_error("Open an image first: a prediction is aligned to the image's shape.")
             return None
         self.settings.remember_folder(path)
+
+        def failed(exc: BaseException) -> None:
+            from segviewer.core.layout import ShapeMismatch
+
+            if (
+                isinstance(exc, ShapeMismatch)
+                and exc.resample_possible
+                and self.show_dialogs
+                and self.ask_resample(str(exc))
+            ):
+                self.open_prediction(path, layout=layout, kind=kind, resample=True)
+                return
+            self._job_error(exc)
+
         return self.runner.start(
             "prediction",
             _load_prediction_job,
@@ -411,10 +436,23 @@ class MainWindow(QMainWindow):
             self.state.volume.shape,
             layout,
             kind,
+            resample,
             label=f"Loading {Path(path).name}",
             on_result=lambda pred: self._prediction_loaded(path, pred, layout, kind),
-            on_error=self._job_error,
+            on_error=failed,
         )
+
+    def ask_resample(self, message: str) -> bool:
+        """Ask whether to resample a prediction of another size onto the image grid (linear for
+        logits/probabilities, nearest for labels). Tests and scripts may replace this."""
+        answer = QMessageBox.question(
+            self,
+            "Prediction of another size",
+            message.replace("use --resample to resample", "resample")
+            + "\n\nResample it onto the image grid now? Only do this if the prediction covers "
+            "the same field of view as the image.",
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def open_reference(self, path: str | os.PathLike[str]) -> Job | None:
         """Load a reference segmentation (ground truth: label map, or probabilities / logits

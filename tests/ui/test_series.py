@@ -106,3 +106,53 @@ def test_volume_spinbox_walks_the_frames_of_a_4d_image(
 
 def test_volume_spinbox_hidden_for_3d_images(demo_window: Any) -> None:
     assert not demo_window.frame_spin.isVisible()
+
+
+def _half_resolution_probabilities(demo_dir: Path, tmp_path: Path) -> Path:
+    """The demo's tissue probabilities at half resolution (a model run on a coarser grid)."""
+    import nibabel as nib
+
+    probs = np.asarray(nib.load(demo_dir / "tissue_prob.nii.gz").get_fdata(), np.float32)
+    path = tmp_path / "coarse.npy"
+    np.save(path, np.ascontiguousarray(probs[::2, ::2, ::2]))
+    return path
+
+
+def test_prediction_of_another_size_is_resampled_when_the_user_agrees(
+    demo_window: Any, qtbot: Any, demo_dir: Path, tmp_path: Path
+) -> None:
+    coarse = _half_resolution_probabilities(demo_dir, tmp_path)
+    asked: list[str] = []
+    demo_window.show_dialogs = True
+    demo_window.ask_resample = lambda message: asked.append(message) or True
+    demo_window.open_prediction(coarse)
+    wait_idle(qtbot, demo_window)
+    assert len(asked) == 1 and "(49, 58, 47, 3)" in asked[0] and "(98, 116, 94)" in asked[0]
+    pred = demo_window.state.prediction
+    assert pred is not None and pred.spatial_shape == (98, 116, 94)
+    assert any("resampled from (49, 58, 47)" in n.lower() for n in pred.notes)
+    # Resampled probabilities still agree with the full-resolution reference on most voxels.
+    import nibabel as nib
+
+    ref = np.argmax(np.asarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj), axis=-1)
+    got = np.argmax(np.asarray(pred.channels_first()), axis=0)
+    assert np.mean(got == ref) > 0.85
+
+
+def test_declining_the_resampling_keeps_the_prediction_and_says_why(
+    demo_window: Any, qtbot: Any, demo_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+    monkeypatch.setattr(
+        QMessageBox, "critical", staticmethod(lambda parent, title, text: shown.append(text))
+    )
+    coarse = _half_resolution_probabilities(demo_dir, tmp_path)
+    before = demo_window.state.prediction
+    demo_window.show_dialogs = True
+    demo_window.ask_resample = lambda message: False
+    demo_window.open_prediction(coarse)
+    wait_idle(qtbot, demo_window)
+    assert demo_window.state.prediction is before
+    assert shown and "does not match image" in shown[-1] and "--resample" in shown[-1]
