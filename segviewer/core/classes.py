@@ -7,7 +7,8 @@ is only used where a solid background is needed (exported colour images).
 
 Default colours: a fixed qualitative palette of 19 colours chosen to be distinct from each
 other and from grey MRI intensities (Sasha Trubetskoy's "20 distinct colours" without grey and
-magenta, the latter being :data:`INVALID_COLOR`), then hues stepped by the golden ratio with
+magenta, the latter being :data:`INVALID_COLOR`; blue and orange first, so the first classes
+stay distinct for red-green colour-blind readers), then hues stepped by the golden ratio with
 alternating saturation and value, so any number of classes gets distinct colours.
 """
 
@@ -44,16 +45,17 @@ BACKGROUND_COLOR: RGB = (0, 0, 0)
 
 #: Colours of classes 1..19 in a default table.
 PALETTE: tuple[RGB, ...] = (
-    (230, 25, 75),  # red
-    (60, 180, 75),  # green
-    (255, 225, 25),  # yellow
+    # Blue and orange first: the first classes stay apart for red-green colour-blind readers.
     (0, 130, 200),  # blue
     (245, 130, 48),  # orange
+    (255, 225, 25),  # yellow
     (145, 30, 180),  # purple
     (70, 240, 240),  # cyan
+    (230, 25, 75),  # red
     (210, 245, 60),  # lime
     (250, 190, 212),  # pink
     (0, 128, 128),  # teal
+    (60, 180, 75),  # green
     (220, 190, 255),  # lavender
     (170, 110, 40),  # brown
     (255, 250, 200),  # beige

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the prediction's values are (default: detect)",
     )
     p.add_argument(
+        "--resample",
+        action="store_true",
+        help="resample a prediction made at another resolution onto the image grid",
+    )
+    p.add_argument(
         "--reference",
         "-r",
         metavar="REF",
@@ -283,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_options=overrides,
             model_optional=model_optional,
             reference=reference,
+            resample=args.resample,
         )
     if args.screenshot:
         out = Path(args.screenshot)

@@ -348,6 +348,7 @@ class MainWindow(QMainWindow):
         model_options: dict[str, Any] | None = None,
         model_optional: bool = False,
         reference: str | os.PathLike[str] | None = None,
+        resample: bool = False,
     ) -> None:
         """Load an image, then a prediction aligned to it, then a class table, then run a
         model on the image, then a reference segmentation, in that order.
@@ -360,7 +361,13 @@ class MainWindow(QMainWindow):
         if image is not None:
             queue.append(("image", str(image), {"frame": frame, "series": series}))
         if prediction is not None:
-            queue.append(("prediction", str(prediction), {"layout": layout, "kind": kind}))
+            queue.append(
+                (
+                    "prediction",
+                    str(prediction),
+                    {"layout": layout, "kind": kind, "resample": resample},
+                )
+            )
         if classes is not None:
             queue.append(("classes", str(classes), {}))
         if model is not None:
