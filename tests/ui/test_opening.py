@@ -1,4 +1,5 @@
-"""A DICOM folder with several series: the window asks which one, as ITK-SNAP and Slicer do."""
+"""Opening files that need a choice: a DICOM folder with several series (a picker, as ITK-SNAP
+and Slicer have), a 4-D image (the Volume selector), a prediction of another size (resample)."""
 
 from __future__ import annotations
 
