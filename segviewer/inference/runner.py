@@ -582,18 +582,21 @@ def predict(
                     batch = max(1, batch // 2)
                     notes.append(f"out of memory: batch size reduced to {batch}")
                     continue
-                if done == 0 and factor_index + 1 < len(factors):
-                    factor_index += 1
-                    geo = _Geometry(
-                        item_shape, handle.input_size, factors[factor_index], card, handle.path.name
-                    )
-                    runner, x_item, tile_pos = None, None, 0
-                    continue
-                raise SegviewerError(
+                failure: str | None = (
                     f"model {handle.path.name} failed on input {x.shape}: {_tf_message(e)}"
-                ) from None
-            want = (n, *geo.model_shape)
-            if tuple(y.shape[:-1]) != want or y.shape[-1] != co:
+                )
+            else:
+                want = (n, *geo.model_shape)
+                failure = (
+                    None
+                    if tuple(y.shape[:-1]) == want and y.shape[-1] == co
+                    else f"model {handle.path.name} turned input {x.shape} into {y.shape}; "
+                    "segviewer needs a dense output with the input's spatial size (a "
+                    "segmentation model)"
+                )
+            if failure is not None:
+                # Only the first batch may fail this way: it tries the candidate padding
+                # multiples in turn (a SavedModel has no layers to read the factor from).
                 if done == 0 and factor_index + 1 < len(factors):
                     factor_index += 1
                     geo = _Geometry(
@@ -601,10 +604,7 @@ def predict(
                     )
                     runner, x_item, tile_pos = None, None, 0
                     continue
-                raise SegviewerError(
-                    f"model {handle.path.name} turned input {x.shape} into {y.shape}; segviewer "
-                    "needs a dense output with the input's spatial size (a segmentation model)"
-                )
+                raise SegviewerError(failure)
             handle.runners[(geo.model_shape, card.output_name)] = runner
             finished = 0
             if n_tiles > 1:
