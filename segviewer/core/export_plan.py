@@ -275,17 +275,22 @@ def plan_export(
     if not volume_formats and whats & {"labels", "binary", "probabilities", "errors"}:
         raise SegviewerError("no file format chosen; choose nifti, png or npy")
 
-    if "labels" in whats:
+    def whole_map(what: str) -> None:
+        """A map over all classes (label map, error map): one volume file per format, or one
+        PNG per slice in ``<what>/``."""
         for fmt in volume_formats:
             if fmt == "png":
-                files += [
+                files.extend(
                     PlannedFile(
-                        f"labels/labels_{tag(s)}.png", "labels", "png", slice_index=s, view=view
+                        f"{what}/{what}_{tag(s)}.png", what, "png", slice_index=s, view=view
                     )
                     for s in chosen_slices
-                ]
+                )
             else:
-                files.append(PlannedFile(f"labels{_SUFFIX[fmt]}", "labels", fmt))
+                files.append(PlannedFile(f"{what}{_SUFFIX[fmt]}", what, fmt))
+
+    if "labels" in whats:
+        whole_map("labels")
 
     if "binary" in whats:
         if not chosen:
@@ -341,16 +346,7 @@ def plan_export(
         ]
 
     if "errors" in whats:
-        for fmt in volume_formats:
-            if fmt == "png":
-                files += [
-                    PlannedFile(
-                        f"errors/errors_{tag(s)}.png", "errors", "png", slice_index=s, view=view
-                    )
-                    for s in chosen_slices
-                ]
-            else:
-                files.append(PlannedFile(f"errors{_SUFFIX[fmt]}", "errors", fmt))
+        whole_map("errors")
     seen: set[str] = set()
     for f in files:
         key = f.path.casefold()
