@@ -239,6 +239,14 @@ def _drive(gen: Generator[Progress, None, T], bar: _ProgressBar) -> T:
 # segviewer info
 
 
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    """Which image of a DICOM folder or 4-D file: the same flags for every subcommand."""
+    p.add_argument("--series", metavar="UID_OR_N", help="DICOM series of a folder (UID or number)")
+    p.add_argument(
+        "--frame", type=int, default=0, metavar="N", help="volume of a 4-D image (0-based)"
+    )
+
+
 def _info_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segviewer info",
@@ -251,10 +259,7 @@ def _info_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="detect each prediction's layout against this image's shape",
     )
-    p.add_argument("--series", metavar="UID_OR_N", help="DICOM series of a folder (UID or number)")
-    p.add_argument(
-        "--frame", type=int, default=0, metavar="N", help="volume of a 4-D image (0-based)"
-    )
+    _add_image_options(p)
     p.add_argument("--layout", help="explicit prediction layout, e.g. NDHWC, CDHW, HWC")
     p.add_argument("--kind", choices=_KINDS, help="what the prediction's values are")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
@@ -587,10 +592,7 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resample", action="store_true", help="resample a prediction of another size to the image"
     )
-    p.add_argument("--series", metavar="UID_OR_N", help="DICOM series of a folder (UID or number)")
-    p.add_argument(
-        "--frame", type=int, default=0, metavar="N", help="volume of a 4-D image (0-based)"
-    )
+    _add_image_options(p)
     p.add_argument(
         "--trust-model",
         action="store_true",
