@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segviewer.core.types import SegviewerError
+from segviewer.core.errors import SegviewerError, ShapeMismatch
 
 __all__ = ["Layout", "ShapeMismatch", "detect_layout", "parse_layout"]
 
@@ -61,18 +61,6 @@ _MAX_NDIM = 6
 
 def _fmt(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ")"
-
-
-class ShapeMismatch(SegviewerError):
-    """The prediction's spatial size is not the image's.
-
-    ``resample_possible`` is True when some axis order matches the image up to scale, so
-    resampling onto the image grid (``--resample``; the window offers it) would make it fit.
-    """
-
-    def __init__(self, message: str, resample_possible: bool) -> None:
-        super().__init__(message)
-        self.resample_possible = resample_possible
 
 
 @dataclass(frozen=True)

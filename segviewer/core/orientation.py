@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segviewer.core.types import SegviewerError
+from segviewer.core.errors import SegviewerError
 
 __all__ = [
     "VIEWS",

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.classes import rgb_to_hex
 from segviewer.core.export_plan import MANIFEST_NAME, ExportPlan, PlannedFile, plan_export
 from segviewer.core.types import (
     MaskSettings,
@@ -211,9 +212,7 @@ def _existing(out_dir: Path, rel_paths: Iterable[str]) -> list[str]:
     return [p for p in rel_paths if (out_dir / p).exists() or (out_dir / p).is_symlink()]
 
 
-def _hex(rgb: Iterable[int]) -> str:
-    r, g, b = (int(v) for v in rgb)
-    return f"#{r:02x}{g:02x}{b:02x}"
+_hex = rgb_to_hex
 
 
 def run_export(

@@ -1,0 +1,32 @@
+"""The errors every layer raises: a leaf module with no imports from segviewer.
+
+``core.types``, ``core.layout`` and ``core.orientation`` all raise these; keeping them here
+(and not in ``core.types``) lets ``core.types`` import ``Layout`` and ``axis_codes`` at module
+level without an import cycle.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SegviewerError", "ShapeMismatch"]
+
+
+class SegviewerError(Exception):
+    """An error the user can act on.
+
+    The message is one or two sentences: what is wrong (naming the file, shapes, values) and
+    what to do about it. The command line prints it as one line and exits with status 2
+    (``segviewer: error: ...``); the window shows it in a dialog. Anything else that escapes
+    is a bug.
+    """
+
+
+class ShapeMismatch(SegviewerError):
+    """The prediction's spatial size is not the image's.
+
+    ``resample_possible`` is True when some axis order matches the image up to scale, so
+    resampling onto the image grid (``--resample``; the window offers it) would make it fit.
+    """
+
+    def __init__(self, message: str, resample_possible: bool) -> None:
+        super().__init__(message)
+        self.resample_possible = resample_possible
