@@ -149,7 +149,7 @@ class Prediction:
 
     data: np.ndarray
     kind: PredictionKind
-    layout: Layout | None
+    layout: Layout
     n_classes: int
     source: str = "<array>"
     values_are_probabilities: bool = False

@@ -25,10 +25,11 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from superqt.utils import signals_blocked
 
 from segviewer.core import compare, masks, orientation, overlay
 from segviewer.core.types import label_dtype
-from segviewer.ui.state import ViewerState
+from segviewer.ui.state import Change, ViewerState
 
 __all__ = ["ColorBar", "SliceCanvas", "qimage_to_array"]
 
@@ -240,7 +241,7 @@ class SliceCanvas(QWidget):
         self.setMinimumSize(200, 200)
 
         state.changed.connect(self._state_changed)
-        self._state_changed("data")
+        self._state_changed(Change.DATA)
 
     # -- public ----------------------------------------------------------------------------
     @property
@@ -261,14 +262,14 @@ class SliceCanvas(QWidget):
             self._dirty = True
             if self._active:
                 self._dirty = False
-                self._state_changed("data")
+                self._state_changed(Change.DATA)
 
     def set_active(self, active: bool) -> None:
         """Inactive canvases ignore state changes until re-activated (then redraw fully)."""
         self._active = bool(active)
         if self._active and self._dirty:
             self._dirty = False
-            self._state_changed("data")
+            self._state_changed(Change.DATA)
 
     def n_slices(self) -> int:
         if self.axes is None or self.state.volume is None:
@@ -349,7 +350,7 @@ class SliceCanvas(QWidget):
         return qimage_to_array(self.graphics.grab().toImage())
 
     # -- state -> display ------------------------------------------------------------------
-    def _state_changed(self, what: str) -> None:
+    def _state_changed(self, what: Change) -> None:
         st = self.state
         if st.volume is None:
             self.image_item.clear()
@@ -358,7 +359,7 @@ class SliceCanvas(QWidget):
         if not self._active:
             self._dirty = True
             return
-        if what in ("data", "orientation"):
+        if what in (Change.DATA, Change.ORIENTATION):
             self.axes = orientation.display_axes(
                 st.volume.affine, self._view, radiological=st.radiological
             )
@@ -369,22 +370,26 @@ class SliceCanvas(QWidget):
             rows = st.volume.shape[self.axes.row_axis]
             cols = st.volume.shape[self.axes.col_axis]
             self._shape2d = (rows, cols)
-            self.slider.blockSignals(True)
-            self.slider.setRange(0, self.n_slices() - 1)
-            self.slider.blockSignals(False)
+            with signals_blocked(self.slider):
+                self.slider.setRange(0, self.n_slices() - 1)
             self._update_letters()
             self.index = -1  # force the render below
             self._rect_size = (0, 0)  # and the millimetre rectangle (spacing may differ)
             self._render()
             self.viewbox.autoRange(padding=0.0)
             return
-        if what == "labels":
+        if what == Change.LABELS:
             self._label_cache.clear()
-        if what in ("labels", "display", "lut", "window", "cursor"):
+        if what in (
+            Change.LABELS,
+            Change.DISPLAY,
+            Change.LUT,
+            Change.WINDOW,
+            Change.CURSOR,
+            Change.REFERENCE,
+        ):
             self._render()
-        if what == "reference":
-            self._render()
-        if what == "options":
+        if what in (Change.OPTIONS, Change.LAYOUT):
             self._update_overlays()
 
     def _render(self) -> None:
@@ -395,9 +400,8 @@ class SliceCanvas(QWidget):
         index_changed = index != self.index
         self.index = int(index)
         if index_changed:
-            self.slider.blockSignals(True)
-            self.slider.setValue(self.index)
-            self.slider.blockSignals(False)
+            with signals_blocked(self.slider):
+                self.slider.setValue(self.index)
         rgba = self._compose_slice()
         self.image_item.setImage(rgba, autoLevels=False)
         if self._rect_size != rgba.shape[:2]:
@@ -566,8 +570,8 @@ class SliceCanvas(QWidget):
         self._info.adjustSize()
         self._wl_label.setText(f"W {st.width:.4g}  L {st.level:.4g}")
         self._wl_label.adjustSize()
-        self._vline.setVisible(st.show_crosshair)
-        self._hline.setVisible(st.show_crosshair)
+        self._vline.setVisible(st.crosshair_drawn())
+        self._hline.setVisible(st.crosshair_drawn())
         has_pred = st.prediction is not None and st.table is not None
         errors = has_pred and st.display == "errors" and st.reference is not None
         heat = has_pred and st.display not in ("labels", "errors")

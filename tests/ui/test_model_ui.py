@@ -387,10 +387,10 @@ def test_demo_model_replaces_the_reference_probabilities(
 def test_demo_without_tensorflow_keeps_the_reference_with_a_note(
     window: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import segviewer.ui.model_panel as model_panel
+    import segviewer.io.sniff as sniff
     from segviewer.ui.app import demo_model_path, demo_paths
 
-    monkeypatch.setattr(model_panel, "tensorflow_available", lambda: False)
+    monkeypatch.setattr(sniff, "tensorflow_available", lambda: False)
     t1, prob, classes = demo_paths()
     # as segviewer --demo queues it: the reference only after the model ran
     window.open_files(
