@@ -276,7 +276,7 @@ def run_export(
     PNGs are
     oriented as the window shows the view (row 0 at the top, radiological convention).
     """
-    from segviewer import __version__
+    from segviewer._version import __version__
     from segviewer.core.compare import error_map, iter_compare
     from segviewer.core.masks import binary_mask_from_block, iter_labels, iter_probabilities
     from segviewer.core.orientation import display_axes, take_slice

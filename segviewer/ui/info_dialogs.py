@@ -110,7 +110,7 @@ def show_help(parent: QWidget) -> None:
 
 
 def show_about(parent: QWidget) -> None:
-    from segviewer import __version__
+    from segviewer._version import __version__
 
     QMessageBox.about(
         parent,
