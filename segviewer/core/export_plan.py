@@ -126,19 +126,31 @@ def safe_component(name: str, index: int) -> str:
 
 
 def _class_file_names(table: Any, classes: Sequence[int]) -> dict[int, str]:
-    """Safe, unique (case-insensitively) file names for the chosen classes."""
+    """Safe file names for the chosen classes, unique on a case-insensitive file system.
+
+    macOS and Windows file systems fold case (and macOS Unicode normalisation), so
+    ``Liver`` and ``liver`` would be one file there: names are compared NFC-normalised and
+    case-folded, and a clash gets ``_<index>`` (then ``_<index>_2``...) appended.
+    """
     names: dict[int, str] = {}
-    used: set[str] = set()
+    used: set[str] = {"labels", "probabilities", "overlays"}
     for k in classes:
         base = table.safe_filename(k) if hasattr(table, "safe_filename") else str(table[k].name)
         # Second guard, idempotent on names that are already safe: the plan must never
         # produce a path that escapes the output folder, whatever the table did.
         name = safe_component(str(base), k)
-        if name.casefold() in used or name.casefold() in ("labels", "probabilities", "overlays"):
-            name = f"{name}_{k}"
-        used.add(name.casefold())
-        names[k] = name
+        candidate, n = name, 1
+        while _fold(candidate) in used:
+            candidate = f"{name}_{k}" if n == 1 else f"{name}_{k}_{n}"
+            n += 1
+        used.add(_fold(candidate))
+        names[k] = candidate
     return names
+
+
+def _fold(name: str) -> str:
+    """How a case-insensitive file system compares names (NFC, then case-folded)."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def parse_slices(text: str, n_slices: int) -> tuple[int, ...]:
@@ -349,7 +361,7 @@ def plan_export(
         whole_map("errors")
     seen: set[str] = set()
     for f in files:
-        key = f.path.casefold()
+        key = _fold(f.path)
         if key in seen:  # only possible through a bug above; never overwrite our own output
             raise SegviewerError(f"internal: two export files would be named {f.path}")
         seen.add(key)
