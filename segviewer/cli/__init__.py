@@ -6,6 +6,10 @@
     Headless export, the same code path the window uses (:mod:`segviewer.cli.export`).
 ``segviewer compare IMAGE (--prediction FILE | --model MODEL) --reference FILE [...]``
     Where the model is wrong, per class, as a table or JSON (:mod:`segviewer.cli.compare`).
+``segviewer doctor``
+    What this installation has and lacks (:mod:`segviewer.cli.doctor`).
+``segviewer --install-desktop-entry`` / ``--uninstall-desktop-entry``
+    A launcher with the icon for the desktop's menu (:mod:`segviewer.cli.desktop`).
 anything else (no arguments, an image path, ``--demo``, ``--screenshot``...)
     Opens the window (:mod:`segviewer.cli.window`); Qt is imported only then.
 
@@ -27,7 +31,7 @@ from segviewer.cli.terminal import guarded
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("info", "export", "compare")
+SUBCOMMANDS = ("info", "export", "compare", "doctor")
 
 _TOP_HELP = """\
 usage: segviewer [IMAGE] [window options]   open the viewer window
@@ -39,12 +43,14 @@ usage: segviewer [IMAGE] [window options]   open the viewer window
        segviewer compare IMAGE --prediction FILE --reference FILE [--classes FILE] [--json]
        segviewer compare IMAGE --model MODEL --reference FILE
        segviewer compare --demo
+       segviewer doctor [--json]        what this installation has and lacks
+       segviewer --install-desktop-entry  (--uninstall-desktop-entry)
        segviewer --version
 
 Review what a semantic-segmentation model predicts on MRI, and where it is wrong
 against a reference segmentation.
-Run 'segviewer info --help', 'segviewer export --help' or 'segviewer compare --help' for
-their options.
+Run 'segviewer info --help', 'segviewer export --help', 'segviewer compare --help' or
+'segviewer doctor --help' for their options.
 """
 
 
@@ -64,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args[:1] in (["-h"], ["--help"]):
         return guarded(_top_help)
+    if args[:1] in (["--install-desktop-entry"], ["--uninstall-desktop-entry"]):
+        return guarded(lambda: _desktop_entry(args))
     if args and args[0] in SUBCOMMANDS:
         run = _subcommand(args[0])
         return guarded(lambda: run(args[1:]))
@@ -82,9 +90,34 @@ def _subcommand(name: str) -> Callable[[Sequence[str]], int]:
         from segviewer.cli import export
 
         return export.run
+    if name == "doctor":
+        from segviewer.cli import doctor
+
+        return doctor.run
     from segviewer.cli import compare
 
     return compare.run
+
+
+def _desktop_entry(args: list[str]) -> int:
+    from segviewer.cli import desktop
+    from segviewer.cli.terminal import fail
+
+    if len(args) > 1:
+        return fail(f"{args[0]} takes no other arguments; drop {' '.join(args[1:])}")
+    if args[0] == "--install-desktop-entry":
+        result = desktop.install()
+        for path in result.written:
+            print(f"wrote {path}")
+    else:
+        result = desktop.uninstall()
+        for path in result.removed:
+            print(f"removed {path}")
+        if not result.removed:
+            print("no segviewer launcher was installed")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
 
 
 def _top_help() -> int:
