@@ -8,12 +8,16 @@ stderr), 130 cancelled with Ctrl-C (nothing half-written is left behind).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, TextIO, TypeVar
+from collections.abc import Callable, Generator, Iterator, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from segviewer.core.types import Progress, SegviewerError
 
@@ -27,9 +31,11 @@ __all__ = [
     "err",
     "fail",
     "guarded",
+    "handle_termination",
     "one_line",
     "parse",
     "ratio_text",
+    "termination_signals",
     "warn",
 ]
 
@@ -84,6 +90,49 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+
+
+# ----------------------------------------------------------------------------------------
+# termination signals (the one place that sets them up)
+
+#: Signals that ask a command to stop, by name: SIGTERM (``kill``, ``timeout``, ``docker
+#: stop``), SIGHUP (the terminal closed; POSIX only) and SIGBREAK (Ctrl+Break; Windows only).
+#: Ctrl-C (SIGINT) is Python's own KeyboardInterrupt and is not changed here.
+TERMINATION_SIGNALS = ("SIGTERM", "SIGHUP", "SIGBREAK")
+
+
+def termination_signals(module: Any = signal) -> list[signal.Signals]:
+    """The termination signals this platform has (Windows has no SIGHUP, POSIX no SIGBREAK)."""
+    found = (getattr(module, name, None) for name in TERMINATION_SIGNALS)
+    return [s for s in found if s is not None]
+
+
+@contextlib.contextmanager
+def handle_termination(
+    handler: Callable[[int, FrameType | None], Any], module: Any = signal
+) -> Iterator[list[signal.Signals]]:
+    """Install ``handler`` for every termination signal this platform has, and restore the
+    previous handlers afterwards. Yields the signals handled.
+
+    Portable by construction: signals the platform lacks are skipped (no ``signal.SIGHUP``
+    on Windows), and outside the main thread, where Python cannot set handlers, nothing is
+    installed and the list is empty.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        for sig in termination_signals(module):
+            try:
+                previous[sig] = module.signal(sig, handler)
+            except (OSError, ValueError, RuntimeError):
+                continue  # a signal this process may not handle: leave the default
+        yield list(previous)
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(OSError, ValueError, RuntimeError, TypeError):
+                module.signal(sig, old)
 
 
 # ----------------------------------------------------------------------------------------
