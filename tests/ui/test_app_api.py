@@ -21,6 +21,7 @@ def _rgb(img: np.ndarray, rgb: tuple[int, int, int]) -> int:
     return int(np.count_nonzero(np.all(img[..., :3] == np.array(rgb, np.uint8), axis=-1)))
 
 
+@pytest.mark.tf  # asserts that the bundled model ran
 def test_demo_screenshot_from_the_command_line(
     qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
