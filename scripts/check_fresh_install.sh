@@ -80,7 +80,9 @@ cd "$work/segviewer"
 start=$SECONDS
 echo "+ $install_demo"
 bash -c "$install_demo"
-.venv/bin/python - <<'EOF'
+# From another folder, so that `import segviewer` cannot pick up the clone itself.
+(cd "$work" && DEMO_PNG="$work/segviewer/demo.png" segviewer/.venv/bin/python - <<'EOF'
+import os
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +94,13 @@ from segviewer.cli.desktop import icon_file
 # A real install (not the clone): the wheel must carry the demo data and the icon.
 assert ".venv" in Path(segviewer.__file__).parts, segviewer.__file__
 assert icon_file(".png").is_file() and icon_file(".svg").is_file()
-with Image.open("demo.png") as im:
+with Image.open(os.environ["DEMO_PNG"]) as im:
     pixels = np.asarray(im.convert("RGB"))
 assert pixels.shape[0] >= 300 and pixels.shape[1] >= 400, pixels.shape
 assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, "the demo screenshot is blank"
 print(f"demo.png {pixels.shape[1]} x {pixels.shape[0]} px from {segviewer.__file__}")
 EOF
+)
 .venv/bin/segviewer --version
 doctor_args=()
 [ "$mode" = quick ] && doctor_args=(--no-tensorflow)
