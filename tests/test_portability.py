@@ -254,3 +254,27 @@ def test_recent_files_keep_odd_paths(tmp_path: Path, monkeypatch: pytest.MonkeyP
     again = Settings()  # read back from the INI file
     assert dict(again.recent()) == {k: str(p.resolve()) for k, p in files.items()}
     assert again.recent()[0] == ("classes", str(files["classes"].resolve()))
+
+
+def test_model_extra_picks_one_tensorflow_wheel_per_platform() -> None:
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    model = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]["model"]
+    reqs = [Requirement(r) for r in model]
+    platforms = {
+        ("linux", "x86_64"): "tensorflow-cpu",  # no CUDA download on Linux PCs
+        ("linux", "aarch64"): "tensorflow",
+        ("win32", "AMD64"): "tensorflow",
+        ("darwin", "x86_64"): "tensorflow",  # tensorflow-cpu has no macOS wheels
+        ("darwin", "arm64"): "tensorflow",
+    }
+    for (plat, machine), wanted in platforms.items():
+        env = {"sys_platform": plat, "platform_machine": machine}
+        chosen = [r.name for r in reqs if r.marker is None or Marker(str(r.marker)).evaluate(env)]
+        assert chosen == [wanted], (plat, machine, chosen)

@@ -166,3 +166,16 @@ def test_windows_shortcut(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 def test_unknown_platform_is_one_clear_error() -> None:
     with pytest.raises(SegviewerError, match="does not know how to make a launcher on plan9"):
         desktop.install("plan9", {}, sys.executable)
+
+
+def test_the_window_uses_the_icon_and_the_desktop_file_name() -> None:
+    code = (
+        "from segviewer.ui.app import ensure_app\n"
+        "app = ensure_app()\n"
+        "sizes = app.windowIcon().availableSizes()\n"
+        "print(app.desktopFileName(), [(s.width(), s.height()) for s in sizes])\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "segviewer [(256, 256)]"
