@@ -29,7 +29,7 @@ from segviewer.core.progress import run_to_end
 from segviewer.io.classtables import read_class_table, save_class_table
 from segviewer.io.export import ExportRequest, run_export
 from segviewer.io.images import load_image
-from segviewer.io.predictions import load_prediction, load_reference
+from segviewer.io.predictions import load_prediction, load_reference, prediction_from_array
 from segviewer.io.writers import write_nifti, write_npy, write_png
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segviewer"
@@ -278,3 +278,39 @@ def test_model_extra_picks_one_tensorflow_wheel_per_platform() -> None:
         env = {"sys_platform": plat, "platform_machine": machine}
         chosen = [r.name for r in reqs if r.marker is None or Marker(str(r.marker)).evaluate(env)]
         assert chosen == [wanted], (plat, machine, chosen)
+
+
+def test_windows_paths_survive_in_the_manifest_and_names_are_windows_safe(
+    tmp_path: Path, demo_dir: Path
+) -> None:
+    """A volume read on Windows carries a drive-letter path with backslashes: the manifest
+    keeps it exactly (JSON escapes it), and every planned name is valid on NTFS."""
+    from pathlib import PureWindowsPath
+
+    from segviewer.core.types import Volume
+
+    vol = load_image(demo_dir / "t1.nii.gz")
+    windows_source = "C:\\Users\\Zoë Müller\\MRI scans\\t1 (1).nii.gz"
+    vol = Volume(vol.data, vol.affine, source=windows_source, format=vol.format)
+    pred = load_prediction(demo_dir / "tissue_prob.nii.gz", vol.shape)
+    names = ["bg", "C:\\evil", "a:b", 'x?y*"<z>|', "CON.txt", "trailing. ", "Liver", "liver"]
+    table = ClassTable(tuple(ClassInfo(i, n, (i * 30, 0, 0)) for i, n in enumerate(names)))
+    out = tmp_path / "out"
+    request = ExportRequest(
+        out_dir=out, what=frozenset({"binary"}), formats=frozenset({"npy", "png"}), slices=(40,)
+    )
+    prob8 = np.zeros((*vol.shape, len(names)), np.float32)
+    prob8[..., :3] = np.asarray(pred.channels_first()).transpose(1, 2, 3, 0)
+    pred8 = prediction_from_array(prob8, vol.shape, kind="probabilities")
+    run_to_end(run_export(vol, pred8, table, request))
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["sources"]["image"]["path"] == windows_source
+    reserved = set('<>:"/\\|?*')
+    for entry in manifest["files"]:
+        for part in entry["path"].split("/"):
+            win = PureWindowsPath(part)
+            assert not win.drive and not (reserved & set(part)), part
+            assert not part.endswith((".", " ")), part
+            assert part.split(".")[0].upper() not in {"CON", "PRN", "AUX", "NUL"}, part
+    masks = {e["path"].casefold() for e in manifest["files"] if e["path"].endswith(".npy")}
+    assert len(masks) == len(names) - 1  # Liver and liver: two files on NTFS too

@@ -26,9 +26,11 @@ def odd_python(tmp_path: Path) -> Path:
     """This Python, reached through a path with a space, non-ASCII, a quote and a ``$``."""
     folder = tmp_path / "my pythön's $HOME (x)"
     folder.mkdir()
-    link = folder / "python3"
-    link.symlink_to(sys.executable)
-    return link
+    # A wrapper, not a symlink: a symlinked venv python outside the venv loses the venv.
+    wrapper = folder / "python3"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def _exec_argv(desktop_text: str) -> list[str]:
