@@ -27,7 +27,7 @@ import plistlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def icon_file(suffix: str = ".png") -> Path:
 # Linux
 
 
-def _data_home(env: dict[str, str] | os._Environ[str]) -> Path:
+def _data_home(env: Mapping[str, str]) -> Path:
     value = env.get("XDG_DATA_HOME", "")
     # The spec: a relative XDG_DATA_HOME is invalid and must be ignored.
     if value and os.path.isabs(value):
@@ -205,7 +205,7 @@ def _install_linux(command: Sequence[str], data_home: Path) -> DesktopResult:
 # Windows
 
 
-def _start_menu(env: dict[str, str] | os._Environ[str]) -> Path:
+def _start_menu(env: Mapping[str, str]) -> Path:
     appdata = env.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
     return Path(appdata) / "Microsoft" / "Windows" / "Start Menu" / "Programs"
 
@@ -235,7 +235,7 @@ def shortcut_script(link: Path, python: str, icon: Path) -> str:
     )
 
 
-def _windows_paths(env: dict[str, str] | os._Environ[str]) -> dict[str, Path]:
+def _windows_paths(env: Mapping[str, str]) -> dict[str, Path]:
     local = env.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
     return {
         "link": _start_menu(env) / "segviewer.lnk",
@@ -243,7 +243,7 @@ def _windows_paths(env: dict[str, str] | os._Environ[str]) -> dict[str, Path]:
     }
 
 
-def _install_windows(python: str, env: dict[str, str] | os._Environ[str]) -> DesktopResult:
+def _install_windows(python: str, env: Mapping[str, str]) -> DesktopResult:
     from PIL import Image
 
     result = DesktopResult()
@@ -331,7 +331,7 @@ def _install_macos(python: str, home: Path) -> DesktopResult:
 
 def install(
     platform: str | None = None,
-    env: dict[str, str] | os._Environ[str] | None = None,
+    env: Mapping[str, str] | None = None,
     python: str | None = None,
 ) -> DesktopResult:
     """Install the launcher for ``platform`` (default ``sys.platform``)."""
@@ -355,9 +355,7 @@ def install(
     )
 
 
-def uninstall(
-    platform: str | None = None, env: dict[str, str] | os._Environ[str] | None = None
-) -> DesktopResult:
+def uninstall(platform: str | None = None, env: Mapping[str, str] | None = None) -> DesktopResult:
     """Remove what :func:`install` wrote (files that are not there are skipped)."""
     platform = sys.platform if platform is None else platform
     env = os.environ if env is None else env

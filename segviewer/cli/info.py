@@ -106,7 +106,7 @@ def _describe_table(path: Path) -> dict[str, Any]:
 
 def _table_format(path: Path) -> str:
     # The reader decides the format from the content; ask the same function it uses.
-    from segviewer.io.classtables import _detect
+    from segviewer.io.classtables import table_format
 
     names = {
         "json": "segviewer JSON",
@@ -114,7 +114,7 @@ def _table_format(path: Path) -> str:
         "itksnap": "ITK-SNAP label description",
         "lut": "FreeSurfer / 3D Slicer colour table",
     }
-    kind = _detect(path.read_text(encoding="utf-8-sig", errors="replace"), path)
+    kind = table_format(path)
     return names.get(kind, kind)
 
 

@@ -35,7 +35,13 @@ from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
 from segviewer.io.common import check_input_file
 
-__all__ = ["load_class_table", "read_class_table", "save_class_table", "CLASS_TABLE_FORMATS"]
+__all__ = [
+    "load_class_table",
+    "read_class_table",
+    "save_class_table",
+    "table_format",
+    "CLASS_TABLE_FORMATS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -376,3 +382,10 @@ def _format_lut(table: ClassTable, title: str) -> str:
         r, g, b = c.color
         lines.append(f"{c.index} {name} {r} {g} {b} {0 if c.index == 0 else 255}")
     return "\n".join(lines) + "\n"
+
+
+def table_format(path: str | os.PathLike[str]) -> str:
+    """Which format :func:`read_class_table` reads ``path`` as (decided from the content):
+    ``"json"``, ``"csv"``, ``"itksnap"`` or ``"lut"`` (FreeSurfer / 3D Slicer)."""
+    p = Path(path)
+    return _detect(p.read_text(encoding="utf-8-sig", errors="replace"), p)
