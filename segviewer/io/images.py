@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.orientation import orientation_code
 from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
 from segviewer.io.arrays import (
     READ_ERRORS,
@@ -155,7 +156,8 @@ def describe_image(
     -------
     dict
         ``path``, ``format``, ``shape`` (image axes 0, 1, 2), ``dtype``, ``spacing_mm``,
-        ``orientation`` (3-letter code, e.g. ``"RAS"``), ``affine`` (4x4 nested lists),
+        ``orientation`` (3-letter code, e.g. ``"RAS"``, or ``"unknown"`` when the file
+        carries no patient orientation: then no letters are shown anywhere), ``affine`` (4x4 nested lists),
         ``value_range`` ([min, max] of the finite values, or None), ``n_frames``, ``frame``,
         ``memory_mapped``, ``notes``, ``warnings``, ``metadata`` (the reader's other fields)
         and, for a DICOM folder, ``series`` (one dict per series). A folder with several
@@ -185,7 +187,7 @@ def describe_image(
         "shape": list(vol.shape),
         "dtype": str(vol.data.dtype),
         "spacing_mm": [round(s, 6) for s in vol.spacing],
-        "orientation": vol.orientation,
+        "orientation": orientation_code(vol),
         "affine": [[float(v) for v in row] for row in vol.affine],
         "value_range": _value_range(vol.data),
         "n_frames": int(meta.pop("n_frames", 1)),
@@ -382,6 +384,7 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         "affine_source": affine_source,
         "sform_code": sform,
         "qform_code": qform,
+        "orientation_known": affine_source != "voxel sizes only",
         "memory_mapped": memory_mapped,
         "notes": tuple(notes),
         "warnings": (),
@@ -449,6 +452,7 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
         "space": space or None,
         "encoding": str(header.get("encoding", "")),
         "detached": "data file" in header or "datafile" in header,
+        "orientation_known": geometry.affine is not None,
         "notes": tuple(notes),
         "warnings": (),
     }
