@@ -385,6 +385,7 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         "sform_code": sform,
         "qform_code": qform,
         "orientation_known": affine_source != "voxel sizes only",
+        "stored_shape": shape,
         "memory_mapped": memory_mapped,
         "notes": tuple(notes),
         "warnings": (),
