@@ -257,7 +257,7 @@ def _print_report(report: dict[str, Any]) -> None:
     if table is not None:
         names = ", ".join(f"{c['index']} {c['name']}" for c in table["classes"][:12])
         more = f", ... ({table['n_classes'] - 12} more)" if table["n_classes"] > 12 else ""
-        first = [w for w in table["warnings"] if "--classes-offset" in w]
+        first = [w for w in table["warnings"] if "off by one" in w]
         for w in first:  # said before the names it puts in doubt
             print(f"  warning: {one_line(w)}")
         print(f"  class table ({table['format']}): {table['n_classes']} classes: {names}{more}")

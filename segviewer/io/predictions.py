@@ -337,9 +337,11 @@ def prediction_from_array(
         and image_affine is not None
         and (image_geometry if image_geometry is not None else _has_geometry(image_affine))
     )
+    geometry_layout = False
     if world and layout is None:
         # with geometry, the file's own axis order is the truth: never permute by size
         layout = _geometry_layout(raw.shape, source_spatial_axes, is_int, requested, img)
+        geometry_layout = layout is not None
         if layout is not None and "C" in layout and is_int and requested is None:
             has_cls = True  # integer channels (one-hot masks) in the file's own axis order
     try:
@@ -391,6 +393,12 @@ def prediction_from_array(
                 note=f"Layout {lay.name}: a float map without a class axis whose values are not "
                 "whole numbers is read as one sigmoid channel.",
             )
+    if geometry_layout and lay.note.endswith("given explicitly"):
+        lay = dataclasses.replace(
+            lay,
+            note=f"Layout {lay.name}: the file's own axis order (it carries geometry, so its "
+            "axes are placed by its affine, not matched to the image by size).",
+        )
     out_notes.append(lay.note)
 
     if is_int:
