@@ -20,10 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
+from segviewer.core.types import SegviewerError
+
+if TYPE_CHECKING:  # core.types may import this module: no run-time import of Volume here
+    from segviewer.core.types import Volume
 
 __all__ = [
     "VIEWS",
@@ -373,6 +377,8 @@ def orientation_known(volume: Volume) -> bool:
         return False
     if volume.format in _GEOMETRY_FORMATS:
         return True
+    from segviewer.core.types import STACK_AFFINE
+
     a = np.asarray(volume.affine, dtype=np.float64)[:3, :3]
     norms = np.linalg.norm(a, axis=0)
     if np.any(norms == 0):
