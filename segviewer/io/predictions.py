@@ -53,7 +53,14 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.core.layout import Layout, ShapeMismatch, detect_layout, parse_layout
+from segviewer.core.layout import (
+    Layout,
+    ShapeMismatch,
+    describe_layout,
+    detect_layout,
+    fitting_layouts,
+    parse_layout,
+)
 from segviewer.core.masks import iter_labels
 from segviewer.core.progress import run_to_end
 from segviewer.core.resample import (
@@ -94,6 +101,8 @@ from segviewer.io.common import check_alloc, check_input_file, compound_suffix
 from segviewer.io.geometry import FileGeometry, nifti_geometry, nrrd_geometry
 
 __all__ = [
+    "PredictionChoices",
+    "prediction_choices",
     "load_prediction",
     "prediction_from_array",
     "describe_prediction",
@@ -436,6 +445,106 @@ def prediction_from_array(
         values_are_probabilities=probs,
         notes=tuple(n for n in out_notes if n),
         resampling=resampling,
+    )
+
+
+#: The kinds in words, for the window's choice (the value is what ``kind=`` takes).
+KIND_WORDS: dict[str, str] = {
+    "logits": "logits (softmax over the class axis)",
+    "probabilities": "probabilities (sum to 1 over the class axis)",
+    "sigmoid": "one sigmoid channel (binary foreground)",
+    "multilabel": "independent sigmoid channels (overlapping classes)",
+    "labels": "label map (integer class per voxel)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionChoices:
+    """What the window's Open prediction offers for a file: detected values and alternatives.
+
+    Attributes
+    ----------
+    raw_shape
+        The array's shape as stored.
+    layout, layout_words
+        The detected layout string (``"ZCXY"``) and the same in words ("image axis 2 (189),
+        classes (3), ..."); None / "" when nothing fits the image.
+    layouts
+        Every layout that fits the image's size exactly, ``(name, words)``, detected first.
+    kind, kind_words
+        The detected kind and its words (:data:`KIND_WORDS`).
+    error
+        Why nothing fits (empty when something does).
+    resample_possible
+        True only when no axis order fits exactly and one fits up to scale; the window offers
+        resampling only then.
+    geometry
+        Whether the file carries its own geometry (then resampling is done in world space).
+    """
+
+    raw_shape: tuple[int, ...]
+    layout: str | None
+    layout_words: str
+    layouts: tuple[tuple[str, str], ...]
+    kind: str | None
+    kind_words: str
+    error: str = ""
+    resample_possible: bool = False
+    geometry: bool = False
+
+
+def prediction_choices(
+    path: str | os.PathLike[str],
+    image_shape: Sequence[int],
+    *,
+    layout: str | None = None,
+    kind: PredictionKind | str | None = None,
+) -> PredictionChoices:
+    """Detect a prediction file's layout and kind against an image, for the window's choice.
+
+    Reads the file as :func:`load_prediction` does (memory-mapped where it can); nothing that
+    fits is an answer too (``error``, ``resample_possible``), not an exception. Unreadable
+    files still raise :class:`SegviewerError`.
+    """
+    p = Path(path)
+    info = describe_prediction(p)
+    raw_shape = tuple(int(v) for v in info["shape"])
+    img = tuple(int(v) for v in image_shape)
+    fmt = info["format"]
+    geometry = False
+    if fmt in ("nifti", "nrrd"):
+        geo = _file_geometry(p, fmt, len(raw_shape))  # the header only
+        geometry = geo is not None and geo.affine is not None
+
+    def words(name: str) -> str:
+        try:
+            return describe_layout(parse_layout(name, raw_shape, img))
+        except SegviewerError:
+            return name
+
+    fits = tuple((n, words(n)) for n in fitting_layouts(raw_shape, img))
+    try:
+        pred = load_prediction(p, img, layout=layout, kind=kind)
+    except ShapeMismatch as exc:
+        return PredictionChoices(
+            raw_shape, None, "", fits, None, "", str(exc), exc.resample_possible, geometry
+        )
+    except SegviewerError as exc:
+        return PredictionChoices(raw_shape, None, "", fits, None, "", str(exc), False, geometry)
+    name = str(pred.layout.name)
+    if pred.layout.raw_shape == raw_shape:
+        lay_words = describe_layout(pred.layout)
+    else:  # a float map read as one sigmoid channel gets a trailing axis
+        lay_words = words(name) if len(name) == len(raw_shape) else name
+    fits = tuple(sorted(fits, key=lambda f: f[0] != name))
+    return PredictionChoices(
+        raw_shape,
+        name,
+        lay_words,
+        fits,
+        pred.kind.value,
+        KIND_WORDS[pred.kind.value],
+        geometry=geometry,
     )
 
 

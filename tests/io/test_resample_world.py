@@ -281,3 +281,27 @@ def test_same_shape_shifted_grid_is_moved_only_with_resample(
         tmp_path / "moved.nii.gz", image.shape, image_affine=image.affine, resample=True
     )
     assert np.array_equal(ref, got)
+
+
+def test_window_choices_for_a_slice_stacked_prediction(tmp_path: Path, demo_dir: Path) -> None:
+    from segviewer.io.predictions import prediction_choices
+
+    probs = np.asarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj, dtype=np.float32)
+    np.save(tmp_path / "zcxy.npy", np.ascontiguousarray(probs.transpose(2, 3, 0, 1)))
+    image = load_image(demo_dir / "t1.nii.gz")
+    ch = prediction_choices(tmp_path / "zcxy.npy", image.shape)
+    assert ch.layout == "ZCXY" and ch.kind == "probabilities" and not ch.error
+    assert (
+        ch.layout_words == "image axis 2 (94), classes (3), image axis 0 (98), image axis 1 (116)"
+    )
+    assert ch.layouts == (("ZCXY", ch.layout_words),)
+    assert not ch.resample_possible and not ch.geometry
+    # the user says label map: nothing fits that way, the fitting layout is named, no resampling
+    wrong = prediction_choices(tmp_path / "zcxy.npy", image.shape, kind="labels")
+    assert wrong.layout is None and "--layout ZCXY" in wrong.error
+    assert not wrong.resample_possible
+    # a NIfTI on a coarser grid: nothing fits exactly, resampling offered, in world space
+    half = nib.Nifti1Image(probs[::2, ::2, ::2], nib.load(demo_dir / "t1.nii.gz").affine)
+    nib.save(half, tmp_path / "half.nii.gz")
+    ch = prediction_choices(tmp_path / "half.nii.gz", image.shape)
+    assert ch.layout is None and ch.resample_possible and ch.geometry and ch.layouts == ()
