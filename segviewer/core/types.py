@@ -175,6 +175,8 @@ class Resampling:
 
         def grid(shape: tuple[int, int, int], sp: tuple[float, float, float]) -> str:
             dims = "x".join(str(s) for s in shape)
+            if self.geometry != "world":  # no geometry: voxel sizes are not known
+                return dims
             return f"{dims} ({'x'.join(f'{v:.3g}' for v in sp)} mm)"
 
         how = (

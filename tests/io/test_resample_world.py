@@ -305,3 +305,27 @@ def test_window_choices_for_a_slice_stacked_prediction(tmp_path: Path, demo_dir:
     nib.save(half, tmp_path / "half.nii.gz")
     ch = prediction_choices(tmp_path / "half.nii.gz", image.shape)
     assert ch.layout is None and ch.resample_possible and ch.geometry and ch.layouts == ()
+
+
+def test_large_result_lives_in_a_temporary_memory_map(
+    tmp_path: Path, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segviewer.io.predictions as predictions
+
+    src = nib.load(demo_dir / "tissue_prob.nii.gz")
+    probs = np.asarray(src.dataobj, dtype=np.float32)
+    moved = src.affine.copy()
+    moved[:3, 3] += [2.0, 0.0, 0.0]
+    nib.save(nib.Nifti1Image(probs, moved), tmp_path / "moved.nii")
+    image = load_image(demo_dir / "t1.nii.gz")
+    in_memory = load_prediction(
+        tmp_path / "moved.nii", image.shape, image_affine=image.affine, resample=True
+    )
+    monkeypatch.setattr(predictions, "_RESAMPLE_IN_MEMORY_BYTES", 1024)
+    mapped = load_prediction(
+        tmp_path / "moved.nii", image.shape, image_affine=image.affine, resample=True
+    )
+    assert isinstance(mapped.data, np.memmap) and not isinstance(in_memory.data, np.memmap)
+    assert np.array_equal(mapped.channels_first(), in_memory.channels_first())
+    # shifted by one voxel along axis 0: voxel i of the image is voxel i - 1 of the prediction
+    np.testing.assert_allclose(in_memory.channels_first()[:, 1:], np.moveaxis(probs, -1, 0)[:, :-1])
