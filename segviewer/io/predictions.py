@@ -851,13 +851,15 @@ def _affine_notes(pred_affine: np.ndarray, image_affine: np.ndarray) -> list[str
     if p_codes != i_codes:
         return [
             f"Warning: the prediction's voxel axes point {p_codes} but the image's point "
-            f"{i_codes}: shown voxel for voxel, the overlay may be mirrored or rotated; re-save "
-            "the prediction in the image's voxel order (same affine)."
+            f"{i_codes}: shown voxel for voxel, the overlay may be mirrored or rotated; use "
+            "--resample to place it by its affine, or re-save the prediction in the image's "
+            "voxel order (same affine)."
         ]
     shift = float(np.linalg.norm(pa[:3, 3] - image_affine[:3, 3]))
     return [
         f"Warning: the prediction's NIfTI affine differs from the image's (same orientation "
-        f"{i_codes}, origins {shift:.1f} mm apart); it is shown voxel for voxel on the image grid."
+        f"{i_codes}, origins {shift:.1f} mm apart); it is shown voxel for voxel on the image grid "
+        "(use --resample to place it by its affine)."
     ]
 
 
