@@ -94,7 +94,19 @@ def add_source_options(
         metavar="FILE",
         help="class table: JSON, CSV, ITK-SNAP, FreeSurferColorLUT, Slicer",
     )
+    add_classes_offset_option(p)
     add_layout_options(p)
+
+
+def add_classes_offset_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--classes-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N to every class-table index: 1 for tables whose first row (index 0) is the "
+        "first structure, not the background (segviewer warns when a table looks shifted)",
+    )
 
 
 def add_reference_option(p: argparse.ArgumentParser, effect: str) -> None:
@@ -111,7 +123,9 @@ def add_resample_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resample",
         action="store_true",
-        help="resample a prediction made at another resolution onto the image grid",
+        help="put a prediction (or reference) of another grid onto the image grid: in world "
+        "space through both files' affines (NIfTI, NRRD), by shape for files without geometry; "
+        "nearest neighbour for labels, linear per class for logits/probabilities",
     )
 
 
@@ -221,6 +235,8 @@ def info_parser() -> argparse.ArgumentParser:
     )
     add_image_options(p)
     add_layout_options(p)
+    add_resample_option(p)
+    add_classes_offset_option(p)
     add_json_option(p)
     return p
 
@@ -288,7 +304,8 @@ def compare_parser() -> argparse.ArgumentParser:
         description="Where is the model wrong: compare a prediction (file or model run on the "
         "image) with a reference segmentation, voxel by voxel, and print per-class Dice, "
         "Jaccard, sensitivity, precision and volumes, and the overall accuracy.",
-        epilog="The reference must be on the image's grid (same shape). Reference voxels with "
+        epilog="The reference must be on the image's grid (same shape) unless --resample "
+        "(nearest neighbour for a label map). Reference voxels with "
         "no class of the table are left out; prediction voxels marked uncertain or invalid "
         "count as wrong for every class. 'segviewer export ... --reference FILE --what errors' "
         "writes the error maps.",

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segviewer.core.classes import ClassTable, default_color
+from segviewer.core.classes import ClassTable, default_color, looks_like_background
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
 from segviewer.io.common import check_input_file
@@ -60,13 +60,16 @@ _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 Entry = tuple[int, str, tuple[int, int, int]]
 
 
-def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
+def load_class_table(path: str | os.PathLike[str], *, offset: int = 0) -> ClassTable:
     """Read a class table; warnings (filled gaps, missing background) go to the log.
 
     Parameters
     ----------
     path
         A file in one of :data:`CLASS_TABLE_FORMATS`.
+    offset
+        Added to every index (``--classes-offset 1`` for tables whose row 0 is the first
+        structure, not the background; see :meth:`ClassTable.shifted`).
 
     Returns
     -------
@@ -78,13 +81,15 @@ def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
     SegviewerError
         Missing or empty file, unknown format, bad lines, repeated indices or names.
     """
-    table, warnings = read_class_table(path)
+    table, warnings = read_class_table(path, offset=offset)
     for w in warnings:
         log.warning("%s", w)
     return table
 
 
-def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str]]:
+def read_class_table(
+    path: str | os.PathLike[str], *, offset: int = 0
+) -> tuple[ClassTable, list[str]]:
     """Like :func:`load_class_table` but also returns the warnings for the user to see.
 
     Returns
@@ -122,7 +127,16 @@ def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str
         entries = _parse_lut(text, p)
     if not entries:
         raise SegviewerError(f"{p}: no classes found in this {_FORMAT_NAMES[fmt]} file")
-    return ClassTable.from_entries(entries, source=str(p))
+    table, warnings = ClassTable.from_entries(entries, source=str(p))
+    if offset:
+        if looks_like_background(table[0].name) and not any("no class 0" in w for w in warnings):
+            warnings.append(
+                f"{p}: the table already starts with a background row ({table[0].name!r}); "
+                f"the offset {offset} moves it to class {offset}"
+            )
+        table = table.shifted(offset)
+        warnings.append(f"{p}: class indices shifted by {offset} (--classes-offset {offset})")
+    return table, warnings
 
 
 def save_class_table(

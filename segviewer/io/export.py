@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from segviewer.core.export_plan import MANIFEST_NAME, ExportPlan, PlannedFile, plan_export
+from segviewer.core.orientation import orientation_code
 from segviewer.core.types import (
     MaskSettings,
     Prediction,
@@ -43,6 +44,7 @@ from segviewer.core.types import (
 )
 from segviewer.io.atomic import atomic_path, check_writable_dir
 from segviewer.io.common import jsonable
+from segviewer.io.writers import nifti_like
 
 __all__ = ["ExportRequest", "ExportResult", "run_export", "MANIFEST_SCHEMA_VERSION"]
 
@@ -558,7 +560,7 @@ def run_export(
                     "shape": list(volume.shape),
                     "dtype": str(volume.data.dtype),
                     "spacing_mm": list(volume.spacing),
-                    "orientation": volume.orientation,
+                    "orientation": orientation_code(volume),
                     "affine": volume.affine.tolist(),
                     "metadata": {
                         k: volume.metadata[k] for k in _SAFE_METADATA if k in volume.metadata
@@ -574,6 +576,9 @@ def run_export(
                     "n_classes": int(prediction.n_classes),
                     "values_are_probabilities": bool(prediction.values_are_probabilities),
                     "notes": list(prediction.notes),
+                    "resampling": None
+                    if prediction.resampling is None
+                    else prediction.resampling.as_dict(),
                 },
             },
             "settings": {
@@ -707,7 +712,9 @@ def _write_one(
     else:  # pragma: no cover - plan_export only produces the kinds above
         raise SegviewerError(f"internal: unknown export kind {f.what}")
     if f.format == "nifti":
-        write_nifti(arr, volume.affine, target, force=force, description=desc)
+        write_nifti(
+            arr, volume.affine, target, force=force, description=desc, like=nifti_like(volume)
+        )
     elif f.format == "npy":
         write_npy(arr, target, force=force)
     else:
