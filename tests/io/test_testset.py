@@ -57,7 +57,9 @@ def test_csv_errors_name_the_line_and_what_to_do(tmp_path: Path) -> None:
     csv = tmp_path / "cases.csv"
 
     csv.write_text("image,prediction\na.nii,missing.npy\n")
-    with pytest.raises(SegviewerError, match=r"line 2: the prediction 'missing.npy' does not exist"):
+    with pytest.raises(
+        SegviewerError, match=r"line 2: the prediction 'missing.npy' does not exist"
+    ):
         load_cases(csv)
 
     csv.write_text("image,prediction\na.nii,p.npy\na.nii,p.npy\n")
