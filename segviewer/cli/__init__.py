@@ -6,6 +6,8 @@
     Headless export, the same code path the window uses (:mod:`segviewer.cli.export`).
 ``segviewer compare IMAGE (--prediction FILE | --model MODEL) --reference FILE [...]``
     Where the model is wrong, per class, as a table or JSON (:mod:`segviewer.cli.compare`).
+``segviewer evaluate CASES --out DIR [...]``
+    Score a whole test set, per case, class and slice, on Dask (:mod:`segviewer.cli.evaluate`).
 anything else (no arguments, an image path, ``--demo``, ``--screenshot``...)
     Opens the window (:mod:`segviewer.cli.window`); Qt is imported only then.
 
@@ -13,7 +15,7 @@ Every option is declared once in :mod:`segviewer.cli.options`; the progress bar,
 the error guard are in :mod:`segviewer.cli.terminal`. Subcommand modules are imported only
 when they run, so ``segviewer --version`` stays quick.
 
-Exit status: 0 success, 2 a problem the user can fix (one line ``segviewer: error: ...`` on
+Exit status: 0 success, 1 ``evaluate`` finished but some cases failed, 2 a problem the user can fix (one line ``segviewer: error: ...`` on
 stderr, the window's command too), 130 cancelled with Ctrl-C (nothing half-written is left
 behind).
 """
@@ -27,7 +29,7 @@ from segviewer.cli.terminal import guarded
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("info", "export", "compare")
+SUBCOMMANDS = ("info", "export", "compare", "evaluate")
 
 _TOP_HELP = """\
 usage: segviewer [IMAGE] [window options]   open the viewer window
@@ -39,12 +41,14 @@ usage: segviewer [IMAGE] [window options]   open the viewer window
        segviewer compare IMAGE --prediction FILE --reference FILE [--classes FILE] [--json]
        segviewer compare IMAGE --model MODEL --reference FILE
        segviewer compare --demo
+       segviewer evaluate CASES --out DIR [--classes FILE] [--workers N | --scheduler ADDR]
+                          [--resume] [--model MODEL]
        segviewer --version
 
 Review what a semantic-segmentation model predicts on MRI, and where it is wrong
 against a reference segmentation.
-Run 'segviewer info --help', 'segviewer export --help' or 'segviewer compare --help' for
-their options.
+Run 'segviewer info --help', 'segviewer export --help', 'segviewer compare --help' or
+'segviewer evaluate --help' for their options.
 """
 
 
@@ -82,6 +86,10 @@ def _subcommand(name: str) -> Callable[[Sequence[str]], int]:
         from segviewer.cli import export
 
         return export.run
+    if name == "evaluate":
+        from segviewer.cli import evaluate
+
+        return evaluate.run
     from segviewer.cli import compare
 
     return compare.run
