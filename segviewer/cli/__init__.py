@@ -10,6 +10,8 @@
     What this installation has and lacks (:mod:`segviewer.cli.doctor`).
 ``segviewer --install-desktop-entry`` / ``--uninstall-desktop-entry``
     A launcher with the icon for the desktop's menu (:mod:`segviewer.cli.desktop`).
+``segviewer evaluate CASES --out DIR [...]``
+    Score a whole test set, per case, class and slice, on Dask (:mod:`segviewer.cli.evaluate`).
 anything else (no arguments, an image path, ``--demo``, ``--screenshot``...)
     Opens the window (:mod:`segviewer.cli.window`); Qt is imported only then.
 
@@ -17,7 +19,7 @@ Every option is declared once in :mod:`segviewer.cli.options`; the progress bar,
 the error guard are in :mod:`segviewer.cli.terminal`. Subcommand modules are imported only
 when they run, so ``segviewer --version`` stays quick.
 
-Exit status: 0 success, 2 a problem the user can fix (one line ``segviewer: error: ...`` on
+Exit status: 0 success, 1 ``evaluate`` finished but some cases failed, 2 a problem the user can fix (one line ``segviewer: error: ...`` on
 stderr, the window's command too), 130 cancelled with Ctrl-C (nothing half-written is left
 behind).
 """
@@ -31,7 +33,7 @@ from segviewer.cli.terminal import guarded
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("info", "export", "compare", "doctor")
+SUBCOMMANDS = ("info", "export", "compare", "doctor", "evaluate")
 
 _TOP_HELP = """\
 usage: segviewer [IMAGE] [window options]   open the viewer window
@@ -45,12 +47,14 @@ usage: segviewer [IMAGE] [window options]   open the viewer window
        segviewer compare --demo
        segviewer doctor [--json]        what this installation has and lacks
        segviewer --install-desktop-entry  (--uninstall-desktop-entry)
+       segviewer evaluate CASES --out DIR [--classes FILE] [--workers N | --scheduler ADDR]
+                          [--resume] [--model MODEL]
        segviewer --version
 
 Review what a semantic-segmentation model predicts on MRI, and where it is wrong
 against a reference segmentation.
-Run 'segviewer info --help', 'segviewer export --help', 'segviewer compare --help' or
-'segviewer doctor --help' for their options.
+Run 'segviewer info --help', 'segviewer export --help', 'segviewer compare --help',
+'segviewer doctor --help' or 'segviewer evaluate --help' for their options.
 """
 
 
@@ -94,6 +98,10 @@ def _subcommand(name: str) -> Callable[[Sequence[str]], int]:
         from segviewer.cli import doctor
 
         return doctor.run
+    if name == "evaluate":
+        from segviewer.cli import evaluate
+
+        return evaluate.run
     from segviewer.cli import compare
 
     return compare.run

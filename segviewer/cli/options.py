@@ -21,6 +21,7 @@ __all__ = [
     "WHATS",
     "compare_parser",
     "csv_choice",
+    "evaluate_parser",
     "export_parser",
     "info_parser",
     "series_arg",
@@ -325,6 +326,83 @@ def compare_parser() -> argparse.ArgumentParser:
     add_mask_options(p)
     add_json_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segviewer evaluate",
+        description="Score every case of a test set: per case, class and slice Dice, IoU, "
+        "sensitivity, precision, volumes, FP/FN voxels, HD95 and ASSD (mm), mean entropy and "
+        "low-confidence share; writes cases.csv, slices.csv, summary.json and report.html.",
+        epilog="CASES is a CSV (image,prediction[,reference][,classes][,id][,prediction_b], "
+        "paths relative to the CSV), a folder with images/ predictions/ [references/] "
+        "[predictions_b/], or a quoted glob of case folders. The cases run on a local Dask "
+        "cluster (--workers N) or an existing one (--scheduler ADDRESS); --workers 0 runs "
+        "them in this process. Exit status 1 when some cases failed (listed in the outputs).",
+    )
+    p.add_argument("cases", metavar="CASES", help="test set: CSV, folder or glob of case folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument(
+        "--classes",
+        "-c",
+        metavar="FILE",
+        help="class table for cases without their own: JSON, CSV, ITK-SNAP, FreeSurferColorLUT",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local Dask worker processes (default: one per CPU core; 0: in this process)",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="join an existing Dask cluster, e.g. tcp://host:8786"
+    )
+    p.add_argument("--resume", action="store_true", help="continue in DIR: skip cases already done")
+    p.add_argument(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help="run this TensorFlow/Keras model on every image instead of reading predictions",
+    )
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a model file that runs code when loaded; only for files you trust",
+    )
+    add_view_option(p, three=False, help="slices of the per-slice metrics (default axial)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="sigmoid/multi-label threshold (default 0.5)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="mark voxels whose top probability is below P as uncertain (wrong for every class)",
+    )
+    p.add_argument(
+        "--low-confidence",
+        type=float,
+        default=0.8,
+        metavar="P",
+        help="a voxel is low-confidence when its top probability is below P (default 0.8)",
+    )
+    p.add_argument(
+        "--no-distances",
+        action="store_true",
+        help="skip HD95 / ASSD (the slowest metrics), per case and per slice",
+    )
+    p.add_argument(
+        "--no-slice-distances", action="store_true", help="skip HD95 / ASSD per slice only"
+    )
+    p.add_argument(
+        "--worst", type=int, default=5, metavar="N", help="worst cases in the report (default 5)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress and no summary line")
     return p
 
 
