@@ -1135,7 +1135,7 @@ def slice_probabilities(pred: Prediction, ijk: Sequence[int]) -> np.ndarray:
 
 
 def chunk_plan(
-    pred: Prediction, block_voxels: int = _CHUNK_VOXELS
+    pred: Prediction, block_voxels: int | None = None
 ) -> tuple[int, list[tuple[int, int]]]:
     """How the whole-volume functions walk through a prediction.
 
@@ -1144,7 +1144,7 @@ def chunk_plan(
     (axis, ranges)
         The image axis whose raw axis is outermost in memory (largest stride; axes of size 1
         are skipped), and ``[(start, stop), ...]`` ranges along it covering the volume, each
-        about ``block_voxels`` voxels (at least one slice). Each range is one task of the
+        about ``block_voxels`` voxels (default ``_CHUNK_VOXELS``; at least one slice). Each range is one task of the
         thread pool and one progress report; inside it the work runs in cache-sized pieces.
     """
     cf = pred.channels_first()
@@ -1155,7 +1155,7 @@ def chunk_plan(
     order = sorted(range(3), key=lambda a: (shape[a] <= 1, -strides[a], a))
     axis = order[0]
     per_slice = max(1, int(np.prod(shape)) // max(1, shape[axis]))
-    step = max(1, block_voxels // per_slice)
+    step = max(1, (_CHUNK_VOXELS if block_voxels is None else block_voxels) // per_slice)
     ranges = [(s, min(s + step, shape[axis])) for s in range(0, shape[axis], step)]
     return axis, ranges
 
