@@ -80,7 +80,7 @@ def wide_logits(shape: tuple[int, ...], c: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("c", [24, 114])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_wide_channels_last_labels_equal_argmax(c: int, dtype: type) -> None:
-    x = wide_logits((9, 13), c, c).astype(dtype)
+    x: np.ndarray = wide_logits((9, 13), c, c).astype(dtype)
     block = np.moveaxis(x, -1, 0)
     assert masks._wide_channels_last(block)
     lab = labels_from_block(block, L, c, MaskSettings())
