@@ -13,6 +13,9 @@ Sources
 * NRRD (``.nrrd``, ``.nhdr``): as pynrrd gives it (image axis order, like the image reader).
 * PNG / TIFF label images: a 2-D image is a label map for a ``(1, H, W)`` image (its rows
   and columns are the image's); a multi-page TIFF is a stack ``(slices, H, W)``.
+* DICOM SEG (``.dcm``, or a DICOM file without extension): placed on the image grid by its
+  geometry (:func:`segviewer.io.dicomseg.read_seg`); BINARY segments are a label map
+  (label = segment number), FRACTIONAL ones one probability channel per segment.
 
 Kind detection (the reasoning is kept in ``Prediction.notes``)
 -------------------------------------------------------------
@@ -84,7 +87,7 @@ __all__ = [
 #: Human-readable list for "unsupported format" messages and file dialogs.
 PREDICTION_FORMATS = (
     "NumPy (.npy, .npz), NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), PNG or TIFF label "
-    "images (.png, .tif, .tiff)"
+    "images (.png, .tif, .tiff), DICOM SEG (.dcm)"
 )
 #: Array names looked for in a multi-array ``.npz``, in this order.
 NPZ_KEYS = ("logits", "probabilities", "labels", "prediction")
@@ -149,6 +152,8 @@ def load_prediction(
     check_input_file(p)
     if p.is_dir():
         raise SegviewerError(f"{p} is a folder; choose a prediction file ({PREDICTION_FORMATS})")
+    if _is_seg(p):
+        return _load_dicom_seg(p, image_shape, kind, n_classes_hint, image_affine)
     raw, fmt, notes = _read(p)
     if image_affine is not None and fmt == "nifti":
         notes.extend(_affine_notes(open_nifti(p).affine, np.asarray(image_affine, float)))
@@ -398,6 +403,8 @@ def describe_prediction(path: str | os.PathLike[str]) -> dict[str, Any]:
     elif fmt == "nrrd":
         _header, sizes, dtype = read_nrrd_header(p)
         info.update(shape=sizes, dtype=dtype.name, memory_mapped=False)
+    elif fmt == "dicom-seg":
+        info.update(_describe_dicom_seg(p))
     elif fmt == "png":
         with open_pil(p) as im:
             _check_label_mode(im.mode, p)
@@ -750,6 +757,7 @@ def _format_of(p: Path) -> str:
         ".png": "png",
         ".tif": "tiff",
         ".tiff": "tiff",
+        ".dcm": "dicom-seg",
     }.get(ext)
     if fmt is None:
         raise SegviewerError(
@@ -874,3 +882,77 @@ def _read_tiff(p: Path) -> tuple[np.ndarray, list[str]]:
     with open_tiff(p) as tf:
         arr = tiff_series_array(tf, p)
     return arr, []
+
+
+# --------------------------------------------------------------------------------------------
+# DICOM SEG
+
+
+def _is_seg(p: Path) -> bool:
+    """A ``.dcm`` file, or a file without extension that is a DICOM SEG (DICOM files often
+    have no extension)."""
+    from segviewer.io.dicomseg import is_dicom_seg
+
+    ext = compound_suffix(p)
+    if ext == ".dcm":
+        if not is_dicom_seg(p):
+            raise SegviewerError(
+                f"{p}: a DICOM file that is not a Segmentation object (SEG); a prediction in "
+                "DICOM must be a SEG (open images as the image, not as the prediction)"
+            )
+        return True
+    return ext == "" and is_dicom_seg(p)
+
+
+def _load_dicom_seg(
+    p: Path,
+    image_shape: Sequence[int],
+    kind: PredictionKind | str | None,
+    n_classes_hint: int | None,
+    image_affine: np.ndarray | None,
+) -> Prediction:
+    from segviewer.io.dicomseg import read_seg
+
+    if image_affine is None:
+        raise SegviewerError(
+            f"{p}: a DICOM SEG is placed on the image by its geometry, and the image's is "
+            "unknown; open the image first"
+        )
+    seg = read_seg(p, image_shape, image_affine)
+    if seg.fractional:
+        n_seg = seg.data.shape[0]
+        layout = "CDHW"
+        requested = kind or (PredictionKind.SIGMOID if n_seg == 1 else PredictionKind.MULTILABEL)
+    else:
+        layout, requested = "DHW", kind or PredictionKind.LABELS
+    hint = n_classes_hint
+    if not seg.fractional:
+        top = max(n for n, _, _ in seg.segments) + 1
+        hint = max(hint or 0, top)  # the highest segment may be empty in this case
+    return prediction_from_array(
+        seg.data,
+        image_shape,
+        layout=layout,
+        kind=requested,
+        n_classes_hint=hint,
+        source=str(p),
+        notes=seg.notes,
+    )
+
+
+def _describe_dicom_seg(p: Path) -> dict[str, Any]:
+    import pydicom
+
+    ds = pydicom.dcmread(p, stop_before_pixels=True)
+    segs = [
+        (int(d.SegmentNumber), str(d.get("SegmentLabel", "")))
+        for d in ds.get("SegmentSequence", [])
+    ]
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    return {
+        "shape": (n_frames, int(ds.Rows), int(ds.Columns)),
+        "dtype": "float32" if ds.get("SegmentationType") == "FRACTIONAL" else "uint8",
+        "segmentation_type": str(ds.get("SegmentationType", "")),
+        "segments": segs,
+        "memory_mapped": False,
+    }
