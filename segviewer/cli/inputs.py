@@ -104,7 +104,15 @@ def load_inputs(
             kind=ns.kind,
             n_classes_hint=len(table) if table is not None else None,
             resample=ns.resample,
+            image_affine=volume.affine,
         )
+        if table is None:
+            from segviewer.io.classtables import class_table_beside
+
+            beside = class_table_beside(str(prediction_path))
+            if beside is not None:
+                table, source, table_warnings = beside
+                warnings += [f"class names from {source}", *table_warnings]
     if table is None:
         table = ClassTable.default(int(prediction.n_classes))
     settings = MaskSettings(

@@ -1,7 +1,7 @@
 """DICOM SEG: export through the one export path, read back, and check with dcmqi.
 
 The image is a real MR series (ten emri_small frames written as single-frame MR images in an
-oblique plane, see mr_series_data.py). dcmqi, the converter 3D Slicer and the Imaging Data
+oblique plane, see tests/mr_series_data.py). dcmqi, the converter 3D Slicer and the Imaging Data
 Commons use, is the independent implementation: it converts segviewer's SEG back to NIfTI
 (compared voxel by voxel on the image grid through the NIfTI's affine) and writes a SEG from
 a NIfTI label map that segviewer must read.
