@@ -82,6 +82,7 @@ def run(argv: Sequence[str]) -> int:
         settings=inputs.settings,
         radiological=not ns.neurological,
         scale=None if ns.scale == 0 else ns.scale,
+        allow_identifiers=ns.allow_identifiers,
     )
     bar = ProgressBar(sys.stderr, show, "exporting")
     result = drive(

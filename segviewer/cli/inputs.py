@@ -110,6 +110,13 @@ def load_inputs(
             image_affine=volume.affine,
             image_geometry=orientation_known(volume),
         )
+        if table is None:
+            from segviewer.io.classtables import class_table_beside
+
+            beside = class_table_beside(str(prediction_path))
+            if beside is not None:
+                table, source, table_warnings = beside
+                warnings += [f"class names from {source}", *table_warnings]
     if prediction.resampling is not None:
         warnings.append(prediction.resampling.describe())
     if table is None:

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 WHATS = ("binary", "labels", "probabilities", "overlays", "errors")
-FORMATS = ("nifti", "png", "npy")
+FORMATS = ("nifti", "png", "npy", "dicom-seg")
 KINDS = ("logits", "probabilities", "sigmoid", "multilabel", "labels")
 VIEWS = ("axial", "coronal", "sagittal")
 
@@ -262,7 +262,18 @@ def export_parser() -> argparse.ArgumentParser:
         help=f"comma list of {','.join(WHATS)} (default binary,labels; errors needs --reference)",
     )
     p.add_argument(
-        "--format", default="nifti", help=f"comma list of {','.join(FORMATS)} (default nifti)"
+        "--format",
+        default="nifti",
+        help=f"comma list of {','.join(FORMATS)} (default nifti; dicom-seg writes one DICOM SEG "
+        "for the chosen classes of a DICOM image, FRACTIONAL for --what probabilities, and "
+        "needs --allow-identifiers)",
+    )
+    p.add_argument(
+        "--allow-identifiers",
+        action="store_true",
+        help="allow files that carry the patient and study identifiers: a DICOM SEG copies "
+        "them from the source images so a PACS files it with the study (no other export "
+        "carries them)",
     )
     p.add_argument(
         "--class",

@@ -112,6 +112,10 @@ class ExportRequest:
         Radiological display convention for slice PNGs (patient right on picture left).
     scale
         Integer enlargement of overlay pictures (``None``: automatic, longer side >= 512 px).
+    allow_identifiers
+        Consent to write files that carry the patient's and study's identifiers: needed for
+        the ``dicom-seg`` format (a DICOM SEG copies them from the source images so a PACS
+        files it with the study). No other file ever carries them.
     """
 
     out_dir: Path | str
@@ -129,6 +133,7 @@ class ExportRequest:
     settings: MaskSettings = field(default_factory=MaskSettings)
     radiological: bool = True
     scale: int | None = None
+    allow_identifiers: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.opacity <= 1.0:
@@ -323,6 +328,7 @@ def run_export(
         reference=reference is not None,
     )
     warnings += plan.warnings
+    seg_sources = _seg_sources(plan, volume, request)
     out_dir = Path(request.out_dir).expanduser()
     planned_paths = [*plan.paths(), MANIFEST_NAME]
     created_dirs: list[Path] = []
@@ -482,6 +488,24 @@ def run_export(
         for f in plan.files:
             target = out_dir / f.path
             yield Progress(done, total, f"writing {f.path}")
+            if f.format == "dicom-seg":
+                seg_entry = _write_seg(
+                    f,
+                    target,
+                    volume=volume,
+                    prediction=prediction,
+                    table=table,
+                    classes=plan.classes,
+                    binary=binary,
+                    probs=probs,
+                    request=request,
+                    provenance=provenance,
+                    sources=seg_sources,
+                )
+                written.append(target)
+                file_entries.append(seg_entry)
+                done += 1
+                continue
             arr = _write_one(
                 f,
                 target,
@@ -598,6 +622,7 @@ def run_export(
                 "what": sorted(what),
                 "formats": sorted(request.formats),
                 "classes": list(plan.classes),
+                "allow_identifiers": request.allow_identifiers,
             },
             "classes": classes_out,
             "label_values": {
@@ -638,6 +663,72 @@ def run_export(
         counts=tuple(int(c) for c in counts),
         comparison=comparison,
     )
+
+
+def _seg_sources(plan: ExportPlan, volume: Volume, request: ExportRequest) -> list[Any] | None:
+    """Checks for DICOM SEG files before anything is written; their source headers."""
+    if not any(f.format == "dicom-seg" for f in plan.files):
+        return None
+    from segviewer.io.dicomseg import IDENTIFIER_NOTICE, source_instances
+
+    if not request.allow_identifiers:
+        raise SegviewerError(
+            f"{IDENTIFIER_NOTICE}; to write one, confirm it (--allow-identifiers, or tick "
+            "'include patient and study identifiers' in the export dialog), or leave out "
+            "the dicom-seg format"
+        )
+    return source_instances(volume)
+
+
+def _write_seg(
+    f: PlannedFile,
+    target: Path,
+    *,
+    volume: Volume,
+    prediction: Prediction,
+    table: Any,
+    classes: tuple[int, ...],
+    binary: Any,
+    probs: np.ndarray | None,
+    request: ExportRequest,
+    provenance: dict[str, Any] | None,
+    sources: list[Any] | None,
+) -> dict[str, Any]:
+    """Write one DICOM SEG; returns its manifest entry (no identifiers in it)."""
+    from segviewer.io.dicomseg import write_seg
+
+    fractional = f.what == "probabilities"
+    if fractional:
+        assert probs is not None
+        masks: list[np.ndarray] = [probs[k] for k in classes]
+    else:
+        masks = [np.asarray(binary(k)).copy() for k in classes]
+    info = write_seg(
+        volume,
+        masks,
+        table,
+        classes,
+        target,
+        allow_identifiers=request.allow_identifiers,
+        fractional=fractional,
+        provenance=provenance,
+        prediction_source=None if provenance else str(prediction.source),
+        force=request.force,
+        sources=sources,
+    )
+    return {
+        "path": f.path,
+        "what": f.what,
+        "class_index": None,
+        "class_name": None,
+        "format": f.format,
+        "slice_index": None,
+        "view": None,
+        "shape": [len(classes), *volume.shape],
+        "dtype": "float32" if fractional else "uint8",
+        "voxels": None if fractional else [int(np.count_nonzero(m)) for m in masks],
+        "dicom_seg": info,
+    }
 
 
 def _write_one(

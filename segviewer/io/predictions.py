@@ -5,14 +5,28 @@ Sources
 * ``.npy``: memory-mapped (``mmap_mode="r"``, ``allow_pickle=False``); a multi-GB file opens
   without being read and every view stays a view of the map. Object (pickled) arrays are
   refused: unpickling can run code.
-* ``.npz``: the only array, or the one named ``logits``, ``probabilities``, ``labels`` or
-  ``prediction`` (read into memory: zip members cannot be mapped).
+* ``.npz``: the only array; else the one array whose shape fits the image; else the one
+  named ``logits``, ``probabilities``, ``softmax``, ``labels`` or ``prediction``; when
+  several fit, the error lists them and ``FILE.npz:NAME`` picks one (read into memory: zip
+  members cannot be memory-mapped). nnU-Net's ``--save_probabilities`` output (a
+  ``probabilities`` or v1 ``softmax`` member beside a ``.pkl`` of the same name) is
+  ``(C, Z, Y, X)``, SimpleITK's axis order: it is mapped onto the NIfTI image ``(X, Y, Z)``
+  by reversing the spatial axes where the sizes allow it, without opening the pickle
+  (unpickling can run code).
+* HDF5 (``.h5``, ``.hdf5``, via h5py): one dataset per case; the only dataset, or the one
+  that fits the image, or ``FILE.h5:NAME`` (a path inside the file). A Keras model file is
+  refused with a pointer to the model dialog.
+* ``np.save`` of a TensorFlow tensor: an ordinary ``.npy``; bfloat16 tensors (stored by
+  NumPy as 2-byte void ``<V2``) are widened to float32 exactly.
 * NIfTI (``.nii``, ``.nii.gz``): 4-D with the class axis last, a 5-D ``(X, Y, Z, 1, C)``
   vector image, or a 3-D label map; uncompressed files without scaling are memory-mapped,
   scaled ones (``scl_slope``, e.g. probabilities stored as uint8 / 255) are read as float32.
 * NRRD (``.nrrd``, ``.nhdr``): as pynrrd gives it (image axis order, like the image reader).
 * PNG / TIFF label images: a 2-D image is a label map for a ``(1, H, W)`` image (its rows
   and columns are the image's); a multi-page TIFF is a stack ``(slices, H, W)``.
+* DICOM SEG (``.dcm``, or a DICOM file without extension): placed on the image grid by its
+  geometry (:func:`segviewer.io.dicomseg.read_seg`); BINARY segments are a label map
+  (label = segment number), FRACTIONAL ones one probability channel per segment.
 
 Kind detection (the reasoning is kept in ``Prediction.notes``)
 -------------------------------------------------------------
@@ -116,10 +130,10 @@ __all__ = [
 #: Human-readable list for "unsupported format" messages and file dialogs.
 PREDICTION_FORMATS = (
     "NumPy (.npy, .npz), NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), PNG or TIFF label "
-    "images (.png, .tif, .tiff)"
+    "images (.png, .tif, .tiff), DICOM SEG (.dcm), HDF5 (.h5, .hdf5)"
 )
 #: Array names looked for in a multi-array ``.npz``, in this order.
-NPZ_KEYS = ("logits", "probabilities", "labels", "prediction")
+NPZ_KEYS = ("logits", "probabilities", "softmax", "labels", "prediction")
 
 # The kind / range sample (_sample): runs of adjacent voxels, at most this many runs and
 # about this many 4 KB pages read in all (2 MB; at least 4 runs).
@@ -190,16 +204,18 @@ def load_prediction(
         Unreadable or unsupported file, pickled data, shapes that do not fit the image,
         negative labels, too many classes, a kind that contradicts the data.
     """
-    p = Path(path)
+    p, member = split_member(path)
     check_input_file(p)
     if p.is_dir():
         raise SegviewerError(f"{p} is a folder; choose a prediction file ({PREDICTION_FORMATS})")
-    raw, fmt, notes = _read(p)
+    if _is_seg(p):
+        return _load_dicom_seg(p, image_shape, kind, n_classes_hint, image_affine)
+    img = tuple(int(s) for s in image_shape)
+    raw, fmt, notes, convention = _read_for_image(p, member, img)
     if image_affine is not None and fmt == "nifti" and not resample:
         notes.extend(_affine_notes(open_nifti(p).affine, np.asarray(image_affine, float)))
     geometry = _file_geometry(p, fmt, raw.ndim) if resample else None
-    explicit = layout
-    img = tuple(int(s) for s in image_shape)
+    explicit = layout if layout is not None else convention
     if explicit is None and fmt in ("png", "tiff"):
         # raster files hold (rows, cols) or (pages, rows, cols) exactly as the image reader
         # does, so square slices are not ambiguous here
@@ -566,7 +582,7 @@ def describe_prediction(path: str | os.PathLike[str]) -> dict[str, Any]:
         and per format ``arrays`` (.npz names, ``array`` the one used), ``affine`` and
         ``zooms`` (NIfTI), ``scaled`` (NIfTI slope/intercept), ``pages`` (TIFF).
     """
-    p = Path(path)
+    p, member = split_member(path)
     check_input_file(p)
     fmt = _format_of(p)
     info: dict[str, Any] = {"path": str(p), "format": fmt, "size_bytes": p.stat().st_size}
@@ -576,12 +592,14 @@ def describe_prediction(path: str | os.PathLike[str]) -> dict[str, Any]:
             shape=header.shape, dtype=header.dtype.name, memory_mapped=header.dtype.isnative
         )
     elif fmt == "npz":
-        member = npz_member(p, _pick_npz_prediction)
+        member_info = npz_member(
+            p, _pick_npz_prediction if member is None else (lambda _p, _n: str(member))
+        )
         info.update(
-            arrays=member.names,
-            array=member.key,
-            shape=member.header.shape,
-            dtype=member.header.dtype.name,
+            arrays=member_info.names,
+            array=member_info.key,
+            shape=member_info.header.shape,
+            dtype=member_info.header.dtype.name,
             memory_mapped=False,
         )
     elif fmt == "nifti":
@@ -600,6 +618,10 @@ def describe_prediction(path: str | os.PathLike[str]) -> dict[str, Any]:
     elif fmt == "nrrd":
         _header, sizes, dtype = read_nrrd_header(p)
         info.update(shape=sizes, dtype=dtype.name, memory_mapped=False)
+    elif fmt == "dicom-seg":
+        info.update(_describe_dicom_seg(p))
+    elif fmt == "hdf5":
+        info.update(_describe_hdf5(p, member))
     elif fmt == "png":
         with open_pil(p) as im:
             _check_label_mode(im.mode, p)
@@ -1128,6 +1150,9 @@ def _format_of(p: Path) -> str:
         ".png": "png",
         ".tif": "tiff",
         ".tiff": "tiff",
+        ".dcm": "dicom-seg",
+        ".h5": "hdf5",
+        ".hdf5": "hdf5",
     }.get(ext)
     if fmt is None:
         raise SegviewerError(
@@ -1252,3 +1277,343 @@ def _read_tiff(p: Path) -> tuple[np.ndarray, list[str]]:
     with open_tiff(p) as tf:
         arr = tiff_series_array(tf, p)
     return arr, []
+
+
+# --------------------------------------------------------------------------------------------
+# DICOM SEG
+
+
+def _is_seg(p: Path) -> bool:
+    """A ``.dcm`` file, or a file without extension that is a DICOM SEG (DICOM files often
+    have no extension)."""
+    from segviewer.io.dicomseg import is_dicom_seg
+
+    ext = compound_suffix(p)
+    if ext == ".dcm":
+        if not is_dicom_seg(p):
+            raise SegviewerError(
+                f"{p}: a DICOM file that is not a Segmentation object (SEG); a prediction in "
+                "DICOM must be a SEG (open images as the image, not as the prediction)"
+            )
+        return True
+    return ext == "" and is_dicom_seg(p)
+
+
+def _load_dicom_seg(
+    p: Path,
+    image_shape: Sequence[int],
+    kind: PredictionKind | str | None,
+    n_classes_hint: int | None,
+    image_affine: np.ndarray | None,
+) -> Prediction:
+    from segviewer.io.dicomseg import read_seg
+
+    if image_affine is None:
+        raise SegviewerError(
+            f"{p}: a DICOM SEG is placed on the image by its geometry, and the image's is "
+            "unknown; open the image first"
+        )
+    seg = read_seg(p, image_shape, image_affine)
+    if seg.fractional:
+        n_seg = seg.data.shape[0]
+        layout = "CDHW"
+        requested = kind or (PredictionKind.SIGMOID if n_seg == 1 else PredictionKind.MULTILABEL)
+    else:
+        layout, requested = "DHW", kind or PredictionKind.LABELS
+    hint = n_classes_hint
+    if not seg.fractional:
+        top = max(n for n, _, _ in seg.segments) + 1
+        hint = max(hint or 0, top)  # the highest segment may be empty in this case
+    return prediction_from_array(
+        seg.data,
+        image_shape,
+        layout=layout,
+        kind=requested,
+        n_classes_hint=hint,
+        source=str(p),
+        notes=seg.notes,
+    )
+
+
+def _describe_dicom_seg(p: Path) -> dict[str, Any]:
+    import pydicom
+
+    ds = pydicom.dcmread(p, stop_before_pixels=True)
+    segs = [
+        (int(d.SegmentNumber), str(d.get("SegmentLabel", "")))
+        for d in ds.get("SegmentSequence", [])
+    ]
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    return {
+        "shape": (n_frames, int(ds.Rows), int(ds.Columns)),
+        "dtype": "float32" if ds.get("SegmentationType") == "FRACTIONAL" else "uint8",
+        "segmentation_type": str(ds.get("SegmentationType", "")),
+        "segments": segs,
+        "memory_mapped": False,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# containers with several arrays (.npz, HDF5), nnU-Net, TensorFlow tensors
+
+_CONTAINERS = (".npz", ".h5", ".hdf5")
+
+
+def split_member(path: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """``"case.npz:logits"`` -> (``case.npz``, ``"logits"``); ``"out.h5:/cases/c1"`` likewise.
+
+    Only a ``:`` after an ``.npz`` / ``.h5`` / ``.hdf5`` name that exists splits, so Windows
+    drive letters and file names containing ``:`` are left alone.
+    """
+    text = os.fspath(path)
+    p = Path(text)
+    if p.exists():
+        return p, None
+    for ext in _CONTAINERS:
+        cut = text.lower().rfind(ext + ":")
+        if cut > 0:
+            base = Path(text[: cut + len(ext)])
+            name = text[cut + len(ext) + 1 :]
+            if base.is_file() and name:
+                return base, name
+    return p, None
+
+
+def _fits(shape: Sequence[int], img: tuple[int, ...]) -> bool:
+    try:
+        detect_layout(tuple(int(s) for s in shape), img)
+    except SegviewerError:
+        return False
+    return True
+
+
+def _choose(
+    p: Path,
+    shapes: dict[str, tuple[tuple[int, ...], str]],
+    member: str | None,
+    img: tuple[int, ...] | None,
+    what: str,
+    notes: list[str],
+) -> str:
+    """Pick one array of a container: the one asked for, the only one, the only one that fits
+    the image, the only conventional name (:data:`NPZ_KEYS`) among those that fit; else ask."""
+    names = list(shapes)
+
+    def listing(keys: Sequence[str]) -> str:
+        shown = [f"{k!r} {shapes[k][0]} {shapes[k][1]}" for k in keys[:12]]
+        more = f" and {len(keys) - 12} more" if len(keys) > 12 else ""
+        return ", ".join(shown) + more
+
+    if member is not None:
+        key = member.strip("/") if what == "dataset" else member
+        if key not in shapes:
+            raise SegviewerError(
+                f"{p} has no {what} {member!r}; it holds {listing(names)}; write "
+                f"{p.name}:NAME with one of these"
+            )
+        notes.append(f"{what} {key!r} of {p.name}, as asked.")
+        return key
+    if len(names) == 1:
+        if what == "dataset":
+            notes.append(f"the only dataset of {p.name}: {names[0]!r}")
+        return names[0]
+    fitting = [k for k in names if img is not None and _fits(shapes[k][0], img)]
+    named = [k for k in NPZ_KEYS if k in shapes]
+    if len(fitting) == 1:
+        notes.append(
+            f"{what} {fitting[0]!r} of {p.name}: the only one of {len(names)} whose shape "
+            f"fits the image {img}"
+        )
+        return fitting[0]
+    named_fitting = [k for k in named if k in fitting] if fitting else named
+    if len(named_fitting) == 1:
+        notes.append(
+            f"{what} {named_fitting[0]!r} of {p.name} (a conventional name); others: "
+            + ", ".join(repr(k) for k in names if k != named_fitting[0])
+        )
+        return named_fitting[0]
+    several = fitting or names
+    why = (
+        f"{len(fitting)} of them fit the image {img}"
+        if fitting
+        else "none is named " + (", ".join(NPZ_KEYS))
+    )
+    raise SegviewerError(
+        f"{p} holds {len(names)} {what}s and {why}: {listing(several)}; choose one by "
+        f"writing {p.name}:NAME (e.g. {p.name}:{several[0]})"
+    )
+
+
+def _npz_shapes(p: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    import zipfile
+
+    from segviewer.io.arrays import npy_header
+
+    out: dict[str, tuple[tuple[int, ...], str]] = {}
+    try:
+        with zipfile.ZipFile(p) as zf:
+            for n in zf.namelist():
+                if not n.endswith(".npy"):
+                    continue
+                with zf.open(n) as fp:
+                    h = npy_header(fp, f"{p} [{n[:-4]}]")
+                out[n[:-4]] = (tuple(int(s) for s in h.shape), h.dtype.name)
+    except (zipfile.BadZipFile, OSError):
+        return {}  # read_npz reports it with its own message
+    return out
+
+
+def _read_for_image(
+    p: Path, member: str | None, img: tuple[int, ...]
+) -> tuple[np.ndarray, str, list[str], str | None]:
+    """Read the prediction array of ``p`` for an image of shape ``img``.
+
+    Returns the array, the format, notes, and a layout fixed by a convention of the writing
+    tool (nnU-Net) or None.
+    """
+    fmt = _format_of(p)
+    if member is not None and fmt not in ("npz", "hdf5"):
+        raise SegviewerError(f"{p}: ':{member}' picks an array of an .npz or HDF5 file only")
+    convention: str | None = None
+    if fmt == "npz":
+        notes: list[str] = []
+        shapes = _npz_shapes(p)
+
+        def pick(path: Path, names: tuple[str, ...]) -> str:
+            return _choose(
+                path, {k: shapes[k] for k in names if k in shapes}, None, img, "array", notes
+            )
+
+        if member is not None:
+            key = _choose(p, shapes, member, img, "array", notes)
+            raw, used = read_npz(p, lambda _p, _n: key)
+        else:
+            raw, used = read_npz(p, pick)
+        if len(used.names) > 1 and not notes:
+            notes.append(f"array {used.key!r} of the .npz archive")
+        convention = _nnunet_layout(p, used.key, raw.shape, img, notes)
+    elif fmt == "hdf5":
+        raw, notes = _read_hdf5(p, member, img)
+    else:
+        raw, fmt, notes = _read(p)
+    raw = _widen_bfloat16(raw, str(p), notes)
+    return raw, fmt, notes, convention
+
+
+def _nnunet_layout(
+    p: Path, key: str, shape: tuple[int, ...], img: tuple[int, ...], notes: list[str]
+) -> str | None:
+    """nnU-Net's ``--save_probabilities`` ``.npz``: ``(C, Z, Y, X)`` beside ``case.pkl``."""
+    pkl = p.with_suffix(".pkl")
+    if key not in ("probabilities", "softmax") or not pkl.is_file() or len(shape) != 4:
+        return None
+    spatial = tuple(int(s) for s in shape[1:])
+    never = f"{pkl.name} beside it holds nnU-Net's properties and is not opened (unpickling can run code)"
+    if spatial[::-1] == img:
+        notes.append(
+            f"nnU-Net output ({key!r} member; {never}): (C, Z, Y, X) in SimpleITK's axis order, "
+            "mapped onto the image's (X, Y, Z) by reversing the spatial axes; if the image was "
+            "not the NIfTI nnU-Net read, give --layout"
+        )
+        return "CZYX"
+    if spatial == img:
+        notes.append(
+            f"nnU-Net output ({key!r} member; {never}): its spatial axes are the image's "
+            "in the same order (e.g. a DICOM series, stored slice, row, column)"
+        )
+        return "CXYZ"
+    notes.append(
+        f"nnU-Net output ({key!r} member; {never}): its sizes {spatial} are neither the image's "
+        f"{img} nor their reverse; matched by size"
+    )
+    return None
+
+
+def _read_hdf5(p: Path, member: str | None, img: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+    import h5py
+
+    notes: list[str] = []
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise SegviewerError(
+            f"{p}: not a readable HDF5 file ({exc}); it is truncated or not HDF5"
+        ) from None
+    with f:
+        if "model_config" in f.attrs or "keras_version" in f.attrs:
+            raise SegviewerError(
+                f"{p} is a Keras model, not a prediction; open it as a model (--model)"
+            )
+        datasets: dict[str, Any] = {}
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.ndim >= 2:
+                datasets[name] = obj
+
+        f.visititems(visit)
+        if not datasets:
+            raise SegviewerError(f"{p}: the HDF5 file holds no array of 2 or more dimensions")
+        shapes = {k: (tuple(int(s) for s in d.shape), d.dtype.name) for k, d in datasets.items()}
+        key = _choose(p, shapes, member, img, "dataset", notes)
+        ds = datasets[key]
+        if ds.dtype.kind not in "biuf":
+            raise SegviewerError(
+                f"{p} [{key}]: dtype {ds.dtype} is not a number type; a prediction holds "
+                "integers (labels) or floats"
+            )
+        check_alloc(ds.shape, ds.dtype, f"{p} [{key}]")
+        try:
+            arr = np.asarray(ds[()])
+        except (OSError, ValueError) as exc:
+            raise SegviewerError(
+                f"{p} [{key}]: the dataset cannot be read ({exc}); the file is damaged"
+            ) from None
+    return arr, notes
+
+
+def _widen_bfloat16(raw: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
+    """bfloat16 as NumPy saves it (2-byte void, ``<V2``; or ml_dtypes' bfloat16) -> float32.
+
+    bfloat16 is the top half of a float32, so the conversion is exact.
+    """
+    if raw.dtype.itemsize != 2 or not (raw.dtype.kind == "V" or raw.dtype.name == "bfloat16"):
+        return raw
+    if raw.dtype.kind == "V" and raw.dtype.fields is not None:
+        return raw  # a structured array: refused later as not a number type
+    check_alloc(raw.shape, np.float32, what)
+    bits = np.ascontiguousarray(raw).view(np.uint16).astype(np.uint32) << np.uint32(16)
+    notes.append(
+        "2-byte values without a number type (how np.save stores a bfloat16 tensor, e.g. "
+        "TensorFlow mixed precision): read as bfloat16, widened to float32 in memory"
+    )
+    return bits.view(np.float32)
+
+
+def _describe_hdf5(p: Path, member: str | None) -> dict[str, Any]:
+    import h5py
+
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise SegviewerError(f"{p}: not a readable HDF5 file ({exc})") from None
+    with f:
+        found: dict[str, Any] = {}
+
+        def visit(name: str, obj: Any) -> None:  # returning a value would stop the visit
+            if isinstance(obj, h5py.Dataset) and obj.ndim >= 2:
+                found[name] = obj
+
+        f.visititems(visit)
+        if not found:
+            raise SegviewerError(f"{p}: the HDF5 file holds no array of 2 or more dimensions")
+        key = member.strip("/") if member else next(iter(found))
+        if key not in found:
+            raise SegviewerError(f"{p} has no dataset {member!r}; it holds {', '.join(found)}")
+        ds = found[key]
+        return {
+            "arrays": tuple(found),
+            "array": key,
+            "shape": tuple(int(s) for s in ds.shape),
+            "dtype": ds.dtype.name,
+            "memory_mapped": False,
+        }

@@ -94,8 +94,11 @@ def test_npz_and_nrrd_and_uncompressed_nifti(tmp_path: Path, logits_ref: np.ndar
 
 def test_npz_with_unknown_names_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "p.npz", a=np.zeros(IMG), b=np.zeros(IMG))
-    with pytest.raises(SegviewerError, match="none is named logits, probabilities"):
+    with pytest.raises(SegviewerError, match="2 of them fit the image.*p.npz:NAME"):
         load_prediction(tmp_path / "p.npz", IMG)
+    np.savez(tmp_path / "q.npz", a=np.zeros((3, 4)), b=np.zeros((5, 6)))
+    with pytest.raises(SegviewerError, match="none is named logits, probabilities"):
+        load_prediction(tmp_path / "q.npz", IMG)
 
 
 def test_square_slices_are_ambiguous(tmp_path: Path, logits_ref: np.ndarray) -> None:
