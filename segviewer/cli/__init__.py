@@ -14,8 +14,9 @@ the error guard are in :mod:`segviewer.cli.terminal`. Subcommand modules are imp
 when they run, so ``segviewer --version`` stays quick.
 
 Exit status: 0 success, 2 a problem the user can fix (one line ``segviewer: error: ...`` on
-stderr, the window's command too), 130 cancelled with Ctrl-C (nothing half-written is left
-behind).
+stderr, the window's command too), 130 cancelled with Ctrl-C, 143 / 129 stopped by SIGTERM /
+SIGHUP (nothing half-written is left behind). Library warnings and log lines appear only
+with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return guarded(_top_help)
     if args and args[0] in SUBCOMMANDS:
         run = _subcommand(args[0])
-        return guarded(lambda: run(args[1:]))
+        return guarded(lambda: run(args[1:]), verbose="--verbose" in args)
     from segviewer.cli.window import run as run_window
 
     return run_window(args)

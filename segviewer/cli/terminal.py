@@ -8,12 +8,13 @@ stderr), 130 cancelled with Ctrl-C (nothing half-written is left behind).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, TextIO, TypeVar
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from segviewer.core.types import Progress, SegviewerError
 
@@ -27,6 +28,9 @@ __all__ = [
     "err",
     "fail",
     "guarded",
+    "library_noise",
+    "termination_signals",
+    "Terminated",
     "one_line",
     "parse",
     "ratio_text",
@@ -61,15 +65,97 @@ def warn(message: str) -> None:
     err(f"segviewer: warning: {one_line(message)}")
 
 
-def guarded(func: Callable[[], int]) -> int:
-    """Turn the errors a user can act on into one line and an exit status."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: stop like Ctrl-C (a KeyboardInterrupt, so every cleanup
+    that handles Ctrl-C -- atomic writes, the export's staging folder -- handles it too)."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum = signum
+        self.name = name
+
+
+@contextlib.contextmanager
+def termination_signals() -> Iterator[None]:
+    """While active, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread.
+
+    ``timeout``, ``docker stop``, ``kill`` and closing the terminal send them; by default
+    they kill Python at once, leaving an export half done. The one place segviewer sets
+    signal handlers. Elsewhere (another thread, a platform without SIGHUP, such as Windows)
+    what cannot be set is left as it is.
+    """
+    import signal
+    import threading
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+
+            def handler(num: int, _frame: Any, _name: str = name) -> None:
+                raise Terminated(num, _name)
+
+            try:
+                previous[signum] = signal.signal(signum, handler)
+            except (OSError, ValueError):
+                continue
     try:
-        return func()
+        yield
+    finally:
+        for signum, old in previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def library_noise(verbose: bool) -> Iterator[None]:
+    """Keep the libraries' own warnings and log lines off the terminal unless ``verbose``.
+
+    nibabel, pydicom, tifffile and TensorFlow report through ``warnings``, ``logging`` and
+    (TensorFlow's C++ core) ``TF_CPP_MIN_LOG_LEVEL``; what the user must know, the readers
+    already turn into segviewer's own ``warning:`` lines and notes.
+    """
+    import logging
+    import warnings
+
+    if verbose:
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def guarded(func: Callable[[], int], *, verbose: bool = False) -> int:
+    """Turn the errors a user can act on into one line and an exit status.
+
+    SIGTERM / SIGHUP stop the command like Ctrl-C (exit 143 / 129, one line); library
+    warnings and logs are hidden unless ``verbose``.
+    """
+    try:
+        with termination_signals(), library_noise(verbose):
+            return func()
     except SegviewerError as exc:
         return fail(str(exc))
+    except Terminated as exc:
+        err(f"segviewer: stopped by {exc.name}; nothing half-written was left behind")
+        return 128 + exc.signum
     except KeyboardInterrupt:
         err("\ncancelled")
         return EXIT_CANCELLED
+    except MemoryError:
+        return fail(
+            "not enough memory for this file; close other programs, or crop or downsample the image"
+        )
+    except RecursionError:
+        return fail("the input is nested too deeply to read; the file is corrupt")
     except BrokenPipeError:
         # Output piped into e.g. `head`, which stopped reading: not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
