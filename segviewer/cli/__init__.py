@@ -19,9 +19,10 @@ Every option is declared once in :mod:`segviewer.cli.options`; the progress bar,
 the error guard are in :mod:`segviewer.cli.terminal`. Subcommand modules are imported only
 when they run, so ``segviewer --version`` stays quick.
 
-Exit status: 0 success, 1 ``evaluate`` finished but some cases failed, 2 a problem the user can fix (one line ``segviewer: error: ...`` on
-stderr, the window's command too), 130 cancelled with Ctrl-C (nothing half-written is left
-behind).
+Exit status: 0 success, 1 ``evaluate`` finished but some cases failed, 2 a problem the user
+can fix (one line ``segviewer: error: ...`` on stderr, the window's command too), 130
+cancelled with Ctrl-C, 143 / 129 stopped by SIGTERM / SIGHUP (nothing half-written is left
+behind). Library warnings and log lines appear only with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return guarded(lambda: _desktop_entry(args))
     if args and args[0] in SUBCOMMANDS:
         run = _subcommand(args[0])
-        return guarded(lambda: run(args[1:]))
+        return guarded(lambda: run(args[1:]), verbose="--verbose" in args)
     from segviewer.cli.window import run as run_window
 
     return run_window(args)

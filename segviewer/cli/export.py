@@ -83,6 +83,8 @@ def run(argv: Sequence[str]) -> int:
         radiological=not ns.neurological,
         scale=None if ns.scale == 0 else ns.scale,
         allow_identifiers=ns.allow_identifiers,
+        full_paths=ns.full_paths,
+        free_text=ns.free_text,
     )
     bar = ProgressBar(sys.stderr, show, "exporting")
     result = drive(
@@ -139,6 +141,8 @@ def _summary(result: ExportResult, table: ClassTable, volume: Volume) -> str:
     names = {c.index: c.name for c in table}
     for k in range(1, len(result.counts)):
         n = int(result.counts[k])
+        if n == 0 and names.get(k, f"class {k}") == f"class {k}":
+            continue  # an unnamed class no voxel holds (a stray label makes thousands)
         parts.append(f"{names.get(k, f'class {k}')} {n} voxels ({n * vox_ml:.1f} ml)")
     extra = ""
     if result.n_invalid:

@@ -183,6 +183,15 @@ def add_json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
+def add_verbose_option(p: argparse.ArgumentParser) -> None:
+    # read by cli.main before parsing (terminal.guarded hides library output without it)
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' own warnings and log lines (nibabel, pydicom, TensorFlow)",
+    )
+
+
 # ----------------------------------------------------------------------------------------
 # parsers
 
@@ -239,6 +248,7 @@ def info_parser() -> argparse.ArgumentParser:
     add_resample_option(p)
     add_classes_offset_option(p)
     add_json_option(p)
+    add_verbose_option(p)
     return p
 
 
@@ -306,7 +316,18 @@ def export_parser() -> argparse.ArgumentParser:
     )
     add_mask_options(p)
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument(
+        "--full-paths",
+        action="store_true",
+        help="record the sources' full paths in manifest.json (default: file names only)",
+    )
+    p.add_argument(
+        "--free-text",
+        action="store_true",
+        help="copy free-text DICOM fields (SeriesDescription) into manifest.json",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    add_verbose_option(p)
     return p
 
 
@@ -337,6 +358,7 @@ def compare_parser() -> argparse.ArgumentParser:
     add_mask_options(p)
     add_json_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_verbose_option(p)
     return p
 
 

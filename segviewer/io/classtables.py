@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -246,7 +247,12 @@ def _color(value: Any, where: str) -> tuple[int, int, int]:
     if isinstance(value, (list, tuple)) and len(value) in (3, 4):
         out = []
         for v in value[:3]:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or int(v) != v
+            ):
                 raise SegviewerError(f"{where}: colour {value!r} needs integers 0..255")
             if not 0 <= v <= 255:
                 raise SegviewerError(f"{where}: colour value {v} in {value!r} is outside 0..255")
@@ -256,17 +262,62 @@ def _color(value: Any, where: str) -> tuple[int, int, int]:
 
 
 def _int(token: str, where: str, what: str) -> int:
-    if not _INT.match(token.strip()):
-        raise SegviewerError(f"{where}: {what} {token!r} is not a whole number")
+    token = token.strip()
+    if not _INT.match(token):
+        raise SegviewerError(f"{where}: {what} {token[:40]!r} is not a whole number")
+    if len(token.lstrip("+-")) > _MAX_DIGITS:
+        # int() of thousands of digits is slow or refused (sys.int_info's digit limit)
+        raise SegviewerError(
+            f"{where}: {what} {token[:20]}... has {len(token)} digits, far more than any class "
+            "index or colour value; the file is corrupt"
+        )
     return int(token)
 
 
+#: Longest number a class table may hold (class indices stop at 65533).
+_MAX_DIGITS = 18
+#: Deepest JSON nesting a class table needs is 3 ({"classes": [{"color": [...]}]}); a document
+#: nested far deeper is refused before parsing (json's recursion would fail or take long).
+_MAX_JSON_DEPTH = 32
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in a JSON text, strings skipped (one pass, no parsing)."""
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    depth = deepest = 0
+    for ch in bare:
+        if ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > _MAX_JSON_DEPTH:
+                    break
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a class table can hold")
+
+
 def _parse_json(text: str, path: Path) -> list[Entry]:
+    if _json_depth(text) > _MAX_JSON_DEPTH:
+        raise SegviewerError(
+            f"{path}: the JSON is nested more than {_MAX_JSON_DEPTH} levels deep; a class table "
+            'is {"classes": [{"index": 0, "name": "background", "color": "#000000"}, ...]}'
+        )
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SegviewerError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        # NaN / Infinity (refused above), numbers of thousands of digits
+        raise SegviewerError(
+            f"{path}: the JSON holds a value no class table can have ({str(exc)[:80]}); the "
+            "file is corrupt or not a class table"
         ) from exc
     items = doc.get("classes") if isinstance(doc, dict) else doc
     if not isinstance(items, list):

@@ -30,6 +30,7 @@ from segviewer.io.arrays import (
     nifti_scaling,
     open_nifti,
     open_npy,
+    read_gzip_voxels,
     read_npz,
     read_nrrd,
     read_nrrd_header,
@@ -97,6 +98,12 @@ def load_image(
     caught: list[str] = []
     with record_warnings(caught):
         vol = _dispatch(p, frame, series)
+    if vol.data.size == 0:
+        raise SegviewerError(
+            f"{p}: the image has the shape {tuple(vol.data.shape)}, with an axis of length 0: "
+            "there are no voxels to show; the file is corrupt or empty"
+        )
+    check_geometry(vol.affine, vol.shape, p)
     if caught:
         meta = dict(vol.metadata)
         meta["warnings"] = tuple(dict.fromkeys((*meta.get("warnings", ()), *caught[:5])))
@@ -246,10 +253,57 @@ def _load_folder(folder: Path, *, frame: int, series: str | int | None) -> Volum
     return load_dicom(folder, frame=frame, series=series)
 
 
+#: Largest voxel size (mm) and distance from the scanner origin (mm) segviewer believes: a
+#: header beyond these (pixdim 1e38, ImagePositionPatient 1e308) is corrupt, and its numbers
+#: would overflow to infinity in any affine segviewer writes.
+MAX_VOXEL_MM = 1e4
+MAX_POSITION_MM = 1e6
+
+
+def check_geometry(affine: np.ndarray, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse an affine with non-finite or absurd values, naming what is wrong.
+
+    Raises
+    ------
+    SegviewerError
+        A NaN or infinite entry, a voxel size of 0 or over :data:`MAX_VOXEL_MM`, or a corner
+        of the volume farther than :data:`MAX_POSITION_MM` from the origin.
+    """
+    aff = np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise SegviewerError(
+            f"{path}: the geometry in the header is not finite (NaN or infinite voxel sizes, "
+            "positions or directions); the header is corrupt, fix its voxel sizes / positions"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        sizes = np.linalg.norm(aff[:3, :3], axis=0)
+        extent = np.abs(aff[:3, :3]) @ np.maximum(np.asarray(shape, dtype=np.float64), 1.0)
+        far = np.abs(aff[:3, 3]) + extent
+    if np.any(sizes > MAX_VOXEL_MM) or not np.all(np.isfinite(sizes)):
+        raise SegviewerError(
+            f"{path}: the header claims voxel sizes {_mm(sizes)} mm; sizes over "
+            f"{MAX_VOXEL_MM:g} mm are not an MRI, the header is corrupt (fix pixdim / "
+            "PixelSpacing / space directions)"
+        )
+    if not np.all(np.isfinite(far)) or np.any(far > MAX_POSITION_MM):
+        raise SegviewerError(
+            f"{path}: the header places the volume {_mm(aff[:3, 3])} mm from the scanner "
+            f"origin, beyond {MAX_POSITION_MM:g} mm; the position (qoffset / sform / "
+            "ImagePositionPatient / space origin) is corrupt"
+        )
+
+
+def _mm(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{float(v):.3g}" for v in values) + ")"
+
+
 def _checked_affine(affine: np.ndarray, path: Path, what: str) -> np.ndarray:
     aff = np.asarray(affine, dtype=np.float64)
     if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
-        raise SegviewerError(f"{path}: the {what} is not a finite 4x4 matrix; the file is corrupt")
+        raise SegviewerError(
+            f"{path}: the {what} holds NaN or infinite values (voxel sizes, directions or "
+            "position); the header is corrupt, fix it or re-export the image"
+        )
     if abs(np.linalg.det(aff[:3, :3])) < 1e-12:
         raise SegviewerError(
             f"{path}: the {what} is degenerate (a voxel size is 0 or two axes are parallel); "
@@ -348,6 +402,18 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         data: np.ndarray = mm
         memory_mapped = dtype_on_disk.isnative or dtype_on_disk.itemsize == 1
         data = native(data) if not memory_mapped else data
+    elif voxels.compressed and getattr(proxy, "order", "F") == "F":
+        # Stream the frame out of the gzip into one array: nibabel would first read the
+        # whole file into memory and then copy it (twice the image, and all frames of 4-D).
+        raw = read_gzip_voxels(
+            voxels, spatial, dtype_on_disk, skip=frame * frame_elems * dtype_on_disk.itemsize
+        )
+        data = native(raw)
+        if scaled:
+            data = data.astype(out_dtype, copy=False)
+            data *= out_dtype.type(slope)
+            data += out_dtype.type(inter)
+            notes.append(f"values scaled by scl_slope={slope:g}, scl_inter={inter:g}")
     else:
         slicer: tuple[Any, ...] = (Ellipsis, frame) if len(shape) > 3 else (Ellipsis,)
         if len(shape) > 4:

@@ -107,6 +107,7 @@ from segviewer.io.arrays import (
     open_tiff,
     pil_array,
     pil_dtype,
+    read_gzip_voxels,
     read_npy_header,
     read_npz,
     read_nrrd,
@@ -355,6 +356,11 @@ def prediction_from_array(
     if len(img) != 3:
         raise SegviewerError(f"internal: image shape must have 3 axes, got {img}")
     requested = _parse_kind(kind)
+    if raw.size == 0:
+        raise SegviewerError(
+            f"{what}: the prediction has the shape {tuple(raw.shape)}, with an axis of length 0 "
+            "(no voxels or no classes); the file is empty or was saved wrongly"
+        )
     raw = _numeric(raw, what, out_notes)
     is_int = raw.dtype.kind in "iu"
 
@@ -1218,7 +1224,11 @@ def _read_nifti(p: Path) -> tuple[np.ndarray, list[str]]:
         else:
             if voxels.compressed:
                 check_alloc(shape, img.get_data_dtype(), str(p))
-            arr = np.asanyarray(img.dataobj)
+            if voxels.compressed and getattr(img.dataobj, "order", "F") == "F":
+                # streamed into one array (nibabel reads the whole stream, then copies it)
+                arr = read_gzip_voxels(voxels, shape, np.dtype(img.get_data_dtype()))
+            else:
+                arr = np.asanyarray(img.dataobj)
     except READ_ERRORS as exc:
         raise SegviewerError(
             f"{p}: the NIfTI data cannot be read ({type(exc).__name__}: {exc}); it is truncated "
