@@ -387,7 +387,7 @@ def run_export(
     if classes is None and prediction.kind == PredictionKind.LABELS:
         # a label map's class count comes from its largest value: one stray voxel of 65533
         # must not plan 65,533 masks. (A model's channels are its classes, all exported.)
-        classes, class_notes = default_classes(table, counts)
+        classes, class_notes = default_classes(table, [int(c) for c in counts])
         warnings += class_notes
     plan = plan_export(
         table,
@@ -859,7 +859,7 @@ def _remove_stale(out_dir: Path, rel_paths: list[str]) -> list[str]:
         if m and entry.is_dir() and not entry.is_symlink() and not _pid_alive(int(m.group(1))):
             _remove_tree(entry)
             removed.append(entry.name)
-    planned = {}
+    planned: dict[str, set[str]] = {}
     for rel in rel_paths:
         parent, _, name = rel.rpartition("/")
         planned.setdefault(parent, set()).add(name)
