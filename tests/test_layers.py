@@ -21,7 +21,8 @@ def _loaded_after(stmt: str) -> set[str]:
 def test_core_imports_neither_qt_nor_tensorflow() -> None:
     mods = _loaded_after(
         "import segviewer.core.types, segviewer.core.layout, segviewer.core.masks, "
-        "segviewer.core.overlay, segviewer.core.classes, segviewer.core.orientation, segviewer.core.stats"
+        "segviewer.core.overlay, segviewer.core.classes, segviewer.core.orientation, segviewer.core.stats, "
+        "segviewer.core.resample, segviewer.core.metrics"
     )
     assert not mods & set(HEAVY), mods & set(HEAVY)
     assert not mods & {"nibabel", "pydicom", "PIL", "nrrd", "tifffile"}, "core must be pure numpy"
@@ -29,7 +30,16 @@ def test_core_imports_neither_qt_nor_tensorflow() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["segviewer.io.images", "segviewer.io.predictions", "segviewer.io.export", "segviewer.cli"],
+    [
+        "segviewer.io.images",
+        "segviewer.io.predictions",
+        "segviewer.io.export",
+        "segviewer.cli",
+        "segviewer.cli.info",
+        "segviewer.cli.export",
+        "segviewer.cli.compare",
+        "segviewer.cli.window",
+    ],
 )
 def test_io_and_cli_do_not_import_qt_or_tensorflow(module: str) -> None:
     mods = _loaded_after(f"import {module}")

@@ -43,7 +43,20 @@ NUMPY_SUFFIXES = (".npy", ".npz")
 #: Every suffix ``io.images.load_image`` reads (a DICOM folder has none).
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES + DICOM_SUFFIXES + RASTER_SUFFIXES + NUMPY_SUFFIXES
 #: Every suffix ``io.predictions.load_prediction`` reads.
-PREDICTION_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz", ".nrrd", ".nhdr", ".png", ".tif", ".tiff")
+PREDICTION_SUFFIXES = (
+    ".npy",
+    ".npz",
+    ".nii",
+    ".nii.gz",
+    ".nrrd",
+    ".nhdr",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".dcm",
+    ".h5",
+    ".hdf5",
+)
 #: Class tables: JSON, CSV/TSV, ITK-SNAP label descriptions, Slicer/FreeSurfer colour tables.
 CLASS_TABLE_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".ctbl", ".lut", ".label", ".labels")
 #: Keras model files (a SavedModel is a folder).
