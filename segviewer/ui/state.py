@@ -9,23 +9,32 @@ shows it listens to :attr:`ViewerState.changed`, whose argument is a :class:`Cha
 what changed, so each listener redoes only what it must and every widget follows whoever
 made the change.
 
-Bounded settings are declared once (:data:`OPACITY`, :data:`OUTLINE_WIDTH`,
-:data:`THRESHOLD`, :data:`MIN_CONFIDENCE`) with their range and default; the setters
-validate against these declarations, and the widgets and the command line read their ranges
-from them (as FSLeyes declares each display option once with its bounds).
+Bounded settings are declared once, in ``core.display`` (:data:`OPACITY`,
+:data:`OUTLINE_WIDTH`, :data:`THRESHOLD`, :data:`MIN_CONFIDENCE`, re-exported here) with their
+range and default; the setters validate against these declarations, and the widgets and the
+command line read their ranges from them.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from segviewer.core import orientation
 from segviewer.core.classes import ClassTable
+from segviewer.core.display import (
+    DISPLAYS,
+    LAYOUTS,
+    MIN_CONFIDENCE,
+    MODES,
+    OPACITY,
+    OUTLINE_WIDTH,
+    THRESHOLD,
+    Bounded,
+)
 from segviewer.core.errors import SegviewerError
 from segviewer.core.types import MaskSettings, Prediction, Volume
 
@@ -46,11 +55,6 @@ __all__ = [
     "ViewerState",
 ]
 
-MODES = ("fill", "outline", "both")
-DISPLAYS = ("labels", "probability", "confidence", "entropy", "errors")
-#: What the canvas area shows: one plane, or the three linked planes side by side.
-LAYOUTS = (*orientation.VIEWS, "three")
-
 
 class Change(enum.Enum):
     """What changed in a :class:`ViewerState` (the argument of ``changed``)."""
@@ -66,50 +70,6 @@ class Change(enum.Enum):
     REFERENCE = enum.auto()  #: reference loaded / closed, or its comparison replaced
     LABEL_RESULT = enum.auto()  #: whole-volume labels and class counts arrived (or cleared)
     LAYOUT = enum.auto()  #: single view (which plane) or three views
-
-
-@dataclass(frozen=True)
-class Bounded:
-    """A numeric setting declared once: its name (as messages say it), range and default."""
-
-    name: str
-    minimum: float
-    maximum: float
-    default: float
-    step: float = 1.0
-    integer: bool = False
-
-    def check(self, value: float) -> float:
-        """``value`` if it is within bounds (an int for integer settings).
-
-        Raises
-        ------
-        SegviewerError
-            Out of range, or not a number, naming the setting and its range.
-        """
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise SegviewerError(f"{self.name} must be a number, got {value!r}") from None
-        if not (np.isfinite(v) and self.minimum <= v <= self.maximum):
-            raise SegviewerError(
-                f"{self.name} must be between {self._fmt(self.minimum)} and "
-                f"{self._fmt(self.maximum)}, got {value}"
-            )
-        if self.integer:
-            if v != int(v):
-                raise SegviewerError(f"{self.name} must be a whole number, got {value}")
-            return int(v)
-        return v
-
-    def _fmt(self, v: float) -> str:
-        return str(int(v)) if self.integer or v == int(v) else str(v)
-
-
-OPACITY = Bounded("opacity", 0.0, 1.0, 0.5, step=0.01)
-OUTLINE_WIDTH = Bounded("outline width (pixels)", 1, 20, 1, integer=True)
-THRESHOLD = Bounded("threshold", 0.0, 1.0, 0.5, step=0.05)
-MIN_CONFIDENCE = Bounded("minimum confidence", 0.0, 1.0, 0.6, step=0.05)
 
 
 class ViewerState(QObject):
@@ -212,7 +172,7 @@ class ViewerState(QObject):
                 f"the prediction's spatial shape {prediction.spatial_shape} does not match "
                 f"the image's {self.volume.shape}; open the matching image or pass --layout"
             )
-        if prediction is not None and len(table) != prediction.n_classes:
+        if prediction is not None and len(table) < prediction.n_classes:
             raise SegviewerError(
                 f"internal: a table of {len(table)} classes for a prediction of "
                 f"{prediction.n_classes}; fit it first (ClassTable.fitted)"
@@ -313,7 +273,7 @@ class ViewerState(QObject):
 
     def set_table(self, table: ClassTable, *, path: str | None = None) -> None:
         """Replace names and colours (same number of classes): only the LUT changes."""
-        if self.prediction is not None and len(table) != self.prediction.n_classes:
+        if self.prediction is not None and len(table) < self.prediction.n_classes:
             raise SegviewerError(
                 f"internal: a table of {len(table)} classes for a prediction of "
                 f"{self.prediction.n_classes}; fit it first (ClassTable.fitted)"
