@@ -178,3 +178,43 @@ def test_keys_toggle_classes_through_the_state(demo_window: Any, qtbot: Any) -> 
     assert win.state.visible[2] is False
     item = win.class_panel.table.item(2, 0)
     assert item.checkState() == Qt.CheckState.Unchecked  # the class panel followed
+
+
+def _rect(w: Any, canvas: Any) -> Any:
+    from PySide6.QtCore import QRect
+
+    top_left = w.mapTo(canvas, w.rect().topLeft())
+    return QRect(top_left, w.size())
+
+
+@pytest.mark.parametrize("size", [(1000, 700), (1280, 860), (1600, 900)])
+def test_nothing_on_the_canvas_overlaps_anything_else(
+    demo_window: Any, qtbot: Any, demo_dir: Path, size: tuple[int, int]
+) -> None:
+    """Letters, slice text, W/L, legend and colour bar never overlap each other or the image,
+    in narrow three-view panes as in the single view, for every display."""
+    from segviewer.io.predictions import load_reference
+
+    win = demo_window
+    win.set_reference(load_reference(demo_dir / "tissue_prob.nii.gz", (98, 116, 94)), source="ref")
+    qtbot.waitUntil(lambda: win.state.comparison is not None, timeout=30_000)
+    win.resize(*size)
+    checked = 0
+    for layout in ("three", "axial"):
+        win.state.set_layout(layout)
+        for display in ("labels", "entropy", "errors"):
+            win.state.set_display(display)
+            qtbot.wait(10)
+            for canvas in win.canvases:
+                if not canvas.isVisible():
+                    continue
+                shown = [w for w in canvas.overlay_widgets() if w.isVisible()]
+                assert canvas._info in shown and canvas._wl_label in shown
+                rects = [(w, _rect(w, canvas)) for w in shown]
+                image = _rect(canvas.graphics, canvas)
+                for i, (w, r) in enumerate(rects):
+                    assert not r.intersects(image), (layout, display, w)
+                    for w2, r2 in rects[i + 1 :]:
+                        assert not r.intersects(r2), (layout, display, w, w2)
+                    checked += 1
+    assert checked > 40
