@@ -490,13 +490,13 @@ def iter_evaluate_case(
 
 
 def _card_entries(card: Any) -> Iterator[tuple[str, Sequence[int]]]:
-    from segviewer.core.classes import default_color
+    from segviewer.core.classes import default_color, hex_to_rgb
 
     colors = list(card.class_colors or [])
     for i, name in enumerate(card.class_names):
         c = colors[i] if i < len(colors) else None
         if isinstance(c, str) and c.startswith("#") and len(c) == 7:
-            yield name, (int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16))
+            yield name, hex_to_rgb(c)
         else:
             yield name, default_color(i)
 
