@@ -2,7 +2,7 @@
 
 Rendering decision (the one place it is made): each slice is blended on the CPU into **one
 RGBA uint8 image** (``core.overlay.compose`` through a precomputed (class, grey) table, or a
-heatmap blend) and drawn by a single ``ImageItem``. ARCHITECTURE.md measured this at 1.2-2 ms
+heatmap blend) and drawn by a single ``ImageItem``. docs/architecture-notes.md records it at 1.2-2 ms
 per switch against 2.8-6.9 ms for a grey item plus an indexed overlay item, and it sidesteps
 pyqtgraph's levels trap entirely (an RGBA uint8 image is drawn as is, no levels). Hiding a
 class, a colour or an opacity change rebuilds the lookup table and re-blends the cached label
