@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QByteArray, QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
-    QActionGroup,
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
@@ -26,7 +25,6 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
     QDockWidget,
     QFileDialog,
@@ -37,12 +35,9 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSpinBox,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import signals_blocked
 
 from segviewer.core import orientation
 from segviewer.core.errors import SegviewerError
@@ -51,11 +46,11 @@ from segviewer.ui import info_dialogs
 from segviewer.ui.canvas import SliceCanvas
 from segviewer.ui.class_panel import ClassPanel
 from segviewer.ui.controller import Notice, ViewerController
-from segviewer.ui.jobs import CUSTOM_PRESET, SCANNER_PRESET, WINDOW_PRESETS
 from segviewer.ui.overlay_controls import OverlayControls
 from segviewer.ui.readout import readout_text
 from segviewer.ui.settings import Settings
 from segviewer.ui.state import Change
+from segviewer.ui.view_toolbar import ViewToolbar
 from segviewer.ui.workers import Job
 
 if TYPE_CHECKING:
@@ -64,12 +59,6 @@ if TYPE_CHECKING:
     from segviewer.ui.model_panel import ModelDialog
 
 __all__ = ["MainWindow"]
-
-#: What the convention label says for radiological / neurological views.
-CONVENTION_TEXT = {
-    True: "  Radiological: patient right on screen left ",
-    False: "  Neurological: patient left on screen left ",
-}
 
 
 class MainWindow(QMainWindow):
@@ -432,60 +421,14 @@ class MainWindow(QMainWindow):
         self.dock = dock
 
     def _build_toolbar(self) -> None:
-        tb = QToolBar("View")
-        tb.setObjectName("view_toolbar")
-        tb.setMovable(False)
+        tb = ViewToolbar(self.state, self)
+        tb.frame_chosen.connect(self.controller.set_frame)
+        tb.reset_zoom_requested.connect(self.reset_zoom)
         self.addToolBar(tb)
-        group = QActionGroup(self)
-        group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
-        self._view_actions: dict[str, QAction] = {}
-        for i, v in enumerate(orientation.VIEWS):
-            act = QAction(v.capitalize(), self)
-            act.setCheckable(True)
-            act.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
-            act.setToolTip(f"{v.capitalize()} view (Ctrl+{i + 1})")
-            act.triggered.connect(lambda _=False, view=v: self.state.set_layout(view))
-            group.addAction(act)
-            tb.addAction(act)
-            self._view_actions[v] = act
-        self._three_action = QAction("Three views", self)
-        self._three_action.setCheckable(True)
-        self._three_action.setShortcut(QKeySequence("Ctrl+4"))
-        self._three_action.setToolTip("Axial, coronal and sagittal side by side, linked (Ctrl+4)")
-        self._three_action.triggered.connect(self.set_three_view)
-        tb.addAction(self._three_action)
-        tb.addSeparator()
-        tb.addWidget(QLabel(" Window "))
-        self.window_combo = QComboBox()
-        self.window_combo.setToolTip(
-            "Grey-level window; right-drag on the image to adjust. DICOM images offer the "
-            "scanner's own window (WindowCenter/WindowWidth)"
-        )
-        self.window_combo.activated.connect(
-            lambda i: self._window_preset_chosen(self.window_combo.itemText(i))
-        )
-        tb.addWidget(self.window_combo)
-        # 4-D images (fMRI, diffusion, multi-echo): which volume is shown. Hidden otherwise.
-        self._frame_label = QLabel(" Volume ")
-        self.frame_spin = QSpinBox()
-        self.frame_spin.setKeyboardTracking(False)
-        self.frame_spin.setToolTip("Volume (frame) of a 4-D image, 0-based; the file is re-read")
-        self.frame_spin.valueChanged.connect(self.controller.set_frame)
-        self._frame_actions = (tb.addWidget(self._frame_label), tb.addWidget(self.frame_spin))
-        reset = QAction("Reset zoom", self)
-        reset.setShortcut(QKeySequence("Ctrl+0"))
-        reset.triggered.connect(self.reset_zoom)
-        tb.addAction(reset)
-        tb.addSeparator()
-        self._conv_label = QLabel(CONVENTION_TEXT[True])
-        self._conv_label.setStyleSheet("color: #ffd75e;")
-        tb.addWidget(self._conv_label)
         self.toolbar = tb
-        self._reset_zoom_action = reset
-
-    def _window_preset_chosen(self, name: str) -> None:
-        if name in self.state.window_presets:
-            self.state.set_window_preset(name)
+        self._view_actions, self._three_action = tb.view_actions, tb.three_action
+        self.window_combo, self.frame_spin = tb.window_combo, tb.frame_spin
+        self.radiological_action = tb.radiological_action
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -542,11 +485,7 @@ class MainWindow(QMainWindow):
         for act in self._view_actions.values():
             view.addAction(act)
         view.addAction(self._three_action)
-        view.addAction(self._reset_zoom_action)
-        self.radiological_action = QAction("Radiological convention (R on left)", self)
-        self.radiological_action.setCheckable(True)
-        self.radiological_action.setChecked(True)
-        self.radiological_action.toggled.connect(self.state.set_radiological)
+        view.addAction(self.toolbar.reset_zoom_action)
         view.addAction(self.radiological_action)
         view.addSeparator()
         add(view, "&Image information…", self.show_image_info, "Ctrl+I")
@@ -638,15 +577,7 @@ class MainWindow(QMainWindow):
         st = self.state
         if what is Change.LAYOUT:
             self._show_layout()
-        elif what is Change.ORIENTATION:
-            with signals_blocked(self.radiological_action):
-                self.radiological_action.setChecked(st.radiological)
-            self._conv_label.setText(CONVENTION_TEXT[st.radiological])
-        elif what is Change.WINDOW:
-            self._show_window_presets()
         if what in (Change.DATA, Change.REFERENCE):
-            if what is Change.DATA:
-                self._show_image_controls()
             has_pred, has_ref = st.prediction is not None, st.reference is not None
             for act in (
                 self.show_errors_action,
@@ -663,9 +594,6 @@ class MainWindow(QMainWindow):
     def _show_layout(self) -> None:
         layout = self.state.layout
         three = layout == "three"
-        for v, act in self._view_actions.items():
-            act.setChecked(v == layout)
-        self._three_action.setChecked(three)
         for i, c in enumerate(self.canvases):
             if three:
                 c.set_view(orientation.VIEWS[i])
@@ -674,29 +602,6 @@ class MainWindow(QMainWindow):
             visible = three or i == 0
             c.setVisible(visible)
             c.set_active(visible)
-
-    def _show_image_controls(self) -> None:
-        vol = self.state.volume
-        n_frames = int(vol.metadata.get("n_frames", 1) or 1) if vol is not None else 1
-        with signals_blocked(self.frame_spin):
-            self.frame_spin.setRange(0, max(0, n_frames - 1))
-            self.frame_spin.setSuffix(f" / {n_frames - 1}")
-            self.frame_spin.setValue(int(vol.metadata.get("frame", 0) or 0) if vol else 0)
-        for act in self._frame_actions:
-            act.setVisible(n_frames > 1 and self.state.image_path is not None)
-        self._show_window_presets()
-
-    def _show_window_presets(self) -> None:
-        st = self.state
-        names = [p for p in WINDOW_PRESETS if p in st.window_presets] + [CUSTOM_PRESET]
-        if not st.window_presets:
-            names = [p for p in WINDOW_PRESETS if p != SCANNER_PRESET]
-        with signals_blocked(self.window_combo):
-            if [self.window_combo.itemText(i) for i in range(self.window_combo.count())] != names:
-                self.window_combo.clear()
-                self.window_combo.addItems(names)
-            if st.window_preset:
-                self.window_combo.setCurrentText(st.window_preset)
 
     # == drag and drop =========================================================================
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
