@@ -326,6 +326,10 @@ class ModelSession(QObject):
         return False
 
     def _ran(self, card: ModelCard, result: tuple[Prediction, dict[str, Any]]) -> None:
+        # The run is over once its result is here (the worker's "finished" comes later):
+        # Run is available again to whoever reacts to run_finished.
+        self.run_job = None
+        self.changed.emit()
         prediction, provenance = result
         table = None
         if card.class_names is not None:
