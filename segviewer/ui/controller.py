@@ -249,7 +249,7 @@ class ViewerController(QObject):
     def submit(self, requests: Iterable[OpenRequest]) -> None:
         """Replace the loading queue with ``requests`` and start the first."""
         self._queue.requests = list(requests)
-        self._advance()
+        self.advance()
 
     def queued(self) -> list[OpenRequest]:
         """Requests still waiting (the one being loaded is not among them)."""
@@ -258,8 +258,14 @@ class ViewerController(QObject):
     def cancel_queue(self) -> None:
         self._queue.requests.clear()
 
-    def _advance(self) -> None:
-        """Start the next queued request (called when the previous one succeeded)."""
+    def register_opener(self, kind: OpenKind, opener: Callable[[OpenRequest], Job | None]) -> None:
+        """Open requests of ``kind`` with ``opener`` (a feature in its own module adds its
+        kind of file this way). The opener starts the work and calls :meth:`advance` when it
+        succeeded; a failure goes to :meth:`report_error`, which stops the queue."""
+        self._openers[kind] = opener
+
+    def advance(self) -> None:
+        """Start the next queued request (an opener calls it when its request succeeded)."""
         if not self._queue.requests:
             return
         request = self._queue.requests.pop(0)
@@ -316,7 +322,7 @@ class ViewerController(QObject):
             self.settings.add_recent("image", path)
             self._apply_image(result.volume, result.windows, result.default_preset(), path)
             self._series = series
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "image",
@@ -424,7 +430,7 @@ class ViewerController(QObject):
                 },
                 path=path,
             )
-            self._advance()
+            self.advance()
 
         def failed(exc: BaseException) -> None:
             if (
@@ -541,7 +547,7 @@ class ViewerController(QObject):
         def done(table: ClassTable) -> None:
             self.settings.add_recent("classes", path)
             self.set_class_table(table, path=path)
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "classes",
@@ -634,7 +640,7 @@ class ViewerController(QObject):
                 + (" — " + " ".join(warnings) if warnings else ""),
                 seconds=30 if warnings else 10,
             )
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "reference",
@@ -785,7 +791,7 @@ class ViewerController(QObject):
             card=r.card,
             overrides=r.overrides,
             run=True,
-            then=self._advance,
+            then=self.advance,
         )
         if job is None:
             self.cancel_queue()
