@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import signals_blocked
 
 from segviewer.core.classes import rgb_to_hex
 from segviewer.ui.state import Change, ViewerState
@@ -46,7 +47,6 @@ class ClassPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self._counts: np.ndarray | None = None
-        self._updating = False
 
         self.table = QTableWidget(0, 6)
         self.table.setHorizontalHeaderLabels(["", "", "Class", "Voxels", "Volume (mm³)", "Dice"])
@@ -110,18 +110,17 @@ class ClassPanel(QWidget):
         """
         self._counts = None if counts is None else np.asarray(counts, np.int64)
         voxel_mm3 = float(np.prod(spacing)) if spacing is not None else 1.0
-        self._updating = True
-        for row in range(self.table.rowCount()):
-            if self._counts is None or row >= len(self._counts):
-                vox, vol = "…", "…"
-            else:
-                n = int(self._counts[row])
-                vox, vol = f"{n:,}", f"{n * voxel_mm3:,.0f}"
-            for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
-                item = self.table.item(row, col)
-                if item is not None:
-                    item.setText(text)
-        self._updating = False
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            for row in range(self.table.rowCount()):
+                if self._counts is None or row >= len(self._counts):
+                    vox, vol = "…", "…"
+                else:
+                    n = int(self._counts[row])
+                    vox, vol = f"{n:,}", f"{n * voxel_mm3:,.0f}"
+                for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
+                    item = self.table.item(row, col)
+                    if item is not None:
+                        item.setText(text)
         notes = []
         if n_uncertain:
             notes.append(f"{n_uncertain:,} voxels below the minimum confidence (uncertain)")
@@ -145,38 +144,41 @@ class ClassPanel(QWidget):
             return
         comp: Any = st.comparison
         names = st.table.names if st.table is not None else ()
-        self._updating = True
-        for row in range(self.table.rowCount()):
-            item = self.table.item(row, COL_DICE)
-            if item is None:
-                item = QTableWidgetItem()
-                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(row, COL_DICE, item)
-            if comp is None or row >= len(comp.per_class):
-                item.setText("…")
-                item.setToolTip("Comparing with the reference…")
-                continue
-            c = comp.per_class[row]
-            item.setText(_fmt(c.dice))
-            name = names[row] if row < len(names) else f"class {row}"
-            absent = (
-                "\n(absent from both: nothing to find, nothing found)" if c.absent_in_both else ""
-            )
-            item.setToolTip(
-                f"{name} vs reference{absent}\n"
-                f"Dice {_fmt(c.dice)}   Jaccard {_fmt(c.jaccard)}\n"
-                f"Sensitivity {_fmt(c.sensitivity)}   Precision {_fmt(c.precision)}\n"
-                f"False positives {c.fp:,} voxels   False negatives {c.fn:,} voxels\n"
-                f"Volume: predicted {c.volume_pred_mm3:,.0f} mm³, reference "
-                f"{c.volume_ref_mm3:,.0f} mm³"
-                + (
-                    f" ({c.volume_diff_percent:+.1f} %)"
-                    if math.isfinite(c.volume_diff_percent)
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            for row in range(self.table.rowCount()):
+                item = self.table.item(row, COL_DICE)
+                if item is None:
+                    item = QTableWidgetItem()
+                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                    self.table.setItem(row, COL_DICE, item)
+                if comp is None or row >= len(comp.per_class):
+                    item.setText("…")
+                    item.setToolTip("Comparing with the reference…")
+                    continue
+                c = comp.per_class[row]
+                item.setText(_fmt(c.dice))
+                name = names[row] if row < len(names) else f"class {row}"
+                absent = (
+                    "\n(absent from both: nothing to find, nothing found)"
+                    if c.absent_in_both
                     else ""
                 )
-            )
-        self._updating = False
+                item.setToolTip(
+                    f"{name} vs reference{absent}\n"
+                    f"Dice {_fmt(c.dice)}   Jaccard {_fmt(c.jaccard)}\n"
+                    f"Sensitivity {_fmt(c.sensitivity)}   Precision {_fmt(c.precision)}\n"
+                    f"False positives {c.fp:,} voxels   False negatives {c.fn:,} voxels\n"
+                    f"Volume: predicted {c.volume_pred_mm3:,.0f} mm³, reference "
+                    f"{c.volume_ref_mm3:,.0f} mm³"
+                    + (
+                        f" ({c.volume_diff_percent:+.1f} %)"
+                        if math.isfinite(c.volume_diff_percent)
+                        else ""
+                    )
+                )
 
     def row_text(self, index: int) -> tuple[str, str, str]:
         """``(name, voxels, volume)`` as displayed for class ``index`` (tests, a11y)."""
@@ -223,56 +225,63 @@ class ClassPanel(QWidget):
     def _rebuild(self) -> None:
         st = self.state
         table = st.table
-        self._updating = True
-        n = 0 if table is None or st.prediction is None else len(table)
-        if self.table.rowCount() != n:
-            self.table.setRowCount(n)
-            self._counts = None if self._counts is None or len(self._counts) != n else self._counts
-        for i in range(n):
-            assert table is not None
-            info = table[i]
-            check = self.table.item(i, COL_VISIBLE)
-            if check is None:
-                check = QTableWidgetItem()
-                self.table.setItem(i, COL_VISIBLE, check)
-            check.setFlags(
-                Qt.ItemFlag.ItemIsUserCheckable
-                | Qt.ItemFlag.ItemIsEnabled
-                | Qt.ItemFlag.ItemIsSelectable
-            )
-            check.setCheckState(Qt.CheckState.Checked if st.visible[i] else Qt.CheckState.Unchecked)
-            check.setToolTip(
-                "Background is never drawn" if i == 0 else f"Show/hide (key {i})" if i < 10 else ""
-            )
-            swatch = self.table.item(i, COL_COLOR)
-            if swatch is None:
-                swatch = QTableWidgetItem()
-                self.table.setItem(i, COL_COLOR, swatch)
-            swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-            swatch.setBackground(QColor(*info.color))
-            swatch.setToolTip(f"{rgb_to_hex(info.color)} — click to change")
-            for col, text in (
-                (COL_NAME, f"{i}  {info.name}"),
-                (COL_VOXELS, "…"),
-                (COL_VOLUME, "…"),
-            ):
-                item = self.table.item(i, col)
-                if item is None:
-                    item = QTableWidgetItem(text)
-                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                    if col != COL_NAME:
-                        item.setTextAlignment(
-                            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                        )
-                    self.table.setItem(i, col, item)
-                elif col == COL_NAME:
-                    item.setText(text)
-        self._updating = False
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            n = 0 if table is None or st.prediction is None else len(table)
+            if self.table.rowCount() != n:
+                self.table.setRowCount(n)
+                self._counts = (
+                    None if self._counts is None or len(self._counts) != n else self._counts
+                )
+            for i in range(n):
+                assert table is not None
+                info = table[i]
+                check = self.table.item(i, COL_VISIBLE)
+                if check is None:
+                    check = QTableWidgetItem()
+                    self.table.setItem(i, COL_VISIBLE, check)
+                check.setFlags(
+                    Qt.ItemFlag.ItemIsUserCheckable
+                    | Qt.ItemFlag.ItemIsEnabled
+                    | Qt.ItemFlag.ItemIsSelectable
+                )
+                check.setCheckState(
+                    Qt.CheckState.Checked if st.visible[i] else Qt.CheckState.Unchecked
+                )
+                check.setToolTip(
+                    "Background is never drawn"
+                    if i == 0
+                    else f"Show/hide (key {i})"
+                    if i < 10
+                    else ""
+                )
+                swatch = self.table.item(i, COL_COLOR)
+                if swatch is None:
+                    swatch = QTableWidgetItem()
+                    self.table.setItem(i, COL_COLOR, swatch)
+                swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                swatch.setBackground(QColor(*info.color))
+                swatch.setToolTip(f"{rgb_to_hex(info.color)} — click to change")
+                for col, text in (
+                    (COL_NAME, f"{i}  {info.name}"),
+                    (COL_VOXELS, "…"),
+                    (COL_VOLUME, "…"),
+                ):
+                    item = self.table.item(i, col)
+                    if item is None:
+                        item = QTableWidgetItem(text)
+                        item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                        if col != COL_NAME:
+                            item.setTextAlignment(
+                                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                            )
+                        self.table.setItem(i, col, item)
+                    elif col == COL_NAME:
+                        item.setText(text)
         if self._counts is not None and st.volume is not None:
             self.set_counts(self._counts, st.volume.spacing)
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
-        if self._updating or item.column() != COL_VISIBLE:
+        if item.column() != COL_VISIBLE:
             return
         self.state.set_visible(item.row(), item.checkState() == Qt.CheckState.Checked)
 
