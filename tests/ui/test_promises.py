@@ -20,9 +20,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QPoint, QPointF, Qt
 
 from segviewer.core import orientation
 
@@ -190,19 +188,9 @@ def test_hover_readout_values(demo_window: Any, qtbot: Any, demo_dir: Path) -> N
     for fx, fy in ((0.5, 0.5), (0.42, 0.38), (0.6, 0.62)):
         pos = QPoint(int(vp.width() * fx), int(vp.height() * fy))
         qtbot.mouseMove(vp, pos)
-        # After an earlier test's window had the mouse, offscreen Qt may route QTest's move to
-        # nowhere; deliver the same move event to the view directly as well.
-        QApplication.sendEvent(
-            vp,
-            QMouseEvent(
-                QEvent.Type.MouseMove,
-                QPointF(pos),
-                QPointF(vp.mapToGlobal(pos)),
-                Qt.MouseButton.NoButton,
-                Qt.MouseButton.NoButton,
-                Qt.KeyboardModifier.NoModifier,
-            ),
-        )
+        # In suite order, offscreen Qt sometimes routes QTest's move nowhere (an earlier test's
+        # window had the mouse); pyqtgraph's scene signal is what a real move ends in.
+        c.graphics.scene().sigMouseMoved.emit(QPointF(c.graphics.mapToScene(pos)))
         scene = c.viewbox.mapSceneToView(c.graphics.mapToScene(pos))
         row = int(scene.y() // c.axes.row_spacing)
         col = int(scene.x() // c.axes.col_spacing)
