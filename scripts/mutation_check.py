@@ -42,7 +42,7 @@ class Mutation:
     new: str
     tests: tuple[str, ...]  # pytest arguments (files or node ids)
     promise: str  # what breaks
-    more: tuple[tuple[str, str], ...] = ()  # further (old, new) edits in the same file
+    more: tuple[tuple[str, str, str], ...] = ()  # further (path, old, new) edits
 
 
 MUTATIONS: tuple[Mutation, ...] = (
@@ -95,10 +95,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a pickled .npy / .npz is never unpickled",
         more=(
             (
+                "segviewer/io/arrays.py",
                 'arr = np.load(path, mmap_mode="r", allow_pickle=False)',
                 'arr = np.load(path, mmap_mode="r", allow_pickle=True)',
             ),
             (
+                "segviewer/io/arrays.py",
                 "with np.load(path, allow_pickle=False) as npz:",
                 "with np.load(path, allow_pickle=True) as npz:",
             ),
@@ -201,6 +203,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if False:",
         ("tests/io/test_dicomseg.py",),
         "a DICOM SEG (which carries identifiers) is only written with explicit consent",
+        # the writer checks consent too (defence in depth): both checks go
+        more=(("segviewer/io/dicomseg.py", "    if not allow_identifiers:", "    if False:"),),
     ),
 )
 
@@ -225,17 +229,19 @@ def _copy_checkout(dest: Path) -> None:
 
 
 def _run_one(m: Mutation, copy: Path, timeout: int) -> tuple[str, float, str]:
-    target = copy / m.path
-    if not target.is_file():
-        return "stale", 0.0, f"{m.path} does not exist"
-    text = target.read_text(encoding="utf-8")
-    mutated = text
-    for old, new in ((m.old, m.new), *m.more):
-        n = mutated.count(old)
+    originals: dict[Path, str] = {}
+    for rel, old, new in ((m.path, m.old, m.new), *m.more):
+        target = copy / rel
+        if not target.is_file():
+            _restore(originals)
+            return "stale", 0.0, f"{rel} does not exist"
+        text = target.read_text(encoding="utf-8")
+        originals.setdefault(target, text)
+        n = text.count(old)
         if n != 1:
-            return "stale", 0.0, f"{old.strip()[:40]!r} occurs {n} times in {m.path}"
-        mutated = mutated.replace(old, new)
-    target.write_text(mutated, encoding="utf-8")
+            _restore(originals)
+            return "stale", 0.0, f"{old.strip()[:40]!r} occurs {n} times in {rel}"
+        target.write_text(text.replace(old, new), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(copy), QT_QPA_PLATFORM="offscreen")
     t0 = time.monotonic()
     try:
@@ -251,7 +257,7 @@ def _run_one(m: Mutation, copy: Path, timeout: int) -> tuple[str, float, str]:
     except subprocess.TimeoutExpired:
         rc, out = -1, "timed out"
     finally:
-        target.write_text(text, encoding="utf-8")
+        _restore(originals)
     took = time.monotonic() - t0
     last = next((ln for ln in reversed(out.splitlines()) if ln.strip()), "")
     if rc == 0:
@@ -261,6 +267,11 @@ def _run_one(m: Mutation, copy: Path, timeout: int) -> tuple[str, float, str]:
     if rc == -1:
         return "timeout", took, last
     return "caught", took, last
+
+
+def _restore(originals: dict[Path, str]) -> None:
+    for path, text in originals.items():
+        path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
