@@ -304,14 +304,59 @@ def bench_switch(sz: Sizes, data: Path, heat: bool) -> list[Line]:
 # --- whole volume ------------------------------------------------------------------------------
 
 
-def _time(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def _paired(
+    base: Callable[[], object], cases: dict[str, Callable[[], object]], repeat: int
+) -> tuple[tuple[float, float], dict[str, tuple[float, float, float, float]]]:
+    """Run the baseline and every case in turn, ``repeat`` rounds (one warm-up round).
+
+    Returns the baseline's median (wall ms, thread CPU ms) and per case (median wall ms,
+    median of the per-round ratios wall / baseline wall, median thread CPU ms, median of the
+    per-round CPU ratios). A ratio of one round compares runs made seconds apart, so a load
+    that comes and goes on a shared machine moves both; the CPU time of the calling thread is
+    what a single-threaded run costs when it is not descheduled (for several threads it
+    only counts the calling one, so it is given for 1 thread).
+    """
+
+    def once(fn: Callable[[], object]) -> tuple[float, float]:
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+        return time.perf_counter() - t0, time.thread_time() - c0
+
+    rounds: list[tuple[tuple[float, float], dict[str, tuple[float, float]]]] = []
+    for r in range(repeat + 1):
+        b = once(base)
+        got = {k: once(fn) for k, fn in cases.items()}
+        if r:
+            rounds.append((b, got))
+    bw = statistics.median(x[0][0] for x in rounds)
+    bc = statistics.median(x[0][1] for x in rounds)
+    out = {}
+    for k in cases:
+        out[k] = (
+            statistics.median(x[1][k][0] for x in rounds) * 1e3,
+            statistics.median(x[1][k][0] / x[0][0] for x in rounds),
+            statistics.median(x[1][k][1] for x in rounds) * 1e3,
+            statistics.median(x[1][k][1] / max(x[0][1], 1e-9) for x in rounds),
+        )
+    return (bw * 1e3, bc * 1e3), out
+
+
+def _volume_lines(
+    what: str,
+    base: Callable[[], object],
+    cases: dict[str, Callable[[], object]],
+    repeat: int,
+    target_key: str,
+) -> list[Line]:
+    (bw, bc), res = _paired(base, cases, repeat)
+    lines = [Line("volume", f"{what}: np.max, 1 thread (cpu {bc:.1f} ms)", bw)]
+    for k, (w, ratio, c, cratio) in res.items():
+        cpu = f" (cpu {c:.0f} ms, {cratio:.2f}x np.max cpu)" if k.endswith(", 1 thread") else ""
+        lines.append(
+            Line("volume", f"{what}: {k}{cpu}", w, None, "np.max", ratio, None,
+                 "<= 1.25x np.max" if k == target_key else "")
+        )  # fmt: skip
+    return lines
 
 
 def bench_volume(sz: Sizes, data: Path) -> list[Line]:
@@ -323,66 +368,39 @@ def bench_volume(sz: Sizes, data: Path) -> list[Line]:
     settings = MaskSettings()
     counts = sorted({1, 2, default_workers()})
     mb = cf.nbytes / 1e6
+
+    def threads(n: int) -> str:
+        return f"{n} thread" + ("s" if n > 1 else "")
+
     for raw, layout in ((cf, "CDHW"), (cl, "DHWC")):
         pred = _pred(raw, shape, layout, 4)
-        t_max = _time(lambda raw=raw: np.max(raw), sz.repeat)
-        lines.append(Line("volume", f"np.max {mb:.0f} MB {layout} (1 thread)", t_max))
+        cases: dict[str, Callable[[], object]] = {}
         for w in counts:
-            t = _time(
-                lambda w=w, pred=pred: run_to_end(iter_labels(pred, settings, workers=w)), sz.repeat
+            cases[f"labels, {threads(w)}"] = lambda w=w, p=pred: run_to_end(
+                iter_labels(p, settings, workers=w)
             )
-            lines.append(
-                Line("volume", f"labels 4 classes {layout}, {w} thread(s)", t, None, "np.max",
-                     t / t_max, None, "<= 1.25x np.max (all threads)" if w == counts[-1] else "")
-            )  # fmt: skip
-        for w in (1, counts[-1]):
-            t = _time(
-                lambda w=w, pred=pred: run_to_end(iter_stat(pred, "entropy", workers=w)), sz.repeat
+        for w in sorted({1, counts[-1]}):
+            cases[f"entropy, {threads(w)}"] = lambda w=w, p=pred: run_to_end(
+                iter_stat(p, "entropy", workers=w)
             )
-            lines.append(
-                Line(
-                    "volume",
-                    f"entropy 4 classes {layout}, {w} thread(s)",
-                    t,
-                    None,
-                    "np.max",
-                    t / t_max,
-                )
-            )
+        lines += _volume_lines(
+            f"{mb:.0f} MB 4 classes {layout}", lambda raw=raw: np.max(raw), cases, sz.repeat,
+            f"labels, {threads(counts[-1])}",
+        )  # fmt: skip
     del cf, cl
     atlas = _logits_file(
         data / f"atlas_{'x'.join(map(str, sz.atlas))}_114.npy", (*sz.atlas, 114), 114
     )
     pred = _pred(atlas, sz.atlas, "DHWC", 114)
-    gb = atlas.nbytes / 1e9
-    rep = max(1, sz.repeat // 2)
-    t_max = _time(lambda: np.max(atlas), rep)
-    lines.append(
-        Line("volume", f"np.max {gb:.2f} GB 114 classes DHWC mmap (1 thread, warm)", t_max)
-    )
-    for w in counts:
-        t = _time(lambda w=w: run_to_end(iter_labels(pred, settings, workers=w)), rep)
-        lines.append(
-            Line(
-                "volume",
-                f"labels 114 classes DHWC mmap, {w} thread(s)",
-                t,
-                None,
-                "np.max",
-                t / t_max,
-            )
-        )
-    t = _time(lambda: run_to_end(iter_stat(pred, "entropy")), rep)
-    lines.append(
-        Line(
-            "volume",
-            f"entropy 114 classes DHWC mmap, {counts[-1]} thread(s)",
-            t,
-            None,
-            "np.max",
-            t / t_max,
-        )
-    )
+    cases = {
+        f"labels, {threads(w)}": lambda w=w: run_to_end(iter_labels(pred, settings, workers=w))
+        for w in counts
+    }
+    cases[f"entropy, {threads(counts[-1])}"] = lambda: run_to_end(iter_stat(pred, "entropy"))
+    lines += _volume_lines(
+        f"{atlas.nbytes / 1e9:.2f} GB 114 classes DHWC mmap (warm)", lambda: np.max(atlas),
+        cases, max(1, sz.repeat // 2), f"labels, {threads(counts[-1])}",
+    )  # fmt: skip
     return lines
 
 
