@@ -37,6 +37,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1203,16 +1204,34 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# One thread pool per size, shared by every whole-volume job of the process: labels,
+# statistics and a comparison running at once share the processors instead of each starting
+# its own threads (oversubscribed cores make the GIL hand-over, and the window, slower).
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(n_workers: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        pool = _POOLS.get(n_workers)
+        if pool is None:
+            pool = _POOLS[n_workers] = ThreadPoolExecutor(
+                max_workers=n_workers, thread_name_prefix=f"segviewer-volume{n_workers}"
+            )
+        return pool
+
+
 def _run_chunks(
     n_chunks: int, work: Callable[[int], None], workers: int | None
 ) -> Generator[int, None, None]:
-    """Run ``work(i)`` for chunks ``0..n_chunks-1`` on a thread pool, yielding each ``i`` in
-    order once it is done.
+    """Run ``work(i)`` for chunks ``0..n_chunks-1`` on a shared thread pool, yielding each
+    ``i`` in order once it is done.
 
-    At most ``2 * workers`` chunks are queued, so closing the generator (a cancelled job)
-    stops the work within a chunk or two; the pool is shut down (running chunks finished)
-    before the generator exits, so no thread writes into the outputs afterwards. An exception
-    in a chunk is raised here. ``workers`` 1 (or one chunk) runs everything in this thread.
+    At most ``2 * workers`` chunks of this job are queued, so closing the generator (a
+    cancelled job) stops the work within a chunk or two; its queued chunks are cancelled and
+    its running ones waited for before the generator exits, so no thread writes into the
+    outputs afterwards. An exception in a chunk is raised here. ``workers`` 1 (or one chunk)
+    runs everything in this thread.
     """
     n_workers = default_workers() if workers is None else int(workers)
     if n_workers < 1:
@@ -1222,7 +1241,7 @@ def _run_chunks(
             work(i)
             yield i
         return
-    pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="segviewer-volume")
+    pool = _pool(n_workers)
     pending: deque[tuple[int, Future[None]]] = deque()
     nxt = 0
     try:
@@ -1239,7 +1258,7 @@ def _run_chunks(
     finally:
         for _, fut in pending:
             fut.cancel()
-        pool.shutdown(wait=True)
+        futures_wait([fut for _, fut in pending])
 
 
 def _thread_workspace(local: threading.local) -> _Workspace:
