@@ -177,7 +177,7 @@ def _wide_channels_last(block: np.ndarray) -> bool:
 
 
 def _block_pieces(
-    block: np.ndarray, lead: int
+    block: np.ndarray, lead: int, labels: bool = False
 ) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
     """Split a large block along its first two non-leading axes into cache-sized pieces.
 
@@ -190,6 +190,14 @@ def _block_pieces(
     budget = _BLOCK_VOXELS
     if lead and _wide_channels_last(block):
         budget = max(64, (4 * _BLOCK_VOXELS) // int(block.shape[0]))
+    elif labels and lead and block.ndim >= 2 and abs(block.strides[0]) > block.itemsize:
+        # labels of class planes (channels-first): every operation streams over contiguous
+        # planes and the few buffers are small (4 bytes per voxel and three 1-byte masks),
+        # so larger pieces amortise numpy's per-call overhead (CPU time on 143 MB, 4
+        # classes: 3.8x np.max at 2**18 voxels against 4.6x at 2**16). Statistics keep
+        # six float32 buffers and gain nothing; channels-last blocks gather their planes,
+        # which is fastest at 2**16.
+        budget = 4 * _BLOCK_VOXELS
     if len(spatial) < 2 or int(np.prod(spatial)) <= 2 * budget:
         return [((slice(None),) * block.ndim, (slice(None),) * len(spatial))]
     per = int(np.prod(spatial[1:]))
@@ -1280,7 +1288,7 @@ def _labels_block(
     """:func:`_labels_into` over the cache-sized pieces of ``block``."""
     lead = 0 if kind is PredictionKind.LABELS else 1
     n_inv = n_unc = 0
-    for sel, osel in _block_pieces(block, lead):
+    for sel, osel in _block_pieces(block, lead, labels=True):
         ni, nu = _labels_into(block[sel], kind, n_classes, settings, vap, lab[osel], ws)
         n_inv += ni
         n_unc += nu
