@@ -26,6 +26,7 @@ import numpy as np
 
 from segviewer.core import masks
 from segviewer.core.orientation import DisplayAxes, take_slice
+from segviewer.core.overlay import window_to_uint8
 from segviewer.core.types import (
     MaskSettings,
     Prediction,
@@ -34,7 +35,7 @@ from segviewer.core.types import (
     label_dtype,
 )
 
-__all__ = ["SliceSource", "StatKey"]
+__all__ = ["GreySource", "SliceSource", "StatKey"]
 
 #: A statistic map's identity: ``(stat, class_index, normalised)``.
 StatKey = tuple[str, int | None, bool]
@@ -208,6 +209,68 @@ class SliceSource:
         else:
             self._stat_slices.move_to_end(skey)
         return hit
+
+
+class GreySource:
+    """Windowed uint8 grey slices of an image, served like :class:`SliceSource`'s labels.
+
+    Once the whole volume has been windowed for the current level and width (:meth:`window_job`
+    on a worker, handed back with :meth:`set_windowed`), a slice's grey levels are a zero-copy
+    lookup; before that, and for any other window (while the user drags it), the slice alone
+    is windowed (:func:`~segviewer.core.overlay.window_to_uint8`).
+
+    Parameters
+    ----------
+    data
+        The image ``(a0, a1, a2)`` (``Volume.data``; possibly memory-mapped).
+    max_voxels
+        Images larger than this are never windowed whole (the copy costs one byte a voxel):
+        :attr:`wants_volume` is False for them.
+    """
+
+    def __init__(self, data: np.ndarray, *, max_voxels: int = 1 << 28) -> None:
+        if data.ndim != 3:
+            raise SegviewerError(f"internal: an image must be 3-D, got shape {data.shape}")
+        self.data = data
+        self.wants_volume = int(data.size) <= max_voxels
+        self._windowed: np.ndarray | None = None
+        self._window: tuple[float, float] | None = None
+
+    def has_window(self, level: float, width: float) -> bool:
+        """Whether the whole volume is windowed for exactly this level and width."""
+        return self._windowed is not None and self._window == (float(level), float(width))
+
+    def grey(self, axes: DisplayAxes, index: int, level: float, width: float) -> np.ndarray:
+        """``(rows, cols)`` uint8 grey levels of one displayed slice, in screen order (a view
+        of the windowed volume when it matches this window; do not write to it)."""
+        if self._windowed is not None and self._window == (float(level), float(width)):
+            return take_slice(self._windowed, axes, index)
+        return window_to_uint8(take_slice(self.data, axes, index), level, width)
+
+    def window_job(
+        self, level: float, width: float, chunk_voxels: int = 1 << 22
+    ) -> Generator[Progress, None, np.ndarray]:
+        """A generator windowing the whole image (run it on a worker; give its result and
+        the same window to :meth:`set_windowed`). Streams along the outermost axis."""
+        out = np.empty(self.data.shape, dtype=np.uint8)
+        per = max(1, int(np.prod(self.data.shape[1:])))
+        step = max(1, chunk_voxels // per)
+        n = self.data.shape[0]
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            window_to_uint8(self.data[a:b], level, width, out=out[a:b])
+            yield Progress(b, n, f"windowing the image ({b}/{n} slices)")
+        return out
+
+    def set_windowed(self, level: float, width: float, volume: np.ndarray) -> None:
+        """Adopt the whole windowed image from :meth:`window_job` (for this window only)."""
+        if volume.shape != self.data.shape or volume.dtype != np.uint8:
+            raise SegviewerError(
+                f"internal: a windowed image must be uint8 {self.data.shape}, got "
+                f"{volume.dtype} {volume.shape}"
+            )
+        self._windowed = volume
+        self._window = (float(level), float(width))
 
 
 def _remember(

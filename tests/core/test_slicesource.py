@@ -11,9 +11,16 @@ import pytest
 from segviewer.core.layout import detect_layout
 from segviewer.core.masks import stats_from_block
 from segviewer.core.orientation import VIEWS, display_axes, take_slice
+from segviewer.core.overlay import window_to_uint8
 from segviewer.core.progress import run_to_end
-from segviewer.core.slicesource import SliceSource
-from segviewer.core.types import MaskSettings, Prediction, PredictionKind, SegviewerError
+from segviewer.core.slicesource import GreySource, SliceSource
+from segviewer.core.types import (
+    MaskSettings,
+    Prediction,
+    PredictionKind,
+    Progress,
+    SegviewerError,
+)
 
 AFFINE = np.diag([-1.0, 1.0, 2.0, 1.0])  # a flipped axis and anisotropic voxels
 
@@ -116,3 +123,30 @@ def test_label_maps_have_no_statistics(tmp_path: Path) -> None:
     np.testing.assert_array_equal(src.labels(axes, 1), take_slice(lm, axes, 1))
     with pytest.raises(SegviewerError, match="no probabilities"):
         src.stat(axes, 1, "entropy")
+
+
+def test_grey_slices_before_and_after_the_windowed_volume() -> None:
+    rng = np.random.default_rng(3)
+    img = rng.integers(-200, 3000, (9, 10, 11)).astype(np.int16)
+    grey = GreySource(img)
+    assert grey.wants_volume and not GreySource(img, max_voxels=100).wants_volume
+    axes = display_axes(AFFINE, "sagittal")
+    want = window_to_uint8(take_slice(img, axes, 4), 500.0, 1000.0)
+    np.testing.assert_array_equal(grey.grey(axes, 4, 500.0, 1000.0), want)
+    progress: list[Progress] = []
+    vol = run_to_end(grey.window_job(500.0, 1000.0, chunk_voxels=220), progress.append)
+    assert len(progress) == 5 and progress[-1].done == 9  # two slices a chunk
+    grey.set_windowed(500.0, 1000.0, vol)
+    assert grey.has_window(500.0, 1000.0) and not grey.has_window(500.0, 999.0)
+    for view in VIEWS:
+        ax = display_axes(AFFINE, view)
+        for i in range(img.shape[ax.slice_axis]):
+            got = grey.grey(ax, i, 500.0, 1000.0)
+            assert np.shares_memory(got, vol)  # a lookup
+            np.testing.assert_array_equal(got, window_to_uint8(take_slice(img, ax, i), 500, 1000))
+    # another window (a drag in progress): the slice alone, right away
+    other = grey.grey(axes, 4, 100.0, 50.0)
+    assert not np.shares_memory(other, vol)
+    np.testing.assert_array_equal(other, window_to_uint8(take_slice(img, axes, 4), 100.0, 50.0))
+    with pytest.raises(SegviewerError, match="windowed image"):
+        grey.set_windowed(1.0, 2.0, np.zeros((9, 10, 11), np.int16))
