@@ -257,3 +257,16 @@ def test_closing_the_generator_stops_the_pool(monkeypatch: pytest.MonkeyPatch) -
         list(masks._run_chunks(10, boom, 2))
     with pytest.raises(SegviewerError, match="workers"):
         list(masks._run_chunks(10, work, 0))
+
+
+def test_wide_path_beyond_253_classes_gives_uint16_labels() -> None:
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((6, 7, 300)).astype(np.float32)
+    x[0, 0, 299] = 50.0  # the last class wins: label 299 needs uint16
+    x[1, 1, 5] = np.nan
+    lab = labels_from_block(np.moveaxis(x, -1, 0), L, 300, MaskSettings())
+    assert lab.dtype == np.uint16
+    want = np.argmax(x, -1).astype(np.uint16)
+    want[1, 1] = reserved_labels(np.uint16)[1]
+    np.testing.assert_array_equal(lab, want)
+    assert lab[0, 0] == 299
