@@ -102,11 +102,13 @@ class SliceSource:
         return self._labels
 
     def labels_job(
-        self, workers: int | None = None
+        self, settings: MaskSettings | None = None, workers: int | None = None
     ) -> Generator[Progress, None, masks.LabelResult]:
-        """A generator computing the whole-volume labels for the current settings (run it
-        on a worker; give its result and these settings to :meth:`set_labels`)."""
-        return masks.iter_labels(self.prediction, self._settings, workers=workers)
+        """Compute the whole-volume labels (a generator function: run it on a worker, e.g.
+        through ``JobRunner.start``; give its result and the same settings to
+        :meth:`set_labels`). ``settings`` default to the source's when the job starts."""
+        use = self._settings if settings is None else settings
+        return (yield from masks.iter_labels(self.prediction, use, workers=workers))
 
     def set_labels(
         self, labels: masks.LabelResult | np.ndarray, settings: MaskSettings | None = None
@@ -160,10 +162,14 @@ class SliceSource:
         normalised: bool = True,
         workers: int | None = None,
     ) -> Generator[Progress, None, np.ndarray]:
-        """A generator computing a whole-volume statistic map (run it on a worker; give its
-        result to :meth:`set_stat` with the same arguments)."""
+        """Compute a whole-volume statistic map (a generator function: run it on a worker;
+        give its result to :meth:`set_stat` with the same arguments)."""
         key = self._stat_key(stat, class_index, normalised)
-        return masks.iter_stat(self.prediction, key[0], key[1], normalised=key[2], workers=workers)
+        return (
+            yield from masks.iter_stat(
+                self.prediction, key[0], key[1], normalised=key[2], workers=workers
+            )
+        )
 
     def set_stat(
         self, stat: str, class_index: int | None, normalised: bool, volume: np.ndarray

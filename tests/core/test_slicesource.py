@@ -3,6 +3,7 @@ hand-over of background results (stale ones refused)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,9 @@ def test_slices_before_and_after_the_whole_volume_labels(tmp_path: Path, c: int)
         for i in range(ref.shape[axes.slice_axis]):
             np.testing.assert_array_equal(src.labels(axes, i), take_slice(ref, axes, i))
     settings = src.settings
+    assert inspect.isgeneratorfunction(SliceSource.labels_job)  # a worker can run it
+    assert inspect.isgeneratorfunction(SliceSource.stat_job)
+    assert inspect.isgeneratorfunction(GreySource.window_job)
     res = run_to_end(src.labels_job(workers=2))
     assert src.set_labels(res, settings)
     assert src.has_labels
@@ -70,7 +74,7 @@ def test_slices_before_and_after_the_whole_volume_labels(tmp_path: Path, c: int)
 def test_stale_labels_are_refused_and_new_settings_drop_the_map(tmp_path: Path) -> None:
     src, cl = make_source(tmp_path)
     old = src.settings
-    job = src.labels_job(workers=1)
+    job = src.labels_job(old, workers=1)
     assert src.set_settings(MaskSettings(min_confidence=0.2))
     assert not src.set_settings(MaskSettings(min_confidence=0.2))
     assert not src.set_labels(run_to_end(job), old)  # made with the old settings
