@@ -14,6 +14,9 @@ switch
     pyqtgraph floor, the same ``ImageItem`` showing precomputed RGBA frames of the same size,
     timed interleaved with it. Measured once the whole-volume labels exist (a lookup) and,
     for reference, before (the per-slice path, one contiguous pass over the slice).
+window
+    The same switch through the real window (``canvas.set_slice``: the cursor change reaches
+    every listener, then the canvas draws), once the background work is done.
 heatmap
     The same switch showing normalised entropy at 114 classes, from the whole-volume map
     (computed once in the background) and, for reference, per slice.
@@ -75,7 +78,7 @@ from segviewer.core.types import (  # noqa: E402
 )
 
 HEAT_CMAP = "magma"  # the window's entropy colour map
-CASES = ("switch", "heatmap", "volume", "open", "gap", "startup")
+CASES = ("switch", "heatmap", "window", "volume", "open", "gap", "startup")
 
 
 @dataclass
@@ -317,6 +320,64 @@ def bench_switch(sz: Sizes, data: Path, heat: bool) -> list[Line]:
             del raw, pred
     gv.close()  # type: ignore[attr-defined]
     app.processEvents()  # type: ignore[attr-defined]
+    return lines
+
+
+def bench_window(sz: Sizes, data: Path) -> list[Line]:
+    """The real window: ``canvas.set_slice`` (cursor change, every listener, the canvas's
+    labels / grey / blend, setImage) and a repaint of its view, after the background work
+    (whole-volume labels, windowed image) is done, against the bare floor in its own view."""
+    from segviewer.ui.api import view
+
+    app, gv, item = _view()
+    floor_vp = gv.viewport()  # type: ignore[attr-defined]
+    shape = (sz.slices, sz.side, sz.side)
+    img = _image(shape)
+    lines: list[Line] = []
+    for c, layout in ((4, "DHWC"), (114, "DHWC"), (114, "CDHW")):
+        full = (*shape, c) if layout == "DHWC" else (c, *shape)
+        path = data / f"switch_{layout}_{c}_{sz.side}_{sz.slices}.npy"
+        _logits_file(path, full, c)
+        v = view(img, str(path), layout=layout, kind="logits")
+        v.window.resize(1400, 900)
+        v.wait_idle()
+        canvas = v.window.canvas
+        vp = canvas.graphics.viewport()
+        gv.resize(canvas.graphics.size())  # type: ignore[attr-defined]  # the same pixels to fill
+        app.processEvents()  # type: ignore[attr-defined]
+        frames = []
+        for i in range(sz.slices):
+            canvas.set_slice(i)
+            frames.append(np.array(canvas.frame()))
+        set_image = item.setImage  # type: ignore[attr-defined]
+        floor: list[float] = []
+        mine: list[float] = []
+        for k in range(sz.switches + 3):
+            i = k % sz.slices
+            t0 = time.perf_counter()
+            set_image(frames[i], autoLevels=False)
+            floor_vp.repaint()
+            t1 = time.perf_counter()
+            canvas.set_slice((i + 1) % sz.slices)
+            vp.repaint()
+            t2 = time.perf_counter()
+            if k >= 3:
+                floor.append(t1 - t0)
+                mine.append(t2 - t1)
+        fm, fp = ms(floor)
+        om, op = ms(mine)
+        paired = statistics.median(b / a for a, b in zip(floor, mine, strict=True))
+        size = canvas.graphics.size()
+        lines.append(
+            Line("window", f"bare ImageItem floor, {size.width()}x{size.height()} px view", fm, fp)
+        )
+        lines.append(
+            Line("window", f"canvas.set_slice, {c} classes {layout} mmap, labels looked up",
+                 om, op, "floor", paired, op / fp, "median <= 2x, p95 <= 4x floor")
+        )  # fmt: skip
+        v.close()
+        app.processEvents()  # type: ignore[attr-defined]
+    gv.close()  # type: ignore[attr-defined]
     return lines
 
 
@@ -687,6 +748,8 @@ def run(cases: list[str], smoke: bool, data: Path, with_model: bool = False) -> 
             lines += bench_switch(sz, data, heat=False)
         elif case == "heatmap":
             lines += bench_switch(sz, data, heat=True)
+        elif case == "window":
+            lines += bench_window(sz, data)
         elif case == "volume":
             lines += bench_volume(sz, data)
         elif case == "open":
