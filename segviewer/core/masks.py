@@ -1391,7 +1391,12 @@ def iter_probabilities(pred: Prediction) -> Generator[Progress, None, np.ndarray
         block = cf[_sel(axis, a, b, 1)]
         dest = out[_sel(axis, a, b, 1)]
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            _probabilities_into(block, pred.kind, pred.values_are_probabilities, dest, ws)
+            # cache-sized pieces: a chunk of 114 channels-last classes is 120 MB, and each
+            # class plane is gathered from it
+            for sel, _osel in _block_pieces(block, 1):
+                _probabilities_into(
+                    block[sel], pred.kind, pred.values_are_probabilities, dest[sel], ws
+                )
         yield Progress(done, len(ranges), f"computing probabilities ({b}/{shape[axis]} slices)")
     return out
 
