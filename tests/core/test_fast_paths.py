@@ -270,3 +270,19 @@ def test_wide_path_beyond_253_classes_gives_uint16_labels() -> None:
     want[1, 1] = reserved_labels(np.uint16)[1]
     np.testing.assert_array_equal(lab, want)
     assert lab[0, 0] == 299
+
+
+def test_whole_volume_probabilities_of_wide_channels_last_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(masks, "_BLOCK_VOXELS", 64)  # several pieces per chunk
+    cl = wide_logits((5, 12, 13), 30, 15)
+    pred = make_pred(cl, (5, 12, 13), "DHWC", 30)
+    got = run_to_end(masks.iter_probabilities(pred))
+    x = cl.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        want = np.moveaxis(e / e.sum(-1, keepdims=True), -1, 0)
+    ok = ref_labels(cl) != INV8
+    assert (~ok).sum() == 4 and np.isnan(got[:, ~ok]).all()  # invalid voxels: NaN
+    np.testing.assert_allclose(got[:, ok], want[:, ok], atol=2e-6)
