@@ -6,7 +6,10 @@ heatmap blend) and drawn by a single ``ImageItem``. docs/architecture-notes.md r
 per switch against 2.8-6.9 ms for a grey item plus an indexed overlay item, and it sidesteps
 pyqtgraph's levels trap entirely (an RGBA uint8 image is drawn as is, no levels). Hiding a
 class, a colour or an opacity change rebuilds the lookup table and re-blends the cached label
-slice (well under a millisecond); masks are never recomputed for them.
+slice (well under a millisecond); masks are never recomputed for them. Labels, heatmap values
+and grey levels come from ``state.slices`` / ``state.greys`` (``core.slicesource``): slices
+of the whole-volume maps once the controller has made them, so a switch costs a lookup and a
+blend whatever the number of classes.
 
 Display conventions: rows go down the screen (``invertY``), the image rectangle is sized in
 millimetres (so anisotropic voxels keep their true aspect) and views are radiological
