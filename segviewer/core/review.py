@@ -1,0 +1,912 @@
+"""Test-set review logic behind the case table, the slice table and the two-prediction view.
+
+Pure numpy / standard library, no Qt: the window's tables are thin views over what is here.
+
+* **Rows** are plain ``dict``\\ s from column name to value (a number, a string, or ``None``
+  for a missing value). NaN and ``None`` are both "missing": they sort last whichever way a
+  column is sorted and never match a comparison.
+* **Filters** are short expressions a reviewer types: ``dice < 0.8``, ``Dice below 0.8 and
+  fn > 100``, ``class = tumour or not (verdict = accept)``. :func:`parse_filter` parses them
+  with a small recursive-descent parser (never ``eval``) and checks every column name up
+  front, so a typo is a one-line message listing the columns instead of an empty table.
+* **Per-slice metrics** of one open case (:func:`iter_slice_metrics`) and the model's own
+  **doubt** per slice (:func:`iter_slice_doubt`: mean entropy and share of low-confidence
+  voxels) stream through the volume chunk by chunk and are counted along all three image
+  axes in the same pass, so any view's slice table is ready at once.
+* **Two predictions** of one image: :func:`disagreement_map` codes each voxel by who agrees
+  with whom, :func:`compare_pair` gives each prediction against the reference and one
+  against the other.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from segviewer.core import compare as _compare
+from segviewer.core import masks
+from segviewer.core.progress import run_to_end
+from segviewer.core.types import Prediction, Progress, SegviewerError
+
+__all__ = [
+    "DIS_AGREE",
+    "DIS_ONLY_A",
+    "DIS_ONLY_B",
+    "DIS_NEITHER",
+    "DIS_DIFFER",
+    "PRESET_FILTERS",
+    "SLICE_COLUMNS",
+    "DOUBT_COLUMNS",
+    "Filter",
+    "PairComparison",
+    "is_missing",
+    "parse_filter",
+    "sort_rows",
+    "filter_rows",
+    "columns_of",
+    "pivot_cases",
+    "worst_slice",
+    "slice_rows",
+    "iter_slice_metrics",
+    "slice_metrics",
+    "iter_slice_doubt",
+    "slice_doubt",
+    "rank_by_doubt",
+    "disagreement_map",
+    "disagreement_counts",
+    "compare_pair",
+]
+
+Row = dict[str, Any]
+
+
+def is_missing(value: Any) -> bool:
+    """``None``, an empty string or a NaN float."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(float(value))
+    return False
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+        return None if math.isnan(v) else v
+    if isinstance(value, str):
+        try:
+            v = float(value)
+        except ValueError:
+            return None
+        return None if math.isnan(v) else v
+    return None
+
+
+# --------------------------------------------------------------------------- sorting
+
+
+def sort_rows(rows: Sequence[Row], column: str, *, descending: bool = False) -> list[Row]:
+    """Rows sorted by one column; missing values last in both directions.
+
+    Numbers sort numerically, other values as case-insensitive text, numbers before text.
+    The sort is stable, so sorting by a second column keeps the first as a tie-break.
+    """
+
+    def key(r: Row) -> tuple[int, float, str]:
+        v = r.get(column)
+        num = _as_number(v)
+        if num is not None:
+            return (0, -num if descending else num, "")
+        return (1, 0.0, str(v).lower())
+
+    present = [r for r in rows if not is_missing(r.get(column))]
+    missing = [r for r in rows if is_missing(r.get(column))]
+    numeric = sorted((r for r in present if _as_number(r.get(column)) is not None), key=key)
+    text = sorted(
+        (r for r in present if _as_number(r.get(column)) is None),
+        key=key,
+        reverse=descending,
+    )
+    return numeric + text + missing
+
+
+def columns_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Column names of a list of rows, in first-seen order."""
+    seen: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+# --------------------------------------------------------------------------- filters
+
+#: Filters offered by name in the window (label -> expression over :data:`SLICE_COLUMNS` /
+#: case-table columns).
+PRESET_FILTERS: dict[str, str] = {
+    "Dice below 0.8": "dice < 0.8",
+    "In the reference, missing in the prediction": "ref_voxels > 0 and pred_voxels = 0",
+    "In the prediction, not in the reference": "pred_voxels > 0 and ref_voxels = 0",
+    "Any error": "fp + fn > 0",
+}
+
+_OPS: dict[str, str] = {
+    "<": "<",
+    "<=": "<=",
+    ">": ">",
+    ">=": ">=",
+    "=": "=",
+    "==": "=",
+    "!=": "!=",
+    "<>": "!=",
+    "below": "<",
+    "under": "<",
+    "above": ">",
+    "over": ">",
+    "is": "=",
+}
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.])
+      | (?P<str>"[^"]*"|'[^']*')
+      | (?P<op><=|>=|==|!=|<>|<|>|=)
+      | (?P<arith>[-+])
+      | (?P<paren>[()])
+      | (?P<word>[A-Za-z_][\w.]*)
+    )""",
+    re.VERBOSE,
+)
+
+
+class Filter:
+    """A parsed filter expression: call it on a row to get True / False.
+
+    Attributes
+    ----------
+    text
+        The expression as typed.
+    columns
+        Column names it reads (lower case).
+    """
+
+    def __init__(self, text: str, fn: Callable[[Mapping[str, Any]], bool], columns: set[str]):
+        self.text = text
+        self._fn = fn
+        self.columns = frozenset(columns)
+
+    def __call__(self, row: Mapping[str, Any]) -> bool:
+        return bool(self._fn(_lower_keys(row)))
+
+    def __repr__(self) -> str:
+        return f"Filter({self.text!r})"
+
+
+def _lower_keys(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in row.items()}
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            bad = text[pos:].strip()
+            raise SegviewerError(
+                f"cannot read the filter at {bad[:20]!r}; write e.g. 'dice < 0.8 and fn > 10'"
+            )
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+class _Parser:
+    """expr := and ('or' and)* ; and := not ('and' not)* ; not := 'not' not | atom ;
+    atom := '(' expr ')' | sum OP value ; sum := WORD (('+'|'-') WORD)*."""
+
+    def __init__(self, text: str, columns: Sequence[str] | None) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+        self.columns = {c.lower() for c in columns} if columns is not None else None
+        self.used: set[str] = set()
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None:
+            raise SegviewerError(
+                f"the filter {self.text!r} ends too early; write e.g. 'dice < 0.8'"
+            )
+        self.i += 1
+        return tok
+
+    def is_word(self, word: str) -> bool:
+        tok = self.peek()
+        return tok is not None and tok[0] == "word" and tok[1].lower() == word
+
+    def parse(self) -> Filter:
+        if not self.toks:
+            return Filter(self.text, lambda r: True, set())
+        fn = self.expr()
+        if (extra := self.peek()) is not None:
+            raise SegviewerError(
+                f"unexpected {extra[1]!r} in the filter {self.text!r}; "
+                "join conditions with 'and' / 'or'"
+            )
+        return Filter(self.text, fn, self.used)
+
+    def expr(self) -> Callable[[Mapping[str, Any]], bool]:
+        parts = [self.conj()]
+        while self.is_word("or"):
+            self.take()
+            parts.append(self.conj())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda r: any(p(r) for p in parts)
+
+    def conj(self) -> Callable[[Mapping[str, Any]], bool]:
+        parts = [self.neg()]
+        while self.is_word("and"):
+            self.take()
+            parts.append(self.neg())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda r: all(p(r) for p in parts)
+
+    def neg(self) -> Callable[[Mapping[str, Any]], bool]:
+        if self.is_word("not"):
+            self.take()
+            inner = self.neg()
+            return lambda r: not inner(r)
+        return self.atom()
+
+    def atom(self) -> Callable[[Mapping[str, Any]], bool]:
+        tok = self.peek()
+        if tok == ("paren", "("):
+            self.take()
+            inner = self.expr()
+            if self.peek() != ("paren", ")"):
+                raise SegviewerError(f"a ')' is missing in the filter {self.text!r}")
+            self.take()
+            return inner
+        return self.comparison()
+
+    def column(self) -> str:
+        kind, val = self.take()
+        if kind != "word" or val.lower() in ("and", "or", "not"):
+            raise SegviewerError(
+                f"expected a column name before {val!r} in the filter {self.text!r}; "
+                "write e.g. 'dice < 0.8'"
+            )
+        name = val.lower()
+        if self.columns is not None and name not in self.columns:
+            known = ", ".join(sorted(self.columns))
+            raise SegviewerError(f"no column {val!r} to filter on; the columns are: {known}")
+        self.used.add(name)
+        return name
+
+    def comparison(self) -> Callable[[Mapping[str, Any]], bool]:
+        terms: list[tuple[float, str]] = [(1.0, self.column())]
+        while (tok := self.peek()) is not None and tok[0] == "arith":
+            sign = -1.0 if self.take()[1] == "-" else 1.0
+            terms.append((sign, self.column()))
+        kind, op_text = self.take()
+        op = _OPS.get(op_text.lower()) if kind in ("op", "word") else None
+        if op is None:
+            raise SegviewerError(
+                f"expected a comparison (<, <=, >, >=, =, !=, below, above) after the column "
+                f"in the filter {self.text!r}, got {op_text!r}"
+            )
+        if op == "=" and self.is_word("not"):  # 'verdict is not accept'
+            self.take()
+            op = "!="
+        vkind, vtext = self.take()
+        value: float | str
+        if vkind == "num":
+            value = float(vtext)
+        elif vkind == "str":
+            value = vtext[1:-1]
+        elif vkind == "word":
+            value = vtext
+        else:
+            raise SegviewerError(
+                f"expected a number or a word after {op_text!r} in the filter {self.text!r}"
+            )
+        return _make_test(terms, op, value)
+
+
+def _make_test(
+    terms: list[tuple[float, str]], op: str, value: float | str
+) -> Callable[[Mapping[str, Any]], bool]:
+    def left(r: Mapping[str, Any]) -> Any:
+        if len(terms) == 1:
+            return r.get(terms[0][1])
+        total = 0.0
+        for sign, name in terms:
+            v = _as_number(r.get(name))
+            if v is None:
+                return None
+            total += sign * v
+        return total
+
+    if isinstance(value, float):
+        num = value
+
+        def test_num(r: Mapping[str, Any]) -> bool:
+            v = _as_number(left(r))
+            if v is None:
+                return False
+            return _apply(op, v, num)
+
+        return test_num
+
+    text = value.lower()
+    num_text = _as_number(value)
+
+    def test_text(r: Mapping[str, Any]) -> bool:
+        v = left(r)
+        if is_missing(v):
+            # 'verdict = none' / 'verdict is empty' finds rows without a value
+            return (text in ("none", "empty", "missing")) == (op == "=")
+        num_v = _as_number(v)
+        if num_text is not None and num_v is not None:
+            return _apply(op, num_v, num_text)
+        s = str(v).lower()
+        if op in ("=", "!="):
+            return (s == text) == (op == "=")
+        return _apply(op, s, text)
+
+    return test_text
+
+
+def _apply(op: str, a: Any, b: Any) -> bool:
+    if op == "<":
+        return bool(a < b)
+    if op == "<=":
+        return bool(a <= b)
+    if op == ">":
+        return bool(a > b)
+    if op == ">=":
+        return bool(a >= b)
+    if op == "=":
+        return bool(a == b)
+    return bool(a != b)
+
+
+def parse_filter(text: str, columns: Sequence[str] | None = None) -> Filter:
+    """Parse a filter expression (no ``eval``; see the module docstring).
+
+    Grammar: conditions ``COLUMN OP VALUE`` joined by ``and`` / ``or``, negated by ``not``,
+    grouped by parentheses. ``OP`` is one of ``< <= > >= = == != below under above over is``
+    (``is not``); the left side may add or subtract columns (``fp + fn > 100``). ``VALUE`` is
+    a number, a bare word or a quoted string; words compare case-insensitively, ``= none``
+    matches a missing value. Column names are case-insensitive. An empty text keeps every
+    row.
+
+    Parameters
+    ----------
+    text
+        The expression.
+    columns
+        Known column names; a name outside them is an error naming the known ones.
+
+    Raises
+    ------
+    SegviewerError
+        One line saying what is wrong and how to write it.
+    """
+    return _Parser(text, columns).parse()
+
+
+def filter_rows(rows: Iterable[Row], flt: Filter | str | None) -> list[Row]:
+    """The rows a filter keeps (a string is parsed against the rows' columns)."""
+    rows = list(rows)
+    if flt is None:
+        return rows
+    if isinstance(flt, str):
+        flt = parse_filter(flt, columns_of(rows) or None)
+    return [r for r in rows if flt(r)]
+
+
+# --------------------------------------------------------------------------- case table
+
+
+def pivot_cases(
+    records: Iterable[Mapping[str, Any]],
+    class_name: str | None,
+    *,
+    metrics: Sequence[str] | None = None,
+    case_key: str = "case",
+    class_key: str = "class",
+    model_key: str = "model",
+    models: tuple[str, str] = ("a", "b"),
+) -> list[Row]:
+    """One case-table row per case for one class, from one-row-per-case-and-class records.
+
+    Parameters
+    ----------
+    records
+        Rows such as ``cases.csv``'s: a case id, a class name and metric columns; with two
+        predictions per case, a ``model`` column saying which (``models``).
+    class_name
+        Keep this class's records (compared case-insensitively with the class column, so a
+        class index written as text works too). ``None``: the records have no class column
+        or all are kept (the last one per case wins).
+    metrics
+        Metric columns to carry; default all columns except the keys.
+    models
+        The two model names. Rows of the second model become ``<metric>_b`` columns, and
+        ``<metric>_diff`` = B - A for every numeric metric both have, so sorting by
+        ``dice_diff`` puts the cases where B got worse first.
+
+    Returns
+    -------
+    list of dict
+        ``{"case": id, metric: value, ...}`` in first-seen case order.
+    """
+    keys = {case_key, class_key, model_key}
+    out: dict[str, Row] = {}
+    b_name = models[1].lower()
+    want = None if class_name is None else str(class_name).lower()
+    has_b = False
+    for rec in records:
+        if want is not None and str(rec.get(class_key, "")).lower() != want:
+            continue
+        case = str(rec.get(case_key, ""))
+        row = out.setdefault(case, {case_key: case})
+        is_b = str(rec.get(model_key, "") or "").lower() == b_name
+        has_b |= is_b
+        for k, v in rec.items():
+            if k in keys or (metrics is not None and k not in metrics):
+                continue
+            row[f"{k}_b" if is_b else k] = v
+    if has_b:
+        for row in out.values():
+            for k in [k for k in row if f"{k}_b" in row and k != case_key]:
+                a, b = _as_number(row[k]), _as_number(row[f"{k}_b"])
+                row[f"{k}_diff"] = (b - a) if a is not None and b is not None else None
+    return list(out.values())
+
+
+def worst_slice(
+    slice_records: Iterable[Mapping[str, Any]],
+    *,
+    case: str | None = None,
+    class_name: str | None = None,
+    case_key: str = "case",
+    class_key: str = "class",
+    slice_key: str = "slice",
+) -> int | None:
+    """The slice to open a case at: most false positives + false negatives, then lowest Dice.
+
+    Error voxels rank first (a 3-voxel miss that scores Dice 0 is less worth a look than a
+    200-voxel miss at Dice 0.6); Dice breaks ties. Records are ``slices.csv``-like rows with
+    ``fp`` / ``fn`` and / or ``dice``; without them, a doubt column (``mean_entropy`` then
+    ``low_confidence``) ranks the slices. ``None`` when no record matches or nothing is
+    wrong or doubtful anywhere.
+    """
+    want = None if class_name is None else str(class_name).lower()
+    best: tuple[float, float, float] | None = None
+    best_slice: int | None = None
+    for rec in slice_records:
+        if case is not None and str(rec.get(case_key, "")) != str(case):
+            continue
+        if want is not None and str(rec.get(class_key, "")).lower() != want:
+            continue
+        fp = _as_number(rec.get("fp")) or 0.0
+        fn = _as_number(rec.get("fn")) or 0.0
+        d = _as_number(rec.get("dice"))
+        doubt = _as_number(rec.get("mean_entropy")) or _as_number(rec.get("low_confidence"))
+        score = (fp + fn, -(d if d is not None else 1.0), doubt or 0.0)
+        if score[0] == 0 and score[2] == 0 and (d is None or d >= 1.0):
+            continue
+        s = _as_number(rec.get(slice_key))
+        if s is None:
+            continue
+        if best is None or score > best:
+            best, best_slice = score, int(s)
+    return best_slice
+
+
+# --------------------------------------------------------------------------- per-slice metrics
+
+#: Columns of :func:`slice_rows` with a reference.
+SLICE_COLUMNS: tuple[str, ...] = (
+    "slice",
+    "pred_voxels",
+    "ref_voxels",
+    "tp",
+    "fp",
+    "fn",
+    "dice",
+    "iou",
+    "sensitivity",
+    "precision",
+)
+#: Doubt columns (:func:`slice_doubt`), present when the prediction has class scores.
+DOUBT_COLUMNS: tuple[str, ...] = ("mean_entropy", "low_confidence")
+
+
+def _axis_chunks(shape: tuple[int, ...], per_chunk: int = 1 << 20) -> list[tuple[int, int]]:
+    per = max(1, int(np.prod(shape[1:])))
+    step = max(1, per_chunk // per)
+    return [(s, min(s + step, shape[0])) for s in range(0, shape[0], step)]
+
+
+def iter_slice_metrics(
+    pred_labels: np.ndarray, ref_labels: np.ndarray | None, n_classes: int
+) -> Generator[Progress, None, tuple[np.ndarray, ...]]:
+    """Per-class, per-slice voxel counts along every image axis, streamed along axis 0.
+
+    Parameters
+    ----------
+    pred_labels
+        ``(a0, a1, a2)`` integer label map (reserved UNCERTAIN / INVALID values count for no
+        class).
+    ref_labels
+        Reference label map of the same shape, or ``None`` (then only prediction counts).
+        Reference values outside the classes are not scored, as in ``core.compare``.
+    n_classes
+        Number of classes.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        One ``(3, n_classes, a_k)`` int64 array per image axis ``k``: ``[0]`` = predicted
+        voxels, ``[1]`` = reference voxels, ``[2]`` = true positives of each class in each
+        slice across axis ``k``. Prediction voxels over unscored reference voxels are left
+        out when a reference is given, so the counts match ``core.compare.iter_compare``.
+    """
+    if pred_labels.ndim != 3:
+        raise SegviewerError(f"per-slice metrics need a 3-D label map, got {pred_labels.shape}")
+    if ref_labels is not None and ref_labels.shape != pred_labels.shape:
+        raise SegviewerError(
+            f"cannot compare a prediction of shape {pred_labels.shape} with a reference of "
+            f"shape {ref_labels.shape}; both must be on the same image grid"
+        )
+    n = n_classes
+    shape = pred_labels.shape
+    out = [np.zeros((3, n, size), np.int64) for size in shape]
+    chunks = _axis_chunks(shape)
+    for done, (s, e) in enumerate(chunks, start=1):
+        p = np.asarray(pred_labels[s:e])
+        r = None if ref_labels is None else np.asarray(ref_labels[s:e])
+        scored = None
+        if r is not None:
+            scored = r < n
+            if r.dtype.kind == "i":
+                scored &= r >= 0
+        for k in range(n):
+            pk = p == k
+            if scored is not None:
+                pk &= scored
+            planes = [pk]
+            if r is not None:
+                rk = r == k
+                planes += [rk, pk & rk]
+            for j, plane in enumerate(planes):
+                # sums over the other two axes give the slice counts along each axis
+                out[0][j, k, s:e] += plane.sum(axis=(1, 2))
+                out[1][j, k] += plane.sum(axis=(0, 2))
+                out[2][j, k] += plane.sum(axis=(0, 1))
+        yield Progress(done, len(chunks), f"counting per slice ({e}/{shape[0]})")
+    return tuple(out)
+
+
+def slice_metrics(
+    pred_labels: np.ndarray, ref_labels: np.ndarray | None, n_classes: int
+) -> tuple[np.ndarray, ...]:
+    """:func:`iter_slice_metrics` run to the end."""
+    return run_to_end(iter_slice_metrics(pred_labels, ref_labels, n_classes))
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else math.nan
+
+
+def slice_rows(
+    counts: np.ndarray,
+    class_index: int | None,
+    *,
+    has_reference: bool = True,
+    doubt: np.ndarray | None = None,
+    classes: Sequence[int] | None = None,
+) -> list[Row]:
+    """Slice-table rows from one axis of :func:`iter_slice_metrics` (and :func:`slice_doubt`).
+
+    Parameters
+    ----------
+    counts
+        ``(3, n_classes, n_slices)`` counts of one axis.
+    class_index
+        The class to score; ``None`` sums the foreground classes (``classes``, default all but
+        0) into one "any foreground class" row per slice (a voxel of class 1 predicted as class
+        2 then counts as found: use a class for class-exact numbers).
+    has_reference
+        Whether ``counts`` came with a reference (else only ``pred_voxels`` is filled).
+    doubt
+        ``(2, n_slices)`` from :func:`slice_doubt` for this axis, or ``None``.
+
+    Returns
+    -------
+    list of dict
+        One row per slice with :data:`SLICE_COLUMNS` (+ :data:`DOUBT_COLUMNS`). Dice / IoU of
+        a slice where neither map has the class are NaN (nothing to score), so such slices
+        sort last and never pass "dice < 0.8"; sensitivity is NaN without reference voxels,
+        precision without predicted voxels.
+    """
+    n = counts.shape[1]
+    if class_index is not None:
+        if not 0 <= class_index < n:
+            raise SegviewerError(f"class {class_index} does not exist (classes are 0..{n - 1})")
+        c = counts[:, class_index, :]
+    else:
+        sel = list(classes) if classes is not None else list(range(1, n)) or [0]
+        c = counts[:, sel, :].sum(axis=1)
+    rows: list[Row] = []
+    for i in range(c.shape[1]):
+        pv, rv, tp = (int(x) for x in c[:, i])
+        row: Row = {"slice": i, "pred_voxels": pv}
+        if has_reference:
+            fp, fn = pv - tp, rv - tp
+            row.update(
+                ref_voxels=rv,
+                tp=tp,
+                fp=fp,
+                fn=fn,
+                dice=_ratio(2.0 * tp, pv + rv),
+                iou=_ratio(tp, tp + fp + fn),
+                sensitivity=_ratio(tp, rv),
+                precision=_ratio(tp, pv),
+            )
+        if doubt is not None:
+            row["mean_entropy"] = float(doubt[0, i])
+            row["low_confidence"] = float(doubt[1, i])
+        rows.append(row)
+    return rows
+
+
+def iter_slice_doubt(
+    pred: Prediction, *, low_confidence: float = 0.5
+) -> Generator[Progress, None, tuple[np.ndarray, ...]]:
+    """The model's own doubt per slice along every image axis, streamed.
+
+    Uses ``core.masks.stats_from_block`` (the window's entropy and confidence displays) chunk
+    by chunk along the prediction's outermost axis; no volume-sized statistic is kept.
+
+    Parameters
+    ----------
+    pred
+        A prediction with class scores (logits, probabilities, sigmoid, multi-label).
+    low_confidence
+        A voxel is low-confidence when its top probability is below this.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        One ``(2, a_k)`` float64 array per image axis: ``[0]`` mean normalised entropy
+        (0 = certain, 1 = uniform over the classes), ``[1]`` share of the slice's voxels
+        below ``low_confidence``. Invalid (NaN) voxels are left out of both; a slice with
+        no valid voxel is NaN.
+    """
+    if pred.kind.value == "labels":
+        raise SegviewerError(
+            "a label map carries no doubt; open the model's logits or probabilities to rank "
+            "slices by entropy"
+        )
+    if not 0.0 < low_confidence <= 1.0:
+        raise SegviewerError(f"low confidence must be in (0, 1], got {low_confidence}")
+    cf = pred.channels_first()
+    shape = tuple(int(x) for x in cf.shape[1:])
+    axis, ranges = masks.chunk_plan(pred)
+    ent_sum = [np.zeros(s) for s in shape]
+    low_n = [np.zeros(s) for s in shape]
+    valid_n = [np.zeros(s) for s in shape]
+    for done, (a, b) in enumerate(ranges, start=1):
+        sel: list[slice] = [slice(None)] * 4
+        sel[1 + axis] = slice(a, b)
+        block = np.asarray(cf[tuple(sel)])
+        ent = masks.stats_from_block(
+            block,
+            pred.kind,
+            "entropy",
+            values_are_probabilities=pred.values_are_probabilities,
+            normalised=True,
+        )
+        conf = masks.stats_from_block(
+            block,
+            pred.kind,
+            "confidence",
+            values_are_probabilities=pred.values_are_probabilities,
+        )
+        valid = np.isfinite(ent)
+        e0 = np.where(valid, ent, 0.0)
+        low = (conf < low_confidence) & valid
+        for k in range(3):
+            other = tuple(x for x in range(3) if x != k)
+            part: tuple[slice, ...] = (slice(a, b),) if k == axis else (slice(None),)
+            for acc, arr in ((ent_sum, e0), (low_n, low), (valid_n, valid)):
+                summed = arr.sum(axis=other, dtype=np.float64)
+                if k == axis:
+                    acc[k][part] += summed
+                else:
+                    acc[k] += summed
+        yield Progress(done, len(ranges), f"measuring the model's doubt ({b}/{shape[axis]})")
+    out = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for k in range(3):
+            out.append(np.stack([ent_sum[k] / valid_n[k], low_n[k] / valid_n[k]]))
+    return tuple(out)
+
+
+def slice_doubt(pred: Prediction, *, low_confidence: float = 0.5) -> tuple[np.ndarray, ...]:
+    """:func:`iter_slice_doubt` run to the end."""
+    return run_to_end(iter_slice_doubt(pred, low_confidence=low_confidence))
+
+
+def rank_by_doubt(rows: Sequence[Row]) -> list[Row]:
+    """Slice rows, most doubtful first: mean entropy, then low-confidence share."""
+    by_low = sort_rows(rows, "low_confidence", descending=True)
+    return sort_rows(by_low, "mean_entropy", descending=True)
+
+
+# --------------------------------------------------------------------------- two predictions
+
+#: :func:`disagreement_map` codes: both predictions agree (or the voxel is not scored) ...
+DIS_AGREE = 0
+#: ... they differ and only A agrees with the reference ...
+DIS_ONLY_A = 1
+#: ... only B agrees with the reference ...
+DIS_ONLY_B = 2
+#: ... they differ and neither agrees with the reference ...
+DIS_NEITHER = 3
+#: ... they differ and there is no reference to say who is right.
+DIS_DIFFER = 4
+
+
+def disagreement_map(
+    a: np.ndarray,
+    b: np.ndarray,
+    reference: np.ndarray | None = None,
+    class_index: int | None = None,
+    *,
+    n_classes: int | None = None,
+) -> np.ndarray:
+    """Where two label maps disagree, coded by which one agrees with the reference.
+
+    Parameters
+    ----------
+    a, b
+        Label maps of the same shape (a slice or a volume), integer dtypes.
+    reference
+        Optional reference of the same shape. Where it is not scored (a value outside the
+        classes, as in ``core.compare``) a disagreement is :data:`DIS_DIFFER`.
+    class_index
+        ``None``: compare whole labels. A class ``k``: compare membership of ``k`` only
+        (A and B disagree where exactly one of them has ``k``; one "agrees with the
+        reference" when its membership equals the reference's).
+    n_classes
+        Number of classes, for scoring the reference (see ``core.compare.error_map``).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 codes :data:`DIS_AGREE`, :data:`DIS_ONLY_A`, :data:`DIS_ONLY_B`,
+        :data:`DIS_NEITHER`, :data:`DIS_DIFFER`.
+    """
+    for what, x in (("first prediction", a), ("second prediction", b), ("reference", reference)):
+        if x is not None and np.asarray(x).dtype.kind not in "ui":
+            raise SegviewerError(f"the {what} must be an integer label map, got {x.dtype}")
+    if a.shape != b.shape or (reference is not None and reference.shape != a.shape):
+        shapes = [a.shape, b.shape] + ([] if reference is None else [reference.shape])
+        raise SegviewerError(
+            f"cannot compare label maps of shapes {', '.join(map(str, shapes))}; all must be "
+            "on the same image grid"
+        )
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if class_index is None:
+        ma, mb = a, b
+    else:
+        ma, mb = a == class_index, b == class_index
+    differ = ma != mb
+    out = np.zeros(a.shape, np.uint8)
+    if reference is None:
+        out[differ] = DIS_DIFFER
+        return out
+    r = np.asarray(reference)
+    mr = r if class_index is None else (r == class_index)
+    a_ok = ma == mr
+    b_ok = mb == mr
+    # DIS_ONLY_A = 1, DIS_ONLY_B = 2, DIS_NEITHER = 3: 1*a_ok + 2*b_ok is 0 neither, 1 only A,
+    # 2 only B (both right cannot happen where they differ); map 0 -> 3.
+    code = a_ok.astype(np.uint8) + 2 * b_ok.astype(np.uint8)
+    code[code == 0] = DIS_NEITHER
+    code[~differ] = DIS_AGREE
+    scored = _compare._scored(r, n_classes)
+    code[differ & ~scored] = DIS_DIFFER
+    return code
+
+
+def disagreement_counts(codes: np.ndarray) -> dict[str, int]:
+    """Voxel counts per :func:`disagreement_map` code, by name."""
+    n = np.bincount(codes.ravel(), minlength=5)
+    return {
+        "agree": int(n[DIS_AGREE]),
+        "only_a": int(n[DIS_ONLY_A]),
+        "only_b": int(n[DIS_ONLY_B]),
+        "neither": int(n[DIS_NEITHER]),
+        "differ": int(n[DIS_DIFFER]),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class PairComparison:
+    """Two predictions of one image: each against the reference, and A against B.
+
+    Attributes
+    ----------
+    a_vs_reference, b_vs_reference
+        ``core.compare.Comparison`` of each prediction with the reference (None without one).
+    a_vs_b
+        A compared with B taken as the "reference" (Dice and IoU are symmetric; sensitivity
+        of A vs B is the share of B's voxels A also has).
+    """
+
+    a_vs_reference: _compare.Comparison | None
+    b_vs_reference: _compare.Comparison | None
+    a_vs_b: _compare.Comparison
+
+    def rows(self) -> list[Row]:
+        """One row per class: Dice / IoU of A and B vs the reference, their difference
+        (B - A), and Dice / IoU of A vs B."""
+        out: list[Row] = []
+        for k, ab in enumerate(self.a_vs_b.per_class):
+            row: Row = {"class": k, "dice_a_b": ab.dice, "iou_a_b": ab.jaccard}
+            if self.a_vs_reference is not None and self.b_vs_reference is not None:
+                ca = self.a_vs_reference.per_class[k]
+                cb = self.b_vs_reference.per_class[k]
+                row.update(
+                    dice=ca.dice,
+                    dice_b=cb.dice,
+                    dice_diff=cb.dice - ca.dice,
+                    iou=ca.jaccard,
+                    iou_b=cb.jaccard,
+                    iou_diff=cb.jaccard - ca.jaccard,
+                )
+            out.append(row)
+        return out
+
+
+def compare_pair(
+    a: np.ndarray,
+    b: np.ndarray,
+    reference: np.ndarray | None,
+    n_classes: int,
+    voxel_volume_mm3: float = 1.0,
+) -> Generator[Progress, None, PairComparison]:
+    """Compare two predictions with the reference and with each other (streamed).
+
+    A voxel that B leaves without a class (UNCERTAIN / INVALID) is "not scored" in A vs B,
+    like an unscored reference voxel in ``core.compare``.
+    """
+    ar = br = None
+    if reference is not None:
+        ar = yield from _compare.iter_compare(a, reference, n_classes, voxel_volume_mm3)
+        br = yield from _compare.iter_compare(b, reference, n_classes, voxel_volume_mm3)
+    ab = yield from _compare.iter_compare(a, b, n_classes, voxel_volume_mm3)
+    return PairComparison(ar, br, ab)

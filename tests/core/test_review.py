@@ -1,0 +1,340 @@
+"""Test-set review logic: filters, sorting, case pivot, worst slice, per-slice metrics and
+doubt, two-prediction disagreement."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from segviewer.core import review
+from segviewer.core.compare import compare
+from segviewer.core.layout import Layout, parse_layout
+from segviewer.core.progress import run_to_end
+from segviewer.core.review import (
+    DIS_AGREE,
+    DIS_DIFFER,
+    DIS_NEITHER,
+    DIS_ONLY_A,
+    DIS_ONLY_B,
+    disagreement_map,
+    filter_rows,
+    parse_filter,
+    pivot_cases,
+    slice_rows,
+    sort_rows,
+    worst_slice,
+)
+from segviewer.core.types import Prediction, PredictionKind, SegviewerError
+
+NAN = math.nan
+
+
+# ----------------------------------------------------------------------------- filters
+
+ROWS = [
+    {"case": "a", "dice": 0.91, "fn": 3, "fp": 1, "verdict": "accept"},
+    {"case": "b", "dice": 0.42, "fn": 250, "fp": 0, "verdict": ""},
+    {"case": "c", "dice": NAN, "fn": 0, "fp": 0, "verdict": "reject"},
+    {"case": "d", "dice": 0.79, "fn": 40, "fp": 80, "verdict": None},
+    {"case": "e", "dice": "0.5", "fn": "7", "fp": "2", "verdict": "Unsure"},  # from a CSV
+]
+
+
+def _ids(rows: list[dict[str, object]]) -> list[str]:
+    return [str(r["case"]) for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dice < 0.8", ["b", "d", "e"]),
+        ("Dice below 0.8", ["b", "d", "e"]),
+        ("DICE >= 0.79", ["a", "d"]),
+        ("dice < 0.8 and fn > 10", ["b", "d"]),
+        ("dice > 0.9 or fn = 0", ["a", "c"]),
+        ("not (dice < 0.8)", ["a", "c"]),  # NaN fails every comparison, so 'not' keeps it
+        ("fp + fn > 100", ["b", "d"]),
+        ("fn - fp > 0", ["a", "b", "e"]),
+        ("verdict = accept", ["a"]),
+        ("verdict = UNSURE", ["e"]),
+        ("verdict is not accept", ["b", "c", "d", "e"]),
+        ("verdict = none", ["b", "d"]),
+        ("verdict = 'reject' or (dice above 0.9)", ["a", "c"]),
+        ("case = b", ["b"]),
+        ("", ["a", "b", "c", "d", "e"]),
+        ("dice < 1e-1", []),
+    ],
+)
+def test_filter_expressions(text: str, expected: list[str]) -> None:
+    flt = parse_filter(text, review.columns_of(ROWS))
+    assert _ids([r for r in ROWS if flt(r)]) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dcie < 0.8", "no column 'dcie' to filter on; the columns are: case, dice, fn, fp"),
+        ("dice << 0.8", "expected a number or a word after '<'"),
+        ("dice 0.8", "expected a comparison"),
+        ("dice <", "ends too early"),
+        ("(dice < 0.8", "')' is missing"),
+        ("dice < 0.8 fn > 3", "join conditions with 'and' / 'or'"),
+        ("__import__('os') < 1", "no column '__import__'"),
+        ("dice < 0.8; import os", "cannot read the filter"),
+    ],
+)
+def test_bad_filters_are_one_line_messages(text: str, message: str) -> None:
+    with pytest.raises(SegviewerError, match=None) as exc:
+        parse_filter(text, review.columns_of(ROWS))
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_filter_rows_parses_against_the_rows_columns() -> None:
+    assert _ids(filter_rows(ROWS, "fn >= 40")) == ["b", "d"]
+    with pytest.raises(SegviewerError, match="no column 'hd95'"):
+        filter_rows(ROWS, "hd95 > 5")
+
+
+def test_presets_parse_on_slice_rows() -> None:
+    counts = np.zeros((3, 2, 4), np.int64)
+    counts[:, 1, 0] = (10, 10, 10)  # perfect
+    counts[:, 1, 1] = (0, 12, 0)  # missed entirely
+    counts[:, 1, 2] = (5, 0, 0)  # false positive only
+    counts[:, 1, 3] = (0, 0, 0)  # empty
+    rows = slice_rows(counts, 1)
+    cols = review.columns_of(rows)
+    got = {
+        name: [r["slice"] for r in rows if parse_filter(text, cols)(r)]
+        for name, text in review.PRESET_FILTERS.items()
+    }
+    assert got == {
+        "Dice below 0.8": [1, 2],
+        "In the reference, missing in the prediction": [1],
+        "In the prediction, not in the reference": [2],
+        "Any error": [1, 2],
+    }
+
+
+# ----------------------------------------------------------------------------- sorting
+
+
+def test_sort_numbers_text_and_missing_last_both_ways() -> None:
+    up = sort_rows(ROWS, "dice")
+    down = sort_rows(ROWS, "dice", descending=True)
+    assert _ids(up) == ["b", "e", "d", "a", "c"]
+    assert _ids(down) == ["a", "d", "e", "b", "c"]
+    # text columns: case-insensitive, missing ('' and None) last
+    assert _ids(sort_rows(ROWS, "verdict")) == ["a", "c", "e", "b", "d"]
+    assert _ids(sort_rows(ROWS, "verdict", descending=True)) == ["e", "c", "a", "b", "d"]
+
+
+# ----------------------------------------------------------------------------- case table
+
+
+def test_pivot_two_models_gives_difference_columns() -> None:
+    records = [
+        {"case": "s1", "class": "tumour", "model": "a", "dice": 0.9, "hd95": 2.0},
+        {"case": "s1", "class": "tumour", "model": "b", "dice": 0.7, "hd95": 5.0},
+        {"case": "s1", "class": "oedema", "model": "a", "dice": 0.5, "hd95": 9.0},
+        {"case": "s2", "class": "tumour", "model": "a", "dice": 0.6, "hd95": NAN},
+        {"case": "s2", "class": "tumour", "model": "b", "dice": 0.8, "hd95": 4.0},
+    ]
+    rows = pivot_cases(records, "Tumour")
+    assert [r["case"] for r in rows] == ["s1", "s2"]
+    s1, s2 = rows
+    assert s1["dice"] == 0.9 and s1["dice_b"] == 0.7
+    assert s1["dice_diff"] == pytest.approx(-0.2)
+    assert s2["dice_diff"] == pytest.approx(0.2)
+    assert s2["hd95_diff"] is None  # A's distance is missing
+    # "where did the new model get worse" is one sort away
+    assert _ids_case(sort_rows(rows, "dice_diff")) == ["s1", "s2"]
+    one = pivot_cases(records, "oedema")
+    assert one == [{"case": "s1", "dice": 0.5, "hd95": 9.0}]
+
+
+def _ids_case(rows: list[dict[str, object]]) -> list[str]:
+    return [str(r["case"]) for r in rows]
+
+
+def test_worst_slice_prefers_error_voxels_then_dice() -> None:
+    recs = [
+        {"case": "x", "class": "1", "slice": "0", "fp": "0", "fn": "3", "dice": "0.0"},
+        {"case": "x", "class": "1", "slice": "1", "fp": "40", "fn": "160", "dice": "0.6"},
+        {"case": "x", "class": "1", "slice": "2", "fp": "0", "fn": "0", "dice": "1.0"},
+        {"case": "x", "class": "2", "slice": "2", "fp": "900", "fn": "0", "dice": "0.1"},
+        {"case": "y", "class": "1", "slice": "5", "fp": "999", "fn": "0", "dice": "0.1"},
+    ]
+    assert worst_slice(recs, case="x", class_name="1") == 1
+    assert worst_slice(recs, case="x", class_name="2") == 2
+    assert worst_slice(recs, case="x") == 2  # any class
+    assert worst_slice(recs, case="z") is None
+    perfect = [r for r in recs if r["slice"] == "2" and r["class"] == "1"]
+    assert worst_slice(perfect, case="x") is None
+    doubt = [
+        {"case": "q", "slice": 0, "mean_entropy": 0.1},
+        {"case": "q", "slice": 1, "mean_entropy": 0.4},
+    ]
+    assert worst_slice(doubt, case="q") == 1
+
+
+# ----------------------------------------------------------------------------- per slice
+
+
+@pytest.fixture(scope="module")
+def demo_labels(demo_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Demo tissue probabilities; reference = their argmax, prediction = reference shifted
+    by two voxels along axis 2 with some voxels UNCERTAIN."""
+    p = np.asarray(nib.load(demo_dir / "tissue_prob.nii.gz").dataobj)  # type: ignore[attr-defined]
+    ref = np.argmax(p, axis=-1).astype(np.uint8)
+    pred = np.roll(ref, 2, axis=2)
+    pred[30:35, 40:60, 40:50] = 254
+    return p, pred, ref
+
+
+def test_slice_metrics_match_compare_on_every_slice(demo_labels: tuple) -> None:
+    _, pred, ref = demo_labels
+    n = 3
+    per_axis = review.slice_metrics(pred, ref, n)
+    for axis in range(3):
+        counts = per_axis[axis]
+        assert counts.shape == (3, n, pred.shape[axis])
+        for k in (1, 2):
+            rows = slice_rows(counts, k)
+            for s in (0, pred.shape[axis] // 2, pred.shape[axis] // 3):
+                sl = [slice(None)] * 3
+                sl[axis] = slice(s, s + 1)
+                c = compare(pred[tuple(sl)], ref[tuple(sl)], n).per_class[k]
+                row = rows[s]
+                assert (row["pred_voxels"], row["ref_voxels"], row["tp"]) == (
+                    c.n_pred,
+                    c.n_ref,
+                    c.tp,
+                )
+                assert (row["fp"], row["fn"]) == (c.fp, c.fn)
+                if c.absent_in_both:
+                    assert math.isnan(row["dice"])
+                else:
+                    assert row["dice"] == pytest.approx(c.dice)
+                    assert row["iou"] == pytest.approx(c.jaccard)
+    # all three axes count the same voxels
+    totals = [c.sum(axis=2) for c in per_axis]
+    assert np.array_equal(totals[0], totals[1]) and np.array_equal(totals[0], totals[2])
+    # whole-volume numbers agree with core.compare
+    whole = compare(pred, ref, n)
+    assert totals[0][2, 1] == whole.per_class[1].tp
+
+
+def test_slice_rows_without_reference_and_foreground_sum(demo_labels: tuple) -> None:
+    _, pred, ref = demo_labels
+    counts = review.slice_metrics(pred, None, 3)[0]
+    rows = slice_rows(counts, 2, has_reference=False)
+    assert set(rows[0]) == {"slice", "pred_voxels"}
+    assert rows[50]["pred_voxels"] == int((pred[50] == 2).sum())
+    fg = slice_rows(review.slice_metrics(pred, ref, 3)[0], None)
+    assert fg[50]["ref_voxels"] == int(((ref[50] == 1) | (ref[50] == 2)).sum())
+    with pytest.raises(SegviewerError, match="class 3 does not exist"):
+        slice_rows(counts, 3)
+
+
+def test_slice_doubt_matches_a_plain_computation(demo_labels: tuple) -> None:
+    probs, _, _ = demo_labels
+    # a block of the demo probabilities made uniform: that is where the doubt must peak
+    p = probs.astype(np.float32).copy()
+    p[:, :, 60:62, :] = 1.0 / 3.0
+    pred = Prediction(p, PredictionKind.PROBABILITIES, _channels_last(p.shape), n_classes=3)
+    doubt = review.slice_doubt(pred, low_confidence=0.6)
+    q = p / p.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -(np.where(q > 0, q * np.log(q), 0.0)).sum(axis=-1) / np.log(3)
+    conf = q.max(axis=-1)
+    valid = np.isfinite(ent)
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        n_valid = valid.sum(axis=other)
+        expect_ent = np.where(valid, ent, 0).sum(axis=other) / n_valid
+        expect_low = ((conf < 0.6) & valid).sum(axis=other) / n_valid
+        np.testing.assert_allclose(doubt[axis][0], expect_ent, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(doubt[axis][1], expect_low, rtol=1e-6)
+    # the uniform slices rank first along axis 2
+    rows = slice_rows(
+        np.zeros((3, 3, p.shape[2]), np.int64), 1, has_reference=False, doubt=doubt[2]
+    )
+    top = [r["slice"] for r in review.rank_by_doubt(rows)[:2]]
+    assert sorted(top) == [60, 61]
+    assert rows[60]["mean_entropy"] == pytest.approx(1.0, abs=1e-5)
+    assert rows[60]["low_confidence"] == 1.0
+
+
+def _channels_last(shape: tuple[int, ...]) -> Layout:
+    return parse_layout("xyzc", shape, shape[:3])
+
+
+def test_slice_doubt_refuses_label_maps(demo_labels: tuple) -> None:
+    _, pred, _ = demo_labels
+    lay = parse_layout("xyz", pred.shape, pred.shape)
+    with pytest.raises(SegviewerError, match="a label map carries no doubt"):
+        review.slice_doubt(Prediction(pred, PredictionKind.LABELS, lay, n_classes=3))
+
+
+# ----------------------------------------------------------------------------- two predictions
+
+
+def test_disagreement_codes_by_hand() -> None:
+    ref = np.array([[0, 1, 1, 2, 2, 255]], np.uint8)
+    a = np.array([[0, 1, 0, 2, 1, 1]], np.uint8)
+    b = np.array([[0, 1, 1, 0, 0, 2]], np.uint8)
+    codes = disagreement_map(a, b, ref, n_classes=3)
+    assert codes.tolist() == [
+        [DIS_AGREE, DIS_AGREE, DIS_ONLY_B, DIS_ONLY_A, DIS_NEITHER, DIS_DIFFER]
+    ]
+    # without a reference every difference is DIS_DIFFER
+    assert disagreement_map(a, b).tolist() == [[0, 0, 4, 4, 4, 4]]
+    # per class: only membership of class 1 matters
+    c1 = disagreement_map(a, b, ref, 1, n_classes=3)
+    # voxel 2: a has no 1, b has 1, ref 1 -> only B; voxel 4: a has 1, b not, ref 2 -> only B
+    # voxel 3: neither has 1 -> agree; voxel 5: a has 1, b not, ref unscored -> differ
+    assert c1.tolist() == [[0, 0, DIS_ONLY_B, 0, DIS_ONLY_B, DIS_DIFFER]]
+
+
+def test_disagreement_on_real_volume_counts(demo_labels: tuple) -> None:
+    _, pred_a, ref = demo_labels
+    pred_b = np.roll(ref, -1, axis=0)
+    codes = disagreement_map(pred_a, pred_b, ref, n_classes=3)
+    differ = pred_a != pred_b
+    assert np.array_equal(codes != DIS_AGREE, differ)
+    assert np.array_equal(codes == DIS_ONLY_A, differ & (pred_a == ref))
+    assert np.array_equal(codes == DIS_ONLY_B, differ & (pred_b == ref))
+    counts = review.disagreement_counts(codes)
+    assert counts["agree"] == int((~differ).sum())
+    assert counts["only_a"] + counts["only_b"] + counts["neither"] == int(differ.sum())
+    assert counts["differ"] == 0
+
+
+def test_disagreement_refuses_mismatched_grids() -> None:
+    a = np.zeros((2, 3), np.uint8)
+    with pytest.raises(SegviewerError, match="same image grid"):
+        disagreement_map(a, np.zeros((3, 2), np.uint8))
+    with pytest.raises(SegviewerError, match="integer label map"):
+        disagreement_map(a, a.astype(np.float32))
+
+
+def test_compare_pair_rows(demo_labels: tuple) -> None:
+    _, pred_a, ref = demo_labels
+    pred_b = ref.copy()
+    pred_b[:, :, :10] = 0
+    pair = run_to_end(review.compare_pair(pred_a, pred_b, ref, 3))
+    rows = pair.rows()
+    ca = compare(pred_a, ref, 3).per_class[1]
+    cb = compare(pred_b, ref, 3).per_class[1]
+    cab = compare(pred_a, pred_b, 3).per_class[1]
+    assert rows[1]["dice"] == pytest.approx(ca.dice)
+    assert rows[1]["dice_b"] == pytest.approx(cb.dice)
+    assert rows[1]["dice_diff"] == pytest.approx(cb.dice - ca.dice)
+    assert rows[1]["dice_a_b"] == pytest.approx(cab.dice)
+    no_ref = run_to_end(review.compare_pair(pred_a, pred_b, None, 3)).rows()
+    assert "dice" not in no_ref[1] and no_ref[1]["dice_a_b"] == pytest.approx(cab.dice)
