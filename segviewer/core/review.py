@@ -44,6 +44,7 @@ __all__ = [
     "DOUBT_COLUMNS",
     "Filter",
     "PairComparison",
+    "as_number",
     "is_missing",
     "parse_filter",
     "sort_rows",
@@ -57,6 +58,9 @@ __all__ = [
     "iter_slice_doubt",
     "slice_doubt",
     "rank_by_doubt",
+    "DISAGREEMENT_COLORS",
+    "DISAGREEMENT_NAMES",
+    "disagreement_lut",
     "disagreement_map",
     "disagreement_counts",
     "compare_pair",
@@ -76,7 +80,8 @@ def is_missing(value: Any) -> bool:
     return False
 
 
-def _as_number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A value as a float (numbers, booleans, numeric text), or None when missing / text."""
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
@@ -103,16 +108,16 @@ def sort_rows(rows: Sequence[Row], column: str, *, descending: bool = False) -> 
 
     def key(r: Row) -> tuple[int, float, str]:
         v = r.get(column)
-        num = _as_number(v)
+        num = as_number(v)
         if num is not None:
             return (0, -num if descending else num, "")
         return (1, 0.0, str(v).lower())
 
     present = [r for r in rows if not is_missing(r.get(column))]
     missing = [r for r in rows if is_missing(r.get(column))]
-    numeric = sorted((r for r in present if _as_number(r.get(column)) is not None), key=key)
+    numeric = sorted((r for r in present if as_number(r.get(column)) is not None), key=key)
     text = sorted(
-        (r for r in present if _as_number(r.get(column)) is None),
+        (r for r in present if as_number(r.get(column)) is None),
         key=key,
         reverse=descending,
     )
@@ -337,7 +342,7 @@ def _make_test(
             return r.get(terms[0][1])
         total = 0.0
         for sign, name in terms:
-            v = _as_number(r.get(name))
+            v = as_number(r.get(name))
             if v is None:
                 return None
             total += sign * v
@@ -347,7 +352,7 @@ def _make_test(
         num = value
 
         def test_num(r: Mapping[str, Any]) -> bool:
-            v = _as_number(left(r))
+            v = as_number(left(r))
             if v is None:
                 return False
             return _apply(op, v, num)
@@ -355,14 +360,14 @@ def _make_test(
         return test_num
 
     text = value.lower()
-    num_text = _as_number(value)
+    num_text = as_number(value)
 
     def test_text(r: Mapping[str, Any]) -> bool:
         v = left(r)
         if is_missing(v):
             # 'verdict = none' / 'verdict is empty' finds rows without a value
             return (text in ("none", "empty", "missing")) == (op == "=")
-        num_v = _as_number(v)
+        num_v = as_number(v)
         if num_text is not None and num_v is not None:
             return _apply(op, num_v, num_text)
         s = str(v).lower()
@@ -477,7 +482,7 @@ def pivot_cases(
     if has_b:
         for row in out.values():
             for k in [k for k in row if f"{k}_b" in row and k != case_key]:
-                a, b = _as_number(row[k]), _as_number(row[f"{k}_b"])
+                a, b = as_number(row[k]), as_number(row[f"{k}_b"])
                 row[f"{k}_diff"] = (b - a) if a is not None and b is not None else None
     return list(out.values())
 
@@ -507,14 +512,14 @@ def worst_slice(
             continue
         if want is not None and str(rec.get(class_key, "")).lower() != want:
             continue
-        fp = _as_number(rec.get("fp")) or 0.0
-        fn = _as_number(rec.get("fn")) or 0.0
-        d = _as_number(rec.get("dice"))
-        doubt = _as_number(rec.get("mean_entropy")) or _as_number(rec.get("low_confidence"))
+        fp = as_number(rec.get("fp")) or 0.0
+        fn = as_number(rec.get("fn")) or 0.0
+        d = as_number(rec.get("dice"))
+        doubt = as_number(rec.get("mean_entropy")) or as_number(rec.get("low_confidence"))
         score = (fp + fn, -(d if d is not None else 1.0), doubt or 0.0)
         if score[0] == 0 and score[2] == 0 and (d is None or d >= 1.0):
             continue
-        s = _as_number(rec.get(slice_key))
+        s = as_number(rec.get(slice_key))
         if s is None:
             continue
         if best is None or score > best:
@@ -840,6 +845,36 @@ def disagreement_map(
     scored = _compare._scored(r, n_classes)
     code[differ & ~scored] = DIS_DIFFER
     return code
+
+
+#: Colours of the disagreement overlay, code -> RGB: only A right blue, only B right orange
+#: (a blue / orange pair stays apart for red-green colour blindness), neither right
+#: magenta, no reference to judge yellow.
+DISAGREEMENT_COLORS: dict[int, tuple[int, int, int]] = {
+    DIS_ONLY_A: (32, 144, 255),
+    DIS_ONLY_B: (255, 150, 0),
+    DIS_NEITHER: (220, 0, 220),
+    DIS_DIFFER: (255, 230, 0),
+}
+#: What each code means, for a legend.
+DISAGREEMENT_NAMES: dict[int, str] = {
+    DIS_ONLY_A: "only A agrees with the reference",
+    DIS_ONLY_B: "only B agrees with the reference",
+    DIS_NEITHER: "neither agrees with the reference",
+    DIS_DIFFER: "A and B differ",
+}
+
+
+def disagreement_lut(opacity: float = 0.8) -> np.ndarray:
+    """``(256, 4)`` uint8 RGBA table for :func:`disagreement_map` codes, usable with
+    ``core.overlay.compose``: agreeing voxels transparent, the others at ``opacity``."""
+    if not 0.0 <= opacity <= 1.0:
+        raise SegviewerError(f"opacity must be between 0 and 1, got {opacity}")
+    lut = np.zeros((256, 4), np.uint8)
+    alpha = int(round(255 * opacity))
+    for code, rgb in DISAGREEMENT_COLORS.items():
+        lut[code] = (*rgb, alpha)
+    return lut
 
 
 def disagreement_counts(codes: np.ndarray) -> dict[str, int]:

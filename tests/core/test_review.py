@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -35,7 +36,7 @@ NAN = math.nan
 
 # ----------------------------------------------------------------------------- filters
 
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"case": "a", "dice": 0.91, "fn": 3, "fp": 1, "verdict": "accept"},
     {"case": "b", "dice": 0.42, "fn": 250, "fp": 0, "verdict": ""},
     {"case": "c", "dice": NAN, "fn": 0, "fp": 0, "verdict": "reject"},
@@ -44,7 +45,7 @@ ROWS = [
 ]
 
 
-def _ids(rows: list[dict[str, object]]) -> list[str]:
+def _ids(rows: list[dict[str, Any]]) -> list[str]:
     return [str(r["case"]) for r in rows]
 
 
@@ -338,3 +339,16 @@ def test_compare_pair_rows(demo_labels: tuple) -> None:
     assert rows[1]["dice_a_b"] == pytest.approx(cab.dice)
     no_ref = run_to_end(review.compare_pair(pred_a, pred_b, None, 3)).rows()
     assert "dice" not in no_ref[1] and no_ref[1]["dice_a_b"] == pytest.approx(cab.dice)
+
+
+def test_disagreement_lut_composes_the_codes() -> None:
+    from segviewer.core.overlay import compose
+
+    codes = np.array([[DIS_AGREE, DIS_ONLY_A, DIS_ONLY_B, DIS_NEITHER, DIS_DIFFER]], np.uint8)
+    grey = np.full(codes.shape, 100, np.uint8)
+    rgba = compose(grey, codes, review.disagreement_lut(1.0))
+    assert rgba[0, 0].tolist() == [100, 100, 100, 255]
+    for i, code in enumerate((DIS_ONLY_A, DIS_ONLY_B, DIS_NEITHER, DIS_DIFFER), start=1):
+        assert tuple(rgba[0, i, :3]) == review.DISAGREEMENT_COLORS[code]
+    with pytest.raises(SegviewerError, match="opacity"):
+        review.disagreement_lut(2.0)
