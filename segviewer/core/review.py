@@ -9,10 +9,10 @@ Pure numpy / standard library, no Qt: the window's tables are thin views over wh
   fn > 100``, ``class = tumour or not (verdict = accept)``. :func:`parse_filter` parses them
   with a small recursive-descent parser (never ``eval``) and checks every column name up
   front, so a typo is a one-line message listing the columns instead of an empty table.
-* **Per-slice metrics** of one open case (:func:`iter_slice_metrics`) and the model's own
-  **doubt** per slice (:func:`iter_slice_doubt`: mean entropy and share of low-confidence
-  voxels) stream through the volume chunk by chunk and are counted along all three image
-  axes in the same pass, so any view's slice table is ready at once.
+* **Slice table** rows (:func:`slice_rows`) are ``core.metrics`` per-slice metrics of the
+  open case (the one place metrics are defined); without a reference they carry the model's
+  own doubt (mean entropy, low-confidence share) and :func:`rank_by_doubt` orders them.
+  :func:`worst_slice` applies ``core.metrics``' worst-slice rule to ``slices.csv`` rows.
 * **Two predictions** of one image: :func:`disagreement_map` codes each voxel by who agrees
   with whom, :func:`compare_pair` gives each prediction against the reference and one
   against the other.
@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 
 from segviewer.core import compare as _compare
-from segviewer.core import masks
-from segviewer.core.progress import run_to_end
-from segviewer.core.types import Prediction, Progress, SegviewerError
+from segviewer.core.metrics import CaseMetrics, UncertaintySums
+from segviewer.core.types import Progress, SegviewerError
 
 __all__ = [
     "DIS_AGREE",
@@ -41,7 +40,6 @@ __all__ = [
     "DIS_DIFFER",
     "PRESET_FILTERS",
     "SLICE_COLUMNS",
-    "DOUBT_COLUMNS",
     "Filter",
     "PairComparison",
     "as_number",
@@ -53,10 +51,6 @@ __all__ = [
     "pivot_cases",
     "worst_slice",
     "slice_rows",
-    "iter_slice_metrics",
-    "slice_metrics",
-    "iter_slice_doubt",
-    "slice_doubt",
     "rank_by_doubt",
     "DISAGREEMENT_COLORS",
     "DISAGREEMENT_NAMES",
@@ -135,12 +129,11 @@ def columns_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 # --------------------------------------------------------------------------- filters
 
-#: Filters offered by name in the window (label -> expression over :data:`SLICE_COLUMNS` /
-#: case-table columns).
+#: Filters offered by name in the window (label -> expression over :data:`SLICE_COLUMNS`).
 PRESET_FILTERS: dict[str, str] = {
     "Dice below 0.8": "dice < 0.8",
-    "In the reference, missing in the prediction": "ref_voxels > 0 and pred_voxels = 0",
-    "In the prediction, not in the reference": "pred_voxels > 0 and ref_voxels = 0",
+    "In the reference, missing in the prediction": "n_ref > 0 and n_pred = 0",
+    "In the prediction, not in the reference": "n_pred > 0 and n_ref = 0",
     "Any error": "fp + fn > 0",
 }
 
@@ -496,44 +489,59 @@ def worst_slice(
     class_key: str = "class",
     slice_key: str = "slice",
 ) -> int | None:
-    """The slice to open a case at: most false positives + false negatives, then lowest Dice.
+    """The slice to open a case at, from ``slices.csv``-like records (one row per case,
+    slice and class).
 
-    Error voxels rank first (a 3-voxel miss that scores Dice 0 is less worth a look than a
-    200-voxel miss at Dice 0.6); Dice breaks ties. Records are ``slices.csv``-like rows with
-    ``fp`` / ``fn`` and / or ``dice``; without them, a doubt column (``mean_entropy`` then
-    ``low_confidence``) ranks the slices. ``None`` when no record matches or nothing is
-    wrong or doubtful anywhere.
+    The rule of ``core.metrics.CaseMetrics.worst_slice``, applied to rows: with a reference
+    (a ``dice`` value), the lowest Dice among the slices holding the class in either map
+    (``absent_in_both`` false), ties broken by the most false positives + false negatives;
+    without one, the highest ``mean_entropy`` among slices where the class is predicted
+    (``n_pred`` > 0). ``class_name`` None considers every class. None when no row
+    qualifies.
     """
     want = None if class_name is None else str(class_name).lower()
-    best: tuple[float, float, float] | None = None
-    best_slice: int | None = None
+    best: tuple[float, float] | None = None
+    found: int | None = None
     for rec in slice_records:
         if case is not None and str(rec.get(case_key, "")) != str(case):
             continue
         if want is not None and str(rec.get(class_key, "")).lower() != want:
             continue
-        fp = as_number(rec.get("fp")) or 0.0
-        fn = as_number(rec.get("fn")) or 0.0
-        d = as_number(rec.get("dice"))
-        doubt = as_number(rec.get("mean_entropy")) or as_number(rec.get("low_confidence"))
-        score = (fp + fn, -(d if d is not None else 1.0), doubt or 0.0)
-        if score[0] == 0 and score[2] == 0 and (d is None or d >= 1.0):
-            continue
         s = as_number(rec.get(slice_key))
         if s is None:
             continue
-        if best is None or score > best:
-            best, best_slice = score, int(s)
-    return best_slice
+        d = as_number(rec.get("dice"))
+        if d is not None:
+            if _truthy(rec.get("absent_in_both")):
+                continue
+            wrong = (as_number(rec.get("fp")) or 0.0) + (as_number(rec.get("fn")) or 0.0)
+            key = (d, -wrong)
+        else:
+            ent = as_number(rec.get("mean_entropy"))
+            n_pred = as_number(rec.get("n_pred"))
+            if ent is None or n_pred == 0:
+                continue
+            key = (-ent, -(n_pred or 0.0))
+        if best is None or key < best:
+            best, found = key, int(s)
+    return found
 
 
-# --------------------------------------------------------------------------- per-slice metrics
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value) if value is not None else False
 
-#: Columns of :func:`slice_rows` with a reference.
+
+# --------------------------------------------------------------------------- slice table
+
+#: Columns of :func:`slice_rows` (``core.metrics.ClassMetrics`` fields plus slice and
+#: class); those without a value in a case (no reference, no class scores) are left out.
 SLICE_COLUMNS: tuple[str, ...] = (
     "slice",
-    "pred_voxels",
-    "ref_voxels",
+    "class",
+    "n_pred",
+    "n_ref",
     "tp",
     "fp",
     "fn",
@@ -541,232 +549,131 @@ SLICE_COLUMNS: tuple[str, ...] = (
     "iou",
     "sensitivity",
     "precision",
+    "volume_pred_ml",
+    "volume_ref_ml",
+    "volume_diff_ml",
+    "hd95_mm",
+    "assd_mm",
+    "mean_entropy",
+    "low_confidence_share",
 )
-#: Doubt columns (:func:`slice_doubt`), present when the prediction has class scores.
-DOUBT_COLUMNS: tuple[str, ...] = ("mean_entropy", "low_confidence")
-
-
-def _axis_chunks(shape: tuple[int, ...], per_chunk: int = 1 << 20) -> list[tuple[int, int]]:
-    per = max(1, int(np.prod(shape[1:])))
-    step = max(1, per_chunk // per)
-    return [(s, min(s + step, shape[0])) for s in range(0, shape[0], step)]
-
-
-def iter_slice_metrics(
-    pred_labels: np.ndarray, ref_labels: np.ndarray | None, n_classes: int
-) -> Generator[Progress, None, tuple[np.ndarray, ...]]:
-    """Per-class, per-slice voxel counts along every image axis, streamed along axis 0.
-
-    Parameters
-    ----------
-    pred_labels
-        ``(a0, a1, a2)`` integer label map (reserved UNCERTAIN / INVALID values count for no
-        class).
-    ref_labels
-        Reference label map of the same shape, or ``None`` (then only prediction counts).
-        Reference values outside the classes are not scored, as in ``core.compare``.
-    n_classes
-        Number of classes.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        One ``(3, n_classes, a_k)`` int64 array per image axis ``k``: ``[0]`` = predicted
-        voxels, ``[1]`` = reference voxels, ``[2]`` = true positives of each class in each
-        slice across axis ``k``. Prediction voxels over unscored reference voxels are left
-        out when a reference is given, so the counts match ``core.compare.iter_compare``.
-    """
-    if pred_labels.ndim != 3:
-        raise SegviewerError(f"per-slice metrics need a 3-D label map, got {pred_labels.shape}")
-    if ref_labels is not None and ref_labels.shape != pred_labels.shape:
-        raise SegviewerError(
-            f"cannot compare a prediction of shape {pred_labels.shape} with a reference of "
-            f"shape {ref_labels.shape}; both must be on the same image grid"
-        )
-    n = n_classes
-    shape = pred_labels.shape
-    out = [np.zeros((3, n, size), np.int64) for size in shape]
-    chunks = _axis_chunks(shape)
-    for done, (s, e) in enumerate(chunks, start=1):
-        p = np.asarray(pred_labels[s:e])
-        r = None if ref_labels is None else np.asarray(ref_labels[s:e])
-        scored = None
-        if r is not None:
-            scored = r < n
-            if r.dtype.kind == "i":
-                scored &= r >= 0
-        for k in range(n):
-            pk = p == k
-            if scored is not None:
-                pk &= scored
-            planes = [pk]
-            if r is not None:
-                rk = r == k
-                planes += [rk, pk & rk]
-            for j, plane in enumerate(planes):
-                # sums over the other two axes give the slice counts along each axis
-                out[0][j, k, s:e] += plane.sum(axis=(1, 2))
-                out[1][j, k] += plane.sum(axis=(0, 2))
-                out[2][j, k] += plane.sum(axis=(0, 1))
-        yield Progress(done, len(chunks), f"counting per slice ({e}/{shape[0]})")
-    return tuple(out)
-
-
-def slice_metrics(
-    pred_labels: np.ndarray, ref_labels: np.ndarray | None, n_classes: int
-) -> tuple[np.ndarray, ...]:
-    """:func:`iter_slice_metrics` run to the end."""
-    return run_to_end(iter_slice_metrics(pred_labels, ref_labels, n_classes))
-
-
-def _ratio(num: float, den: float) -> float:
-    return num / den if den else math.nan
+_REFERENCE_COLUMNS = {
+    "n_ref",
+    "tp",
+    "fp",
+    "fn",
+    "dice",
+    "iou",
+    "sensitivity",
+    "precision",
+    "volume_ref_ml",
+    "volume_diff_ml",
+    "hd95_mm",
+    "assd_mm",
+}
+_DOUBT_COLUMNS = {"mean_entropy", "low_confidence_share"}
 
 
 def slice_rows(
-    counts: np.ndarray,
+    case: CaseMetrics,
     class_index: int | None,
     *,
-    has_reference: bool = True,
-    doubt: np.ndarray | None = None,
-    classes: Sequence[int] | None = None,
+    uncertainty: UncertaintySums | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> list[Row]:
-    """Slice-table rows from one axis of :func:`iter_slice_metrics` (and :func:`slice_doubt`).
+    """Slice-table rows of one measured case (``core.metrics.iter_case_metrics``).
 
     Parameters
     ----------
-    counts
-        ``(3, n_classes, n_slices)`` counts of one axis.
+    case
+        The case's metrics (per slice along ``case.slice_axis``).
     class_index
-        The class to score; ``None`` sums the foreground classes (``classes``, default all but
-        0) into one "any foreground class" row per slice (a voxel of class 1 predicted as class
-        2 then counts as found: use a class for class-exact numbers).
-    has_reference
-        Whether ``counts`` came with a reference (else only ``pred_voxels`` is filled).
-    doubt
-        ``(2, n_slices)`` from :func:`slice_doubt` for this axis, or ``None``.
+        One class: its ``core.metrics.ClassMetrics`` on every slice. ``None`` ("all
+        classes"): one row per slice with the foreground classes' voxel counts summed
+        (``n_pred``, ``n_ref``, ``fp``, ``fn``; a voxel of one class predicted as another is
+        a false positive of one and a false negative of the other, so both count) and the
+        doubt of every voxel of the slice; no overlap ratios (they are per class).
+    uncertainty
+        ``core.metrics.iter_uncertainty``'s sums along ``case.slice_axis``: the whole-slice
+        doubt of the "all classes" rows.
+    class_names
+        Names for the ``class`` column (default the index as text).
 
     Returns
     -------
     list of dict
-        One row per slice with :data:`SLICE_COLUMNS` (+ :data:`DOUBT_COLUMNS`). Dice / IoU of
-        a slice where neither map has the class are NaN (nothing to score), so such slices
-        sort last and never pass "dice < 0.8"; sensitivity is NaN without reference voxels,
-        precision without predicted voxels.
+        :data:`SLICE_COLUMNS` plus ``low_confidence_voxels`` (the low-confidence area in
+        voxels), without the reference columns when the case has no reference and without
+        the doubt columns when there are no class scores. ``absent_in_both`` (with a
+        reference) is kept so "Dice below 0.8" skips slices where the class is in neither
+        map (their Dice is 1 by convention).
     """
-    n = counts.shape[1]
-    if class_index is not None:
-        if not 0 <= class_index < n:
-            raise SegviewerError(f"class {class_index} does not exist (classes are 0..{n - 1})")
-        c = counts[:, class_index, :]
-    else:
-        sel = list(classes) if classes is not None else list(range(1, n)) or [0]
-        c = counts[:, sel, :].sum(axis=1)
+    n = case.n_classes
+    if class_index is not None and not 0 <= class_index < n:
+        raise SegviewerError(f"class {class_index} does not exist (classes are 0..{n - 1})")
+    if uncertainty is not None and uncertainty.count.shape[0] != len(case.per_slice):
+        raise SegviewerError("internal: the uncertainty sums belong to another slicing")
+    if class_index is None:
+        return _all_class_rows(case, uncertainty)
+    drop = set()
+    if not case.has_reference:
+        drop |= _REFERENCE_COLUMNS
+    if not case.has_uncertainty:
+        drop |= _DOUBT_COLUMNS
+    name = (
+        class_names[class_index]
+        if class_names and class_index < len(class_names)
+        else str(class_index)
+    )
     rows: list[Row] = []
-    for i in range(c.shape[1]):
-        pv, rv, tp = (int(x) for x in c[:, i])
-        row: Row = {"slice": i, "pred_voxels": pv}
-        if has_reference:
-            fp, fn = pv - tp, rv - tp
-            row.update(
-                ref_voxels=rv,
-                tp=tp,
-                fp=fp,
-                fn=fn,
-                dice=_ratio(2.0 * tp, pv + rv),
-                iou=_ratio(tp, tp + fp + fn),
-                sensitivity=_ratio(tp, rv),
-                precision=_ratio(tp, pv),
+    for i, per_class in enumerate(case.per_slice):
+        d = per_class[class_index].as_dict()
+        row: Row = {"slice": i, "class": name}
+        for col in SLICE_COLUMNS[2:]:
+            if col not in drop:
+                row[col] = d[col]
+        if case.has_uncertainty:
+            share = as_number(d["low_confidence_share"])
+            row["low_confidence_voxels"] = (
+                None if share is None else int(round(share * d["n_pred"]))
             )
-        if doubt is not None:
-            row["mean_entropy"] = float(doubt[0, i])
-            row["low_confidence"] = float(doubt[1, i])
+        if case.has_reference:
+            row["absent_in_both"] = d["absent_in_both"]
         rows.append(row)
     return rows
 
 
-def iter_slice_doubt(
-    pred: Prediction, *, low_confidence: float = 0.5
-) -> Generator[Progress, None, tuple[np.ndarray, ...]]:
-    """The model's own doubt per slice along every image axis, streamed.
-
-    Uses ``core.masks.stats_from_block`` (the window's entropy and confidence displays) chunk
-    by chunk along the prediction's outermost axis; no volume-sized statistic is kept.
-
-    Parameters
-    ----------
-    pred
-        A prediction with class scores (logits, probabilities, sigmoid, multi-label).
-    low_confidence
-        A voxel is low-confidence when its top probability is below this.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        One ``(2, a_k)`` float64 array per image axis: ``[0]`` mean normalised entropy
-        (0 = certain, 1 = uniform over the classes), ``[1]`` share of the slice's voxels
-        below ``low_confidence``. Invalid (NaN) voxels are left out of both; a slice with
-        no valid voxel is NaN.
-    """
-    if pred.kind.value == "labels":
-        raise SegviewerError(
-            "a label map carries no doubt; open the model's logits or probabilities to rank "
-            "slices by entropy"
-        )
-    if not 0.0 < low_confidence <= 1.0:
-        raise SegviewerError(f"low confidence must be in (0, 1], got {low_confidence}")
-    cf = pred.channels_first()
-    shape = tuple(int(x) for x in cf.shape[1:])
-    axis, ranges = masks.chunk_plan(pred)
-    ent_sum = [np.zeros(s) for s in shape]
-    low_n = [np.zeros(s) for s in shape]
-    valid_n = [np.zeros(s) for s in shape]
-    for done, (a, b) in enumerate(ranges, start=1):
-        sel: list[slice] = [slice(None)] * 4
-        sel[1 + axis] = slice(a, b)
-        block = np.asarray(cf[tuple(sel)])
-        ent = masks.stats_from_block(
-            block,
-            pred.kind,
-            "entropy",
-            values_are_probabilities=pred.values_are_probabilities,
-            normalised=True,
-        )
-        conf = masks.stats_from_block(
-            block,
-            pred.kind,
-            "confidence",
-            values_are_probabilities=pred.values_are_probabilities,
-        )
-        valid = np.isfinite(ent)
-        e0 = np.where(valid, ent, 0.0)
-        low = (conf < low_confidence) & valid
-        for k in range(3):
-            other = tuple(x for x in range(3) if x != k)
-            part: tuple[slice, ...] = (slice(a, b),) if k == axis else (slice(None),)
-            for acc, arr in ((ent_sum, e0), (low_n, low), (valid_n, valid)):
-                summed = arr.sum(axis=other, dtype=np.float64)
-                if k == axis:
-                    acc[k][part] += summed
-                else:
-                    acc[k] += summed
-        yield Progress(done, len(ranges), f"measuring the model's doubt ({b}/{shape[axis]})")
-    out = []
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for k in range(3):
-            out.append(np.stack([ent_sum[k] / valid_n[k], low_n[k] / valid_n[k]]))
-    return tuple(out)
-
-
-def slice_doubt(pred: Prediction, *, low_confidence: float = 0.5) -> tuple[np.ndarray, ...]:
-    """:func:`iter_slice_doubt` run to the end."""
-    return run_to_end(iter_slice_doubt(pred, low_confidence=low_confidence))
+def _all_class_rows(case: CaseMetrics, uncertainty: UncertaintySums | None) -> list[Row]:
+    rows: list[Row] = []
+    fg = range(1, case.n_classes) if case.n_classes > 1 else range(1)
+    ent = low = None
+    if uncertainty is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cnt = uncertainty.count[:, -1]
+            ent = np.where(cnt > 0, uncertainty.entropy[:, -1] / np.maximum(cnt, 1), np.nan)
+            low = uncertainty.low[:, -1]
+            share = np.where(cnt > 0, low / np.maximum(cnt, 1), np.nan)
+    for i, per_class in enumerate(case.per_slice):
+        cells = [per_class[k] for k in fg]
+        row: Row = {"slice": i, "class": "all", "n_pred": sum(c.n_pred for c in cells)}
+        if case.has_reference:
+            row["n_ref"] = sum(c.n_ref or 0 for c in cells)
+            row["fp"] = sum(c.fp or 0 for c in cells)
+            row["fn"] = sum(c.fn or 0 for c in cells)
+        if ent is not None and low is not None:
+            row["mean_entropy"] = float(ent[i])
+            row["low_confidence_share"] = float(share[i])
+            row["low_confidence_voxels"] = int(low[i])
+        rows.append(row)
+    return rows
 
 
 def rank_by_doubt(rows: Sequence[Row]) -> list[Row]:
-    """Slice rows, most doubtful first: mean entropy, then low-confidence share."""
-    by_low = sort_rows(rows, "low_confidence", descending=True)
-    return sort_rows(by_low, "mean_entropy", descending=True)
+    """Slice rows, most doubtful first: the largest low-confidence area (voxels), ties by
+    the higher mean entropy (rows without a value last). Area first, so a slice with three
+    unsure voxels does not outrank one with three hundred."""
+    by_entropy = sort_rows(rows, "mean_entropy", descending=True)
+    return sort_rows(by_entropy, "low_confidence_voxels", descending=True)
 
 
 # --------------------------------------------------------------------------- two predictions
@@ -842,7 +749,7 @@ def disagreement_map(
     code = a_ok.astype(np.uint8) + 2 * b_ok.astype(np.uint8)
     code[code == 0] = DIS_NEITHER
     code[~differ] = DIS_AGREE
-    scored = _compare._scored(r, n_classes)
+    scored = _compare.scored_mask(r, n_classes)
     code[differ & ~scored] = DIS_DIFFER
     return code
 

@@ -43,17 +43,30 @@ VERDICT_COLORS = {"accept": "#2e7d32", "reject": "#c62828", "unsure": "#b8860b"}
 #: Column headers shown for known column names (others show as written).
 HEADERS = {
     "case": "Case",
+    "class": "Class",
+    "slice": "Slice",
     "dice": "Dice",
     "iou": "IoU",
-    "hd95": "HD95 (mm)",
-    "assd": "ASSD (mm)",
-    "pred_voxels": "Pred. voxels",
-    "ref_voxels": "Ref. voxels",
+    "sensitivity": "Sensitivity",
+    "precision": "Precision",
+    "n_pred": "Pred. voxels",
+    "n_ref": "Ref. voxels",
+    "tp": "TP",
+    "fp": "FP",
+    "fn": "FN",
+    "volume_pred_ml": "Pred. ml",
+    "volume_ref_ml": "Ref. ml",
+    "volume_diff_ml": "Δ ml",
+    "hd95_mm": "HD95 mm",
+    "assd_mm": "ASSD mm",
     "mean_entropy": "Mean entropy",
-    "low_confidence": "Low conf.",
+    "low_confidence_share": "Low-conf. share",
+    "low_confidence_voxels": "Low-conf. voxels",
+    "absent_in_both": "In neither",
+    "worst_slice": "Worst slice",
     "verdict": "Verdict",
     "comment": "Comment",
-    "slice": "Slice",
+    "slice_notes": "Slice notes",
 }
 
 
@@ -227,14 +240,13 @@ class RowsModel(QAbstractTableModel):
 
 #: Metrics where a lower value is better (their B - A difference is coloured the other way).
 _LOWER_IS_BETTER = {
-    "hd95",
-    "assd",
+    "hd95_mm",
+    "assd_mm",
     "fp",
     "fn",
     "mean_entropy",
-    "low_confidence",
-    "volume_diff_ml",
-    "abs_volume_diff_ml",
+    "low_confidence_share",
+    "low_confidence_voxels",
 }
 
 

@@ -1,11 +1,11 @@
 """The slice table of the open case: every slice with its metrics for one class (or all).
 
-Rows come from ``core.review.slice_rows`` (counts from ``core.review.iter_slice_metrics``
-and the model's doubt from ``core.review.iter_slice_doubt``, both computed in a worker).
+Rows come from ``core.review.slice_rows`` (``core.metrics`` per-slice metrics of the open
+case and the model's doubt, computed in a worker).
 A click on a row goes to that slice (``slice_activated``). Named filters
 (``core.review.PRESET_FILTERS``: "Dice below 0.8", "In the reference, missing in the
 prediction", ...) fill the filter box; any expression can be typed. Without a reference the
-table starts sorted by the model's doubt (mean entropy, then low-confidence share), most
+table starts sorted by the model's doubt (low-confidence area, then mean entropy), most
 doubtful first, so a reviewer still starts with the doubtful slices.
 """
 
@@ -84,9 +84,9 @@ class SliceTable(RowsTable):
         return self._class_indices[i] if 0 <= i < len(self._class_indices) else None
 
     def set_slice_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Show the slice rows. Rows without a reference (no ``dice`` column) but with
+        """Show the slice rows. Rows without a reference (no ``n_ref`` column) but with
         doubt columns are shown most doubtful first; with a reference, as sorted before."""
-        has_reference = any("dice" in r for r in rows)
+        has_reference = any("n_ref" in r for r in rows)
         has_doubt = any("mean_entropy" in r for r in rows)
         if not has_reference and has_doubt:
             rows = review.rank_by_doubt(rows)
@@ -98,7 +98,7 @@ class SliceTable(RowsTable):
             item = self.preset_combo.model().item(i)  # type: ignore[attr-defined]
             item.setEnabled(usable)
         if not has_reference and has_doubt and self.model.sort_key is None:
-            self.model.sort_by("mean_entropy", descending=True)
+            self.model.sort_by("low_confidence_voxels", descending=True)
 
     def slices(self) -> list[int]:
         """Shown slice indices in the shown order."""

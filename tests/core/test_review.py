@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from segviewer.core import review
+from segviewer.core import metrics, review
 from segviewer.core.compare import compare
 from segviewer.core.layout import Layout, parse_layout
 from segviewer.core.progress import run_to_end
@@ -101,24 +101,30 @@ def test_filter_rows_parses_against_the_rows_columns() -> None:
         filter_rows(ROWS, "hd95 > 5")
 
 
-def test_presets_parse_on_slice_rows() -> None:
-    counts = np.zeros((3, 2, 4), np.int64)
-    counts[:, 1, 0] = (10, 10, 10)  # perfect
-    counts[:, 1, 1] = (0, 12, 0)  # missed entirely
-    counts[:, 1, 2] = (5, 0, 0)  # false positive only
-    counts[:, 1, 3] = (0, 0, 0)  # empty
-    rows = slice_rows(counts, 1)
+def test_presets_parse_on_slice_rows(demo_labels: tuple) -> None:
+    _, pred, ref = demo_labels
+    pred = pred.copy()
+    pred[:, :, 30][pred[:, :, 30] == 2] = 0  # slice 30: white matter missed entirely
+    case = metrics.case_metrics(pred, ref, 3, (2.0, 2.0, 2.0), 2, slice_distances=False)
+    rows = slice_rows(case, 2)
     cols = review.columns_of(rows)
     got = {
         name: [r["slice"] for r in rows if parse_filter(text, cols)(r)]
         for name, text in review.PRESET_FILTERS.items()
     }
-    assert got == {
-        "Dice below 0.8": [1, 2],
-        "In the reference, missing in the prediction": [1],
-        "In the prediction, not in the reference": [2],
-        "Any error": [1, 2],
-    }
+    has_p = (pred == 2).any(axis=(0, 1))
+    has_r = (ref == 2).any(axis=(0, 1))
+    missed = [int(i) for i in np.flatnonzero(has_r & ~has_p)]
+    assert 30 in missed
+    assert got["In the reference, missing in the prediction"] == missed
+    assert got["In the prediction, not in the reference"] == [
+        int(i) for i in np.flatnonzero(has_p & ~has_r)
+    ]
+    low = got["Dice below 0.8"]
+    assert 30 in low and all(rows[s]["dice"] < 0.8 for s in low)
+    # slices without white matter in either map (Dice 1 by convention) never pass it
+    assert all(not rows[s]["absent_in_both"] for s in low)
+    assert set(got["Any error"]) >= set(low)
 
 
 # ----------------------------------------------------------------------------- sorting
@@ -162,28 +168,32 @@ def _ids_case(rows: list[dict[str, object]]) -> list[str]:
     return [str(r["case"]) for r in rows]
 
 
-def test_worst_slice_prefers_error_voxels_then_dice() -> None:
+def test_worst_slice_on_records_follows_core_metrics(demo_labels: tuple) -> None:
+    _, pred, ref = demo_labels
+    case = metrics.case_metrics(pred, ref, 3, (2.0, 2.0, 2.0), 2, slice_distances=False)
+    names = ["background", "grey", "white"]
+    # slices.csv-like records, as text (the way a CSV reads back)
     recs = [
-        {"case": "x", "class": "1", "slice": "0", "fp": "0", "fn": "3", "dice": "0.0"},
-        {"case": "x", "class": "1", "slice": "1", "fp": "40", "fn": "160", "dice": "0.6"},
-        {"case": "x", "class": "1", "slice": "2", "fp": "0", "fn": "0", "dice": "1.0"},
-        {"case": "x", "class": "2", "slice": "2", "fp": "900", "fn": "0", "dice": "0.1"},
-        {"case": "y", "class": "1", "slice": "5", "fp": "999", "fn": "0", "dice": "0.1"},
+        {"case": "x", **{k: str(v) for k, v in r.items()}}
+        for k in (1, 2)
+        for r in slice_rows(case, k, class_names=names)
     ]
-    assert worst_slice(recs, case="x", class_name="1") == 1
-    assert worst_slice(recs, case="x", class_name="2") == 2
-    assert worst_slice(recs, case="x") == 2  # any class
-    assert worst_slice(recs, case="z") is None
-    perfect = [r for r in recs if r["slice"] == "2" and r["class"] == "1"]
-    assert worst_slice(perfect, case="x") is None
+    assert worst_slice(recs, case="x", class_name="grey") == case.worst_slice[1]
+    assert worst_slice(recs, case="x", class_name="WHITE") == case.worst_slice[2]
+    assert worst_slice(recs, case="y") is None
+    # hand-made: lowest Dice wins, then most wrong voxels; absent-in-both slices skipped
+    hand = [
+        {"case": "q", "slice": 0, "dice": 0.0, "fp": 0, "fn": 3, "absent_in_both": False},
+        {"case": "q", "slice": 1, "dice": 0.0, "fp": 40, "fn": 160, "absent_in_both": False},
+        {"case": "q", "slice": 2, "dice": 1.0, "fp": 0, "fn": 0, "absent_in_both": True},
+    ]
+    assert worst_slice(hand, case="q") == 1
     doubt = [
-        {"case": "q", "slice": 0, "mean_entropy": 0.1},
-        {"case": "q", "slice": 1, "mean_entropy": 0.4},
+        {"case": "q", "slice": 0, "mean_entropy": 0.1, "n_pred": 10},
+        {"case": "q", "slice": 1, "mean_entropy": 0.4, "n_pred": 10},
+        {"case": "q", "slice": 2, "mean_entropy": 0.9, "n_pred": 0},
     ]
     assert worst_slice(doubt, case="q") == 1
-
-
-# ----------------------------------------------------------------------------- per slice
 
 
 @pytest.fixture(scope="module")
@@ -197,89 +207,58 @@ def demo_labels(demo_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return p, pred, ref
 
 
-def test_slice_metrics_match_compare_on_every_slice(demo_labels: tuple) -> None:
+def test_slice_rows_from_case_metrics(demo_labels: tuple) -> None:
     _, pred, ref = demo_labels
-    n = 3
-    per_axis = review.slice_metrics(pred, ref, n)
-    for axis in range(3):
-        counts = per_axis[axis]
-        assert counts.shape == (3, n, pred.shape[axis])
-        for k in (1, 2):
-            rows = slice_rows(counts, k)
-            for s in (0, pred.shape[axis] // 2, pred.shape[axis] // 3):
-                sl = [slice(None)] * 3
-                sl[axis] = slice(s, s + 1)
-                c = compare(pred[tuple(sl)], ref[tuple(sl)], n).per_class[k]
-                row = rows[s]
-                assert (row["pred_voxels"], row["ref_voxels"], row["tp"]) == (
-                    c.n_pred,
-                    c.n_ref,
-                    c.tp,
-                )
-                assert (row["fp"], row["fn"]) == (c.fp, c.fn)
-                if c.absent_in_both:
-                    assert math.isnan(row["dice"])
-                else:
-                    assert row["dice"] == pytest.approx(c.dice)
-                    assert row["iou"] == pytest.approx(c.jaccard)
-    # all three axes count the same voxels
-    totals = [c.sum(axis=2) for c in per_axis]
-    assert np.array_equal(totals[0], totals[1]) and np.array_equal(totals[0], totals[2])
-    # whole-volume numbers agree with core.compare
-    whole = compare(pred, ref, n)
-    assert totals[0][2, 1] == whole.per_class[1].tp
-
-
-def test_slice_rows_without_reference_and_foreground_sum(demo_labels: tuple) -> None:
-    _, pred, ref = demo_labels
-    counts = review.slice_metrics(pred, None, 3)[0]
-    rows = slice_rows(counts, 2, has_reference=False)
-    assert set(rows[0]) == {"slice", "pred_voxels"}
-    assert rows[50]["pred_voxels"] == int((pred[50] == 2).sum())
-    fg = slice_rows(review.slice_metrics(pred, ref, 3)[0], None)
-    assert fg[50]["ref_voxels"] == int(((ref[50] == 1) | (ref[50] == 2)).sum())
+    case = metrics.case_metrics(pred, ref, 3, (2.0, 2.0, 2.0), 2, slice_distances=False)
+    rows = slice_rows(case, 1, class_names=["bg", "grey", "white"])
+    assert len(rows) == pred.shape[2]
+    assert rows[40]["class"] == "grey"
+    c = compare(pred[:, :, 40], ref[:, :, 40], 3).per_class[1]
+    assert (rows[40]["n_pred"], rows[40]["n_ref"], rows[40]["fp"], rows[40]["fn"]) == (
+        c.n_pred,
+        c.n_ref,
+        c.fp,
+        c.fn,
+    )
+    assert rows[40]["dice"] == pytest.approx(c.dice)
+    assert "mean_entropy" not in rows[40]  # no class scores given
+    both = slice_rows(case, None)
+    assert len(both) == pred.shape[2] and both[40]["class"] == "all"
+    fg_p, fg_r = (pred[:, :, 40] >= 1) & (pred[:, :, 40] <= 2), (ref[:, :, 40] >= 1)
+    assert both[40]["n_pred"] == int(fg_p.sum()) and both[40]["n_ref"] == int(fg_r.sum())
+    assert "dice" not in both[40]
     with pytest.raises(SegviewerError, match="class 3 does not exist"):
-        slice_rows(counts, 3)
+        slice_rows(case, 3)
 
 
-def test_slice_doubt_matches_a_plain_computation(demo_labels: tuple) -> None:
+def test_doubt_rows_without_reference_rank_uniform_slices_first(demo_labels: tuple) -> None:
     probs, _, _ = demo_labels
-    # a block of the demo probabilities made uniform: that is where the doubt must peak
     p = probs.astype(np.float32).copy()
-    p[:, :, 60:62, :] = 1.0 / 3.0
+    p[:, :, 60:62, :] = [0.34, 0.33, 0.33]  # the model cannot decide on two slices
     pred = Prediction(p, PredictionKind.PROBABILITIES, _channels_last(p.shape), n_classes=3)
-    doubt = review.slice_doubt(pred, low_confidence=0.6)
+    labels = np.argmax(p, axis=-1).astype(np.uint8)
+    unc = metrics.uncertainty(pred, labels, 2)
+    case = metrics.case_metrics(labels, None, 3, (2.0, 2.0, 2.0), 2, uncertainty=unc)
+    rows = slice_rows(case, None, uncertainty=unc)
+    assert "dice" not in rows[0] and "mean_entropy" in rows[0]
+    top = review.rank_by_doubt(rows)[:2]
+    assert sorted(r["slice"] for r in top) == [60, 61]
+    assert top[0]["mean_entropy"] == pytest.approx(1.0, abs=1e-3)
+    assert top[0]["low_confidence_share"] == 1.0
+    assert top[0]["low_confidence_voxels"] == p.shape[0] * p.shape[1]
+    # independent: plain numpy entropy of the whole slice
     q = p / p.sum(axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -(np.where(q > 0, q * np.log(q), 0.0)).sum(axis=-1) / np.log(3)
-    conf = q.max(axis=-1)
-    valid = np.isfinite(ent)
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        n_valid = valid.sum(axis=other)
-        expect_ent = np.where(valid, ent, 0).sum(axis=other) / n_valid
-        expect_low = ((conf < 0.6) & valid).sum(axis=other) / n_valid
-        np.testing.assert_allclose(doubt[axis][0], expect_ent, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(doubt[axis][1], expect_low, rtol=1e-6)
-    # the uniform slices rank first along axis 2
-    rows = slice_rows(
-        np.zeros((3, 3, p.shape[2]), np.int64), 1, has_reference=False, doubt=doubt[2]
-    )
-    top = [r["slice"] for r in review.rank_by_doubt(rows)[:2]]
-    assert sorted(top) == [60, 61]
-    assert rows[60]["mean_entropy"] == pytest.approx(1.0, abs=1e-5)
-    assert rows[60]["low_confidence"] == 1.0
+    assert rows[45]["mean_entropy"] == pytest.approx(float(ent[:, :, 45].mean()), rel=1e-4)
+    # one class: that class's doubt, and its low-confidence area in voxels
+    grey = slice_rows(case, 1)
+    share = grey[45]["low_confidence_share"]
+    assert grey[45]["low_confidence_voxels"] == round(share * grey[45]["n_pred"])
 
 
 def _channels_last(shape: tuple[int, ...]) -> Layout:
     return parse_layout("xyzc", shape, shape[:3])
-
-
-def test_slice_doubt_refuses_label_maps(demo_labels: tuple) -> None:
-    _, pred, _ = demo_labels
-    lay = parse_layout("xyz", pred.shape, pred.shape)
-    with pytest.raises(SegviewerError, match="a label map carries no doubt"):
-        review.slice_doubt(Prediction(pred, PredictionKind.LABELS, lay, n_classes=3))
 
 
 # ----------------------------------------------------------------------------- two predictions

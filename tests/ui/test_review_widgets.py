@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from segviewer.core import orientation, review
+from segviewer.core import metrics, orientation, review
 from segviewer.core.progress import run_to_end
 from segviewer.core.types import Volume
 from segviewer.io.classtables import load_class_table
@@ -34,13 +34,13 @@ def _row_point(table: Any, row: int) -> QPoint:
 
 
 CASES = [
-    {"case": "s1", "class": "grey", "model": "a", "dice": 0.91, "hd95": 2.0},
-    {"case": "s1", "class": "grey", "model": "b", "dice": 0.70, "hd95": 6.5},
-    {"case": "s2", "class": "grey", "model": "a", "dice": 0.55, "hd95": math.nan},
-    {"case": "s2", "class": "grey", "model": "b", "dice": 0.80, "hd95": 3.0},
-    {"case": "s3", "class": "grey", "model": "a", "dice": 0.85, "hd95": 4.0},
-    {"case": "s3", "class": "grey", "model": "b", "dice": 0.84, "hd95": 4.1},
-    {"case": "s1", "class": "white", "model": "a", "dice": 0.95, "hd95": 1.0},
+    {"case": "s1", "class": "grey", "model": "a", "dice": 0.91, "hd95_mm": 2.0},
+    {"case": "s1", "class": "grey", "model": "b", "dice": 0.70, "hd95_mm": 6.5},
+    {"case": "s2", "class": "grey", "model": "a", "dice": 0.55, "hd95_mm": math.nan},
+    {"case": "s2", "class": "grey", "model": "b", "dice": 0.80, "hd95_mm": 3.0},
+    {"case": "s3", "class": "grey", "model": "a", "dice": 0.85, "hd95_mm": 4.0},
+    {"case": "s3", "class": "grey", "model": "b", "dice": 0.84, "hd95_mm": 4.1},
+    {"case": "s1", "class": "white", "model": "a", "dice": 0.95, "hd95_mm": 1.0},
 ]
 
 
@@ -63,7 +63,7 @@ def case_table(qtbot: Any) -> Any:
 
 def test_case_table_sorts_by_header_clicks_missing_last(qtbot: Any, case_table: Any) -> None:
     t = case_table
-    assert t.model.columns[:3] == ["case", "dice", "hd95"]
+    assert t.model.columns[:3] == ["case", "dice", "hd95_mm"]
     assert "dice_diff" in t.model.columns
     _click_header(qtbot, t, "dice_diff")
     first = t.case_ids()
@@ -71,9 +71,9 @@ def test_case_table_sorts_by_header_clicks_missing_last(qtbot: Any, case_table: 
     second = t.case_ids()
     # one of the two clicks sorts ascending: where B got worse first
     assert {tuple(first), tuple(second)} == {("s1", "s3", "s2"), ("s2", "s3", "s1")}
-    _click_header(qtbot, t, "hd95")
+    _click_header(qtbot, t, "hd95_mm")
     up = t.case_ids()
-    _click_header(qtbot, t, "hd95")
+    _click_header(qtbot, t, "hd95_mm")
     down = t.case_ids()
     assert up[-1] == down[-1] == "s2"  # its HD95 is missing: last both ways
     assert t.model.headerData(t.model.columns.index("dice_diff"), Qt.Orientation.Horizontal) == (
@@ -81,7 +81,7 @@ def test_case_table_sorts_by_header_clicks_missing_last(qtbot: Any, case_table: 
     )
     # the shown text: 3 decimals, missing as a dash, verdict coloured
     i = t.model.find("case", "s2")
-    assert t.model.data(t.model.index(i, t.model.columns.index("hd95"))) == "–"
+    assert t.model.data(t.model.index(i, t.model.columns.index("hd95_mm"))) == "–"
     vcol = t.model.columns.index("verdict")
     bg = t.model.data(t.model.index(i, vcol), Qt.ItemDataRole.BackgroundRole)
     assert bg.name() == "#c62828"
@@ -150,8 +150,8 @@ def test_slice_table_presets_click_and_doubt(qtbot: Any, demo: dict[str, Any]) -
     t.set_classes(list(demo["table"].names), 2)
     a = demo["a"].copy()
     a[:, :, 30][a[:, :, 30] == 2] = 0  # slice 30 (axis 2): white matter missed entirely
-    counts = review.slice_metrics(a, demo["ref"], 3)[2]
-    t.set_slice_rows(review.slice_rows(counts, 2))
+    case = metrics.case_metrics(a, demo["ref"], 3, (2.0, 2.0, 2.0), 2, slice_distances=False)
+    t.set_slice_rows(review.slice_rows(case, 2))
     assert t.count.text() == f"{a.shape[2]} slices"
     preset = list(review.PRESET_FILTERS).index("In the reference, missing in the prediction") + 1
     t.preset_combo.setCurrentIndex(preset)
@@ -176,15 +176,15 @@ def test_slice_table_presets_click_and_doubt(qtbot: Any, demo: dict[str, Any]) -
     pred = Prediction(
         p, PredictionKind.PROBABILITIES, parse_layout("xyzc", p.shape, p.shape[:3]), 3
     )
-    doubt = review.slice_doubt(pred)[2]
-    no_ref = review.slice_rows(
-        review.slice_metrics(demo["ref"], None, 3)[2], 2, has_reference=False, doubt=doubt
-    )
+    labels = np.argmax(p, axis=-1).astype(np.uint8)
+    unc = metrics.uncertainty(pred, labels, 2)
+    case = metrics.case_metrics(labels, None, 3, (2.0, 2.0, 2.0), 2, uncertainty=unc)
+    no_ref = review.slice_rows(case, None, uncertainty=unc)
     t2 = SliceTable()
     qtbot.addWidget(t2)
     t2.set_slice_rows(no_ref)
     assert t2.slices()[0] == 40
-    assert t2.model.sort_key == ("mean_entropy", True)
+    assert t2.model.sort_key == ("low_confidence_voxels", True)
     # presets that need a reference are greyed out
     item = t2.preset_combo.model().item(1)  # type: ignore[attr-defined]
     assert not item.isEnabled()
