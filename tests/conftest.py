@@ -9,6 +9,34 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+
+class _NoTensorFlow:
+    """Meta-path finder that makes ``import tensorflow`` / ``import keras`` fail.
+
+    With ``SEGVIEWER_TEST_NO_TF=1`` the suite runs as on a machine without TensorFlow, so
+    ``-m "not tf"`` proves that every test needing it carries the ``tf`` marker (CI runs it).
+    """
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+            raise ModuleNotFoundError(f"No module named {name!r} (SEGVIEWER_TEST_NO_TF)")
+        return None
+
+
+if os.environ.get("SEGVIEWER_TEST_NO_TF") == "1":
+    import importlib.util
+    import sys
+
+    sys.meta_path.insert(0, _NoTensorFlow())  # type: ignore[arg-type]
+    _real_find_spec = importlib.util.find_spec
+
+    def _find_spec_without_tf(name: str, package: str | None = None) -> object:
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+            return None
+        return _real_find_spec(name, package)
+
+    importlib.util.find_spec = _find_spec_without_tf  # type: ignore[assignment]
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "resources" / "demo"
 

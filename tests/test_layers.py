@@ -28,7 +28,16 @@ def test_core_imports_neither_qt_nor_tensorflow() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["segviewer.io.images", "segviewer.io.predictions", "segviewer.io.export", "segviewer.cli"],
+    [
+        "segviewer.io.images",
+        "segviewer.io.predictions",
+        "segviewer.io.export",
+        "segviewer.cli",
+        "segviewer.cli.info",
+        "segviewer.cli.export",
+        "segviewer.cli.compare",
+        "segviewer.cli.window",
+    ],
 )
 def test_io_and_cli_do_not_import_qt_or_tensorflow(module: str) -> None:
     mods = _loaded_after(f"import {module}")

@@ -38,89 +38,10 @@ def demo_model_path() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Options of the window command (also used by ``segviewer.cli`` for its default command)."""
-    p = argparse.ArgumentParser(
-        prog="segviewer",
-        description="Review a segmentation model's prediction on an MRI volume.",
-    )
-    p.add_argument(
-        "image", nargs="?", help="MRI: NIfTI, DICOM file/folder, NRRD, PNG/TIFF, .npy/.npz"
-    )
-    p.add_argument(
-        "--prediction",
-        "-p",
-        help="model output aligned to the image (logits, probabilities, labels)",
-    )
-    p.add_argument(
-        "--classes", "-c", help="class table: JSON, CSV, ITK-SNAP, FreeSurferColorLUT, Slicer"
-    )
-    p.add_argument(
-        "--layout", help="prediction layout, e.g. NHWC, NCHW, CDHW, DHWC (default: detect)"
-    )
-    p.add_argument(
-        "--kind",
-        choices=["logits", "probabilities", "sigmoid", "multilabel", "labels"],
-        help="what the prediction's values are (default: detect)",
-    )
-    p.add_argument(
-        "--resample",
-        action="store_true",
-        help="resample a prediction made at another resolution onto the image grid",
-    )
-    p.add_argument(
-        "--reference",
-        "-r",
-        metavar="REF",
-        help="reference segmentation (ground truth) on the image grid: a label map, or "
-        "probabilities/logits (their argmax); shows Dice per class, 'Errors vs reference' "
-        "and E / Shift+E to the slices with the most errors",
-    )
-    p.add_argument("--series", help="DICOM series UID or number when a folder holds several")
-    p.add_argument("--frame", type=int, default=0, help="frame of a 4-D image to show (default 0)")
-    p.add_argument(
-        "--model",
-        "-m",
-        metavar="MODEL",
-        help="TensorFlow/Keras model (.keras, .h5, SavedModel folder) to run on the image",
-    )
-    p.add_argument(
-        "--trust-model",
-        action="store_true",
-        help="allow a model file that runs code when loaded (Keras Lambda layers, custom "
-        "classes); only for files from a source you trust",
-    )
-    p.add_argument(
-        "--model-card",
-        metavar="FILE",
-        help="the model's card (default: <model>.segviewer.json next to the model)",
-    )
-    p.add_argument(
-        "--model-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a model-card field, e.g. --model-option normalization=zscore "
-        "--model-option slice_axis=0 (repeatable; values read as JSON when they parse)",
-    )
-    p.add_argument(
-        "--demo",
-        action="store_true",
-        help="open the bundled demo (ICBM152 T1 + reference tissue probabilities, replaced "
-        "by the bundled model's prediction when TensorFlow is installed, which is then "
-        "compared with the tissue probabilities as the reference)",
-    )
-    p.add_argument("--view", choices=["axial", "coronal", "sagittal", "three"], default="axial")
-    p.add_argument(
-        "--slice",
-        type=int,
-        help="slice index to show first, 0-based as on screen (default: middle)",
-    )
-    p.add_argument(
-        "--screenshot",
-        metavar="FILE.png",
-        help="open, wait for all work, save the window to PNG and exit",
-    )
-    return p
+    """Options of the window command, declared in :mod:`segviewer.cli.options`."""
+    from segviewer.cli.options import window_parser
+
+    return window_parser()
 
 
 def model_options(items: Sequence[str]) -> dict[str, Any]:
@@ -180,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--screenshot FILE.png`` opens everything, waits until every background job has
     finished, saves the window to ``FILE.png`` and exits 0 (works with
     ``QT_QPA_PLATFORM=offscreen``). Errors while loading are shown in a dialog (or, with
-    ``--screenshot``, printed and the exit code is 1).
+    ``--screenshot``, printed as ``segviewer: error: ...`` and the exit code is 2).
     """
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     t0 = time.perf_counter()
@@ -189,14 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         overrides = model_options(args.model_option)
     except SegviewerError as e:
-        print(f"segviewer: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
     if (args.model_card or overrides or args.trust_model) and not (args.model or args.demo):
-        print(
-            "segviewer: --model-card, --model-option and --trust-model only apply with --model",
-            file=sys.stderr,
-        )
-        return 2
+        return _fail("--model-card, --model-option and --trust-model only apply with --model")
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
@@ -225,8 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.screenshot:
         # Headless: report errors on stderr instead of a modal dialog nobody can close.
         def report(text: str) -> None:
-            print(f"segviewer: {text}", file=sys.stderr)
-            status["code"] = 1
+            status["code"] = _fail(text)
 
         win.error_shown.connect(report)
         win.show_dialogs = False
@@ -258,21 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     win.model_prediction_shown.connect(first_model_prediction)
     win.show()
     if model is not None and image is None:
-        print(
-            "segviewer: --model runs the model on an image; give the image too: "
-            "segviewer IMAGE --model MODEL",
-            file=sys.stderr,
-        )
         win.close()
-        return 2
+        return _fail(
+            "--model runs the model on an image; give the image too: segviewer IMAGE --model MODEL"
+        )
     if reference is not None and image is None:
-        print(
-            "segviewer: --reference is compared with a prediction on an image; give the image "
-            "too: segviewer IMAGE --prediction P --reference R",
-            file=sys.stderr,
-        )
         win.close()
-        return 2
+        return _fail(
+            "--reference is compared with a prediction on an image; give the image "
+            "too: segviewer IMAGE --prediction P --reference R"
+        )
     if image or prediction or classes:
         win.open_files(
             image,
@@ -301,8 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # atomic (no partial PNG); the user named this file, so it is replaced
                 write_png(qimage_to_array(win.grab().toImage()), out, force=True)
             except (SegviewerError, OSError) as exc:
-                print(f"segviewer: could not write {out}: {exc}", file=sys.stderr)
-                status["code"] = 1
+                status["code"] = _fail(f"could not write {out}: {exc}")
             win.close()
 
         win.when_idle(shoot)
@@ -318,6 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if win.isVisible():
             loop.exec()
     return status["code"]
+
+
+def _fail(message: str) -> int:
+    """The command line's one error convention: ``segviewer: error: ...``, exit status 2."""
+    from segviewer.cli.terminal import fail
+
+    return fail(message)
 
 
 #: design.md calls the entry point ``run_app``; both names work.

@@ -28,11 +28,31 @@ def test_zscore_gives_zero_mean_unit_std(t1: np.ndarray) -> None:
     assert z.dtype == np.float32 and z.shape == t1.shape
     assert abs(float(z.mean(dtype=np.float64))) < 1e-5
     assert float(z.std(dtype=np.float64)) == pytest.approx(1.0, abs=1e-5)
-    # Non-zero statistics: the brain voxels, not the background, get mean 0.
-    zn = normalize(t1, "zscore", nonzero=True)
-    brain = t1 != 0
-    assert abs(float(zn[brain].mean(dtype=np.float64))) < 1e-5
-    assert float(zn[~brain].max()) < -0.5 if (~brain).any() else True
+
+
+def test_nonzero_statistics_ignore_a_zero_background(t1: np.ndarray) -> None:
+    # anatomical.nii has no zero voxel, so give it a zero background (a skull-stripped look):
+    # a 6-voxel frame of zeros around the volume.
+    x = t1.astype(np.float32).copy()
+    x[:6], x[-6:], x[:, :6], x[:, -6:] = 0, 0, 0, 0
+    brain = x != 0
+    assert (~brain).sum() > 0.3 * x.size and brain.sum() > 0.2 * x.size
+    v = x[brain].astype(np.float64)
+    zn = normalize(x, "zscore", nonzero=True)
+    np.testing.assert_allclose(zn[brain], (v - v.mean()) / v.std(), rtol=1e-5, atol=1e-5)
+    # every voxel is still transformed: the background becomes -mean/std of the brain
+    np.testing.assert_allclose(zn[~brain], -v.mean() / v.std(), rtol=1e-5)
+    # and the plain z-score (statistics over everything) differs from it
+    z = normalize(x, "zscore")
+    assert abs(float(z[brain].mean(dtype=np.float64))) > 0.3
+    mm = normalize(x, "minmax", nonzero=True)
+    np.testing.assert_allclose(mm[brain], (v - v.min()) / (v.max() - v.min()), atol=1e-6)
+    np.testing.assert_allclose(mm[~brain], -v.min() / (v.max() - v.min()), rtol=1e-5)
+    pc = normalize(x, "percentile", percentile_low=2.0, percentile_high=98.0, nonzero=True)
+    lo, hi = np.percentile(v, [2.0, 98.0])
+    np.testing.assert_allclose(
+        pc[brain], (np.clip(v, lo, hi) - lo) / (hi - lo), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_minmax_max_percentile_values(t1: np.ndarray) -> None:

@@ -21,6 +21,7 @@ def _rgb(img: np.ndarray, rgb: tuple[int, int, int]) -> int:
     return int(np.count_nonzero(np.all(img[..., :3] == np.array(rgb, np.uint8), axis=-1)))
 
 
+@pytest.mark.tf  # asserts that the bundled model ran
 def test_demo_screenshot_from_the_command_line(
     qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,11 +59,12 @@ def test_demo_screenshot_from_the_command_line(
     assert np.count_nonzero(b - r > 60) > 500
 
 
-def test_screenshot_reports_a_bad_file_and_exits_1(qtbot: Any, tmp_path: Path, capsys: Any) -> None:
+def test_screenshot_reports_a_bad_file_and_exits_2(qtbot: Any, tmp_path: Path, capsys: Any) -> None:
     bad = tmp_path / "nothing.nii.gz"
     bad.write_bytes(b"garbage")
-    assert main([str(bad), "--screenshot", str(tmp_path / "x.png")]) == 1
-    assert "nothing.nii.gz" in capsys.readouterr().err
+    assert main([str(bad), "--screenshot", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("segviewer: error: ") and "nothing.nii.gz" in err
 
 
 def test_parser_knows_the_documented_options() -> None:

@@ -412,7 +412,7 @@ def test_command_line_model_refused_then_trusted(
     shot = tmp_path / "shot.png"
     assert (
         main([str(nibabel_anatomical), "--model", str(lambda_model), "--screenshot", str(shot)])
-        == 1
+        == 2
     )
     assert "Lambda" in capsys.readouterr().err
     code = main(
@@ -537,7 +537,7 @@ def test_command_line_model_option_errors(
                 shot,
             ]
         )
-        == 1
+        == 2
     )
     assert "unknown field(s) bogus" in capsys.readouterr().err
     assert main([image, "--model-option", "normalization=zscore"]) == 2

@@ -1,0 +1,164 @@
+"""What ``export`` and ``compare`` load the same way: image, prediction (file or model run),
+class table, mask settings and reference; and the bundled demo's files."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segviewer.cli.options import series_arg
+from segviewer.cli.terminal import ProgressBar, drive
+from segviewer.core.classes import ClassTable
+from segviewer.core.types import MaskSettings, Prediction, SegviewerError, Volume
+
+__all__ = ["Inputs", "demo_model_path", "demo_paths", "load_inputs", "load_reference"]
+
+
+@dataclass
+class Inputs:
+    """The loaded inputs of ``export`` and ``compare``."""
+
+    volume: Volume
+    prediction: Prediction
+    table: ClassTable
+    settings: MaskSettings
+    #: how a model run made the prediction (``None`` for a prediction file)
+    provenance: dict[str, Any] | None = None
+    #: what the user should hear about (one line each, printed as warnings)
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_inputs(
+    ns: argparse.Namespace,
+    show: bool,
+    image_path: str | None,
+    prediction_path: str | None,
+    classes_path: str | None,
+    command: str,
+) -> Inputs:
+    """Load the image, then the prediction file or run the model; class table and settings."""
+    from segviewer.io.images import load_image
+
+    if not image_path:
+        raise SegviewerError(
+            f"no image given; run 'segviewer {command} IMAGE --prediction FILE ...'"
+        )
+    if not prediction_path and not ns.model:
+        raise SegviewerError("no prediction given; add --prediction FILE or --model MODEL")
+    if (ns.model_card or ns.model_option) and not ns.model:
+        raise SegviewerError("--model-card and --model-option only apply with --model")
+    overrides: dict[str, Any] = {}
+    if ns.model_option:
+        from segviewer.inference.card import parse_overrides
+
+        overrides = parse_overrides(ns.model_option)
+    warnings: list[str] = []
+    threshold: float | None = ns.threshold
+    table: ClassTable | None = None
+    if classes_path:
+        from segviewer.io.classtables import read_class_table
+
+        table, table_warnings = read_class_table(classes_path)
+        warnings += table_warnings
+
+    volume = load_image(image_path, frame=ns.frame, series=series_arg(ns.series))
+    warnings += [str(w) for w in volume.metadata.get("warnings", ())]
+    provenance: dict[str, Any] | None = None
+    prediction: Prediction
+    if ns.model:
+        from segviewer.inference import card_for_model, load_card, predict
+
+        # An explicit --model-card is passed on; otherwise predict() finds the card beside
+        # the model itself and records its path in the provenance.
+        given = load_card(ns.model_card) if ns.model_card else None
+        card = given if given is not None else card_for_model(ns.model)
+        if card is not None and overrides:
+            card = card.with_overrides(overrides)
+        if table is None and card is not None and card.class_names:
+            table = _table_from_card(card.class_names, card.class_colors)
+        if threshold is None and "threshold" in overrides:
+            threshold = float(overrides["threshold"])
+        elif threshold is None and card is not None:
+            threshold = card.threshold
+        bar = ProgressBar(sys.stderr, show, "running the model")
+        prediction, provenance = drive(
+            predict(
+                volume, ns.model, trust=ns.trust_model, card=given, overrides=overrides or None
+            ),
+            bar,
+        )
+    else:
+        from segviewer.io.predictions import load_prediction
+
+        prediction = load_prediction(
+            str(prediction_path),
+            volume.shape,
+            layout=ns.layout,
+            kind=ns.kind,
+            n_classes_hint=len(table) if table is not None else None,
+            resample=ns.resample,
+        )
+    if table is None:
+        table = ClassTable.default(int(prediction.n_classes))
+    settings = MaskSettings(
+        threshold=0.5 if threshold is None else threshold, min_confidence=ns.min_confidence
+    )
+    return Inputs(volume, prediction, table, settings, provenance, warnings)
+
+
+def load_reference(
+    path: str, volume: Volume, n_classes: int, warnings: list[str], layout: str | None = None
+) -> np.ndarray:
+    """The reference label map on the image grid; geometry warnings go to ``warnings``."""
+    from segviewer.io.predictions import load_reference as read_reference
+
+    notes: list[str] = []
+    reference = read_reference(
+        path,
+        volume.shape,
+        layout=layout,
+        n_classes_hint=n_classes,
+        image_affine=volume.affine,
+        notes=notes,
+    )
+    # only what the user must act on: a reference mirrored or shifted against the image
+    warnings += [n.removeprefix("Warning: ") for n in notes if n.startswith("Warning")]
+    return reference
+
+
+def _table_from_card(names: Sequence[str], colors: Sequence[str] | None) -> ClassTable:
+    """Class table from a model card's ``class_names`` / ``class_colors`` (``#rrggbb``)."""
+    table = ClassTable.default(len(names))
+    for i, name in enumerate(names):
+        table = table.with_name(i, str(name))
+        if colors is not None:
+            h = str(colors[i]).lstrip("#")
+            table = table.with_color(i, (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)))
+    return table
+
+
+def demo_paths() -> tuple[Path, Path, Path]:
+    """The bundled demo: ``(t1.nii.gz, tissue_prob.nii.gz, classes.json)``."""
+    demo = importlib.resources.files("segviewer.resources") / "demo"
+    t1, prob, classes = (
+        Path(str(demo / n)) for n in ("t1.nii.gz", "tissue_prob.nii.gz", "classes.json")
+    )
+    for p in (t1, prob, classes):
+        if not p.is_file():
+            raise SegviewerError(f"the bundled demo file {p} is missing; reinstall segviewer")
+    return t1, prob, classes
+
+
+def demo_model_path() -> Path:
+    """The bundled demo model (a small 2-D U-Net for the demo T1; card next to it)."""
+    path = Path(str(importlib.resources.files("segviewer.resources") / "demo" / "model.keras"))
+    if not path.is_file():
+        raise SegviewerError(f"the bundled demo model {path} is missing; reinstall segviewer")
+    return path

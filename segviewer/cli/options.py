@@ -1,0 +1,349 @@
+"""Every command-line option of ``segviewer``, declared once.
+
+The window (``segviewer [IMAGE] ...``) and the subcommands ``info``, ``export`` and
+``compare`` build their parsers from the same ``add_*`` functions, so a flag has one name,
+one type and one help text wherever it appears. The functions that turn option text into
+values (``series_arg``, ``csv_choice``, ``window_arg``) live here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+
+from segviewer.core.types import SegviewerError
+
+__all__ = [
+    "FORMATS",
+    "KINDS",
+    "VIEWS",
+    "WHATS",
+    "compare_parser",
+    "csv_choice",
+    "export_parser",
+    "info_parser",
+    "series_arg",
+    "window_arg",
+    "window_parser",
+]
+
+WHATS = ("binary", "labels", "probabilities", "overlays", "errors")
+FORMATS = ("nifti", "png", "npy")
+KINDS = ("logits", "probabilities", "sigmoid", "multilabel", "labels")
+VIEWS = ("axial", "coronal", "sagittal")
+
+
+# ----------------------------------------------------------------------------------------
+# option families
+
+
+def add_image_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "image",
+        nargs="?",
+        metavar="IMAGE",
+        help="MRI: NIfTI, DICOM file/folder, NRRD, PNG/TIFF, .npy/.npz",
+    )
+
+
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """Which image of a DICOM folder or 4-D file."""
+    p.add_argument("--series", metavar="UID_OR_N", help="DICOM series of a folder (UID or number)")
+    p.add_argument(
+        "--frame", type=int, default=0, metavar="N", help="volume of a 4-D image (0-based)"
+    )
+
+
+def add_layout_options(p: argparse.ArgumentParser) -> None:
+    """How to read a prediction's array: layout and kind."""
+    p.add_argument("--layout", help="prediction layout, e.g. NDHWC, CDHW, HWC (default: detected)")
+    p.add_argument(
+        "--kind", choices=KINDS, help="what the prediction's values are (default: detected)"
+    )
+
+
+def add_source_options(
+    p: argparse.ArgumentParser, demo_help: str, *, prediction_or_model: bool
+) -> None:
+    """Image, prediction or model, demo, class table, layout and kind.
+
+    ``prediction_or_model`` makes ``--prediction`` and ``--model`` exclusive (``export``,
+    ``compare``); the window accepts both (the model's prediction replaces the file's).
+    """
+    add_image_argument(p)
+    src: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup = (
+        p.add_mutually_exclusive_group() if prediction_or_model else p
+    )
+    src.add_argument(
+        "--prediction",
+        "-p",
+        metavar="FILE",
+        help="model output aligned to the image (logits, probabilities, labels)",
+    )
+    src.add_argument(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help="TensorFlow/Keras model (.keras, .h5, SavedModel folder) to run on the image",
+    )
+    p.add_argument("--demo", action="store_true", help=demo_help)
+    p.add_argument(
+        "--classes",
+        "-c",
+        metavar="FILE",
+        help="class table: JSON, CSV, ITK-SNAP, FreeSurferColorLUT, Slicer",
+    )
+    add_layout_options(p)
+
+
+def add_reference_option(p: argparse.ArgumentParser, effect: str) -> None:
+    p.add_argument(
+        "--reference",
+        "-r",
+        metavar="FILE",
+        help="reference segmentation (ground truth) on the image grid: a label map, or "
+        f"probabilities/logits (their argmax); {effect}",
+    )
+
+
+def add_resample_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resample",
+        action="store_true",
+        help="resample a prediction made at another resolution onto the image grid",
+    )
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Trust, card and card overrides of ``--model``."""
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a model file that runs code when loaded (Keras Lambda layers, custom "
+        "classes); only for files from a source you trust",
+    )
+    p.add_argument(
+        "--model-card",
+        metavar="FILE",
+        help="the model's card (default: <model>.segviewer.json next to the model)",
+    )
+    p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one model-card setting, e.g. normalization=zscore, slice_axis=0, "
+        "batch_size=8 (repeatable; values read as JSON when they parse; see "
+        "docs/model_card.md)",
+    )
+
+
+def add_mask_options(p: argparse.ArgumentParser) -> None:
+    """Label-map settings, image selection and model options: shared by export and compare."""
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="sigmoid/multi-label threshold (default: the model card's, else 0.5)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="mark voxels whose top probability is below P as uncertain",
+    )
+    add_resample_option(p)
+    add_image_options(p)
+    add_model_options(p)
+
+
+def add_view_option(p: argparse.ArgumentParser, *, three: bool, help: str) -> None:
+    p.add_argument(
+        "--view", choices=(*VIEWS, "three") if three else VIEWS, default="axial", help=help
+    )
+
+
+def add_json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+
+# ----------------------------------------------------------------------------------------
+# parsers
+
+
+def window_parser() -> argparse.ArgumentParser:
+    """Options of the window command ``segviewer [IMAGE] ...``."""
+    p = argparse.ArgumentParser(
+        prog="segviewer",
+        description="Review a segmentation model's prediction on an MRI volume.",
+    )
+    add_source_options(
+        p,
+        "open the bundled demo (ICBM152 T1 + reference tissue probabilities, replaced "
+        "by the bundled model's prediction when TensorFlow is installed, which is then "
+        "compared with the tissue probabilities as the reference)",
+        prediction_or_model=False,
+    )
+    add_resample_option(p)
+    add_reference_option(
+        p,
+        "shows Dice per class, 'Errors vs reference' and E / Shift+E to the slices with "
+        "the most errors",
+    )
+    add_image_options(p)
+    add_model_options(p)
+    add_view_option(p, three=True, help="the view to show first (default axial)")
+    p.add_argument(
+        "--slice",
+        type=int,
+        help="slice index to show first, 0-based as on screen (default: middle)",
+    )
+    p.add_argument(
+        "--screenshot",
+        metavar="FILE.png",
+        help="open, wait for all work, save the window to PNG and exit",
+    )
+    return p
+
+
+def info_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segviewer info",
+        description="Describe images, predictions and class tables: shape in image axes 0/1/2, "
+        "dtype, spacing, orientation; a prediction's kind and layout; a table's classes.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="files or DICOM folders")
+    p.add_argument(
+        "--image",
+        metavar="IMAGE",
+        help="detect each prediction's layout against this image's shape",
+    )
+    add_image_options(p)
+    add_layout_options(p)
+    add_json_option(p)
+    return p
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segviewer export",
+        description="Export masks, label maps, probabilities and annotated slices from a "
+        "prediction (or a model run on the image), with a manifest.json describing them.",
+        epilog="NIfTI outputs keep the image's shape and affine, so they open aligned in "
+        "ITK-SNAP, 3D Slicer and FSLeyes. PNG slices are oriented as the window shows them "
+        "(radiological convention unless --neurological).",
+    )
+    add_source_options(
+        p, "use the bundled demo image, prediction and classes", prediction_or_model=True
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    add_reference_option(p, "adds a comparison to the manifest and allows --what errors")
+    p.add_argument(
+        "--what",
+        default="binary,labels",
+        help=f"comma list of {','.join(WHATS)} (default binary,labels; errors needs --reference)",
+    )
+    p.add_argument(
+        "--format", default="nifti", help=f"comma list of {','.join(FORMATS)} (default nifti)"
+    )
+    p.add_argument(
+        "--class",
+        dest="class_",
+        action="append",
+        metavar="NAME_OR_INDEX",
+        help="export only this class (repeatable; default: all but background)",
+    )
+    add_view_option(p, three=False, help="slicing of PNG outputs (default axial)")
+    p.add_argument("--neurological", action="store_true", help="patient left on picture left")
+    p.add_argument(
+        "--slices", metavar="SEL", help="PNG slices: 10:20, 5, 0,4,8, ::10 (default all)"
+    )
+    p.add_argument("--opacity", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    p.add_argument(
+        "--outline", action="store_true", help="draw class outlines instead of filled areas"
+    )
+    p.add_argument("--mode", choices=("fill", "outline", "both"), help="overlay drawing mode")
+    p.add_argument("--outline-width", type=int, default=1, metavar="PX")
+    p.add_argument(
+        "--window", metavar="LEVEL,WIDTH", help="grey window for overlays (default automatic)"
+    )
+    p.add_argument("--no-legend", action="store_true", help="no legend on overlays")
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        metavar="N",
+        help="enlarge overlays N times (default 0 = automatic: at least 512 px)",
+    )
+    add_mask_options(p)
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    return p
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segviewer compare",
+        description="Where is the model wrong: compare a prediction (file or model run on the "
+        "image) with a reference segmentation, voxel by voxel, and print per-class Dice, "
+        "Jaccard, sensitivity, precision and volumes, and the overall accuracy.",
+        epilog="The reference must be on the image's grid (same shape). Reference voxels with "
+        "no class of the table are left out; prediction voxels marked uncertain or invalid "
+        "count as wrong for every class. 'segviewer export ... --reference FILE --what errors' "
+        "writes the error maps.",
+    )
+    add_source_options(
+        p,
+        "run the bundled demo model on the demo image and compare it with the demo's tissue "
+        "map (needs TensorFlow)",
+        prediction_or_model=True,
+    )
+    add_reference_option(p, "the prediction is scored against it")
+    p.add_argument(
+        "--reference-layout",
+        metavar="L",
+        help="layout of a reference with a class axis, e.g. DHWC (default: detected)",
+    )
+    add_mask_options(p)
+    add_json_option(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+# ----------------------------------------------------------------------------------------
+# option values
+
+
+def series_arg(text: str | None) -> str | int | None:
+    """``--series``: a number selects by series number, anything else is a UID."""
+    if text is None:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def csv_choice(text: str, allowed: Sequence[str], what: str) -> frozenset[str]:
+    """A comma list of choices (``--what``, ``--format``)."""
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    items = ["overlays" if t == "overlay" else t for t in items]
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise SegviewerError(
+            f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}"
+        )
+    return frozenset(items)
+
+
+def window_arg(text: str | None) -> tuple[float, float] | None:
+    """``--window LEVEL,WIDTH`` (grey window)."""
+    if text is None:
+        return None
+    try:
+        level, width = (float(v) for v in text.replace(":", ",").split(","))
+    except ValueError:
+        raise SegviewerError(
+            f"--window {text!r}: write LEVEL,WIDTH, e.g. --window 300,600"
+        ) from None
+    if not (math.isfinite(level) and math.isfinite(width) and width > 0):
+        raise SegviewerError(f"--window {text!r}: the width must be a positive number")
+    return level, width

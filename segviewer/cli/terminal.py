@@ -1,0 +1,198 @@
+"""What the ``segviewer`` command shows on the terminal: the progress bar, tables of numbers,
+one-line errors and warnings, and the guard that turns errors into exit statuses.
+
+Exit status: 0 success, 2 a problem the user can fix (one line ``segviewer: error: ...`` on
+stderr), 130 cancelled with Ctrl-C (nothing half-written is left behind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, TextIO, TypeVar
+
+from segviewer.core.types import Progress, SegviewerError
+
+if TYPE_CHECKING:
+    from segviewer.core.compare import Comparison
+
+__all__ = [
+    "ProgressBar",
+    "comparison_table",
+    "drive",
+    "err",
+    "fail",
+    "guarded",
+    "one_line",
+    "parse",
+    "ratio_text",
+    "warn",
+]
+
+T = TypeVar("T")
+
+#: The one exit status for a problem the user can fix (argparse uses it too).
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+
+
+def err(text: str) -> None:
+    """One line on stderr, flushed at once."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of white space (newlines too) as one space."""
+    return " ".join(text.split())
+
+
+def fail(message: str) -> int:
+    """Print ``segviewer: error: MESSAGE`` (one line) and return the exit status 2."""
+    err(f"segviewer: error: {one_line(message)}")
+    return EXIT_USAGE
+
+
+def warn(message: str) -> None:
+    """Print ``segviewer: warning: MESSAGE`` (one line)."""
+    err(f"segviewer: warning: {one_line(message)}")
+
+
+def guarded(func: Callable[[], int]) -> int:
+    """Turn the errors a user can act on into one line and an exit status."""
+    try:
+        return func()
+    except SegviewerError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        err("\ncancelled")
+        return EXIT_CANCELLED
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which stopped reading: not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | int:
+    """argparse exits on errors and --help; in-process callers get the status instead."""
+    try:
+        return parser.parse_args(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+
+
+# ----------------------------------------------------------------------------------------
+# progress
+
+
+class ProgressBar:
+    """One ``\\r`` line on stderr with percent, ETA and the current step (TTYs only)."""
+
+    def __init__(self, stream: TextIO, enabled: bool, label: str = "") -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.label = label
+        self.start = time.monotonic()
+        self.last_draw = 0.0
+        self.width = 0
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        frac = p.fraction
+        if now - self.last_draw < 0.1 and frac < 1.0:
+            return  # at most 10 redraws a second
+        self.last_draw = now
+        elapsed = now - self.start
+        eta = "--:--" if frac <= 0.01 else _clock(elapsed * (1 - frac) / frac)
+        cols = _terminal_columns()
+        bar_w = 24 if cols >= 80 else 8  # keep percent and ETA visible on narrow terminals
+        filled = int(bar_w * frac)
+        msg = p.message or self.label
+        line = f"[{'#' * filled}{'.' * (bar_w - filled)}] {frac * 100:5.1f}%  ETA {eta}  {msg}"
+        line = line[: cols - 1]
+        pad = max(0, self.width - len(line))
+        self.stream.write("\r" + line + " " * pad)
+        self.stream.flush()
+        self.width = len(line)
+
+    def finish(self) -> None:
+        if self.enabled and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+
+def _terminal_columns() -> int:
+    try:
+        return max(40, os.get_terminal_size(sys.stderr.fileno()).columns)
+    except (OSError, ValueError):
+        return 100
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
+
+
+def drive(gen: Generator[Progress, None, T], bar: ProgressBar) -> T:
+    """Run a progress generator; on Ctrl-C or error close it so it cleans up at once."""
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            bar(p)
+    finally:
+        gen.close()  # GeneratorExit inside it: atomic writers and the export roll back
+        bar.finish()
+
+
+# ----------------------------------------------------------------------------------------
+# tables
+
+
+def ratio_text(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def comparison_table(comparison: Comparison, names: dict[int, str]) -> str:
+    """Per-class agreement as aligned text columns, then the overall accuracy."""
+    head = ("class", "dice", "jaccard", "sensitivity", "precision", "pred ml", "ref ml", "diff %")
+    rows = []
+    for c in comparison.per_class:
+        diff = c.volume_diff_percent
+        rows.append(
+            (
+                f"{c.index} {names.get(c.index, f'class {c.index}')}",
+                ratio_text(c.dice),
+                ratio_text(c.jaccard),
+                ratio_text(c.sensitivity),
+                ratio_text(c.precision),
+                f"{c.volume_pred_mm3 / 1000:.2f}",
+                f"{c.volume_ref_mm3 / 1000:.2f}",
+                "n/a" if math.isnan(diff) else f"{diff:+.1f}",
+            )
+            + (("(absent in both)",) if c.absent_in_both else ())
+        )
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = []
+    for r in [head, *rows]:
+        cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, len(head))]
+        lines.append("  ".join(cells + list(r[len(head) :])).rstrip())
+    mean = comparison.mean_dice()
+    lines.append(
+        f"accuracy {ratio_text(comparison.accuracy)} over {comparison.n_voxels} voxels"
+        + (f" ({comparison.n_ignored} reference voxels left out)" if comparison.n_ignored else "")
+        + (f"; mean foreground Dice {mean:.4f}" if not math.isnan(mean) else "")
+    )
+    return "\n".join(lines)
