@@ -1,0 +1,490 @@
+"""A test set in the window, without widgets: cases, metrics, notes, the open case.
+
+:class:`TestSetSession` holds what the case table, the slice table and the two-prediction
+view show, and runs their computations in background jobs (``ui.workers.JobRunner``), so
+switching cases never blocks the window:
+
+* the **case list** (``io.testset.load_cases``) and, when an evaluation folder is given,
+  ``evaluate``'s ``cases.csv`` / ``slices.csv`` (``io.tables.read_rows``);
+* the **review notes** sidecar (``io.notes``), reopened with the test set and saved
+  atomically after every change;
+* the **case-table rows** for one class (``core.review.pivot_cases``): the evaluation's
+  metrics, or, without an evaluation, the metrics measured in the window for every case
+  opened so far; with a second prediction, both models' metrics and their difference;
+  verdict, comment and number of slice notes from the notes;
+* the open case's **per-slice metrics** (``core.metrics.iter_case_metrics`` with the
+  model's doubt from ``core.metrics.iter_uncertainty``), measured in a job when the host
+  hands over the labels (:meth:`measure`), and its **second prediction** loaded, labelled and
+  compared with the first and the reference in another job (:meth:`load_prediction_b`);
+* where to open a case: its **worst slice** for a class (the evaluation's ``slices.csv``,
+  else the measurement of that case).
+
+The host (the window's controller) opens the files of a case and calls :meth:`measure`
+when the labels are ready; the session never touches the viewer state or a widget.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from segviewer.core import review
+from segviewer.core.metrics import CaseMetrics, UncertaintySums
+from segviewer.core.types import MaskSettings, Prediction, Progress, SegviewerError
+from segviewer.io.notes import ReviewNotes, notes_path_for
+from segviewer.io.testset import Case, CaseList
+from segviewer.ui.workers import JobRunner
+
+__all__ = ["Measured", "PairResult", "TestSetSession", "measure_job", "pair_job"]
+
+#: Case-level metric columns the case table shows from a measurement in the window, in order.
+CASE_METRICS = (
+    "dice",
+    "iou",
+    "sensitivity",
+    "precision",
+    "volume_pred_ml",
+    "volume_ref_ml",
+    "volume_diff_ml",
+    "fp",
+    "fn",
+    "hd95_mm",
+    "assd_mm",
+    "mean_entropy",
+    "low_confidence_share",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Measured:
+    """One case measured in the window (the result of :func:`measure_job`)."""
+
+    case_id: str
+    metrics: CaseMetrics
+    uncertainty: UncertaintySums | None
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class PairResult:
+    """The second prediction of a case, labelled and compared (:func:`pair_job`)."""
+
+    case_id: str
+    labels_b: np.ndarray
+    pair: review.PairComparison
+    metrics_b: CaseMetrics
+
+
+def measure_job(
+    case_id: str,
+    labels: np.ndarray,
+    reference: np.ndarray | None,
+    n_classes: int,
+    spacing: Sequence[float],
+    slice_axis: int,
+    prediction: Prediction | None,
+    class_names: Sequence[str],
+) -> Generator[Progress, None, Measured]:
+    """Worker: the case's metrics per class and per slice along ``slice_axis``, with the
+    model's doubt when the prediction has class scores."""
+    from segviewer.core.metrics import iter_case_metrics, iter_uncertainty
+
+    unc = None
+    if prediction is not None and prediction.kind.value != "labels":
+        unc = yield from iter_uncertainty(prediction, labels, slice_axis)
+    cm = yield from iter_case_metrics(
+        labels, reference, n_classes, spacing, slice_axis, uncertainty=unc
+    )
+    return Measured(case_id, cm, unc, tuple(class_names))
+
+
+def pair_job(
+    case_id: str,
+    path_b: str,
+    image_shape: tuple[int, int, int],
+    image_affine: np.ndarray,
+    settings: MaskSettings,
+    labels_a: np.ndarray,
+    reference: np.ndarray | None,
+    n_classes: int,
+    spacing: Sequence[float],
+    slice_axis: int,
+) -> Generator[Progress, None, PairResult]:
+    """Worker: read the second prediction, label it like the first, compare both with the
+    reference and with each other, and measure it per class."""
+    from segviewer.core.masks import iter_labels
+    from segviewer.core.metrics import iter_case_metrics
+    from segviewer.io.predictions import load_prediction
+
+    yield Progress(0, 1, f"Reading {Path(path_b).name}")
+    pred_b = load_prediction(
+        path_b, image_shape, n_classes_hint=n_classes, image_affine=image_affine
+    )
+    if pred_b.n_classes > n_classes:
+        raise SegviewerError(
+            f"the second prediction {Path(path_b).name} has {pred_b.n_classes} classes, the "
+            f"first {n_classes}; both must use the same classes"
+        )
+    lab = yield from iter_labels(pred_b, settings)
+    labels_b = lab.labels
+    pair = yield from review.compare_pair(
+        labels_a, labels_b, reference, n_classes, float(np.prod(spacing))
+    )
+    cm = yield from iter_case_metrics(
+        labels_b, reference, n_classes, spacing, slice_axis, slice_distances=False
+    )
+    return PairResult(case_id, labels_b, pair, cm)
+
+
+class TestSetSession(QObject):
+    """The open test set (see the module docstring).
+
+    Signals
+    -------
+    rows_changed()
+        The case-table rows changed (a case measured, a note saved, another class).
+    measured(object)
+        A :class:`Measured` for the open case arrived.
+    pair_ready(object)
+        A :class:`PairResult` for the open case arrived.
+    failed(str)
+        A job failed; the one-line reason.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    rows_changed = Signal()
+    measured = Signal(object)
+    pair_ready = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.cases: CaseList | None = None
+        self.notes = ReviewNotes()
+        self.evaluation: Path | None = None
+        self._eval_cases: list[dict[str, Any]] | None = None
+        self._eval_slices: list[dict[str, Any]] | None = None
+        self._measured: dict[str, Measured] = {}
+        self._measured_b: dict[str, CaseMetrics] = {}
+        self.current: str | None = None
+        self.class_name: str | None = None
+        self.last: Measured | None = None
+        self.last_pair: PairResult | None = None
+
+    # -- opening -------------------------------------------------------------------------
+    def open(self, cases: CaseList, *, evaluation: str | os.PathLike[str] | None = None) -> None:
+        """Use this case list (from ``io.testset.load_cases``); read its notes sidecar and,
+        if given, an evaluation folder (``cases.csv``, ``slices.csv``).
+
+        Raises
+        ------
+        SegviewerError
+            Unreadable notes or evaluation tables (nothing is changed then).
+        """
+        notes = ReviewNotes.load(self.notes_path_for(cases))
+        eval_cases = eval_slices = None
+        if evaluation is not None:
+            eval_cases, eval_slices = self._read_evaluation(Path(evaluation))
+        self.cases = cases
+        self.notes = notes
+        self.evaluation = None if evaluation is None else Path(evaluation)
+        self._eval_cases, self._eval_slices = eval_cases, eval_slices
+        self._measured.clear()
+        self._measured_b.clear()
+        self.current = None
+        self.last = self.last_pair = None
+        names = self.class_names()
+        self.class_name = names[0] if names else None
+        self.rows_changed.emit()
+
+    @staticmethod
+    def notes_path_for(cases: CaseList) -> Path:
+        """The sidecar: ``<name>.notes.csv`` beside a case-list CSV, else
+        ``segviewer-notes.csv`` in the test set's folder."""
+        if cases.kind == "csv":
+            return notes_path_for(cases.source)
+        return notes_path_for(cases.root)
+
+    @staticmethod
+    def _read_evaluation(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        from segviewer.io.tables import read_rows
+
+        if not folder.is_dir():
+            raise SegviewerError(
+                f"{folder} is not a folder; give the --out folder of 'segviewer evaluate'"
+            )
+        cases = read_rows(folder / "cases.csv")
+        if cases and not any(k in cases[0] for k in ("case", "id", "case_id")):
+            raise SegviewerError(f"{folder / 'cases.csv'} has no case column")
+        slices_path = folder / "slices.csv"
+        slices = read_rows(slices_path) if slices_path.exists() else None
+        return [_normalise(r) for r in cases], (
+            None if slices is None else [_normalise(r) for r in slices]
+        )
+
+    # -- queries -------------------------------------------------------------------------
+    def case(self, case_id: str) -> Case:
+        if self.cases is None:
+            raise SegviewerError("open a test set first (File > Open test set…)")
+        return self.cases.by_id(case_id)
+
+    def class_names(self) -> list[str]:
+        """Classes the case table can show (foreground, in class order)."""
+        if self._eval_cases is not None:
+            seen: dict[str, None] = {}
+            for r in self._eval_cases:
+                if "class" in r and r["class"] is not None:
+                    name = str(r["class"])
+                    if name.lower() not in ("0", "background"):
+                        seen.setdefault(name, None)
+            return list(seen)
+        for m in self._measured.values():
+            return list(m.class_names[1:]) or list(m.class_names)
+        return []
+
+    def set_class(self, name: str | None) -> None:
+        if name != self.class_name:
+            self.class_name = name
+            self.rows_changed.emit()
+
+    def case_rows(self) -> list[dict[str, Any]]:
+        """One row per case for :attr:`class_name` (see the module docstring)."""
+        if self.cases is None:
+            return []
+        if self._eval_cases is not None:
+            metrics = review.pivot_cases(self._eval_cases, self.class_name)
+        else:
+            metrics = review.pivot_cases(self._measured_records(), self.class_name)
+        by_case = {str(r["case"]): r for r in metrics}
+        rows = []
+        for c in self.cases.cases:
+            row: dict[str, Any] = {"case": c.id}
+            for k, v in by_case.get(c.id, {}).items():
+                if k != "case":
+                    row[k] = v
+            row.update(self.notes.case_summary(c.id))
+            rows.append(row)
+        return rows
+
+    def case_columns(self) -> list[str]:
+        """Columns in a stable order: case, the metrics, then the notes."""
+        rows = self.case_rows()
+        cols = review.columns_of(rows)
+        tail = ["verdict", "comment", "slice_notes"]
+        return [c for c in cols if c not in tail] + [c for c in tail if c in cols]
+
+    def _measured_records(self) -> list[dict[str, Any]]:
+        recs: list[dict[str, Any]] = []
+        for cid, m in self._measured.items():
+            recs += _class_records(cid, m.metrics, m.class_names, "a")
+            mb = self._measured_b.get(cid)
+            if mb is not None:
+                recs += _class_records(cid, mb, m.class_names, "b")
+        return recs
+
+    def worst_slice(self, case_id: str, class_name: str | None = None) -> int | None:
+        """Where to open a case for a class: the evaluation's worst slice (its ``worst_slice``
+        column, else ``core.review.worst_slice`` over ``slices.csv``), else the window's
+        own measurement of that case; None when unknown."""
+        name = self.class_name if class_name is None else class_name
+        if self._eval_cases is not None:
+            for r in self._eval_cases:
+                if (
+                    str(r.get("case")) == case_id
+                    and (name is None or str(r.get("class", "")).lower() == name.lower())
+                    and str(r.get("model") or "a").lower() == "a"
+                    and review.as_number(r.get("worst_slice")) is not None
+                ):
+                    return int(r["worst_slice"])
+            if self._eval_slices is not None:
+                rows = [r for r in self._eval_slices if str(r.get("model") or "a").lower() == "a"]
+                return review.worst_slice(rows, case=case_id, class_name=name)
+        m = self._measured.get(case_id)
+        if m is not None and name is not None:
+            names = [n.lower() for n in m.class_names]
+            if name.lower() in names:
+                return m.metrics.worst_slice[names.index(name.lower())]
+        return None
+
+    # -- the open case ---------------------------------------------------------------------
+    def set_current(self, case_id: str) -> Case:
+        """The case the window now shows (the host opens its files)."""
+        case = self.case(case_id)
+        if case_id != self.current:
+            self.current = case_id
+            self.last = None
+            self.last_pair = None
+            self.runner.cancel("testset-measure")
+            self.runner.cancel("testset-pair")
+        return case
+
+    def measure(
+        self,
+        labels: np.ndarray,
+        reference: np.ndarray | None,
+        n_classes: int,
+        spacing: Sequence[float],
+        slice_axis: int,
+        prediction: Prediction | None,
+        class_names: Sequence[str],
+    ) -> None:
+        """Measure the open case in a job (``measured`` follows)."""
+        if self.current is None:
+            raise SegviewerError("internal: no case is open to measure")
+        self.runner.start(
+            "testset-measure",
+            measure_job,
+            self.current,
+            labels,
+            reference,
+            n_classes,
+            tuple(spacing),
+            slice_axis,
+            prediction,
+            tuple(class_names),
+            label=f"Measuring {self.current}",
+            on_result=self._measured_result,
+            on_error=self._failed,
+        )
+
+    def _measured_result(self, m: Measured) -> None:
+        self._measured[m.case_id] = m
+        if m.case_id == self.current:
+            self.last = m
+        if self.class_name is None:
+            names = self.class_names()
+            self.class_name = names[0] if names else None
+        self.measured.emit(m)
+        self.rows_changed.emit()
+
+    def load_prediction_b(
+        self,
+        image_shape: tuple[int, int, int],
+        image_affine: np.ndarray,
+        settings: MaskSettings,
+        labels_a: np.ndarray,
+        reference: np.ndarray | None,
+        n_classes: int,
+        spacing: Sequence[float],
+        slice_axis: int,
+    ) -> bool:
+        """Load, label and compare the open case's second prediction in a job
+        (``pair_ready`` follows). False when the case has none."""
+        if self.current is None:
+            return False
+        case = self.case(self.current)
+        if case.prediction_b is None:
+            return False
+        self.runner.start(
+            "testset-pair",
+            pair_job,
+            case.id,
+            str(case.prediction_b),
+            tuple(image_shape),
+            image_affine,
+            settings,
+            labels_a,
+            reference,
+            n_classes,
+            tuple(spacing),
+            slice_axis,
+            label=f"Comparing with {case.prediction_b.name}",
+            on_result=self._pair_result,
+            on_error=self._failed,
+        )
+        return True
+
+    def _pair_result(self, result: PairResult) -> None:
+        self._measured_b[result.case_id] = result.metrics_b
+        if result.case_id == self.current:
+            self.last_pair = result
+        self.pair_ready.emit(result)
+        self.rows_changed.emit()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failed.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def slice_rows(self, class_index: int | None) -> list[dict[str, Any]]:
+        """The open case's slice-table rows (``core.review.slice_rows``) with the verdict
+        of each slice's note; [] before the measurement arrives."""
+        m = self.last
+        if m is None:
+            return []
+        rows = review.slice_rows(
+            m.metrics, class_index, uncertainty=m.uncertainty, class_names=m.class_names
+        )
+        notes = self.notes.slice_notes(m.case_id, m.metrics.slice_axis)
+        for r in rows:
+            n = notes.get(int(r["slice"]))
+            r["verdict"] = n.verdict if n else ""
+            r["comment"] = n.comment if n else ""
+        return rows
+
+    # -- notes -----------------------------------------------------------------------------
+    def set_note(
+        self,
+        case_id: str,
+        *,
+        axis: int | None = None,
+        slice_index: int | None = None,
+        verdict: str | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """Save a case note (no slice) or a slice note; the case table follows."""
+        self.case(case_id)
+        self.notes.set(case_id, axis=axis, slice=slice_index, verdict=verdict, comment=comment)
+        self.rows_changed.emit()
+
+
+def _normalise(row: dict[str, Any]) -> dict[str, Any]:
+    """Evaluation rows under the names the session uses (``case``, ``class``)."""
+    out = dict(row)
+    if "case" not in out:
+        for k in ("id", "case_id"):
+            if k in out:
+                out["case"] = out.pop(k)
+                break
+    if "class" not in out:
+        for k in ("class_name", "label"):
+            if k in out:
+                out["class"] = out.pop(k)
+                break
+    if "case" in out and out["case"] is not None:
+        out["case"] = str(out["case"])
+    return out
+
+
+_REFERENCE_METRICS = set(CASE_METRICS) - {"volume_pred_ml", "mean_entropy", "low_confidence_share"}
+
+
+def _class_records(
+    case_id: str, cm: CaseMetrics, names: Sequence[str], model: str
+) -> list[dict[str, Any]]:
+    recs = []
+    for k, c in enumerate(cm.per_class):
+        if k == 0 and cm.n_classes > 1:
+            continue
+        d = c.as_dict()
+        rec: dict[str, Any] = {
+            "case": case_id,
+            "class": names[k] if k < len(names) else str(k),
+            "model": model,
+        }
+        for col in CASE_METRICS:
+            if col in _REFERENCE_METRICS and not cm.has_reference:
+                continue  # without a reference these are undefined: no column at all
+            if col in ("mean_entropy", "low_confidence_share") and not cm.has_uncertainty:
+                continue
+            rec[col] = d[col]
+        if model == "a":
+            rec["worst_slice"] = cm.worst_slice[k]
+        recs.append(rec)
+    return recs
