@@ -305,3 +305,32 @@ def pg_point(x: float, y: float) -> Any:
     from PySide6.QtCore import QPointF
 
     return QPointF(x, y)
+
+
+def test_note_panel_clicks_and_enter(qtbot: Any) -> None:
+    from segviewer.io.notes import Note
+    from segviewer.ui.note_panel import NotePanel
+
+    p = NotePanel()
+    qtbot.addWidget(p)
+    p.show()
+    qtbot.waitExposed(p)
+    with qtbot.waitSignal(p.note_edited) as sig:
+        qtbot.mouseClick(p.buttons["reject"], Qt.MouseButton.LeftButton)
+    assert sig.args == ["case", "reject", ""]
+    # another verdict replaces it; typing a comment and Enter sends both
+    qtbot.mouseClick(p.buttons["unsure"], Qt.MouseButton.LeftButton)
+    assert not p.buttons["reject"].isChecked() and p.verdict() == "unsure"
+    p.set_scope("slice")
+    qtbot.keyClicks(p.comment, "partial volume?")
+    with qtbot.waitSignal(p.note_edited) as sig2:
+        qtbot.keyClick(p.comment, Qt.Key.Key_Return)
+    assert sig2.args == ["slice", "unsure", "partial volume?"]
+    # clicking the checked verdict clears it
+    with qtbot.waitSignal(p.note_edited) as sig3:
+        qtbot.mouseClick(p.buttons["unsure"], Qt.MouseButton.LeftButton)
+    assert sig3.args == ["slice", "", "partial volume?"]
+    with qtbot.assertNotEmitted(p.note_edited):
+        p.show_note(Note("c", verdict="accept", comment="ok", updated="2026-12-01T20:00:00Z"))
+    assert p.verdict() == "accept" and p.comment.text() == "ok"
+    assert "2026-12-01T20:00:00Z" in p.saved.text()
