@@ -38,6 +38,7 @@ __all__ = [
     "DIS_ONLY_B",
     "DIS_NEITHER",
     "DIS_DIFFER",
+    "COMPARED_METRICS",
     "PRESET_FILTERS",
     "SLICE_COLUMNS",
     "Filter",
@@ -423,11 +424,29 @@ def filter_rows(rows: Iterable[Row], flt: Filter | str | None) -> list[Row]:
 # --------------------------------------------------------------------------- case table
 
 
+#: Metrics :func:`pivot_cases` carries for the second model and subtracts (B - A).
+COMPARED_METRICS: tuple[str, ...] = (
+    "dice",
+    "iou",
+    "sensitivity",
+    "precision",
+    "volume_pred_ml",
+    "volume_diff_ml",
+    "fp",
+    "fn",
+    "hd95_mm",
+    "assd_mm",
+    "mean_entropy",
+    "low_confidence_share",
+)
+
+
 def pivot_cases(
     records: Iterable[Mapping[str, Any]],
     class_name: str | None,
     *,
     metrics: Sequence[str] | None = None,
+    compared: Sequence[str] = COMPARED_METRICS,
     case_key: str = "case",
     class_key: str = "class",
     model_key: str = "model",
@@ -446,15 +465,19 @@ def pivot_cases(
         or all are kept (the last one per case wins).
     metrics
         Metric columns to carry; default all columns except the keys.
+    compared
+        The metrics of the second model that are carried: as ``<metric>_b`` and
+        ``<metric>_diff`` = B - A (when both are numbers), so sorting by ``dice_diff`` puts
+        the cases where B got worse first. Others (the reference's volume, the worst slice)
+        describe the case, not the model, and are A's only.
     models
-        The two model names. Rows of the second model become ``<metric>_b`` columns, and
-        ``<metric>_diff`` = B - A for every numeric metric both have, so sorting by
-        ``dice_diff`` puts the cases where B got worse first.
+        The two model names (the ``model`` column's values; rows without one are A's).
 
     Returns
     -------
     list of dict
-        ``{"case": id, metric: value, ...}`` in first-seen case order.
+        ``{"case": id, metric: value, ...}`` in first-seen case order; each compared metric
+        is followed by its ``_b`` and ``_diff`` columns.
     """
     keys = {case_key, class_key, model_key}
     out: dict[str, Row] = {}
@@ -471,13 +494,29 @@ def pivot_cases(
         for k, v in rec.items():
             if k in keys or (metrics is not None and k not in metrics):
                 continue
-            row[f"{k}_b" if is_b else k] = v
-    if has_b:
-        for row in out.values():
-            for k in [k for k in row if f"{k}_b" in row and k != case_key]:
-                a, b = as_number(row[k]), as_number(row[f"{k}_b"])
-                row[f"{k}_diff"] = (b - a) if a is not None and b is not None else None
-    return list(out.values())
+            if is_b:
+                if k in compared:
+                    row[f"{k}_b"] = v
+            else:
+                row[k] = v
+    if not has_b:
+        return list(out.values())
+    result = []
+    for row in out.values():
+        ordered: Row = {}
+        for k, v in row.items():
+            if k.endswith("_b") and k[:-2] in row:
+                continue  # placed after its A column below
+            ordered[k] = v
+            if k in compared and k != case_key:
+                b_val = row.get(f"{k}_b")
+                a, b = as_number(v), as_number(b_val)
+                ordered[f"{k}_b"] = b_val
+                ordered[f"{k}_diff"] = (b - a) if a is not None and b is not None else None
+        for k, v in row.items():  # B metrics of a case without A's row
+            ordered.setdefault(k, v)
+        result.append(ordered)
+    return result
 
 
 def worst_slice(

@@ -275,11 +275,16 @@ class TestSetSession(QObject):
         return rows
 
     def case_columns(self) -> list[str]:
-        """Columns in a stable order: case, the metrics, then the notes."""
-        rows = self.case_rows()
-        cols = review.columns_of(rows)
-        tail = ["verdict", "comment", "slice_notes"]
-        return [c for c in cols if c not in tail] + [c for c in tail if c in cols]
+        """Columns in a stable order: case, verdict, slice notes, the metrics (each of B's
+        after A's), the comment."""
+        cols = review.columns_of(self.case_rows())
+        head = ["case", "verdict", "slice_notes"]
+        tail = ["comment"]
+        return (
+            [c for c in head if c in cols]
+            + [c for c in cols if c not in head and c not in tail]
+            + [c for c in tail if c in cols]
+        )
 
     def _measured_records(self) -> list[dict[str, Any]]:
         recs: list[dict[str, Any]] = []

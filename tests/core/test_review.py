@@ -145,23 +145,49 @@ def test_sort_numbers_text_and_missing_last_both_ways() -> None:
 
 def test_pivot_two_models_gives_difference_columns() -> None:
     records = [
-        {"case": "s1", "class": "tumour", "model": "a", "dice": 0.9, "hd95": 2.0},
-        {"case": "s1", "class": "tumour", "model": "b", "dice": 0.7, "hd95": 5.0},
-        {"case": "s1", "class": "oedema", "model": "a", "dice": 0.5, "hd95": 9.0},
-        {"case": "s2", "class": "tumour", "model": "a", "dice": 0.6, "hd95": NAN},
-        {"case": "s2", "class": "tumour", "model": "b", "dice": 0.8, "hd95": 4.0},
+        {
+            "case": "s1",
+            "class": "tumour",
+            "model": "a",
+            "dice": 0.9,
+            "hd95_mm": 2.0,
+            "volume_ref_ml": 7,
+        },
+        {
+            "case": "s1",
+            "class": "tumour",
+            "model": "b",
+            "dice": 0.7,
+            "hd95_mm": 5.0,
+            "volume_ref_ml": 7,
+        },
+        {"case": "s1", "class": "oedema", "model": "a", "dice": 0.5, "hd95_mm": 9.0},
+        {"case": "s2", "class": "tumour", "model": "a", "dice": 0.6, "hd95_mm": NAN},
+        {"case": "s2", "class": "tumour", "model": "b", "dice": 0.8, "hd95_mm": 4.0},
     ]
     rows = pivot_cases(records, "Tumour")
     assert [r["case"] for r in rows] == ["s1", "s2"]
     s1, s2 = rows
+    # each compared metric is followed by B's value and the difference; the reference's
+    # volume describes the case, so it is A's only
+    assert list(s1) == [
+        "case",
+        "dice",
+        "dice_b",
+        "dice_diff",
+        "hd95_mm",
+        "hd95_mm_b",
+        "hd95_mm_diff",
+        "volume_ref_ml",
+    ]
     assert s1["dice"] == 0.9 and s1["dice_b"] == 0.7
     assert s1["dice_diff"] == pytest.approx(-0.2)
     assert s2["dice_diff"] == pytest.approx(0.2)
-    assert s2["hd95_diff"] is None  # A's distance is missing
+    assert s2["hd95_mm_diff"] is None  # A's distance is missing
     # "where did the new model get worse" is one sort away
     assert _ids_case(sort_rows(rows, "dice_diff")) == ["s1", "s2"]
     one = pivot_cases(records, "oedema")
-    assert one == [{"case": "s1", "dice": 0.5, "hd95": 9.0}]
+    assert one == [{"case": "s1", "dice": 0.5, "hd95_mm": 9.0}]
 
 
 def _ids_case(rows: list[dict[str, object]]) -> list[str]:
