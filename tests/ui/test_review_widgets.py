@@ -63,7 +63,7 @@ def case_table(qtbot: Any) -> Any:
 
 def test_case_table_sorts_by_header_clicks_missing_last(qtbot: Any, case_table: Any) -> None:
     t = case_table
-    assert t.model.columns[:3] == ["case", "dice", "hd95_mm"]
+    assert t.model.columns[:4] == ["case", "dice", "dice_b", "dice_diff"]
     assert "dice_diff" in t.model.columns
     _click_header(qtbot, t, "dice_diff")
     first = t.case_ids()
