@@ -516,6 +516,12 @@ def pivot_cases(
         for k, v in row.items():  # B metrics of a case without A's row
             ordered.setdefault(k, v)
         result.append(ordered)
+    # a metric B never has (a label map has no entropy) gets no B / difference columns
+    for k in compared:
+        if all(is_missing(r.get(f"{k}_b")) for r in result):
+            for r in result:
+                r.pop(f"{k}_b", None)
+                r.pop(f"{k}_diff", None)
     return result
 
 

@@ -81,6 +81,9 @@ class TestSetDriver(QObject):
         self._pending_slice: int | None = None  # where the open case should show first
         self._measured_for: tuple[str, int] | None = None  # (case, slice axis) measured
         self._pair_for: str | None = None
+        # what the state showed before the open case's files were asked for: measuring waits
+        # until each has been replaced (cases often share an image or a prediction file)
+        self._stale: tuple[Any, Any, Any] = (None, None, None)
         s, p = self.session, panel
         s.rows_changed.connect(self._refresh_cases)
         s.measured.connect(self._on_measured)
@@ -134,6 +137,10 @@ class TestSetDriver(QObject):
             return
         self._measured_for = None
         self._pair_for = None
+        st = self.state
+        self._stale = (st.volume, st.prediction, st.reference)
+        if case.reference is None and st.reference is not None:
+            self.controller.set_reference(None)  # the previous case's reference
         self._pending_slice = self.session.worst_slice(case_id)
         self.panel.case_table.select_case(case_id)
         self.panel.slice_table.set_slice_rows([])
@@ -193,10 +200,11 @@ class TestSetDriver(QObject):
         if s.current is None or st.volume is None or st.label_result is None:
             return
         case = s.case(s.current)
-        if case.reference is not None and st.reference is None:
+        old_volume, old_prediction, old_reference = self._stale
+        if st.volume is old_volume or st.prediction is old_prediction:
+            return  # the previous case's image or prediction is still shown
+        if case.reference is not None and (st.reference is None or st.reference is old_reference):
             return  # the reference is still loading
-        if st.image_path is not None and os.fspath(case.image) != os.fspath(st.image_path):
-            return  # the previous case's data is still shown
         axis = self.slice_axis()
         if self._measured_for == (case.id, axis):
             return

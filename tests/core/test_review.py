@@ -186,6 +186,9 @@ def test_pivot_two_models_gives_difference_columns() -> None:
     assert s2["hd95_mm_diff"] is None  # A's distance is missing
     # "where did the new model get worse" is one sort away
     assert _ids_case(sort_rows(rows, "dice_diff")) == ["s1", "s2"]
+    no_b = [dict(r, mean_entropy=0.2 if r["model"] == "a" else None) for r in records]
+    assert "mean_entropy_b" not in pivot_cases(no_b, "tumour")[0]
+    assert pivot_cases(no_b, "tumour")[0]["mean_entropy"] == 0.2
     one = pivot_cases(records, "oedema")
     assert one == [{"case": "s1", "dice": 0.5, "hd95_mm": 9.0}]
 
