@@ -370,6 +370,10 @@ def scored_mask(ref: np.ndarray, n_classes: int | None) -> np.ndarray:
     return ok
 
 
+# the former private name, still used by other modules
+_scored = scored_mask
+
+
 def error_map(
     pred: np.ndarray,
     ref: np.ndarray,

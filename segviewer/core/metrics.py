@@ -227,10 +227,10 @@ class CaseMetrics:
     spacing
         Voxel size in mm along image axes 0, 1, 2.
     worst_slice
-        Per class, the slice to look at first: with a reference the lowest Dice among the
-        slices holding the class in either map (ties: most wrong voxels); without one the
-        highest mean entropy among the slices where it is predicted. None when no slice
-        qualifies.
+        Per class, the slice to look at first: with a reference the one with the most
+        false positives + false negatives of the class (ties: the lower Dice); without one
+        the highest mean entropy among the slices where it is predicted. None when no slice
+        has an error (or, without a reference, no slice has the class).
     accuracy
         Voxel accuracy over scored voxels (NaN without a reference).
     has_reference, has_uncertainty
@@ -657,9 +657,11 @@ def _worst_slice(
     for i, row in enumerate(per_slice):
         c = row[k]
         if with_reference:
-            if c.absent_in_both:
+            if c.absent_in_both or not (c.fp or c.fn):
                 continue
-            key = (c.dice, -float((c.fp or 0) + (c.fn or 0)))
+            # most wrong voxels first (a 3-voxel miss at Dice 0 matters less than a
+            # 200-voxel miss at Dice 0.6), then the lower Dice
+            key = (-float((c.fp or 0) + (c.fn or 0)), c.dice)
         else:
             if c.n_pred == 0 or not math.isfinite(c.mean_entropy):
                 continue
