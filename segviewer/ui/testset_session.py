@@ -5,7 +5,7 @@ view show, and runs their computations in background jobs (``ui.workers.JobRunne
 switching cases never blocks the window:
 
 * the **case list** (``io.testset.load_cases``) and, when an evaluation folder is given,
-  ``evaluate``'s ``cases.csv`` / ``slices.csv`` (``io.tables.read_rows``);
+  ``evaluate``'s ``cases.csv`` / ``slices.csv`` (``io.evaluate.read_rows``);
 * the **review notes** sidecar (``io.notes``), reopened with the test set and saved
   atomically after every change;
 * the **case-table rows** for one class (``core.review.pivot_cases``): the evaluation's
@@ -208,18 +208,23 @@ class TestSetSession(QObject):
     @staticmethod
     def notes_path_for(cases: CaseList) -> Path:
         """The sidecar: ``<name>.notes.csv`` beside a case-list CSV, else
-        ``segviewer-notes.csv`` in the test set's folder."""
-        if cases.kind == "csv":
+        ``segviewer-notes.csv`` in the test-set folder (a glob: its fixed leading folder);
+        the same file ``evaluate`` reads the verdicts from."""
+        if cases.kind in ("csv", "folder"):
             return notes_path_for(cases.source)
         return notes_path_for(cases.root)
 
     @staticmethod
     def _read_evaluation(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-        from segviewer.io.tables import read_rows
+        from segviewer.io.evaluate import read_rows
 
         if not folder.is_dir():
             raise SegviewerError(
                 f"{folder} is not a folder; give the --out folder of 'segviewer evaluate'"
+            )
+        if not (folder / "cases.csv").is_file():
+            raise SegviewerError(
+                f"{folder} has no cases.csv; give the --out folder of 'segviewer evaluate'"
             )
         cases = read_rows(folder / "cases.csv")
         if cases and not any(k in cases[0] for k in ("case", "id", "case_id")):
@@ -241,10 +246,11 @@ class TestSetSession(QObject):
         if self._eval_cases is not None:
             seen: dict[str, None] = {}
             for r in self._eval_cases:
-                if "class" in r and r["class"] is not None:
-                    name = str(r["class"])
-                    if name.lower() not in ("0", "background"):
-                        seen.setdefault(name, None)
+                if r.get("class") is None:
+                    continue
+                if r.get("class_index", -1) == 0 or str(r["class"]).lower() in ("0", "background"):
+                    continue  # background is never the class a reviewer hunts errors of
+                seen.setdefault(str(r["class"]), None)
             return list(seen)
         for m in self._measured.values():
             return list(m.class_names[1:]) or list(m.class_names)

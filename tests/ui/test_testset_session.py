@@ -185,3 +185,29 @@ def test_evaluation_tables_drive_rows_and_worst_slice(
     with pytest.raises(SegviewerError, match="not a folder"):
         s.open(s.cases, evaluation=bad)
     assert s.evaluation == ev  # a failed open changes nothing
+
+
+def test_real_evaluation_output_opens(qtbot: Any, session: Any, tmp_path: Path) -> None:
+    """``evaluate``'s own cases.csv / slices.csv (run in this process) drive the rows, the
+    worst slices and the verdicts, and a note written in the window reaches the next run."""
+    from segviewer.core.progress import run_to_end
+    from segviewer.io.evaluate import run_evaluation
+
+    s = session
+    s.set_note("case2", verdict="reject")
+    out = tmp_path / "eval"
+    run_to_end(run_evaluation(s.cases, out, workers=0))
+    s.open(s.cases, evaluation=out)
+    names = s.class_names()
+    assert len(names) == 2 and "background" not in [n.lower() for n in names]
+    s.set_class(names[1])  # white matter
+    rows = {r["case"]: r for r in s.case_rows()}
+    # case i lost white matter in 6 i slices of its reference: A's Dice falls case by case
+    assert rows["case0"]["dice"] > rows["case1"]["dice"] > rows["case2"]["dice"]
+    assert "dice_b" in rows["case0"] and "dice_diff" in rows["case0"]
+    assert rows["case2"]["verdict"] == "reject"
+    # the worst slice of case2 for white matter is inside its damaged slab (slices 40..51)
+    worst = s.worst_slice("case2")
+    assert worst is not None and 40 <= worst < 52
+    cases_csv = (out / "cases.csv").read_text()
+    assert "reject" in cases_csv
