@@ -41,7 +41,15 @@ from segviewer.io.notes import ReviewNotes, notes_path_for
 from segviewer.io.testset import Case, CaseList
 from segviewer.ui.workers import JobRunner
 
-__all__ = ["Measured", "PairResult", "TestSetSession", "measure_job", "pair_job"]
+__all__ = [
+    "Measured",
+    "PairResult",
+    "TestSetSession",
+    "evaluated_test_set",
+    "is_test_set",
+    "measure_job",
+    "pair_job",
+]
 
 #: Case-level metric columns the case table shows from a measurement in the window, in order.
 CASE_METRICS = (
@@ -59,6 +67,50 @@ CASE_METRICS = (
     "mean_entropy",
     "low_confidence_share",
 )
+
+
+def is_test_set(source: str | os.PathLike[str]) -> bool:
+    """Whether the window's IMAGE argument names a test set rather than an image: a ``.csv``
+    / ``.tsv`` file, a folder holding ``images/`` and ``predictions/``, or a glob pattern."""
+    from segviewer.io.testset import FOLDER_NAMES
+
+    text = os.fspath(source)
+    if any(ch in text for ch in "*?["):
+        return True
+    p = Path(text).expanduser()
+    if p.is_file():
+        return p.suffix.lower() in (".csv", ".tsv")
+    if p.is_dir():
+        have = {d for d in FOLDER_NAMES if (p / d).is_dir()}
+        return {"images", "predictions"} <= have
+    return False
+
+
+def evaluated_test_set(folder: str | os.PathLike[str]) -> str:
+    """The test set an ``evaluate`` output folder scored (its ``summary.json``'s
+    ``test_set.source``).
+
+    Raises
+    ------
+    SegviewerError
+        No readable ``summary.json`` naming a test set.
+    """
+    import json
+
+    path = Path(folder) / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        source = summary["test_set"]["source"]
+    except FileNotFoundError:
+        raise SegviewerError(
+            f"{folder} has no summary.json; give the --out folder of 'segviewer evaluate', or "
+            "the test set as well: segviewer CASES --evaluation DIR"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SegviewerError(
+            f"{path} does not name its test set; give it as well: segviewer CASES --evaluation DIR"
+        ) from None
+    return str(source)
 
 
 @dataclass(frozen=True, eq=False)

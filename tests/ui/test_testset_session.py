@@ -211,3 +211,25 @@ def test_real_evaluation_output_opens(qtbot: Any, session: Any, tmp_path: Path) 
     assert worst is not None and 40 <= worst < 52
     cases_csv = (out / "cases.csv").read_text()
     assert "reject" in cases_csv
+
+
+def test_command_line_helpers(tmp_path: Path, demo_dir: Path) -> None:
+    from segviewer.ui.testset_session import evaluated_test_set, is_test_set
+
+    csv_path = make_test_set(tmp_path, demo_dir, n_cases=1)
+    assert is_test_set(csv_path)
+    assert is_test_set(str(tmp_path / "study" / "*"))
+    assert not is_test_set(demo_dir / "t1.nii.gz")
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    assert not is_test_set(tmp_path / "set")
+    (tmp_path / "set" / "predictions").mkdir()
+    assert is_test_set(tmp_path / "set")
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    with pytest.raises(SegviewerError, match="has no summary.json"):
+        evaluated_test_set(ev)
+    (ev / "summary.json").write_text('{"test_set": {"source": "/data/cases.csv"}}')
+    assert evaluated_test_set(ev) == "/data/cases.csv"
+    (ev / "summary.json").write_text("{}")
+    with pytest.raises(SegviewerError, match="does not name its test set"):
+        evaluated_test_set(ev)
