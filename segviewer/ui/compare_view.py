@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from segviewer.core import orientation, overlay, review
 from segviewer.core.classes import ClassTable
@@ -122,6 +122,14 @@ class CompareView(QWidget):
             t.setAlignment(Qt.AlignmentFlag.AlignCenter)
             t.setStyleSheet("font-weight: bold")
         self.slice_label = QLabel()
+        self.dis_check = QCheckBox("Disagreement")
+        self.dis_check.setToolTip(
+            "Mark where the two predictions differ, coloured by which one agrees with the reference"
+        )
+        self.dis_check.toggled.connect(lambda on: self.set_disagreement(on, self._dis_class))
+        self.dis_class_combo = QComboBox()
+        self.dis_class_combo.setToolTip("Compare whole labels, or one class only")
+        self.dis_class_combo.activated.connect(self._dis_class_chosen)
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.hide()
@@ -139,6 +147,8 @@ class CompareView(QWidget):
         lay.addWidget(self.graphics, 1)
         row = QHBoxLayout()
         row.addWidget(self.slice_label)
+        row.addWidget(self.dis_check)
+        row.addWidget(self.dis_class_combo)
         row.addStretch(1)
         row.addWidget(self.legend)
         lay.addLayout(row)
@@ -184,6 +194,9 @@ class CompareView(QWidget):
         window: tuple[float, float] | None = None,
     ) -> None:
         """Class colours, the shared visibility flags, overlay opacity and window/level."""
+        if self._table is None or len(self._table) != len(table):
+            self._table = table
+            self._fill_class_combo()
         self._table = table
         self._visible = None if visible is None else list(visible)
         self._opacity = float(opacity)
@@ -203,7 +216,27 @@ class CompareView(QWidget):
         """Draw where A and B differ (for ``class_index``, or whole labels when None)."""
         self._disagreement = bool(on)
         self._dis_class = class_index
+        self.dis_check.blockSignals(True)
+        self.dis_check.setChecked(bool(on))
+        self.dis_check.blockSignals(False)
+        i = 0 if class_index is None else class_index
+        if i < self.dis_class_combo.count():
+            self.dis_class_combo.setCurrentIndex(i)
         self._render()
+
+    def _dis_class_chosen(self, index: int) -> None:
+        self.set_disagreement(self._disagreement, None if index <= 0 else index)
+
+    def _fill_class_combo(self) -> None:
+        combo = self.dis_class_combo
+        combo.clear()
+        combo.addItem("All labels")
+        if self._table is not None:
+            for k in range(1, len(self._table)):
+                combo.addItem(f"{k}: {self._table.names[k]}")
+        combo.setCurrentIndex(
+            0 if self._dis_class is None else min(self._dis_class, combo.count() - 1)
+        )
 
     def set_pair_comparison(self, pair: review.PairComparison | None) -> None:
         """Metrics of each prediction vs the reference and of A vs B (from a worker)."""

@@ -257,7 +257,12 @@ def test_compare_view_disagreement_pixels(qtbot: Any, demo: dict[str, Any]) -> N
 
 def test_compare_view_without_reference_and_per_class(qtbot: Any, demo: dict[str, Any]) -> None:
     v = _compare_view(qtbot, demo, reference=False)
-    v.set_disagreement(True, 2)
+    before = v.pane_image(0).copy()
+    qtbot.mouseClick(v.dis_check, Qt.MouseButton.LeftButton)  # the user ticks the box
+    assert v.dis_check.isChecked() and not np.array_equal(before, v.pane_image(0))
+    assert v.dis_class_combo.count() == 3  # all labels + the two foreground classes
+    v.dis_class_combo.setCurrentIndex(2)
+    v.dis_class_combo.activated.emit(2)
     codes = v.disagreement_slice()
     ax = orientation.display_axes(demo["volume"].affine, "axial")
     a, b = (orientation.take_slice(x, ax, v.slice) for x in (demo["a"], demo["b"]))
