@@ -1,0 +1,181 @@
+"""The window with a test set: open it, sort the case table by header clicks, move with
+Ctrl+N / Ctrl+P (keeping view, zoom, class visibility, display), open at the worst slice,
+slice table clicks, review notes from the note bar, and the two-prediction view's pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from test_testset_session import make_test_set
+from ui_helpers import wait_idle
+
+from segviewer.core import orientation, review
+from segviewer.ui.canvas import qimage_to_array
+
+
+def _click_header(qtbot: Any, table: Any, column: str) -> None:
+    header = table.view.horizontalHeader()
+    col = table.model.columns.index(column)
+    table.view.scrollTo(table.model.index(0, col))
+    x = header.sectionViewportPosition(col) + header.sectionSize(col) // 2
+    qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x, 5))
+
+
+def _row_point(table: Any, row: int) -> QPoint:
+    return table.view.visualRect(table.model.index(row, 0)).center()
+
+
+@pytest.fixture
+def ts_window(window: Any, qtbot: Any, tmp_path: Path, demo_dir: Path) -> Any:
+    """The window with a 3-case test set of the demo MRI opened (first case measured)."""
+    if not hasattr(window, "testset"):
+        pytest.skip("the window has no test-set feature yet (installed with the ui redesign)")
+    feature = window.testset
+    src = make_test_set(tmp_path, demo_dir)
+    with qtbot.waitSignal(feature.session.measured, timeout=60_000):
+        assert feature.open_test_set(src)
+    qtbot.waitUntil(lambda: feature.session.last_pair is not None, timeout=60_000)
+    wait_idle(qtbot, window)
+    return window
+
+
+def _wait_case(qtbot: Any, win: Any, case_id: str) -> None:
+    s = win.testset.session
+    qtbot.waitUntil(lambda: s.last is not None and s.last.case_id == case_id, timeout=60_000)
+    wait_idle(qtbot, win)
+
+
+def test_case_table_sort_and_ctrl_n_to_the_worst_slice(qtbot: Any, ts_window: Any) -> None:
+    win = ts_window
+    f = win.testset
+    table = f.panel.case_table
+    assert f.dock.isVisible()
+    assert table.case_ids() == ["case0", "case1", "case2"]
+    # settings the reviewer chose must survive the next case
+    win.state.set_visible(1, False)
+    win.state.set_opacity(0.8)
+    win.set_view("coronal") if hasattr(win, "set_view") else None
+    axis = f.driver.slice_axis()
+    # measure all three by walking with Ctrl+N, then sort by Dice of white matter
+    for cid in ("case1", "case2"):
+        qtbot.keyClick(win, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+        _wait_case(qtbot, win, cid)
+        assert win.state.visible[1] is False and win.state.opacity == pytest.approx(0.8)
+        assert f.driver.slice_axis() == axis
+    table.class_combo.setCurrentText("class 2")
+    table.class_combo.activated.emit(table.class_combo.currentIndex())
+    _click_header(qtbot, table, "dice")
+    order = table.case_ids()
+    dices = [r["dice"] for r in table.model.rows]
+    assert dices == sorted(dices) or dices == sorted(dices, reverse=True)
+    if dices != sorted(dices):
+        _click_header(qtbot, table, "dice")
+        order = table.case_ids()
+    assert order == ["case2", "case1", "case0"]  # the most damaged reference first
+    # Ctrl+N / Ctrl+P follow the table's order now: case2 (open) -> case1 -> back to case2
+    assert f.session.current == "case2"
+    qtbot.keyClick(win, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    _wait_case(qtbot, win, "case1")
+    # the case opened at its worst slice for the table's class
+    worst = f.session.worst_slice("case1", "class 2")
+    assert worst is not None
+    qtbot.waitUntil(lambda: win.state.cursor[f.driver.slice_axis()] == worst, timeout=10_000)
+    qtbot.keyClick(win, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
+    _wait_case(qtbot, win, "case2")
+    # double-click a case in the table
+    with qtbot.waitSignal(table.case_activated):
+        qtbot.mouseClick(table.view.viewport(), Qt.MouseButton.LeftButton, pos=_row_point(table, 2))
+        qtbot.mouseDClick(
+            table.view.viewport(), Qt.MouseButton.LeftButton, pos=_row_point(table, 2)
+        )
+    _wait_case(qtbot, win, "case0")
+
+
+def test_slice_table_click_goes_there_and_notes(qtbot: Any, ts_window: Any, tmp_path: Path) -> None:
+    win = ts_window
+    f = win.testset
+    st = f.panel.slice_table
+    f.driver.open_case("case2")  # its reference lost white matter on 12 slices
+    _wait_case(qtbot, win, "case2")
+    qtbot.waitUntil(lambda: st.model.rowCount() > 0, timeout=10_000)
+    st.class_combo.setCurrentIndex(2)  # class 2 (white matter)
+    st.class_combo.activated.emit(2)
+    preset = list(review.PRESET_FILTERS).index("Dice below 0.8") + 1
+    st.preset_combo.setCurrentIndex(preset)
+    st.preset_combo.activated.emit(preset)
+    _click_header(qtbot, st, "dice")
+    assert st.slices(), "case2 has slices with white-matter Dice below 0.8"
+    target = st.slices()[0]
+    with qtbot.waitSignal(st.slice_activated):
+        qtbot.mouseClick(st.view.viewport(), Qt.MouseButton.LeftButton, pos=_row_point(st, 0))
+    assert win.state.cursor[f.driver.slice_axis()] == target
+    # a slice verdict from the note bar: saved beside the CSV, shown in both tables
+    notes = f.panel.notes
+    notes.set_scope("slice")
+    qtbot.mouseClick(notes.buttons["unsure"], Qt.MouseButton.LeftButton)
+    notes.set_scope("case")
+    qtbot.keyClicks(notes.comment, "check the thalamus")
+    qtbot.mouseClick(notes.buttons["reject"], Qt.MouseButton.LeftButton)
+    sidecar = tmp_path / "cases.notes.csv"
+    text = sidecar.read_text()
+    assert "unsure" in text and "reject" in text and "check the thalamus" in text
+    row = next(r for r in f.panel.case_table.model.rows if r["case"] == f.session.current)
+    assert row["verdict"] == "reject" and row["slice_notes"] == 1
+    st.set_filter("")
+    srow = next(r for r in st.model.rows if r["slice"] == target)
+    assert srow["verdict"] == "unsure"
+
+
+def test_two_predictions_side_by_side_pixels(qtbot: Any, ts_window: Any) -> None:
+    win = ts_window
+    f = win.testset
+    v = f.compare_view
+    assert f.compare_dock.isVisible()
+    st = win.state
+    axis = f.driver.slice_axis()
+    assert v.slice == st.cursor[axis]
+    # one set of class toggles: hiding class 2 in the state changes both panes
+    before = [v.pane_image(i).copy() for i in (0, 1)]
+    st.set_visible(2, False)
+    assert all(not np.array_equal(before[i], v.pane_image(i)) for i in (0, 1))
+    st.set_visible(2, True)
+    # the wheel in the compare view moves the window's slice
+    v.step_slice(1)
+    assert st.cursor[axis] == v.slice
+    # disagreement overlay: the pixels of "only A agrees" / "only B agrees" on screen
+    qtbot.mouseClick(v.dis_check, Qt.MouseButton.LeftButton)
+    codes = v.disagreement_slice()
+    case = f.session.case(f.session.current)
+    import nibabel as nib
+
+    b = np.asarray(nib.load(case.prediction_b).dataobj)  # type: ignore[attr-defined]
+    ref = st.reference
+    a = st.label_result.labels
+    axes = v._axes
+    sl = v.slice
+    a2, b2, r2 = (orientation.take_slice(x, axes, sl) for x in (a, b, ref))
+    assert np.array_equal(codes == review.DIS_ONLY_A, (a2 != b2) & (a2 == r2))
+    assert np.array_equal(codes == review.DIS_ONLY_B, (a2 != b2) & (b2 == r2))
+    shot = qimage_to_array(v.graphics.grab().toImage())[..., :3].astype(int)
+    ratio = shot.shape[1] / v.graphics.width()
+    for code in (review.DIS_ONLY_A, review.DIS_ONLY_B):
+        hits = np.argwhere(codes == code)
+        if len(hits) == 0:
+            continue
+        r, c = hits[len(hits) // 2]
+        for pane in (0, 1):
+            scene = v.boxes[pane].mapViewToScene(
+                QPointF((c + 0.5) * axes.col_spacing, (r + 0.5) * axes.row_spacing)
+            )
+            p = v.graphics.mapFromScene(scene)
+            px = shot[int(p.y() * ratio), int(p.x() * ratio)]
+            assert np.abs(px - v.pane_image(pane)[r, c, :3]).max() <= 3
+            colour = np.array(review.DISAGREEMENT_COLORS[code])
+            assert np.abs(px - colour).max() < 90  # the overlay colour dominates
+    # metrics of each against the reference and of one against the other
+    rows = v.metrics.model.rows
+    assert {"dice", "dice_b", "dice_diff", "dice_a_b"} <= set(rows[0])
