@@ -538,11 +538,10 @@ def worst_slice(
     slice and class).
 
     The rule of ``core.metrics.CaseMetrics.worst_slice``, applied to rows: with a reference
-    (a ``dice`` value), the lowest Dice among the slices holding the class in either map
-    (``absent_in_both`` false), ties broken by the most false positives + false negatives;
-    without one, the highest ``mean_entropy`` among slices where the class is predicted
-    (``n_pred`` > 0). ``class_name`` None considers every class. None when no row
-    qualifies.
+    (a ``dice`` value), the most false positives + false negatives, ties broken by the lower
+    Dice, among slices with at least one wrong voxel; without one, the highest
+    ``mean_entropy`` among slices where the class is predicted (``n_pred`` > 0).
+    ``class_name`` None considers every class. None when no row qualifies.
     """
     want = None if class_name is None else str(class_name).lower()
     best: tuple[float, float] | None = None
@@ -557,10 +556,10 @@ def worst_slice(
             continue
         d = as_number(rec.get("dice"))
         if d is not None:
-            if _truthy(rec.get("absent_in_both")):
-                continue
             wrong = (as_number(rec.get("fp")) or 0.0) + (as_number(rec.get("fn")) or 0.0)
-            key = (d, -wrong)
+            if _truthy(rec.get("absent_in_both")) or wrong == 0:
+                continue
+            key = (-wrong, d)
         else:
             ent = as_number(rec.get("mean_entropy"))
             n_pred = as_number(rec.get("n_pred"))
@@ -799,14 +798,15 @@ def disagreement_map(
     return code
 
 
-#: Colours of the disagreement overlay, code -> RGB: only A right blue, only B right orange
-#: (a blue / orange pair stays apart for red-green colour blindness), neither right
-#: magenta, no reference to judge yellow.
+#: Colours of the disagreement overlay, code -> RGB: only A right cyan, only B right
+#: yellow (a pair that stays apart for red-green colour blindness, and apart from the
+#: default class colours, blue and orange, which the view dims under the overlay), neither
+#: right magenta, no reference to judge white.
 DISAGREEMENT_COLORS: dict[int, tuple[int, int, int]] = {
-    DIS_ONLY_A: (32, 144, 255),
-    DIS_ONLY_B: (255, 150, 0),
-    DIS_NEITHER: (220, 0, 220),
-    DIS_DIFFER: (255, 230, 0),
+    DIS_ONLY_A: (0, 220, 255),
+    DIS_ONLY_B: (255, 230, 0),
+    DIS_NEITHER: (255, 0, 200),
+    DIS_DIFFER: (255, 255, 255),
 }
 #: What each code means, for a legend.
 DISAGREEMENT_NAMES: dict[int, str] = {

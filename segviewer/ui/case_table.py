@@ -357,6 +357,13 @@ class RowsTable(QWidget):
             f"{total} {self._noun}" if shown == total else f"{shown} of {total} {self._noun}"
         )
 
+    def sort_by(self, column: str, *, descending: bool = False) -> None:
+        """Sort by a column as a header click does (the header shows the sort)."""
+        if column not in self.model.columns:
+            self.model.sort_by(column)  # raises the one-line message
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        self.view.sortByColumn(self.model.columns.index(column), order)
+
     # -- rows --------------------------------------------------------------------------
     def set_rows(
         self, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None

@@ -66,7 +66,9 @@ class CompareDriver(QObject):
             st.volume.spacing,
             axis,
             label=f"Comparing with {os.path.basename(os.fspath(path))}",
-            on_result=lambda r: self.show_pair(r, names=("A", name or os.path.basename(path))),
+            on_result=lambda r: self.show_pair(
+                r, names=("A", name or os.path.basename(os.fspath(path)))
+            ),
             on_error=self.controller.report_error,
         )
         return True

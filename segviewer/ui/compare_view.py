@@ -35,7 +35,12 @@ from segviewer.core.orientation import DisplayAxes
 from segviewer.core.types import SegviewerError, Volume
 from segviewer.ui.case_table import RowsTable
 
-__all__ = ["CompareView"]
+__all__ = ["CompareView", "DIMMED_OPACITY", "DISAGREEMENT_OPACITY"]
+
+#: Class-overlay opacity while the disagreement overlay is shown (at most), and the
+#: disagreement colours' own opacity.
+DIMMED_OPACITY = 0.2
+DISAGREEMENT_OPACITY = 0.85
 
 
 class _PaneBox(pg.ViewBox):
@@ -334,10 +339,12 @@ class CompareView(QWidget):
         grey_src = orientation.take_slice(self._volume.data, ax, self._slice)
         grey = overlay.window_to_uint8(np.ascontiguousarray(grey_src), *self._window)
         lut = None
-        if self._table is not None:
-            lut = overlay.build_lut(self._table, self._visible, self._opacity)
         codes = self.disagreement_slice() if self._disagreement else None
-        dis_lut = review.disagreement_lut(max(self._opacity, 0.75)) if codes is not None else None
+        if self._table is not None:
+            # under the disagreement overlay the classes are dimmed, so its colours stand out
+            opacity = min(self._opacity, DIMMED_OPACITY) if codes is not None else self._opacity
+            lut = overlay.build_lut(self._table, self._visible, opacity)
+        dis_lut = review.disagreement_lut(DISAGREEMENT_OPACITY) if codes is not None else None
         rows, cols = grey.shape
         rect = QRectF(0.0, 0.0, cols * ax.col_spacing, rows * ax.row_spacing)
         for pane in range(2):
@@ -353,11 +360,18 @@ class CompareView(QWidget):
             self._images[pane] = rgba
             self.items[pane].setImage(rgba, autoLevels=False)
             self.items[pane].setRect(rect)
+        self._rect = rect
         if reset_range:
-            self.boxes[0].setRange(rect, padding=0.0)
+            self.reset_zoom()
         self.slice_label.setText(f"{ax.view} slice {self._slice} / {self.n_slices() - 1}")
         self._place_crosshair()
         self._update_legend(codes)
+
+    def reset_zoom(self) -> None:
+        """Fit the slice in the panes (both: their ranges are linked)."""
+        rect = getattr(self, "_rect", None)
+        if rect is not None:
+            self.boxes[0].setRange(rect, padding=0.0)
 
     def _place_crosshair(self) -> None:
         ok = self._cursor is not None and self._volume is not None and self._axes is not None

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -64,14 +65,19 @@ class NotePanel(QWidget):
         self.comment.setPlaceholderText("Comment (Enter saves)")
         self.comment.returnPressed.connect(self._emit)
         self.saved = QLabel()
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(2, 2, 2, 2)
-        lay.addWidget(QLabel("Note:"))
-        lay.addWidget(self.scope_combo)
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(QLabel("Note:"))
+        top.addWidget(self.scope_combo)
         for b in self.buttons.values():
-            lay.addWidget(b)
-        lay.addWidget(self.comment, 1)
-        lay.addWidget(self.saved)
+            top.addWidget(b)
+        top.addStretch(1)
+        top.addWidget(self.saved)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        lay.addLayout(top)
+        lay.addWidget(self.comment)
 
     def scope(self) -> str:
         return SCOPES[max(0, self.scope_combo.currentIndex())]
@@ -91,7 +97,10 @@ class NotePanel(QWidget):
         for v, b in self.buttons.items():
             b.setChecked(v == verdict)
         self.comment.setText(note.comment if note else "")
-        self.saved.setText(f"saved {note.updated}" if note and note.updated else "")
+        # "2026-12-01T20:45:12Z" -> "saved 20:45 UTC" (the full time is the tooltip)
+        when = note.updated if note else ""
+        self.saved.setText(f"saved {when[11:16]} UTC" if len(when) >= 16 else "")
+        self.saved.setToolTip(when)
 
     def _verdict_clicked(self, verdict: str, checked: bool) -> None:
         for v, b in self.buttons.items():

@@ -98,7 +98,7 @@ class SliceTable(RowsTable):
             item = self.preset_combo.model().item(i)  # type: ignore[attr-defined]
             item.setEnabled(usable)
         if not has_reference and has_doubt and self.model.sort_key is None:
-            self.model.sort_by("low_confidence_voxels", descending=True)
+            self.sort_by("low_confidence_voxels", descending=True)
 
     def slices(self) -> list[int]:
         """Shown slice indices in the shown order."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMenu
 
@@ -202,3 +202,4 @@ class TestSetFeature(QObject):
         )
         self.compare.show_pair(result, names=(f"A: {names[0]}", f"B: {names[1]}"))
         self.compare_dock.show()
+        QTimer.singleShot(0, self.compare_view.reset_zoom)  # once the dock has its size

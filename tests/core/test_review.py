@@ -210,13 +210,16 @@ def test_worst_slice_on_records_follows_core_metrics(demo_labels: tuple) -> None
     assert worst_slice(recs, case="x", class_name="grey") == case.worst_slice[1]
     assert worst_slice(recs, case="x", class_name="WHITE") == case.worst_slice[2]
     assert worst_slice(recs, case="y") is None
-    # hand-made: lowest Dice wins, then most wrong voxels; absent-in-both slices skipped
+    # hand-made: most wrong voxels win, then the lower Dice; error-free slices skipped
     hand = [
         {"case": "q", "slice": 0, "dice": 0.0, "fp": 0, "fn": 3, "absent_in_both": False},
         {"case": "q", "slice": 1, "dice": 0.0, "fp": 40, "fn": 160, "absent_in_both": False},
         {"case": "q", "slice": 2, "dice": 1.0, "fp": 0, "fn": 0, "absent_in_both": True},
+        {"case": "q", "slice": 3, "dice": 0.6, "fp": 100, "fn": 200, "absent_in_both": False},
+        {"case": "q", "slice": 4, "dice": 0.4, "fp": 150, "fn": 150, "absent_in_both": False},
     ]
-    assert worst_slice(hand, case="q") == 1
+    assert worst_slice(hand, case="q") == 4  # 300 wrong voxels, and the lower Dice of the two
+    assert worst_slice(hand[:3], case="q") == 1
     doubt = [
         {"case": "q", "slice": 0, "mean_entropy": 0.1, "n_pred": 10},
         {"case": "q", "slice": 1, "mean_entropy": 0.4, "n_pred": 10},

@@ -214,7 +214,8 @@ def test_compare_view_disagreement_pixels(qtbot: Any, demo: dict[str, Any]) -> N
     ax = orientation.display_axes(demo["volume"].affine, "axial")
     v.set_axes(ax)
     v.set_slice(60)
-    plain = v.pane_image(0).copy()
+    v.set_appearance(demo["table"], [True, True, True], 0.2, (300.0, 600.0))
+    plain = v.pane_image(0).copy()  # classes at the dimmed opacity, as under the overlay
     v.set_disagreement(True, None)
     codes = v.disagreement_slice()
     a, b, ref = (orientation.take_slice(x, ax, 60) for x in (demo["a"], demo["b"], demo["ref"]))
@@ -224,7 +225,9 @@ def test_compare_view_disagreement_pixels(qtbot: Any, demo: dict[str, Any]) -> N
     assert np.array_equal(codes == review.DIS_ONLY_B, (a != b) & (b == ref))
     assert (codes == review.DIS_ONLY_A).any() and (codes == review.DIS_ONLY_B).any()
     img_a, img_b = v.pane_image(0), v.pane_image(1)
-    lut = review.disagreement_lut(0.75)
+    from segviewer.ui.compare_view import DISAGREEMENT_OPACITY
+
+    lut = review.disagreement_lut(DISAGREEMENT_OPACITY)
     for code in (review.DIS_ONLY_A, review.DIS_ONLY_B):
         r, c = np.argwhere(codes == code)[0]
         alpha = lut[code, 3] / 255.0
@@ -338,4 +341,4 @@ def test_note_panel_clicks_and_enter(qtbot: Any) -> None:
     with qtbot.assertNotEmitted(p.note_edited):
         p.show_note(Note("c", verdict="accept", comment="ok", updated="2026-12-01T20:00:00Z"))
     assert p.verdict() == "accept" and p.comment.text() == "ok"
-    assert "2026-12-01T20:00:00Z" in p.saved.text()
+    assert p.saved.text() == "saved 20:00 UTC" and p.saved.toolTip() == "2026-12-01T20:00:00Z"
