@@ -217,12 +217,12 @@ def demo_test_set(folder: Path) -> Path:
         cid = f"sub-{i + 1:02d}"
         ref = ref0.copy()
         slab = slice(36 + 3 * i, 40 + 6 * i)
-        part = ref[:, :, slab]
-        part[part == 2] = 1  # the reference says grey where A says white
+        part = ref[: ref.shape[0] // 2, :, slab]
+        part[part == 2] = 1  # on one side the reference says grey where A says white
         ref = np.roll(ref, i % 2, axis=0)
         b = ref.copy()
-        n_lost = (2, 16, 4, 22)[i]  # B is better on two cases, worse on the other two
-        lost = slice(44, 44 + n_lost)
+        n_lost = (8, 16, 4, 30)[i]  # B misses more on some cases than on others
+        lost = slice(38, 38 + n_lost)
         b[:, :, lost][b[:, :, lost] == 2] = 0  # B misses white matter on some slices
         nib.save(nib.Nifti1Image(ref, img.affine), folder / f"{cid}_ref.nii.gz")  # type: ignore[attr-defined]
         nib.save(nib.Nifti1Image(b, img.affine), folder / f"{cid}_b.nii.gz")  # type: ignore[attr-defined]
@@ -286,6 +286,7 @@ def testset_shots(out: Path, wanted: Any) -> None:
     f.driver.open_case(first)
     settle()
     f.compare_dock.hide()
+    win.resizeDocks([f.dock], [640], Qt.Orientation.Horizontal)
     f.panel.splitter.setSizes([560, 340])
     win.state.set_display("errors", 2)
     settle()
@@ -295,7 +296,8 @@ def testset_shots(out: Path, wanted: Any) -> None:
     st = f.panel.slice_table
     st.class_combo.setCurrentIndex(2)
     st.class_combo.activated.emit(2)
-    st.set_filter("dice < 0.8")
+    # "Dice below 0.8" where it matters: at least 100 wrong voxels; the lowest Dice first
+    st.set_filter("dice < 0.8 and fp + fn > 100")
     st.sort_by("dice")
     if st.slices():
         f.driver.go_to_slice(st.slices()[0])
@@ -306,10 +308,31 @@ def testset_shots(out: Path, wanted: Any) -> None:
         win.grab().save(str(out / "slice_table.png"), "PNG")
         print(f"wrote {out / 'slice_table.png'}")
     win.state.set_display("labels")
+    # the slice where both "only A right" and "only B right" are widest
+    import numpy as np
+
+    from segviewer.core import review
+
+    res = f.session.last_pair
+    if res is not None and win.state.label_result is not None:
+        codes = review.disagreement_map(
+            win.state.label_result.labels, res.labels_b, win.state.reference, 2, n_classes=3
+        )
+        axis = f.driver.slice_axis()
+        other = tuple(a for a in range(3) if a != axis)
+        both = np.minimum(
+            (codes == review.DIS_ONLY_A).sum(axis=other),
+            (codes == review.DIS_ONLY_B).sum(axis=other),
+        )
+        f.driver.go_to_slice(int(np.argmax(both)))
     f.dock.hide()
     f.compare_dock.show()
     f.compare_view.set_disagreement(True, 2)
-    win.resizeDocks([f.compare_dock], [620], Qt.Orientation.Vertical)
+    settle()
+    # a taller window, most of it for the two panes (the class panel stays beside them)
+    win.resize(1600, 1250)
+    settle()
+    win.resizeDocks([f.compare_dock], [820], Qt.Orientation.Vertical)
     settle()
     f.compare_view.reset_zoom()
     settle()
