@@ -232,7 +232,7 @@ class EvaluationResult:
     failed
         ``(case id, reason)`` of the cases that failed.
     seconds
-        Wall time of the case computations in this run.
+        Wall time of the case computations in this run (after the workers started).
     cases_per_second
         ``n_evaluated / seconds`` (NaN when nothing was computed).
     workers
@@ -323,7 +323,7 @@ def iter_evaluate_case(
     t0 = time.perf_counter()
     total = 1000
     warnings: list[str] = []
-    yield Progress(0, total, f"{case.id}: reading the image")
+    yield Progress(0, total, "reading the image")
     table: Any = None
     table_path = case.classes or options.classes
     if table_path:
@@ -485,7 +485,7 @@ def iter_evaluate_case(
         "picture_class": pic_class,
         "picture_slice": pic_slice,
     }
-    yield Progress(total, total, f"{case.id} done")
+    yield Progress(total, total, "finished")
     return CaseResult(case.id, record, picture, None, time.perf_counter() - t0)
 
 
@@ -748,7 +748,9 @@ def run_evaluation(
     Yields
     ------
     Progress
-        ``done`` of ``total`` cases (with ``workers=0``, fractions of the running case).
+        ``done`` of ``total`` cases when a case finishes (message ``"<id> done"`` or
+        ``"<id> FAILED: <reason>"``); with ``workers=0`` also the steps of the running case
+        (in thousandths of a case: ``done`` of ``total * 1000``).
 
     Returns
     -------
@@ -778,6 +780,7 @@ def run_evaluation(
     done = n_resumed
     yield Progress(done, total, f"{n_resumed} cases already done" if n_resumed else "starting")
     t0 = time.perf_counter()
+    startup = 0.0
     n_workers = 0
     if todo:
         if client is None and scheduler is None and workers == 0:
@@ -792,7 +795,7 @@ def run_evaluation(
                     yield Progress(done * 1000 + int(p.done), total * 1000, f"{c.id}: {p.message}")
                 done += 1
                 _record(out, result, fingerprints, failed)
-                yield Progress(done * 1000, total * 1000, _done_message(result, failed))
+                yield Progress(done, total, _done_message(result, failed))
         else:
             gen_d = _on_dask(todo, opts, workers, scheduler, client)
             while True:
@@ -801,9 +804,15 @@ def run_evaluation(
                 except StopIteration as stop:
                     n_workers = int(stop.value)
                     break
+                if item is _READY:
+                    # the clock of cases/s starts when the workers are up
+                    startup = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    continue
                 if isinstance(item, Progress):
                     yield Progress(done, total, item.message)
                     continue
+                assert isinstance(item, CaseResult)
                 done += 1
                 _record(out, item, fingerprints, failed)
                 yield Progress(done, total, _done_message(item, failed))
@@ -818,6 +827,7 @@ def run_evaluation(
         failed,
         timing={
             "seconds": round(seconds, 3),
+            "startup_seconds": round(startup, 3),
             "cases_evaluated": n_eval,
             "cases_resumed": n_resumed,
             "cases_per_second": cps,
@@ -864,15 +874,18 @@ def _in_process(case: Case, options: EvaluateOptions) -> Generator[Progress, Non
         return CaseResult(case.id, None, None, _one_line(exc), time.perf_counter() - t0)
 
 
+_READY = object()  # _on_dask's sign that the workers are up
+
+
 def _on_dask(
     todo: Sequence[Case],
     options: EvaluateOptions,
     workers: int | None,
     scheduler: str | None,
     client: Any,
-) -> Generator[CaseResult | Progress, None, int]:
-    """Run the cases on Dask; yields each case's result as it finishes, returns the worker
-    count."""
+) -> Generator[object, None, int]:
+    """Run the cases on Dask; yields progress while starting, :data:`_READY` when the workers
+    are up, then each case's :class:`CaseResult` as it finishes; returns the worker count."""
     import logging
 
     try:
@@ -911,6 +924,7 @@ def _on_dask(
             if own_client:
                 stack.callback(client.close)
         n_workers = len(client.scheduler_info().get("workers", {}))
+        yield _READY
         futures = client.map(evaluate_case, list(todo), options=options, pure=False)
         by_key = {f.key: c for f, c in zip(futures, todo, strict=True)}
         try:
