@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from segviewer.core import orientation
@@ -32,7 +32,8 @@ from segviewer.core.types import SegviewerError
 from segviewer.ui.case_table import CaseTable
 from segviewer.ui.note_panel import NotePanel
 from segviewer.ui.slice_table import SliceTable
-from segviewer.ui.testset_session import Measured, PairResult, TestSetSession
+from segviewer.ui.testset_session import LoadedTestSet, Measured, PairResult, TestSetSession
+from segviewer.ui.workers import Job
 
 __all__ = ["TestSetPanel", "TestSetDriver"]
 
@@ -68,9 +69,17 @@ class TestSetPanel(QWidget):
 
 
 class TestSetDriver(QObject):
-    """Connects the panel, the session and the controller (see the module docstring)."""
+    """Connects the panel, the session and the controller (see the module docstring).
+
+    Signals
+    -------
+    opened(object)
+        A test set (:class:`~segviewer.ui.testset_session.LoadedTestSet`) is shown.
+    """
 
     __test__ = False
+
+    opened = Signal(object)
 
     def __init__(self, controller: Any, panel: TestSetPanel, parent: QObject | None = None):
         super().__init__(parent)
@@ -105,28 +114,40 @@ class TestSetDriver(QObject):
         *,
         evaluation: str | os.PathLike[str] | None = None,
         open_first: bool = True,
-    ) -> bool:
-        """Read a test set (CSV, folder or glob) and, optionally, an ``evaluate`` folder;
-        open the first case of the table. False (and the reason reported) on bad input."""
-        from segviewer.io.testset import load_cases
+    ) -> Job:
+        """Read a test set (CSV, folder or glob) and, optionally, an ``evaluate`` folder in a
+        worker; then show it and open the first case of the table. Bad input is reported
+        (the test set shown stays)."""
+        from segviewer.ui.testset_session import load_test_set_job
 
-        try:
-            cases = load_cases(source)
-            self.session.open(cases, evaluation=evaluation)
-        except SegviewerError as exc:
-            self.controller.report_error(exc)
-            return False
+        def done(loaded: LoadedTestSet) -> None:
+            self.show_test_set(loaded, open_first=open_first)
+
+        return self.controller.runner.start(
+            "testset-open",
+            load_test_set_job,
+            source,
+            evaluation,
+            label=f"Reading the test set {os.path.basename(os.fspath(source).rstrip('/'))}",
+            on_result=done,
+            on_error=self.controller.report_error,
+        )
+
+    def show_test_set(self, loaded: LoadedTestSet, *, open_first: bool = True) -> None:
+        """Show a test set read in a worker (:meth:`open_test_set`)."""
+        self.session.apply(loaded)
+        cases = loaded.cases
         p = self.panel
         n = len(cases)
         extra = ", two predictions per case" if cases.has_prediction_b else ""
-        ev = f", evaluation {os.fspath(evaluation)}" if evaluation is not None else ""
+        ev = f", evaluation {loaded.evaluation}" if loaded.evaluation is not None else ""
         p.title.setText(f"Test set {cases.source}: {n} case{'s' if n != 1 else ''}{extra}{ev}")
         self._refresh_cases()
+        self.opened.emit(loaded)
         if open_first:
             first = p.case_table.neighbour(None, 1)
             if first is not None:
                 self.open_case(first)
-        return True
 
     def open_case(self, case_id: str) -> None:
         """Open a case's files in the window (the view and display settings stay)."""
@@ -268,7 +289,8 @@ class TestSetDriver(QObject):
     def _refresh_cases(self) -> None:
         s, t = self.session, self.panel.case_table
         t.set_classes(s.class_names(), s.class_name)
-        t.set_rows(s.case_rows(), s.case_columns())
+        rows = s.case_rows()
+        t.set_rows(rows, s.case_columns(rows))
         if s.current is not None:
             t.select_case(s.current)
 

@@ -42,13 +42,17 @@ from segviewer.io.testset import Case, CaseList
 from segviewer.ui.workers import JobRunner
 
 __all__ = [
+    "LoadedTestSet",
     "Measured",
     "PairResult",
     "TestSetSession",
     "evaluated_test_set",
     "is_test_set",
+    "load_test_set_job",
     "measure_job",
+    "notes_sidecar",
     "pair_job",
+    "read_test_set",
 ]
 
 #: Case-level metric columns the case table shows from a measurement in the window, in order.
@@ -194,6 +198,73 @@ def pair_job(
     return PairResult(case_id, labels_b, pair, cm)
 
 
+def notes_sidecar(cases: CaseList) -> Path:
+    """Where a test set's review notes live (see :meth:`TestSetSession.notes_path_for`)."""
+    if cases.kind in ("csv", "folder"):
+        return notes_path_for(cases.source)
+    return notes_path_for(cases.root)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedTestSet:
+    """A test set with its notes and evaluation tables, read in a worker.
+
+    ``eval_slices`` maps a case id to its ``slices.csv`` rows (so opening a case never scans
+    every slice of every case)."""
+
+    cases: CaseList
+    notes: ReviewNotes
+    evaluation: Path | None = None
+    eval_cases: list[dict[str, Any]] | None = None
+    eval_slices: dict[str, list[dict[str, Any]]] | None = None
+
+
+def read_test_set(
+    cases: CaseList | str | os.PathLike[str], evaluation: str | os.PathLike[str] | None = None
+) -> LoadedTestSet:
+    """Read a case list (unless given), its notes sidecar and an evaluation folder.
+
+    Raises
+    ------
+    SegviewerError
+        A bad case list, notes file or evaluation folder (one line naming the file).
+    """
+    from segviewer.io.evaluate import read_rows
+    from segviewer.io.testset import load_cases
+
+    cl = cases if isinstance(cases, CaseList) else load_cases(cases)
+    notes = ReviewNotes.load(notes_sidecar(cl))
+    if evaluation is None:
+        return LoadedTestSet(cl, notes)
+    folder = Path(evaluation)
+    if not folder.is_dir():
+        raise SegviewerError(
+            f"{folder} is not a folder; give the --out folder of 'segviewer evaluate'"
+        )
+    if not (folder / "cases.csv").is_file():
+        raise SegviewerError(
+            f"{folder} has no cases.csv; give the --out folder of 'segviewer evaluate'"
+        )
+    rows = [_normalise(r) for r in read_rows(folder / "cases.csv")]
+    if rows and "case" not in rows[0]:
+        raise SegviewerError(f"{folder / 'cases.csv'} has no case column")
+    by_case: dict[str, list[dict[str, Any]]] | None = None
+    if (folder / "slices.csv").exists():
+        by_case = {}
+        for r in read_rows(folder / "slices.csv"):
+            r = _normalise(r)
+            by_case.setdefault(str(r.get("case")), []).append(r)
+    return LoadedTestSet(cl, notes, folder, rows, by_case)
+
+
+def load_test_set_job(
+    source: str | os.PathLike[str], evaluation: str | os.PathLike[str] | None
+) -> Generator[Progress, None, LoadedTestSet]:
+    """Worker: :func:`read_test_set` (a large ``slices.csv`` takes seconds)."""
+    yield Progress(0, 1, f"Reading the test set {os.fspath(source)}")
+    return read_test_set(source, evaluation)
+
+
 class TestSetSession(QObject):
     """The open test set (see the module docstring).
 
@@ -223,7 +294,7 @@ class TestSetSession(QObject):
         self.notes = ReviewNotes()
         self.evaluation: Path | None = None
         self._eval_cases: list[dict[str, Any]] | None = None
-        self._eval_slices: list[dict[str, Any]] | None = None
+        self._eval_slices: dict[str, list[dict[str, Any]]] | None = None
         self._measured: dict[str, Measured] = {}
         self._measured_b: dict[str, CaseMetrics] = {}
         self.current: str | None = None
@@ -234,21 +305,24 @@ class TestSetSession(QObject):
     # -- opening -------------------------------------------------------------------------
     def open(self, cases: CaseList, *, evaluation: str | os.PathLike[str] | None = None) -> None:
         """Use this case list (from ``io.testset.load_cases``); read its notes sidecar and,
-        if given, an evaluation folder (``cases.csv``, ``slices.csv``).
+        if given, an evaluation folder (``cases.csv``, ``slices.csv``), in this thread
+        (the window reads them with :func:`load_test_set_job` in a worker, then
+        :meth:`apply`).
 
         Raises
         ------
         SegviewerError
             Unreadable notes or evaluation tables (nothing is changed then).
         """
-        notes = ReviewNotes.load(self.notes_path_for(cases))
-        eval_cases = eval_slices = None
-        if evaluation is not None:
-            eval_cases, eval_slices = self._read_evaluation(Path(evaluation))
-        self.cases = cases
-        self.notes = notes
-        self.evaluation = None if evaluation is None else Path(evaluation)
-        self._eval_cases, self._eval_slices = eval_cases, eval_slices
+        self.apply(read_test_set(cases, evaluation))
+
+    def apply(self, loaded: LoadedTestSet) -> None:
+        """Show a test set read by :func:`read_test_set` / :func:`load_test_set_job`."""
+        self.cases = loaded.cases
+        self.notes = loaded.notes
+        self.evaluation = loaded.evaluation
+        self._eval_cases = loaded.eval_cases
+        self._eval_slices = loaded.eval_slices
         self._measured.clear()
         self._measured_b.clear()
         self.current = None
@@ -262,30 +336,7 @@ class TestSetSession(QObject):
         """The sidecar: ``<name>.notes.csv`` beside a case-list CSV, else
         ``segviewer-notes.csv`` in the test-set folder (a glob: its fixed leading folder);
         the same file ``evaluate`` reads the verdicts from."""
-        if cases.kind in ("csv", "folder"):
-            return notes_path_for(cases.source)
-        return notes_path_for(cases.root)
-
-    @staticmethod
-    def _read_evaluation(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-        from segviewer.io.evaluate import read_rows
-
-        if not folder.is_dir():
-            raise SegviewerError(
-                f"{folder} is not a folder; give the --out folder of 'segviewer evaluate'"
-            )
-        if not (folder / "cases.csv").is_file():
-            raise SegviewerError(
-                f"{folder} has no cases.csv; give the --out folder of 'segviewer evaluate'"
-            )
-        cases = read_rows(folder / "cases.csv")
-        if cases and not any(k in cases[0] for k in ("case", "id", "case_id")):
-            raise SegviewerError(f"{folder / 'cases.csv'} has no case column")
-        slices_path = folder / "slices.csv"
-        slices = read_rows(slices_path) if slices_path.exists() else None
-        return [_normalise(r) for r in cases], (
-            None if slices is None else [_normalise(r) for r in slices]
-        )
+        return notes_sidecar(cases)
 
     # -- queries -------------------------------------------------------------------------
     def case(self, case_id: str) -> Case:
@@ -332,10 +383,10 @@ class TestSetSession(QObject):
             rows.append(row)
         return rows
 
-    def case_columns(self) -> list[str]:
-        """Columns in a stable order: case, verdict, slice notes, the metrics (each of B's
-        after A's), the comment."""
-        cols = review.columns_of(self.case_rows())
+    def case_columns(self, rows: list[dict[str, Any]] | None = None) -> list[str]:
+        """Columns of ``rows`` (default :meth:`case_rows`) in a stable order: case, verdict,
+        slice notes, the metrics (each of B's after A's), the comment."""
+        cols = review.columns_of(self.case_rows() if rows is None else rows)
         head = ["case", "verdict", "slice_notes"]
         tail = ["comment"]
         return (
@@ -368,7 +419,11 @@ class TestSetSession(QObject):
                 ):
                     return int(r["worst_slice"])
             if self._eval_slices is not None:
-                rows = [r for r in self._eval_slices if str(r.get("model") or "a").lower() == "a"]
+                rows = [
+                    r
+                    for r in self._eval_slices.get(case_id, [])
+                    if str(r.get("model") or "a").lower() == "a"
+                ]
                 return review.worst_slice(rows, case=case_id, class_name=name)
         m = self._measured.get(case_id)
         if m is not None and name is not None:

@@ -64,6 +64,7 @@ class TestSetFeature(QObject):
         window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.compare_dock)
         self.compare_dock.hide()
         self._build_actions()
+        self.driver.opened.connect(self._opened)
 
     # -- menus ---------------------------------------------------------------------------
     def _action(self, text: str, slot: Any, shortcut: str | None = None) -> QAction:
@@ -130,6 +131,10 @@ class TestSetFeature(QObject):
         for act in (self.next_action, self.prev_action, *self.verdict_actions.values()):
             act.setEnabled(False)
 
+    def _opened(self, _loaded: object) -> None:
+        self.dock.show()
+        self._enable()
+
     def _enable(self) -> None:
         """A test set is open: navigation and verdict keys work; Ctrl+P goes to Previous
         case (File > Open prediction keeps its menu entry without the shortcut)."""
@@ -163,8 +168,9 @@ class TestSetFeature(QObject):
         *,
         evaluation: str | os.PathLike[str] | None = None,
     ) -> bool:
-        """Open a test set (and an evaluation of it); with only ``evaluation``, the test set
-        its ``summary.json`` names. False (reported) on bad input."""
+        """Open a test set (and an evaluation of it) in a worker; with only ``evaluation``,
+        the test set its ``summary.json`` names. False (reported) when that names none; a
+        bad test set is reported when the worker finds it."""
         if source is None:
             if evaluation is None:
                 return False
@@ -173,11 +179,8 @@ class TestSetFeature(QObject):
             except SegviewerError as exc:
                 self.controller.report_error(exc)
                 return False
-        ok = self.driver.open_test_set(source, evaluation=evaluation)
-        if ok:
-            self.dock.show()
-            self._enable()
-        return ok
+        self.driver.open_test_set(source, evaluation=evaluation)
+        return True
 
     def step(self, step: int) -> str | None:
         """Next (1) / previous (-1) case of the case table (Ctrl+N / Ctrl+P)."""
