@@ -177,20 +177,37 @@ class Filter:
         Column names it reads (lower case).
     """
 
-    def __init__(self, text: str, fn: Callable[[Mapping[str, Any]], bool], columns: set[str]):
+    def __init__(self, text: str, fn: Callable[[Any], bool], columns: set[str]):
         self.text = text
         self._fn = fn
         self.columns = frozenset(columns)
 
     def __call__(self, row: Mapping[str, Any]) -> bool:
-        return bool(self._fn(_lower_keys(row)))
+        return bool(self._fn(_Caseless(row)))
 
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
 
 
-def _lower_keys(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k).lower(): v for k, v in row.items()}
+_ABSENT = object()
+
+
+class _Caseless:
+    """A row read by lower-case column name (direct lookup first: most names already are)."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self._row = row
+
+    def get(self, name: str, default: Any = None) -> Any:
+        v = self._row.get(name, _ABSENT)
+        if v is not _ABSENT:
+            return v
+        for k, val in self._row.items():
+            if str(k).lower() == name:
+                return val
+        return default
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -248,7 +265,7 @@ class _Parser:
             )
         return Filter(self.text, fn, self.used)
 
-    def expr(self) -> Callable[[Mapping[str, Any]], bool]:
+    def expr(self) -> Callable[[Any], bool]:
         parts = [self.conj()]
         while self.is_word("or"):
             self.take()
@@ -257,7 +274,7 @@ class _Parser:
             return parts[0]
         return lambda r: any(p(r) for p in parts)
 
-    def conj(self) -> Callable[[Mapping[str, Any]], bool]:
+    def conj(self) -> Callable[[Any], bool]:
         parts = [self.neg()]
         while self.is_word("and"):
             self.take()
@@ -266,14 +283,14 @@ class _Parser:
             return parts[0]
         return lambda r: all(p(r) for p in parts)
 
-    def neg(self) -> Callable[[Mapping[str, Any]], bool]:
+    def neg(self) -> Callable[[Any], bool]:
         if self.is_word("not"):
             self.take()
             inner = self.neg()
             return lambda r: not inner(r)
         return self.atom()
 
-    def atom(self) -> Callable[[Mapping[str, Any]], bool]:
+    def atom(self) -> Callable[[Any], bool]:
         tok = self.peek()
         if tok == ("paren", "("):
             self.take()
@@ -298,7 +315,7 @@ class _Parser:
         self.used.add(name)
         return name
 
-    def comparison(self) -> Callable[[Mapping[str, Any]], bool]:
+    def comparison(self) -> Callable[[Any], bool]:
         terms: list[tuple[float, str]] = [(1.0, self.column())]
         while (tok := self.peek()) is not None and tok[0] == "arith":
             sign = -1.0 if self.take()[1] == "-" else 1.0
@@ -330,8 +347,8 @@ class _Parser:
 
 def _make_test(
     terms: list[tuple[float, str]], op: str, value: float | str
-) -> Callable[[Mapping[str, Any]], bool]:
-    def left(r: Mapping[str, Any]) -> Any:
+) -> Callable[[Any], bool]:
+    def left(r: _Caseless) -> Any:
         if len(terms) == 1:
             return r.get(terms[0][1])
         total = 0.0
@@ -345,7 +362,7 @@ def _make_test(
     if isinstance(value, float):
         num = value
 
-        def test_num(r: Mapping[str, Any]) -> bool:
+        def test_num(r: _Caseless) -> bool:
             v = as_number(left(r))
             if v is None:
                 return False
@@ -356,7 +373,7 @@ def _make_test(
     text = value.lower()
     num_text = as_number(value)
 
-    def test_text(r: Mapping[str, Any]) -> bool:
+    def test_text(r: _Caseless) -> bool:
         v = left(r)
         if is_missing(v):
             # 'verdict = none' / 'verdict is empty' finds rows without a value
