@@ -55,17 +55,24 @@ def test_case_table_sort_and_ctrl_n_to_the_worst_slice(qtbot: Any, ts_window: An
     table = f.panel.case_table
     assert f.dock.isVisible()
     assert table.case_ids() == ["case0", "case1", "case2"]
-    # settings the reviewer chose must survive the next case
+    # settings the reviewer chose must survive the next case: view, zoom, classes, display
+    win.set_view("coronal")
+    wait_idle(qtbot, win)
     win.state.set_visible(1, False)
     win.state.set_opacity(0.8)
-    win.set_view("coronal") if hasattr(win, "set_view") else None
+    win.state.set_display("errors", 2)
+    box = win.canvas.viewbox
+    box.scaleBy((0.5, 0.5))
+    zoom = box.viewRange()
     axis = f.driver.slice_axis()
     # measure all three by walking with Ctrl+N, then sort by Dice of white matter
     for cid in ("case1", "case2"):
         qtbot.keyClick(win, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
         _wait_case(qtbot, win, cid)
         assert win.state.visible[1] is False and win.state.opacity == pytest.approx(0.8)
-        assert f.driver.slice_axis() == axis
+        assert win.state.layout == "coronal" and f.driver.slice_axis() == axis
+        assert win.state.display == "errors"
+        assert np.allclose(win.canvas.viewbox.viewRange(), zoom)
     table.class_combo.setCurrentText("class 2")
     table.class_combo.activated.emit(table.class_combo.currentIndex())
     _click_header(qtbot, table, "dice")
