@@ -87,7 +87,8 @@ class TestSetDriver(QObject):
         self.state = controller.state
         self.panel = panel
         self.session = TestSetSession(controller.runner, self)
-        self._pending_slice: int | None = None  # where the open case should show first
+        # where the open case should show first: (image axis, slice)
+        self._pending: tuple[int, int] | None = None
         self._measured_for: tuple[str, int] | None = None  # (case, slice axis) measured
         self._pair_for: str | None = None
         # what the state showed before the open case's files were asked for: measuring waits
@@ -162,7 +163,7 @@ class TestSetDriver(QObject):
         self._stale = (st.volume, st.prediction, st.reference)
         if case.reference is None and st.reference is not None:
             self.controller.set_reference(None)  # the previous case's reference
-        self._pending_slice = self.session.worst_slice(case_id)
+        self._pending = self.session.worst_position(case_id)
         self.panel.case_table.select_case(case_id)
         self.panel.slice_table.set_slice_rows([])
         self._show_note()
@@ -193,13 +194,14 @@ class TestSetDriver(QObject):
             view = "axial"
         return orientation.display_axes(st.volume.affine, view).slice_axis
 
-    def go_to_slice(self, index: int) -> None:
-        """Show slice ``index`` along :meth:`slice_axis` (the cursor moves there)."""
+    def go_to_slice(self, index: int, axis: int | None = None) -> None:
+        """Show slice ``index`` along ``axis`` (default :meth:`slice_axis`, the view's):
+        the cursor moves there."""
         st = self.state
         if st.volume is None:
             return
         ijk = list(st.cursor)
-        ijk[self.slice_axis()] = int(index)
+        ijk[self.slice_axis() if axis is None else axis] = int(index)
         st.set_cursor((ijk[0], ijk[1], ijk[2]))
         if self.panel.notes.scope() == "slice":
             self._show_note()
@@ -253,8 +255,8 @@ class TestSetDriver(QObject):
                 st.volume.spacing,
                 axis,
             )
-        if self._pending_slice is not None:
-            self.go_to_slice(self._pending_slice)
+        if self._pending is not None:
+            self.go_to_slice(self._pending[1], self._pending[0])
 
     def _on_measured(self, m: Measured) -> None:
         if m.case_id != self.session.current:
@@ -262,11 +264,11 @@ class TestSetDriver(QObject):
         p = self.panel
         p.slice_table.set_classes(list(m.class_names), self._class_index())
         self._refresh_slices()
-        if self._pending_slice is None:
-            worst = self.session.worst_slice(m.case_id)
+        if self._pending is None:
+            worst = self.session.worst_position(m.case_id)
             if worst is not None:
-                self._pending_slice = worst
-                self.go_to_slice(worst)
+                self._pending = worst
+                self.go_to_slice(worst[1], worst[0])
 
     def _on_pair(self, result: PairResult) -> None:
         if result.case_id == self.session.current:

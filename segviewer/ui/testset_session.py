@@ -405,31 +405,40 @@ class TestSetSession(QObject):
         return recs
 
     def worst_slice(self, case_id: str, class_name: str | None = None) -> int | None:
-        """Where to open a case for a class: the evaluation's worst slice (its ``worst_slice``
-        column, else ``core.review.worst_slice`` over ``slices.csv``), else the window's
-        own measurement of that case; None when unknown."""
+        """The slice index of :meth:`worst_position` (None when unknown)."""
+        pos = self.worst_position(case_id, class_name)
+        return None if pos is None else pos[1]
+
+    def worst_position(self, case_id: str, class_name: str | None = None) -> tuple[int, int] | None:
+        """Where to open a case for a class (default the case table's): ``(image axis,
+        slice)`` of the evaluation's worst slice (its ``worst_slice`` column, else
+        ``core.review.worst_slice`` over ``slices.csv``; the axis is the evaluation's
+        ``--view``), else of the window's own measurement of that case; None when unknown."""
         name = self.class_name if class_name is None else class_name
+
+        def ours(r: dict[str, Any]) -> bool:
+            return str(r.get("model") or "a").lower() == "a" and (
+                name is None or str(r.get("class", "")).lower() == name.lower()
+            )
+
         if self._eval_cases is not None:
             for r in self._eval_cases:
-                if (
-                    str(r.get("case")) == case_id
-                    and (name is None or str(r.get("class", "")).lower() == name.lower())
-                    and str(r.get("model") or "a").lower() == "a"
-                    and review.as_number(r.get("worst_slice")) is not None
-                ):
-                    return int(r["worst_slice"])
+                if str(r.get("case")) == case_id and ours(r):
+                    ws, ax = review.as_number(r.get("worst_slice")), review.as_number(r.get("axis"))
+                    if ws is not None:
+                        return (int(ax) if ax is not None else 2), int(ws)
             if self._eval_slices is not None:
-                rows = [
-                    r
-                    for r in self._eval_slices.get(case_id, [])
-                    if str(r.get("model") or "a").lower() == "a"
-                ]
-                return review.worst_slice(rows, case=case_id, class_name=name)
+                rows = [r for r in self._eval_slices.get(case_id, []) if ours(r)]
+                ws = review.worst_slice(rows, case=case_id, class_name=name)
+                if ws is not None:
+                    ax = review.as_number(rows[0].get("axis")) if rows else None
+                    return (int(ax) if ax is not None else 2), ws
         m = self._measured.get(case_id)
         if m is not None and name is not None:
             names = [n.lower() for n in m.class_names]
             if name.lower() in names:
-                return m.metrics.worst_slice[names.index(name.lower())]
+                ws = m.metrics.worst_slice[names.index(name.lower())]
+                return None if ws is None else (m.metrics.slice_axis, ws)
         return None
 
     # -- the open case ---------------------------------------------------------------------

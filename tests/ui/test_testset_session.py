@@ -162,11 +162,11 @@ def test_evaluation_tables_drive_rows_and_worst_slice(
     ev = tmp_path / "eval"
     ev.mkdir()
     (ev / "cases.csv").write_text(
-        "case,class,model,dice,hd95_mm,worst_slice\n"
-        "case0,grey,a,0.91,2.0,50\ncase0,grey,b,0.85,3.5,\n"
-        "case1,grey,a,0.62,,12\ncase1,grey,b,0.80,4.0,\n"
-        "case2,grey,a,0.75,6.0,\n"
-        "case0,white,a,0.95,1.0,33\n"
+        "case,class,model,dice,hd95_mm,axis,worst_slice\n"
+        "case0,grey,a,0.91,2.0,1,50\ncase0,grey,b,0.85,3.5,1,\n"
+        "case1,grey,a,0.62,,1,12\ncase1,grey,b,0.80,4.0,1,\n"
+        "case2,grey,a,0.75,6.0,1,\n"
+        "case0,white,a,0.95,1.0,1,33\n"
     )
     (ev / "slices.csv").write_text(
         "case,class,slice,dice,fp,fn,absent_in_both\n"
@@ -179,6 +179,7 @@ def test_evaluation_tables_drive_rows_and_worst_slice(
     assert rows["case1"]["dice_diff"] == pytest.approx(0.18)
     assert rows["case2"].get("dice_b") is None
     assert s.worst_slice("case0") == 50
+    assert s.worst_position("case0") == (1, 50)  # along the evaluation's --view axis
     assert s.worst_slice("case0", "white") == 33
     assert s.worst_slice("case2") == 11  # from slices.csv
     bad = tmp_path / "notafolder"
