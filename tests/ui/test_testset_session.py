@@ -19,7 +19,8 @@ from segviewer.io.testset import load_cases
 
 def make_test_set(folder: Path, demo_dir: Path, n_cases: int = 3) -> Path:
     """A CSV test set: every case is the demo T1; prediction = the demo tissue
-    probabilities, reference = their arg-max with case-specific damage, prediction_b = the
+    probabilities, reference = their arg-max with case-specific damage (white matter
+    relabelled grey on slices 40 .. 41 + 6 i), prediction_b = the
     reference with another damage (so B beats A on some cases and not on others)."""
     t1 = nib.load(demo_dir / "t1.nii.gz")
     probs = nib.load(demo_dir / "tissue_prob.nii.gz")
@@ -29,7 +30,8 @@ def make_test_set(folder: Path, demo_dir: Path, n_cases: int = 3) -> Path:
         cid = f"case{i}"
         ref = ref0.copy()
         # the reference loses white matter in a growing slab: A's Dice drops case by case
-        ref[:, :, 40 : 40 + 6 * i][ref[:, :, 40 : 40 + 6 * i] == 2] = 1
+        slab = slice(40, 42 + 6 * i)
+        ref[:, :, slab][ref[:, :, slab] == 2] = 1
         b = ref.copy()
         b[:, :, 20 + 10 * i : 30 + 10 * i] = 0  # B misses ten slices of everything
         nib.save(nib.Nifti1Image(ref, t1.affine), folder / f"{cid}_ref.nii.gz")  # type: ignore[attr-defined]
@@ -203,13 +205,13 @@ def test_real_evaluation_output_opens(qtbot: Any, session: Any, tmp_path: Path) 
     assert len(names) == 2 and "background" not in [n.lower() for n in names]
     s.set_class(names[1])  # white matter
     rows = {r["case"]: r for r in s.case_rows()}
-    # case i lost white matter in 6 i slices of its reference: A's Dice falls case by case
+    # case i lost white matter in 2 + 6 i slices of its reference: A's Dice falls case by case
     assert rows["case0"]["dice"] > rows["case1"]["dice"] > rows["case2"]["dice"]
     assert "dice_b" in rows["case0"] and "dice_diff" in rows["case0"]
     assert rows["case2"]["verdict"] == "reject"
-    # the worst slice of case2 for white matter is inside its damaged slab (slices 40..51)
+    # the worst slice of case2 for white matter is inside its damaged slab (slices 40..53)
     worst = s.worst_slice("case2")
-    assert worst is not None and 40 <= worst < 52
+    assert worst is not None and 40 <= worst < 54
     cases_csv = (out / "cases.csv").read_text()
     assert "reject" in cases_csv
 
