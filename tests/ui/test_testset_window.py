@@ -252,3 +252,36 @@ def test_command_line_refuses_a_test_set_with_a_prediction(
     empty.mkdir()
     assert main(["--evaluation", str(empty), "--screenshot", str(tmp_path / "y.png")]) == 2
     assert "has no summary.json" in capsys.readouterr().err
+
+
+def test_case_without_reference_ranks_slices_by_doubt(
+    qtbot: Any, window: Any, tmp_path: Path, demo_dir: Path
+) -> None:
+    """A case without a reference after one with: the old reference is closed, and the slice
+    table starts with the slices where the model is least sure."""
+    if not hasattr(window, "testset"):
+        pytest.skip("the window has no test-set feature yet (installed with the ui redesign)")
+    src = make_test_set(tmp_path, demo_dir, n_cases=2)
+    text = src.read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[2].split(",")
+    cells[header.index("reference")] = ""  # case1 has no reference
+    src.write_text("\n".join([text[0], text[1], ",".join(cells)]) + "\n")
+    f = window.testset
+    with qtbot.waitSignal(f.session.measured, timeout=60_000):
+        f.open_test_set(src)
+    wait_idle(qtbot, window)
+    assert window.state.reference is not None
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    _wait_case(qtbot, window, "case1")
+    assert window.state.reference is None
+    assert not f.session.last.metrics.has_reference
+    st = f.panel.slice_table
+    st.class_combo.setCurrentIndex(0)  # all classes: the doubt of every voxel of the slice
+    st.class_combo.activated.emit(0)
+    assert st.model.sort_key == ("low_confidence_voxels", True)
+    low = [r["low_confidence_voxels"] for r in st.model.rows]
+    assert low[0] == max(low) > 0 and low == sorted(low, reverse=True)
+    # the presets that need a reference are disabled
+    preset = list(review.PRESET_FILTERS).index("Dice below 0.8") + 1
+    assert not st.preset_combo.model().item(preset).isEnabled()
