@@ -297,3 +297,48 @@ def test_case_without_reference_ranks_slices_by_doubt(
     # the presets that need a reference are disabled
     preset = list(review.PRESET_FILTERS).index("Dice below 0.8") + 1
     assert not st.preset_combo.model().item(preset).isEnabled()
+
+
+def test_open_second_prediction_of_the_shown_image(
+    qtbot: Any, demo_window: Any, tmp_path: Path
+) -> None:
+    """File > Open second prediction (no test set): the demo's tissue probabilities against a
+    label map of them with white matter missing on ten slices."""
+    import nibabel as nib
+
+    win = demo_window
+    f = win.testset
+    labels = win.state.label_result.labels
+    b = labels.copy()
+    b[:, :, 40:50][b[:, :, 40:50] == 2] = 0
+    path = tmp_path / "model_v2.nii.gz"
+    nib.save(nib.Nifti1Image(b, win.state.volume.affine), path)
+    assert not f.compare_dock.isVisible()
+    assert f.open_prediction_b(path)
+    qtbot.waitUntil(lambda: f.compare.result is not None, timeout=60_000)
+    wait_idle(qtbot, win)
+    assert f.compare_dock.isVisible()
+    v = f.compare_view
+    axis = f.driver.slice_axis()
+    f.driver.go_to_slice(45)
+    assert v.slice == 45 == win.state.cursor[axis]
+    v.set_disagreement(True, None)
+    codes = v.disagreement_slice()
+    axes = v._axes
+    a2, b2 = (orientation.take_slice(x, axes, 45) for x in (labels, b))
+    # no reference: every difference is "differ", and it is exactly the missed white matter
+    assert np.array_equal(codes == review.DIS_DIFFER, a2 != b2)
+    assert np.array_equal(a2 != b2, (a2 == 2) & (b2 == 0)) and (a2 != b2).any()
+    r, c = np.argwhere(codes == review.DIS_DIFFER)[0]
+    assert (
+        np.abs(
+            v.pane_image(1)[r, c, :3].astype(int)
+            - np.array(review.DISAGREEMENT_COLORS[review.DIS_DIFFER])
+        ).max()
+        < 60
+    )
+    rows = v.metrics.model.rows
+    white = next(r for r in rows if r["class"] == "white matter")
+    from segviewer.core.compare import compare
+
+    assert white["dice_a_b"] == pytest.approx(compare(labels, b, 3).per_class[2].dice)
