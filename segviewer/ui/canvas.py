@@ -407,6 +407,7 @@ class SliceCanvas(QWidget):
             self._dirty = True
             return
         if what in (Change.DATA, Change.ORIENTATION):
+            old_frame = (self.axes, self._shape2d)
             self.axes = orientation.display_axes(
                 st.volume.affine, self._view, radiological=st.radiological
             )
@@ -421,7 +422,10 @@ class SliceCanvas(QWidget):
             self.index = -1  # force the render below
             self._rect_size = (0, 0)  # and the millimetre rectangle (spacing may differ)
             self._render()
-            self.viewbox.autoRange(padding=0.0)
+            # the same image grid as before (the next case of a test set, another prediction
+            # of the image): keep the zoom and pan; a new grid or orientation is shown whole
+            if what is Change.ORIENTATION or old_frame != (self.axes, self._shape2d):
+                self.viewbox.autoRange(padding=0.0)
             return
         if what in (
             Change.LABELS,
