@@ -359,3 +359,28 @@ def test_windows_paths_survive_in_the_manifest_and_names_are_windows_safe(
             assert part.split(".")[0].upper() not in {"CON", "PRN", "AUX", "NUL"}, part
     masks = {e["path"].casefold() for e in manifest["files"] if e["path"].endswith(".npy")}
     assert len(masks) == len(names) - 1  # Liver and liver: two files on NTFS too
+
+
+def test_readme_install_commands_use_a_venv_on_posix_and_windows() -> None:
+    """The README's first commands work where pip refuses the system Python (PEP 668): each
+    creates a virtual environment and installs into it; PowerShell mirrors the POSIX lines
+    (scripts/check_fresh_install.sh runs the POSIX ones)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+    def block(lang: str) -> list[str]:
+        m = re.search(rf"```{lang}\n(.*?)```", readme, re.S)
+        assert m, lang
+        return [ln for ln in m.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
+
+    posix, powershell = block("bash"), block("powershell")
+    assert len(posix) == len(powershell) == 2
+    for sh, ps in zip(posix, powershell, strict=True):
+        assert sh.startswith("python3 -m venv .venv && .venv/bin/python -m pip install ")
+        assert ps.startswith("py -m venv .venv; .venv\\Scripts\\python -m pip install ")
+        target = re.search(r'pip install (-e )?"([^"]+)"', sh)
+        assert target and f'pip install {target.group(1) or ""}"{target.group(2)}"' in ps
+        last_sh = sh.rsplit("&& ", 1)[1].replace(".venv/bin/", "")
+        last_ps = ps.rsplit("; ", 1)[1].replace(".venv\\Scripts\\", "")
+        assert last_sh == last_ps
