@@ -4,7 +4,7 @@ Linux (freedesktop.org)
     ``$XDG_DATA_HOME/applications/segviewer.desktop`` (default ``~/.local/share``), the icon
     in ``icons/hicolor`` (256 px PNG and SVG) and a MIME package ``mime/packages/
     segviewer.xml`` that names ``.nii``, ``.nii.gz``, ``.nrrd``/``.nhdr`` and ``.dcm`` files, so
-    a file manager offers segviewer for them. The MIME and desktop databases are refreshed
+    a file manager offers segviewer for them (suffixes from :mod:`segviewer.io.sniff`). The MIME and desktop databases are refreshed
     when their tools are installed.
 Windows
     A Start-menu shortcut (``segviewer.lnk``, created through PowerShell's WScript.Shell) with
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
+from segviewer.io.sniff import DICOM_SUFFIXES, NIFTI_SUFFIXES, NRRD_SUFFIXES
 
 __all__ = [
     "MIME_TYPES",
@@ -47,12 +48,18 @@ __all__ = [
 
 APP_ID = "segviewer"
 
-#: (MIME type, description, glob patterns) of the files segviewer opens from a file manager.
-#: application/dicom is already known to shared-mime-info; naming it again only adds the glob.
+#: (MIME type, description, glob patterns) of the files segviewer opens from a file manager,
+#: from the suffix lists in :mod:`segviewer.io.sniff` (Analyze .hdr/.img pairs are left out:
+#: other programs own those suffixes). application/dicom is already known to
+#: shared-mime-info; naming it again only adds the globs.
 MIME_TYPES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("application/x-nifti", "NIfTI image", ("*.nii", "*.nii.gz")),
-    ("application/x-nrrd", "NRRD image", ("*.nrrd", "*.nhdr")),
-    ("application/dicom", "DICOM image", ("*.dcm",)),
+    (
+        "application/x-nifti",
+        "NIfTI image",
+        tuple(f"*{s}" for s in NIFTI_SUFFIXES if s.startswith(".nii")),
+    ),
+    ("application/x-nrrd", "NRRD image", tuple(f"*{s}" for s in NRRD_SUFFIXES)),
+    ("application/dicom", "DICOM image", tuple(f"*{s}" for s in DICOM_SUFFIXES)),
 )
 
 
