@@ -95,11 +95,11 @@ import numpy as np
 from PIL import Image
 
 import segviewer
-from segviewer.cli.desktop import icon_file
+from segviewer.io.bundled import icon_path
 
 # A real install (not the clone): the wheel must carry the demo data and the icon.
 assert ".venv" in Path(segviewer.__file__).parts, segviewer.__file__
-assert icon_file(".png").is_file() and icon_file(".svg").is_file()
+assert icon_path(".png").is_file() and icon_path(".svg").is_file()
 with Image.open(os.environ["DEMO_PNG"]) as im:
     pixels = np.asarray(im.convert("RGB"))
 assert pixels.shape[0] >= 300 and pixels.shape[1] >= 400, pixels.shape
