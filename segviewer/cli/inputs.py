@@ -4,11 +4,9 @@ class table, mask settings and reference; and the bundled demo's files."""
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ from segviewer.cli.terminal import ProgressBar, drive
 from segviewer.core.classes import ClassTable
 from segviewer.core.orientation import orientation_known
 from segviewer.core.types import MaskSettings, Prediction, SegviewerError, Volume
+from segviewer.io.bundled import demo_model_path, demo_paths
 
 __all__ = ["Inputs", "demo_model_path", "demo_paths", "load_inputs", "load_reference"]
 
@@ -169,23 +168,3 @@ def load_reference(
 def _table_from_card(names: Sequence[str], colors: Sequence[str] | None) -> ClassTable:
     """Class table from a model card's ``class_names`` / ``class_colors`` (``#rrggbb``)."""
     return ClassTable.from_names(names, colors)
-
-
-def demo_paths() -> tuple[Path, Path, Path]:
-    """The bundled demo: ``(t1.nii.gz, tissue_prob.nii.gz, classes.json)``."""
-    demo = importlib.resources.files("segviewer.resources") / "demo"
-    t1, prob, classes = (
-        Path(str(demo / n)) for n in ("t1.nii.gz", "tissue_prob.nii.gz", "classes.json")
-    )
-    for p in (t1, prob, classes):
-        if not p.is_file():
-            raise SegviewerError(f"the bundled demo file {p} is missing; reinstall segviewer")
-    return t1, prob, classes
-
-
-def demo_model_path() -> Path:
-    """The bundled demo model (a small 2-D U-Net for the demo T1; card next to it)."""
-    path = Path(str(importlib.resources.files("segviewer.resources") / "demo" / "model.keras"))
-    if not path.is_file():
-        raise SegviewerError(f"the bundled demo model {path} is missing; reinstall segviewer")
-    return path
