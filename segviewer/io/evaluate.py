@@ -203,7 +203,9 @@ class CaseResult:
     error
         One line saying why the case failed, or None.
     seconds
-        Time the case took.
+        Time the case took (wall clock).
+    cpu_seconds
+        CPU time of the thread that computed it (independent of how busy the machine was).
     """
 
     case_id: str
@@ -211,6 +213,7 @@ class CaseResult:
     picture: bytes | None = None
     error: str | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -321,6 +324,7 @@ def iter_evaluate_case(
     from segviewer.io.predictions import load_prediction, load_reference
 
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     total = 1000
     warnings: list[str] = []
     yield Progress(0, total, "reading the image")
@@ -486,7 +490,9 @@ def iter_evaluate_case(
         "picture_slice": pic_slice,
     }
     yield Progress(total, total, "finished")
-    return CaseResult(case.id, record, picture, None, time.perf_counter() - t0)
+    return CaseResult(
+        case.id, record, picture, None, time.perf_counter() - t0, time.thread_time() - c0
+    )
 
 
 def _card_entries(card: Any) -> Iterator[tuple[str, Sequence[int]]]:
@@ -672,6 +678,7 @@ def _write_result(out_dir: Path, result: CaseResult, fingerprint: str) -> None:
     rec = dict(result.record)
     rec["fingerprint"] = fingerprint
     rec["seconds"] = round(result.seconds, 3)
+    rec["cpu_seconds"] = round(result.cpu_seconds, 3)
     rec["picture"] = None
     if result.picture is not None:
         png = out_dir / _CASES_DIR / f"{_safe_name(result.case_id)}.png"
@@ -777,6 +784,7 @@ def run_evaluation(
         else:
             todo.append(c)
     failed: list[tuple[str, str]] = []
+    cpu: list[float] = []
     done = n_resumed
     yield Progress(done, total, f"{n_resumed} cases already done" if n_resumed else "starting")
     t0 = time.perf_counter()
@@ -794,7 +802,7 @@ def run_evaluation(
                         break
                     yield Progress(done * 1000 + int(p.done), total * 1000, f"{c.id}: {p.message}")
                 done += 1
-                _record(out, result, fingerprints, failed)
+                _record(out, result, fingerprints, failed, cpu)
                 yield Progress(done, total, _done_message(result, failed))
         else:
             gen_d = _on_dask(todo, opts, workers, scheduler, client)
@@ -814,7 +822,7 @@ def run_evaluation(
                     continue
                 assert isinstance(item, CaseResult)
                 done += 1
-                _record(out, item, fingerprints, failed)
+                _record(out, item, fingerprints, failed, cpu)
                 yield Progress(done, total, _done_message(item, failed))
     seconds = time.perf_counter() - t0
     n_eval = len(todo)
@@ -831,6 +839,7 @@ def run_evaluation(
             "cases_evaluated": n_eval,
             "cases_resumed": n_resumed,
             "cases_per_second": cps,
+            "cpu_seconds_per_case": float(np.mean(cpu)) if cpu else math.nan,
             "workers": n_workers,
         },
     )
@@ -854,9 +863,14 @@ def _done_message(result: CaseResult, failed: Sequence[tuple[str, str]]) -> str:
 
 
 def _record(
-    out: Path, result: CaseResult, fingerprints: Mapping[str, str], failed: list[tuple[str, str]]
+    out: Path,
+    result: CaseResult,
+    fingerprints: Mapping[str, str],
+    failed: list[tuple[str, str]],
+    cpu: list[float],
 ) -> None:
     if result.ok:
+        cpu.append(result.cpu_seconds)
         try:
             _write_result(out, result, fingerprints[result.case_id])
             return
