@@ -593,14 +593,14 @@ def _picture(
         lut = build_lut(err_table, None, 0.85, 256)
         lut[1, 3] = 80
         panels.append((f"errors of {table[k].name} (A)", draw(codes, err_table, lut)))
-    font = ImageFont.load_default(size=16)
-    pad = 8
-    head = 26
+    font = ImageFont.load_default(size=26)
+    pad = 10
+    head = 36
     width_px = sum(p.shape[1] for _, p in panels) + pad * (len(panels) + 1)
     height_px = max(p.shape[0] for _, p in panels) + head * 2 + pad
     canvas = Image.new("RGB", (width_px, height_px), (24, 24, 24))
     d = ImageDraw.Draw(canvas)
-    d.text((pad, 4), title, fill=(240, 240, 240), font=font)
+    d.text((pad, 5), title, fill=(240, 240, 240), font=font)
     x = pad
     for label, arr in panels:
         d.text((x, head + 2), label, fill=(220, 220, 220), font=font)
