@@ -926,13 +926,19 @@ def _on_dask(
             else:
                 n = workers if workers is not None else _default_workers(len(todo))
                 yield Progress(0, 1, f"starting a local Dask cluster of {n} workers")
-                cluster = LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",  # any free port: 8787 may be taken
-                    silence_logs=logging.ERROR,
-                )
+                try:
+                    cluster = LocalCluster(
+                        n_workers=n,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=":0",  # any free port: 8787 may be taken
+                        silence_logs=logging.ERROR,
+                    )
+                except (OSError, RuntimeError, TimeoutError) as exc:
+                    raise SegviewerError(
+                        f"cannot start a local Dask cluster of {n} workers ({exc}); run with "
+                        "--workers 0 to evaluate in this process"
+                    ) from None
                 stack.callback(cluster.close)
                 client = Client(cluster)
             if own_client:

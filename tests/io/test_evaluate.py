@@ -230,6 +230,7 @@ def test_dask_local_cluster_threads_gives_the_same_rows(
     assert (tmp_path / "out" / "slices.csv").read_text() == (ref_out / "slices.csv").read_text()
 
 
+@pytest.mark.slow
 def test_dask_worker_processes(test_set: tuple[Path, dict], tmp_path: Path, demo_dir: Path) -> None:
     """The default path: a local cluster of worker processes started and stopped here."""
     root, _ = test_set
