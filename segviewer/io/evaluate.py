@@ -889,6 +889,11 @@ def _in_process(case: Case, options: EvaluateOptions) -> Generator[Progress, Non
 
 
 _READY = object()  # _on_dask's sign that the workers are up
+#: Dask settings of the local cluster's workers (README: set them on your own cluster too).
+_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+}
 
 
 def _on_dask(
@@ -903,6 +908,7 @@ def _on_dask(
     import logging
 
     try:
+        import dask
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:  # pragma: no cover - a dependency
         raise SegviewerError(
@@ -927,13 +933,17 @@ def _on_dask(
                 n = workers if workers is not None else _default_workers(len(todo))
                 yield Progress(0, 1, f"starting a local Dask cluster of {n} workers")
                 try:
-                    cluster = LocalCluster(
-                        n_workers=n,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=":0",  # any free port: 8787 may be taken
-                        silence_logs=logging.ERROR,
-                    )
+                    # Dask's sampling profiler (every 10 ms) and GIL monitor compete for the
+                    # GIL with the case's Python loops: measured 2x slower per case without
+                    # this (benchmarks/bench_evaluate.py). The workers get the config at spawn.
+                    with dask.config.set(_WORKER_CONFIG):
+                        cluster = LocalCluster(
+                            n_workers=n,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address=":0",  # any free port: 8787 may be taken
+                            silence_logs=logging.ERROR,
+                        )
                 except (OSError, RuntimeError, TimeoutError) as exc:
                     raise SegviewerError(
                         f"cannot start a local Dask cluster of {n} workers ({exc}); run with "
