@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from segviewer.core.display import (
+    DISPLAYS,
+    MIN_CONFIDENCE,
+    MODES,
+    OPACITY,
+    OUTLINE_WIDTH,
+    THRESHOLD,
+    Bounded,
+)
 from segviewer.core.types import SegviewerError
 
 __all__ = [
@@ -30,7 +39,7 @@ __all__ = [
 ]
 
 WHATS = ("binary", "labels", "probabilities", "overlays", "errors")
-FORMATS = ("nifti", "png", "npy")
+FORMATS = ("nifti", "png", "npy", "dicom-seg")
 KINDS = ("logits", "probabilities", "sigmoid", "multilabel", "labels")
 VIEWS = ("axial", "coronal", "sagittal")
 
@@ -95,7 +104,19 @@ def add_source_options(
         metavar="FILE",
         help="class table: JSON, CSV, ITK-SNAP, FreeSurferColorLUT, Slicer",
     )
+    add_classes_offset_option(p)
     add_layout_options(p)
+
+
+def add_classes_offset_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--classes-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N to every class-table index: 1 for tables whose first row (index 0) is the "
+        "first structure, not the background (segviewer warns when a table looks shifted)",
+    )
 
 
 def add_reference_option(p: argparse.ArgumentParser, effect: str) -> None:
@@ -112,7 +133,9 @@ def add_resample_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resample",
         action="store_true",
-        help="resample a prediction made at another resolution onto the image grid",
+        help="put a prediction (or reference) of another grid onto the image grid: in world "
+        "space through both files' affines (NIfTI, NRRD), by shape for files without geometry; "
+        "nearest neighbour for labels, linear per class for logits/probabilities",
     )
 
 
@@ -169,6 +192,15 @@ def add_json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
+def add_verbose_option(p: argparse.ArgumentParser) -> None:
+    # read by cli.main before parsing (terminal.guarded hides library output without it)
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' own warnings and log lines (nibabel, pydicom, TensorFlow)",
+    )
+
+
 # ----------------------------------------------------------------------------------------
 # parsers
 
@@ -203,9 +235,72 @@ def window_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--screenshot",
         metavar="FILE.png",
-        help="open, wait for all work, save the window to PNG and exit",
+        help="open, wait for all work, save the window to PNG and exit (never reads or "
+        "writes your saved settings: the same command gives the same picture anywhere)",
     )
+    add_window_display_options(p)
     return p
+
+
+def _bounded(spec: Bounded) -> Callable[[str], float]:
+    """argparse type for a setting declared in ``core.display`` (its range, one message)."""
+
+    def parse(text: str) -> float:
+        try:
+            return spec.check(float(text))
+        except (SegviewerError, ValueError):
+            raise argparse.ArgumentTypeError(
+                f"{spec.name} must be a number from {spec.minimum:g} to {spec.maximum:g}, "
+                f"got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"write WIDTHxHEIGHT in pixels, e.g. 1280x860, got {text!r}"
+        ) from None
+    if not (400 <= w <= 10000 and 300 <= h <= 10000):
+        raise argparse.ArgumentTypeError(f"{text!r}: the window is 400x300 to 10000x10000 pixels")
+    return w, h
+
+
+def add_window_display_options(p: argparse.ArgumentParser) -> None:
+    """Every display setting of the window (ranges from ``core.display``), and its size."""
+    g = p.add_argument_group("display (every setting the window has; default: as saved)")
+    g.add_argument("--window-size", type=_window_size, metavar="WxH", help="e.g. 1280x860")
+    g.add_argument("--opacity", type=_bounded(OPACITY), help="overlay opacity 0..1")
+    g.add_argument("--mode", choices=MODES, help="draw classes filled, as outlines, or both")
+    g.add_argument(
+        "--outline-width",
+        type=lambda t: int(_bounded(OUTLINE_WIDTH)(t)),
+        metavar="PX",
+        help=f"outline width {OUTLINE_WIDTH.minimum:g}..{OUTLINE_WIDTH.maximum:g} pixels",
+    )
+    g.add_argument("--display", choices=DISPLAYS, help="what the overlay shows (default labels)")
+    g.add_argument(
+        "--display-class",
+        type=int,
+        metavar="N",
+        help="class of --display probability / errors (errors: default all classes)",
+    )
+    g.add_argument(
+        "--threshold", type=_bounded(THRESHOLD), help="sigmoid/multi-label foreground threshold"
+    )
+    g.add_argument(
+        "--min-confidence",
+        type=_bounded(MIN_CONFIDENCE),
+        metavar="P",
+        help="mark voxels whose top probability is below P as uncertain",
+    )
+    g.add_argument("--window", metavar="LEVEL,WIDTH", help="grey window (default automatic)")
+    g.add_argument("--no-legend", action="store_true", help="no class legend on the canvas")
+    g.add_argument("--crosshair", action="store_true", help="draw the cursor's crosshair")
+    g.add_argument("--neurological", action="store_true", help="patient left on screen left")
 
 
 def info_parser() -> argparse.ArgumentParser:
@@ -222,7 +317,10 @@ def info_parser() -> argparse.ArgumentParser:
     )
     add_image_options(p)
     add_layout_options(p)
+    add_resample_option(p)
+    add_classes_offset_option(p)
     add_json_option(p)
+    add_verbose_option(p)
     return p
 
 
@@ -246,7 +344,18 @@ def export_parser() -> argparse.ArgumentParser:
         help=f"comma list of {','.join(WHATS)} (default binary,labels; errors needs --reference)",
     )
     p.add_argument(
-        "--format", default="nifti", help=f"comma list of {','.join(FORMATS)} (default nifti)"
+        "--format",
+        default="nifti",
+        help=f"comma list of {','.join(FORMATS)} (default nifti; dicom-seg writes one DICOM SEG "
+        "for the chosen classes of a DICOM image, FRACTIONAL for --what probabilities, and "
+        "needs --allow-identifiers)",
+    )
+    p.add_argument(
+        "--allow-identifiers",
+        action="store_true",
+        help="allow files that carry the patient and study identifiers: a DICOM SEG copies "
+        "them from the source images so a PACS files it with the study (no other export "
+        "carries them)",
     )
     p.add_argument(
         "--class",
@@ -279,7 +388,18 @@ def export_parser() -> argparse.ArgumentParser:
     )
     add_mask_options(p)
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument(
+        "--full-paths",
+        action="store_true",
+        help="record the sources' full paths in manifest.json (default: file names only)",
+    )
+    p.add_argument(
+        "--free-text",
+        action="store_true",
+        help="copy free-text DICOM fields (SeriesDescription) into manifest.json",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    add_verbose_option(p)
     return p
 
 
@@ -289,7 +409,8 @@ def compare_parser() -> argparse.ArgumentParser:
         description="Where is the model wrong: compare a prediction (file or model run on the "
         "image) with a reference segmentation, voxel by voxel, and print per-class Dice, "
         "Jaccard, sensitivity, precision and volumes, and the overall accuracy.",
-        epilog="The reference must be on the image's grid (same shape). Reference voxels with "
+        epilog="The reference must be on the image's grid (same shape) unless --resample "
+        "(nearest neighbour for a label map). Reference voxels with "
         "no class of the table are left out; prediction voxels marked uncertain or invalid "
         "count as wrong for every class. 'segviewer export ... --reference FILE --what errors' "
         "writes the error maps.",
@@ -309,6 +430,7 @@ def compare_parser() -> argparse.ArgumentParser:
     add_mask_options(p)
     add_json_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_verbose_option(p)
     return p
 
 

@@ -33,33 +33,22 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.errors import SegviewerError
+from segviewer.core.layout import Layout
+from segviewer.core.orientation import STACK_AFFINE, axis_codes
+
 __all__ = [
     "SegviewerError",
     "Volume",
     "PredictionKind",
     "Prediction",
+    "Resampling",
     "MaskSettings",
     "Progress",
     "STACK_AFFINE",
     "label_dtype",
     "reserved_labels",
 ]
-
-
-class SegviewerError(Exception):
-    """An error the user can act on.
-
-    The message is one or two sentences: what is wrong (naming the file, shapes, values) and
-    what to do about it. The command line prints it as one line and exits non-zero; the window
-    shows it in a dialog. Anything else that escapes is a bug.
-    """
-
-
-#: Affine for data without geometry: axis 0 → +S, axis 1 → −A (posterior), axis 2 → −R (left).
-STACK_AFFINE: np.ndarray = np.array(
-    [[0.0, 0.0, -1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-)
-STACK_AFFINE.setflags(write=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,8 +102,6 @@ class Volume:
     @property
     def orientation(self) -> str:
         """Three-letter anatomical code of the axes' directions, e.g. ``"RAS"`` or ``"SPL"``."""
-        from segviewer.core.orientation import axis_codes
-
         return "".join(axis_codes(self.affine))
 
 
@@ -126,6 +113,95 @@ class PredictionKind(str, enum.Enum):
     SIGMOID = "sigmoid"  #: one channel, binary foreground (logit or probability)
     MULTILABEL = "multilabel"  #: several independent sigmoid channels (overlapping classes)
     LABELS = "labels"  #: integer label map, no class axis
+
+
+@dataclass(frozen=True, eq=False)
+class Resampling:
+    """What was done to put a prediction onto the image grid (for the screen, ``info`` and the
+    export manifest); made by :mod:`segviewer.core.resample`.
+
+    Parameters
+    ----------
+    from_shape, to_shape
+        Spatial size of the prediction (image-axis order) and of the image.
+    from_spacing, to_spacing
+        Voxel sizes in mm along those axes (1 mm where a file has no geometry).
+    from_affine, to_affine
+        Voxel index -> RAS+ mm of the prediction (its own axes in image-axis order) and of the
+        image; ``None`` when scaling by shape (no geometry).
+    method
+        ``"nearest neighbour"`` (label maps, references) or ``"linear per class"`` (logits,
+        probabilities; the argmax is taken afterwards, class indices are never interpolated).
+    geometry
+        ``"world"`` (mapped through both affines) or ``"shape"`` (no geometry in one of the
+        files: the grids are stretched so that their outer voxel corners coincide).
+    coverage
+        Share of the image's voxels that lie inside the prediction's field of view (0..1);
+        voxels outside are background.
+    outside
+        Share of the prediction's voxels that fall outside the image (0..1, from a sample).
+    reason
+        Why this geometry was used (e.g. which file lacks geometry).
+    """
+
+    from_shape: tuple[int, int, int]
+    to_shape: tuple[int, int, int]
+    from_spacing: tuple[float, float, float]
+    to_spacing: tuple[float, float, float]
+    from_affine: np.ndarray | None
+    to_affine: np.ndarray | None
+    method: str
+    geometry: str
+    coverage: float
+    outside: float
+    reason: str = ""
+
+    def describe(self) -> str:
+        """One or two sentences for the status bar, ``info`` and the manifest."""
+
+        def grid(shape: tuple[int, int, int], sp: tuple[float, float, float]) -> str:
+            dims = "x".join(str(s) for s in shape)
+            if self.geometry != "world":  # no geometry: voxel sizes are not known
+                return dims
+            return f"{dims} ({'x'.join(f'{v:.3g}' for v in sp)} mm)"
+
+        how = (
+            "in world space through both affines"
+            if self.geometry == "world"
+            else ("by shape (no geometry: the grids' outer corners are aligned)")
+        )
+        text = (
+            f"Resampled from {grid(self.from_shape, self.from_spacing)} onto the image grid "
+            f"{grid(self.to_shape, self.to_spacing)} {how}, {self.method}."
+        )
+        if self.reason:
+            text += f" {self.reason}"
+        if self.coverage < 0.9995 or self.outside > 0.0005:
+            text += (
+                f" The prediction covers {100 * self.coverage:.1f} % of the image (the rest is "
+                f"background); {100 * self.outside:.1f} % of the prediction lies outside the image."
+            )
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able facts (lists and floats)."""
+
+        def aff(a: np.ndarray | None) -> list[list[float]] | None:
+            return None if a is None else [[round(float(v), 6) for v in row] for row in a]
+
+        return {
+            "from_shape": list(self.from_shape),
+            "to_shape": list(self.to_shape),
+            "from_spacing_mm": [round(v, 6) for v in self.from_spacing],
+            "to_spacing_mm": [round(v, 6) for v in self.to_spacing],
+            "from_affine": aff(self.from_affine),
+            "to_affine": aff(self.to_affine),
+            "method": self.method,
+            "geometry": self.geometry,
+            "image_covered": round(self.coverage, 6),
+            "prediction_outside_image": round(self.outside, 6),
+            "description": self.describe(),
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,15 +228,18 @@ class Prediction:
     notes
         Human-readable sentences on how kind and layout were decided (printed by ``info`` and
         recorded in the export manifest).
+    resampling
+        What was done to bring it onto the image grid, or ``None`` when it was read as stored.
     """
 
     data: np.ndarray
     kind: PredictionKind
-    layout: Any  # segviewer.core.layout.Layout (Any avoids an import cycle)
+    layout: Layout
     n_classes: int
     source: str = "<array>"
     values_are_probabilities: bool = False
     notes: tuple[str, ...] = ()
+    resampling: Resampling | None = None
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:

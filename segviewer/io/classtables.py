@@ -23,19 +23,32 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
 import shlex
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segviewer.core.classes import ClassTable, default_color
+from segviewer.core.classes import (
+    ClassTable,
+    default_color,
+    hex_to_rgb,
+    looks_like_background,
+    rgb_to_hex,
+)
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
 from segviewer.io.common import check_input_file
 
-__all__ = ["load_class_table", "read_class_table", "save_class_table", "CLASS_TABLE_FORMATS"]
+__all__ = [
+    "load_class_table",
+    "read_class_table",
+    "save_class_table",
+    "table_format",
+    "class_table_beside",
+    "CLASS_TABLE_FORMATS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +59,6 @@ CLASS_TABLE_FORMATS = (
 )
 
 _MAX_BYTES = 16 * 1024 * 1024  # a colour table is a few kB; refuse to parse a wrong file
-_HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 _INT = re.compile(r"^[+-]?\d+$")
 _LUT_LINE = re.compile(r"^[+-]?\d+\s+\S.*?(\s+\d+){3,4}$")
 _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -54,13 +66,16 @@ _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 Entry = tuple[int, str, tuple[int, int, int]]
 
 
-def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
+def load_class_table(path: str | os.PathLike[str], *, offset: int = 0) -> ClassTable:
     """Read a class table; warnings (filled gaps, missing background) go to the log.
 
     Parameters
     ----------
     path
         A file in one of :data:`CLASS_TABLE_FORMATS`.
+    offset
+        Added to every index (``--classes-offset 1`` for tables whose row 0 is the first
+        structure, not the background; see :meth:`ClassTable.shifted`).
 
     Returns
     -------
@@ -72,13 +87,15 @@ def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
     SegviewerError
         Missing or empty file, unknown format, bad lines, repeated indices or names.
     """
-    table, warnings = read_class_table(path)
+    table, warnings = read_class_table(path, offset=offset)
     for w in warnings:
         log.warning("%s", w)
     return table
 
 
-def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str]]:
+def read_class_table(
+    path: str | os.PathLike[str], *, offset: int = 0
+) -> tuple[ClassTable, list[str]]:
     """Like :func:`load_class_table` but also returns the warnings for the user to see.
 
     Returns
@@ -116,7 +133,16 @@ def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str
         entries = _parse_lut(text, p)
     if not entries:
         raise SegviewerError(f"{p}: no classes found in this {_FORMAT_NAMES[fmt]} file")
-    return ClassTable.from_entries(entries, source=str(p))
+    table, warnings = ClassTable.from_entries(entries, source=str(p))
+    if offset:
+        if looks_like_background(table[0].name) and not any("no class 0" in w for w in warnings):
+            warnings.append(
+                f"{p}: the table already starts with a background row ({table[0].name!r}); "
+                f"the offset {offset} moves it to class {offset}"
+            )
+        table = table.shifted(offset)
+        warnings.append(f"{p}: class indices shifted by {offset} (--classes-offset {offset})")
+    return table, warnings
 
 
 def save_class_table(
@@ -215,17 +241,21 @@ def _detect(text: str, path: Path) -> str:
 
 def _color(value: Any, where: str) -> tuple[int, int, int]:
     if isinstance(value, str):
-        m = _HEX.match(value.strip())
-        if not m:
-            raise SegviewerError(f"{where}: colour {value!r} is not '#rrggbb', '#rgb' or [r, g, b]")
-        h = m.group(1)
-        if len(h) == 3:
-            h = "".join(c * 2 for c in h)
-        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+        try:
+            return hex_to_rgb(value)
+        except SegviewerError:
+            raise SegviewerError(
+                f"{where}: colour {value!r} is not '#rrggbb', '#rgb' or [r, g, b]"
+            ) from None
     if isinstance(value, (list, tuple)) and len(value) in (3, 4):
         out = []
         for v in value[:3]:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or int(v) != v
+            ):
                 raise SegviewerError(f"{where}: colour {value!r} needs integers 0..255")
             if not 0 <= v <= 255:
                 raise SegviewerError(f"{where}: colour value {v} in {value!r} is outside 0..255")
@@ -235,17 +265,62 @@ def _color(value: Any, where: str) -> tuple[int, int, int]:
 
 
 def _int(token: str, where: str, what: str) -> int:
-    if not _INT.match(token.strip()):
-        raise SegviewerError(f"{where}: {what} {token!r} is not a whole number")
+    token = token.strip()
+    if not _INT.match(token):
+        raise SegviewerError(f"{where}: {what} {token[:40]!r} is not a whole number")
+    if len(token.lstrip("+-")) > _MAX_DIGITS:
+        # int() of thousands of digits is slow or refused (sys.int_info's digit limit)
+        raise SegviewerError(
+            f"{where}: {what} {token[:20]}... has {len(token)} digits, far more than any class "
+            "index or colour value; the file is corrupt"
+        )
     return int(token)
 
 
+#: Longest number a class table may hold (class indices stop at 65533).
+_MAX_DIGITS = 18
+#: Deepest JSON nesting a class table needs is 3 ({"classes": [{"color": [...]}]}); a document
+#: nested far deeper is refused before parsing (json's recursion would fail or take long).
+_MAX_JSON_DEPTH = 32
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in a JSON text, strings skipped (one pass, no parsing)."""
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    depth = deepest = 0
+    for ch in bare:
+        if ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > _MAX_JSON_DEPTH:
+                    break
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a class table can hold")
+
+
 def _parse_json(text: str, path: Path) -> list[Entry]:
+    if _json_depth(text) > _MAX_JSON_DEPTH:
+        raise SegviewerError(
+            f"{path}: the JSON is nested more than {_MAX_JSON_DEPTH} levels deep; a class table "
+            'is {"classes": [{"index": 0, "name": "background", "color": "#000000"}, ...]}'
+        )
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SegviewerError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        # NaN / Infinity (refused above), numbers of thousands of digits
+        raise SegviewerError(
+            f"{path}: the JSON holds a value no class table can have ({str(exc)[:80]}); the "
+            "file is corrupt or not a class table"
         ) from exc
     items = doc.get("classes") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
@@ -338,8 +413,7 @@ def _parse_lut(text: str, path: Path) -> list[Entry]:
 # writers
 
 
-def _hex(rgb: Sequence[int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
+_hex = rgb_to_hex
 
 
 def _format_json(table: ClassTable) -> str:
@@ -376,3 +450,156 @@ def _format_lut(table: ClassTable, title: str) -> str:
         r, g, b = c.color
         lines.append(f"{c.index} {name} {r} {g} {b} {0 if c.index == 0 else 255}")
     return "\n".join(lines) + "\n"
+
+
+def table_format(path: str | os.PathLike[str]) -> str:
+    """Which format :func:`read_class_table` reads ``path`` as (decided from the content):
+    ``"json"``, ``"csv"``, ``"itksnap"`` or ``"lut"`` (FreeSurfer / 3D Slicer)."""
+    p = Path(path)
+    return _detect(p.read_text(encoding="utf-8-sig", errors="replace"), p)
+
+
+# --------------------------------------------------------------------------------------------
+# names stored with a prediction by the tool that wrote it
+
+
+def class_table_beside(
+    prediction: str | os.PathLike[str],
+) -> tuple[ClassTable, str, list[str]] | None:
+    """The class names a prediction file carries, or that its writing tool stores beside it.
+
+    Conventions, first match wins:
+
+    * **DICOM SEG**: segment labels and recommended display colours.
+    * **3D Slicer** ``.seg.nrrd``: ``SegmentN_Name`` / ``SegmentN_LabelValue`` /
+      ``SegmentN_Color`` header fields.
+    * **BIDS** discrete segmentation: ``*_dseg.nii[.gz]`` with ``*_dseg.tsv`` (columns
+      ``index``, ``name``, optional ``color``).
+    * **nnU-Net**: ``dataset.json`` in the same folder (nnU-Net copies it into its
+      prediction folder): ``"labels"`` as ``{"name": index}`` (v2) or ``{"index": "name"}``
+      (v1); region labels (lists) are skipped.
+    * **MONAI bundle** ``metadata.json`` beside it:
+      ``network_data_format.outputs.pred.channel_def`` (``{"0": "background", ...}``).
+
+    NIfTI has no registered header extension for label names (only CIFTI carries label tables),
+    so none is read from a NIfTI header.
+
+    Returns
+    -------
+    (ClassTable, source, warnings) or None
+        ``source`` names the file and convention used.
+    """
+    from segviewer.io.predictions import split_member
+
+    p, _member = split_member(prediction)
+    if not p.is_file():
+        return None
+    name = p.name.lower()
+    entries: list[Entry] | None = None
+    source = ""
+    if name.endswith(".dcm") or "." not in name:
+        from segviewer.io.dicomseg import is_dicom_seg, seg_class_table
+
+        if is_dicom_seg(p):
+            return seg_class_table(p), f"{p.name} (DICOM SEG segments)", []
+    if name.endswith(".seg.nrrd"):
+        entries, source = _slicer_segments(p), f"{p.name} (3D Slicer segment fields)"
+    if entries is None and re.search(r"_dseg\.nii(\.gz)?$", name):
+        tsv = p.with_name(re.sub(r"\.nii(\.gz)?$", ".tsv", p.name, flags=re.IGNORECASE))
+        if tsv.is_file():
+            entries, source = _bids_tsv(tsv), f"{tsv.name} (BIDS dseg.tsv)"
+    if entries is None and (p.parent / "dataset.json").is_file():
+        entries = _nnunet_labels(p.parent / "dataset.json")
+        source = "dataset.json (nnU-Net labels)"
+    if entries is None and (p.parent / "metadata.json").is_file():
+        entries = _monai_channels(p.parent / "metadata.json")
+        source = "metadata.json (MONAI bundle channel_def)"
+    if not entries:
+        return None
+    table, warnings = ClassTable.from_entries(entries, source=source)
+    return table, source, warnings
+
+
+def _small_text(p: Path) -> str:
+    if p.stat().st_size > _MAX_BYTES:
+        raise SegviewerError(f"{p}: too large for a label description")
+    return p.read_text(encoding="utf-8-sig", errors="replace")
+
+
+def _slicer_segments(p: Path) -> list[Entry] | None:
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(p))
+    except (nrrd.NRRDError, OSError, ValueError) as exc:
+        raise SegviewerError(f"{p}: cannot read the NRRD header ({exc})") from None
+    out: list[Entry] = []
+    k = 0
+    while f"Segment{k}_Name" in header:
+        label = int(str(header.get(f"Segment{k}_LabelValue", k + 1)).strip() or k + 1)
+        rgb = (128, 128, 128)
+        try:
+            vals = [float(v) for v in str(header.get(f"Segment{k}_Color", "")).split()]
+            if len(vals) == 3:
+                rgb = (round(vals[0] * 255), round(vals[1] * 255), round(vals[2] * 255))
+        except ValueError:
+            pass
+        out.append((label, str(header[f"Segment{k}_Name"]), rgb))
+        k += 1
+    if out and all(e[0] != 0 for e in out):
+        out.insert(0, (0, "background", (0, 0, 0)))
+    return out or None
+
+
+def _bids_tsv(tsv: Path) -> list[Entry] | None:
+    rows = list(csv.DictReader(io.StringIO(_small_text(tsv)), delimiter="\t"))
+    out: list[Entry] = []
+    for i, row in enumerate(rows, start=2):
+        try:
+            index = int(str(row.get("index", "")).strip())
+        except ValueError:
+            raise SegviewerError(f"{tsv}, line {i}: 'index' is not a whole number") from None
+        label = str(row.get("name") or row.get("abbreviation") or f"class {index}").strip()
+        color = row.get("color")
+        from segviewer.core.classes import default_color
+
+        rgb = _color(color, f"{tsv}, line {i}") if color else default_color(index)
+        out.append((index, label, rgb))
+    return out or None
+
+
+def _nnunet_labels(path: Path) -> list[Entry] | None:
+    from segviewer.core.classes import default_color
+
+    try:
+        doc = json.loads(_small_text(path))
+    except json.JSONDecodeError:
+        return None
+    labels = doc.get("labels") if isinstance(doc, dict) else None
+    if not isinstance(labels, dict):
+        return None
+    out: list[Entry] = []
+    for key, value in labels.items():
+        if isinstance(value, int) and not isinstance(value, bool):  # v2: name -> index
+            out.append((value, str(key), default_color(value)))
+        elif isinstance(value, str) and _INT.match(str(key)):  # v1: "index" -> name
+            out.append((int(key), value, default_color(int(key))))
+        # region-based labels (lists of indices) name no single label value
+    return out or None
+
+
+def _monai_channels(path: Path) -> list[Entry] | None:
+    from segviewer.core.classes import default_color
+
+    try:
+        doc = json.loads(_small_text(path))
+        defs = doc["network_data_format"]["outputs"]["pred"]["channel_def"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(defs, dict):
+        return None
+    out: list[Entry] = []
+    for key, value in defs.items():
+        if _INT.match(str(key)):
+            out.append((int(key), str(value), default_color(int(key))))
+    return out or None
