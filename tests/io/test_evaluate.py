@@ -370,3 +370,29 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(SegviewerError, match="is a file"):
         run_to_end(run_evaluation(tmp_path / "s", tmp_path / "file"))
     assert math.isnan(float("nan"))
+
+
+def test_joins_an_existing_scheduler_by_address(
+    test_set: tuple[Path, dict], tmp_path: Path, demo_dir: Path
+) -> None:
+    from dask.distributed import LocalCluster
+
+    root, _ = test_set
+    opts = EvaluateOptions(distances=False, slice_distances=False)
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        reports: list[Progress] = []
+        result = run_to_end(
+            run_evaluation(root, tmp_path / "out", opts, scheduler=cluster.scheduler_address),
+            reports.append,
+        )
+        assert result.workers == 2 and result.n_evaluated == 3 and not result.failed
+        assert any("connecting to the Dask scheduler" in p.message for p in reports)
+        # the cluster is someone else's: still running after the evaluation
+        assert len(cluster.scheduler_info["workers"]) == 2
