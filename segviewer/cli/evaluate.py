@@ -68,7 +68,11 @@ def run(argv: Sequence[str]) -> int:
             if math.isfinite(result.cases_per_second)
             else ""
         )
-        where = f"{result.workers} workers" if result.workers else "in this process"
+        where = (
+            f"{result.workers} worker{'s' if result.workers != 1 else ''}"
+            if result.workers
+            else "in this process"
+        )
         print(
             f"{result.n_evaluated} cases evaluated in {result.seconds:.1f} s ({where}{speed})"
             + (f", {result.n_resumed} already done" if result.n_resumed else "")

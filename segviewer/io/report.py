@@ -312,7 +312,11 @@ def write_report(
     timing = (
         f"{t.get('cases_evaluated', 0)} cases computed in {t.get('seconds', 0):.1f} s"
         + (f" ({cps:.3f} cases/s" if isinstance(cps, float) and math.isfinite(cps) else " (")
-        + (f", {t['workers']} workers" if t.get("workers") else ", in one process")
+        + (
+            f", {t['workers']} worker{'s' if t['workers'] != 1 else ''}"
+            if t.get("workers")
+            else ", in one process"
+        )
         + (f", {t['startup_seconds']:.1f} s to start them" if t.get("startup_seconds") else "")
         + ")"
         + (f"; {t['cases_resumed']} resumed from an earlier run" if t.get("cases_resumed") else "")
