@@ -934,8 +934,9 @@ def _on_dask(
                 yield Progress(0, 1, f"starting a local Dask cluster of {n} workers")
                 try:
                     # Dask's sampling profiler (every 10 ms) and GIL monitor compete for the
-                    # GIL with the case's Python loops: measured 2x slower per case without
-                    # this (benchmarks/bench_evaluate.py). The workers get the config at spawn.
+                    # GIL with the case's Python loops: a case took 2x longer (wall clock, on
+                    # a busy machine) with them on (benchmarks/README.md). The workers get the
+                    # config at spawn.
                     with dask.config.set(_WORKER_CONFIG):
                         cluster = LocalCluster(
                             n_workers=n,
