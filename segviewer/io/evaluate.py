@@ -78,6 +78,8 @@ __all__ = [
     "evaluate_case",
     "run_evaluation",
     "read_rows",
+    "Evaluation",
+    "open_evaluation",
 ]
 
 SCHEMA_VERSION = 1
@@ -1252,3 +1254,69 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                         row[k] = v
         out.append(row)
     return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation folder opened for reading (the window's ``--evaluation DIR``).
+
+    Attributes
+    ----------
+    out_dir
+        The folder.
+    summary
+        ``summary.json``.
+    """
+
+    out_dir: Path
+    summary: dict[str, Any]
+
+    def case_rows(self) -> list[dict[str, Any]]:
+        """``cases.csv`` (one row per case, model and class), values typed."""
+        return read_rows(self.out_dir / "cases.csv")
+
+    def slice_rows(self, case_id: str) -> list[dict[str, Any]]:
+        """One case's ``slices.csv`` rows, read from its small per-case file (so a window
+        never loads the whole ``slices.csv`` of a large test set). Review-note columns are
+        not included (they live in the notes sidecar)."""
+        rec = _load_record(_record_path(self.out_dir, case_id))
+        if rec is None:
+            raise SegviewerError(
+                f"{self.out_dir} has no results for case {case_id!r}; it failed or was not "
+                "evaluated (run evaluate again with --resume)"
+            )
+        cols = list(rec["slices"]["columns"])
+        return [dict(zip(cols, r, strict=True)) for r in rec["slices"]["rows"]]
+
+    def picture(self, case_id: str) -> Path | None:
+        """The case's worst-slice picture, if it has one."""
+        p = self.out_dir / _CASES_DIR / f"{_safe_name(case_id)}.png"
+        return p if p.is_file() else None
+
+
+def open_evaluation(out_dir: str | os.PathLike[str]) -> Evaluation:
+    """Open a folder written by :func:`run_evaluation`.
+
+    Raises
+    ------
+    SegviewerError
+        Not an evaluation folder (no ``summary.json``), or a newer schema.
+    """
+    d = Path(out_dir).expanduser()
+    p = d / "summary.json"
+    if not p.is_file():
+        raise SegviewerError(
+            f"{d} is not an evaluation folder (no summary.json); run 'segviewer evaluate "
+            "CASES --out DIR' first"
+        )
+    try:
+        summary = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SegviewerError(f"cannot read {p} ({exc}); run evaluate again") from None
+    version = summary.get("schema_version") if isinstance(summary, dict) else None
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise SegviewerError(
+            f"{p} has schema version {version!r}; this segviewer reads version "
+            f"{SCHEMA_VERSION} or older: update segviewer"
+        )
+    return Evaluation(d, summary)

@@ -22,6 +22,7 @@ from segviewer.io.evaluate import (
     SLICE_COLUMNS,
     EvaluateOptions,
     evaluate_case,
+    open_evaluation,
     read_rows,
     run_evaluation,
 )
@@ -396,3 +397,24 @@ def test_joins_an_existing_scheduler_by_address(
         assert any("connecting to the Dask scheduler" in p.message for p in reports)
         # the cluster is someone else's: still running after the evaluation
         assert len(cluster.scheduler_info["workers"]) == 2
+
+
+def test_open_evaluation_reads_one_case_at_a_time(
+    evaluated: tuple[Path, Any, list[Progress]], tmp_path: Path
+) -> None:
+    out, _, _ = evaluated
+    ev = open_evaluation(out)
+    assert ev.summary["n_cases"] == 3
+    assert len(ev.case_rows()) == 18
+    rows = ev.slice_rows("shifted")
+    all_rows = [r for r in read_rows(out / "slices.csv") if r["case"] == "shifted"]
+    assert len(rows) == len(all_rows)
+    for a, b in zip(rows, all_rows, strict=True):
+        assert a["slice"] == b["slice"] and a["class"] == b["class"] and a["fp"] == b["fp"]
+        assert a["dice"] == pytest.approx(b["dice"], rel=1e-6)
+    pic = ev.picture("shifted")
+    assert pic is not None and pic.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SegviewerError, match="no results for case 'nope'"):
+        ev.slice_rows("nope")
+    with pytest.raises(SegviewerError, match="not an evaluation folder"):
+        open_evaluation(tmp_path)
