@@ -609,7 +609,7 @@ def _picture(
         canvas.paste(Image.fromarray(arr), (x, head * 2))
         x += arr.shape[1] + pad
     buf = io.BytesIO()
-    canvas.save(buf, format="PNG", optimize=True)
+    canvas.save(buf, format="PNG", compress_level=6)  # optimize=True cost ~0.3 s a case
     return buf.getvalue()
 
 
