@@ -418,3 +418,33 @@ def test_open_evaluation_reads_one_case_at_a_time(
         ev.slice_rows("nope")
     with pytest.raises(SegviewerError, match="not an evaluation folder"):
         open_evaluation(tmp_path)
+
+
+def test_coronal_slices_run_along_the_coronal_axis(
+    test_set: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from segviewer.core.orientation import display_axes
+
+    root, truth = test_set
+    out = tmp_path / "out"
+    opts = EvaluateOptions(view="coronal", distances=False, slice_distances=False)
+    run_to_end(run_evaluation(root, out, opts, workers=0))
+    affine = nib.load(root / "images" / "perfect.nii.gz").affine
+    axis = display_axes(affine, "coronal").slice_axis
+    assert axis == 1  # a RAS image: coronal slices run along axis 1
+    srows = [
+        r
+        for r in read_rows(out / "slices.csv")
+        if (r["case"], r["model"], r["class_index"]) == ("shifted", "a", 2)
+    ]
+    assert {r["axis"] for r in srows} == {axis}
+    assert [r["slice"] for r in srows] == list(range(truth["ref"].shape[axis]))
+    lab = truth["labels_a"]["shifted"]
+    for r in srows[::7]:
+        p = np.take(lab, r["slice"], axis=axis) == 2
+        q = np.take(truth["ref"], r["slice"], axis=axis) == 2
+        assert (r["tp"], r["fp"], r["fn"]) == (
+            int((p & q).sum()),
+            int((p & ~q).sum()),
+            int((~p & q).sum()),
+        )
