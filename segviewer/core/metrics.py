@@ -45,7 +45,7 @@ Uncertainty
 -----------
 ``mean_entropy`` is the mean over the voxels predicted as the class of the Shannon entropy
 divided by its maximum (``log C``; multi-label: ``C log 2``), so it is in [0, 1] whatever the
-number of classes. ``low_confidence`` is the fraction of those voxels whose top class
+number of classes. ``low_confidence_share`` is the fraction of those voxels whose top class
 probability is below ``low_confidence`` (0.8 by default). Voxels with NaN scores (labelled
 INVALID) are left out. A label-map prediction has no uncertainty: NaN.
 """
@@ -99,7 +99,7 @@ METRICS: dict[str, bool | None] = {
     "hd95_mm": False,
     "assd_mm": False,
     "mean_entropy": False,
-    "low_confidence": False,
+    "low_confidence_share": False,
 }
 
 
@@ -111,8 +111,8 @@ class ClassMetrics:
     ----------
     class_index
         Class index (0 = background).
-    pred_voxels, ref_voxels
-        Voxels of the class in the prediction / the reference (``ref_voxels`` None without one).
+    n_pred, n_ref
+        Voxels of the class in the prediction / the reference (``n_ref`` None without one).
     tp, fp, fn
         True-positive, false-positive and false-negative voxels (None without a reference).
     dice, iou, sensitivity, precision
@@ -121,7 +121,7 @@ class ClassMetrics:
         Volumes in millilitres and ``pred - ref`` (positive: over-segmented).
     hd95_mm, assd_mm
         Surface distances in mm (NaN where undefined, see the module docstring).
-    mean_entropy, low_confidence
+    mean_entropy, low_confidence_share
         Uncertainty of the voxels predicted as the class (NaN without logits or without
         such voxels).
     absent_in_both
@@ -129,8 +129,8 @@ class ClassMetrics:
     """
 
     class_index: int
-    pred_voxels: int
-    ref_voxels: int | None
+    n_pred: int
+    n_ref: int | None
     tp: int | None
     fp: int | None
     fn: int | None
@@ -144,15 +144,15 @@ class ClassMetrics:
     hd95_mm: float
     assd_mm: float
     mean_entropy: float
-    low_confidence: float
+    low_confidence_share: float
     absent_in_both: bool
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict in output column order (NaN stays NaN)."""
         return {
             "class_index": self.class_index,
-            "pred_voxels": self.pred_voxels,
-            "ref_voxels": self.ref_voxels,
+            "n_pred": self.n_pred,
+            "n_ref": self.n_ref,
             "tp": self.tp,
             "fp": self.fp,
             "fn": self.fn,
@@ -166,7 +166,7 @@ class ClassMetrics:
             "hd95_mm": self.hd95_mm,
             "assd_mm": self.assd_mm,
             "mean_entropy": self.mean_entropy,
-            "low_confidence": self.low_confidence,
+            "low_confidence_share": self.low_confidence_share,
             "absent_in_both": self.absent_in_both,
         }
 
@@ -458,8 +458,8 @@ def _from_agreement(
     vr = c.volume_ref_mm3 / 1000.0
     return ClassMetrics(
         class_index=c.index,
-        pred_voxels=c.n_pred,
-        ref_voxels=c.n_ref,
+        n_pred=c.n_pred,
+        n_ref=c.n_ref,
         tp=c.tp,
         fp=c.fp,
         fn=c.fn,
@@ -473,17 +473,17 @@ def _from_agreement(
         hd95_mm=hd95,
         assd_mm=assd,
         mean_entropy=ent,
-        low_confidence=low,
+        low_confidence_share=low,
         absent_in_both=c.absent_in_both,
     )
 
 
-def _pred_only(k: int, pred_voxels: int, vox_mm3: float, ent: float, low: float) -> ClassMetrics:
+def _pred_only(k: int, n_pred: int, vox_mm3: float, ent: float, low: float) -> ClassMetrics:
     nan = math.nan
     return ClassMetrics(
         class_index=k,
-        pred_voxels=pred_voxels,
-        ref_voxels=None,
+        n_pred=n_pred,
+        n_ref=None,
         tp=None,
         fp=None,
         fn=None,
@@ -491,14 +491,14 @@ def _pred_only(k: int, pred_voxels: int, vox_mm3: float, ent: float, low: float)
         iou=nan,
         sensitivity=nan,
         precision=nan,
-        volume_pred_ml=pred_voxels * vox_mm3 / 1000.0,
+        volume_pred_ml=n_pred * vox_mm3 / 1000.0,
         volume_ref_ml=nan,
         volume_diff_ml=nan,
         hd95_mm=nan,
         assd_mm=nan,
         mean_entropy=ent,
-        low_confidence=low,
-        absent_in_both=pred_voxels == 0,
+        low_confidence_share=low,
+        absent_in_both=n_pred == 0,
     )
 
 
@@ -667,9 +667,9 @@ def _worst_slice(
             # 200-voxel miss at Dice 0.6), then the lower Dice
             key = (-float((c.fp or 0) + (c.fn or 0)), c.dice)
         else:
-            if c.pred_voxels == 0 or not math.isfinite(c.mean_entropy):
+            if c.n_pred == 0 or not math.isfinite(c.mean_entropy):
                 continue
-            key = (-c.mean_entropy, -float(c.pred_voxels))
+            key = (-c.mean_entropy, -float(c.n_pred))
         if best is None or key < best:
             best, found = key, i
     return found

@@ -85,8 +85,8 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 _METRIC_COLUMNS = (
-    "pred_voxels",
-    "ref_voxels",
+    "n_pred",
+    "n_ref",
     "tp",
     "fp",
     "fn",
@@ -100,7 +100,7 @@ _METRIC_COLUMNS = (
     "hd95_mm",
     "assd_mm",
     "mean_entropy",
-    "low_confidence",
+    "low_confidence_share",
 )
 #: Columns of ``cases.csv`` (one row per case, model and class). ``model`` is ``a`` (the
 #: ``prediction`` column) or ``b`` (``prediction_b``); ``axis`` / ``worst_slice`` say where
@@ -531,7 +531,7 @@ def _picture_target(m: CaseMetrics) -> tuple[int | None, int | None]:
     s = m.worst_slice[k]
     if s is None:
         # nothing wrong with that class anywhere: its largest slice
-        sizes = [row[k].pred_voxels for row in m.per_slice]
+        sizes = [row[k].n_pred for row in m.per_slice]
         s = int(np.argmax(sizes)) if sizes and max(sizes) > 0 else None
     return k, s
 
@@ -1112,7 +1112,7 @@ def _summary(
             worst[m][cname] = _worst_cases(rows, opts.n_worst)
     # overall: mean foreground Dice per case (model a), or mean entropy without references
     per_case = _case_scores(case_rows, "a")
-    has_ref = any(r.get("ref_voxels") is not None for r in case_rows)
+    has_ref = any(r.get("n_ref") is not None for r in case_rows)
     order = sorted(
         per_case.items(),
         key=lambda kv: kv[1]["score"] if has_ref else -kv[1]["score"],
@@ -1179,14 +1179,9 @@ def _case_scores(case_rows: Sequence[dict[str, Any]], model: str) -> dict[str, d
             continue
         out.setdefault(r["case"], [])
         ent.setdefault(r["case"], [])
-        present = (r.get("pred_voxels") or 0) + (r.get("ref_voxels") or 0) > 0
+        present = (r.get("n_pred") or 0) + (r.get("n_ref") or 0) > 0
         d = r.get("dice")
-        if (
-            present
-            and d is not None
-            and math.isfinite(float(d))
-            and r.get("ref_voxels") is not None
-        ):
+        if present and d is not None and math.isfinite(float(d)) and r.get("n_ref") is not None:
             out[r["case"]].append(float(d))
         e = r.get("mean_entropy")
         if e is not None and math.isfinite(float(e)):
@@ -1197,14 +1192,14 @@ def _case_scores(case_rows: Sequence[dict[str, Any]], model: str) -> dict[str, d
 
 
 def _worst_cases(rows: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    with_ref = [r for r in rows if r.get("ref_voxels") is not None]
+    with_ref = [r for r in rows if r.get("n_ref") is not None]
     if with_ref:
         scored = [
             r
             for r in with_ref
             if r.get("dice") is not None
             and math.isfinite(float(r["dice"]))
-            and (r.get("pred_voxels") or 0) + (r.get("ref_voxels") or 0) > 0
+            and (r.get("n_pred") or 0) + (r.get("n_ref") or 0) > 0
         ]
         scored.sort(key=lambda r: (float(r["dice"]), -((r.get("fp") or 0) + (r.get("fn") or 0))))
         key = "dice"

@@ -39,7 +39,7 @@ _LABELS = {
     "hd95_mm": "HD95 (mm)",
     "assd_mm": "ASSD (mm)",
     "mean_entropy": "mean normalised entropy",
-    "low_confidence": "low-confidence share",
+    "low_confidence_share": "low-confidence share",
 }
 _TABLE_METRICS = (
     "dice",
@@ -50,10 +50,10 @@ _TABLE_METRICS = (
     "assd_mm",
     "volume_diff_ml",
     "mean_entropy",
-    "low_confidence",
+    "low_confidence_share",
 )
 _PLOT_METRICS = _TABLE_METRICS
-_UNIT_RANGE = {"dice", "iou", "sensitivity", "precision", "mean_entropy", "low_confidence"}
+_UNIT_RANGE = {"dice", "iou", "sensitivity", "precision", "mean_entropy", "low_confidence_share"}
 _NON_NEGATIVE = {"hd95_mm", "assd_mm", "volume_pred_ml", "volume_ref_ml", "fp", "fn"}
 _MODEL_COLORS = {"a": "#2b7bd6", "b": "#e8830c"}
 

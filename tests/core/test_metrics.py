@@ -249,7 +249,7 @@ def test_per_slice_metrics_match_medpy_and_sum_to_the_case(
     assert checked >= 5
     for k in range(3):
         assert sum(row[k].tp or 0 for row in m.per_slice) == m.per_class[k].tp
-        assert sum(row[k].pred_voxels for row in m.per_slice) == m.per_class[k].pred_voxels
+        assert sum(row[k].n_pred for row in m.per_slice) == m.per_class[k].n_pred
         assert math.isnan(m.per_class[k].hd95_mm)  # distances=False
     # the worst slice of white matter has the most wrong voxels (then the lowest Dice)
     w = m.worst_slice[2]
@@ -335,13 +335,13 @@ def test_uncertainty_matches_numpy_per_slice_and_class(layout: str) -> None:
         for k in range(3):
             sel = (labels == k) & np.isfinite(h)
             assert m.per_class[k].mean_entropy == pytest.approx(h[sel].mean(), rel=1e-5)
-            assert m.per_class[k].pred_voxels == int((labels == k).sum())
-            assert math.isnan(m.per_class[k].dice) and m.per_class[k].ref_voxels is None
+            assert m.per_class[k].n_pred == int((labels == k).sum())
+            assert math.isnan(m.per_class[k].dice) and m.per_class[k].n_ref is None
         # without a reference the worst slice is the most uncertain one
         w = m.worst_slice[1]
         assert w is not None
         assert m.per_slice[w][1].mean_entropy == max(
-            r[1].mean_entropy for r in m.per_slice if r[1].pred_voxels
+            r[1].mean_entropy for r in m.per_slice if r[1].n_pred
         )
 
 

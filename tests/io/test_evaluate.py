@@ -289,7 +289,7 @@ def test_without_reference_ranks_by_uncertainty_and_label_maps_have_none(
     result = run_to_end(run_evaluation(root, out, EvaluateOptions(), workers=0))
     assert not result.failed
     rows = {(r["case"], r["class_index"]): r for r in read_rows(out / "cases.csv")}
-    assert rows[("noisy", 1)]["dice"] is None and rows[("noisy", 1)]["ref_voxels"] is None
+    assert rows[("noisy", 1)]["dice"] is None and rows[("noisy", 1)]["n_ref"] is None
     assert rows[("noisy", 1)]["mean_entropy"] > rows[("shifted", 1)]["mean_entropy"]
     assert rows[("perfect", 1)]["mean_entropy"] is None
     assert rows[("noisy", 1)]["worst_slice"] is not None  # the most uncertain slice
