@@ -596,9 +596,20 @@ def read_seg(
     arr = np.asarray(vol.array)
     if arr.ndim == 3:
         arr = arr[..., None]
+    seg_affine = np.array(vol.affine, dtype=np.float64)
+    if arr.shape[0] == 1:
+        # one plane: the spacing between slices is undefined in the SEG, so take the image's
+        # along the axis normal to the plane (else no integer match is possible)
+        normal = seg_affine[:3, 0] / max(float(np.linalg.norm(seg_affine[:3, 0])), 1e-12)
+        for ax in range(3):
+            col = lps[:3, ax]
+            cos = float(normal @ col) / max(float(np.linalg.norm(col)), 1e-12)
+            if abs(abs(cos) - 1.0) < 1e-3:
+                seg_affine[:3, 0] = col * np.sign(cos)
+                break
     moved = hd.Volume(
         arr,
-        affine=vol.affine,
+        affine=seg_affine,
         coordinate_system="PATIENT",
         channels={"SegmentNumber": [n for n, _, _ in segments][: arr.shape[-1]]},
     )
