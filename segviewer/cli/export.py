@@ -62,7 +62,7 @@ def run(argv: Sequence[str]) -> int:
     reference = None
     if ns.reference:
         n = max(len(table), int(inputs.prediction.n_classes))
-        reference = load_reference(ns.reference, volume, n, inputs.warnings)
+        reference = load_reference(ns.reference, volume, n, inputs.warnings, resample=ns.resample)
     classes = _resolve_classes(ns.class_, table)
     axes = display_axes(volume.affine, ns.view, not ns.neurological)
     slices = parse_slices(ns.slices, volume.shape[axes.slice_axis]) if ns.slices else None
@@ -83,6 +83,8 @@ def run(argv: Sequence[str]) -> int:
         radiological=not ns.neurological,
         scale=None if ns.scale == 0 else ns.scale,
         allow_identifiers=ns.allow_identifiers,
+        full_paths=ns.full_paths,
+        free_text=ns.free_text,
     )
     bar = ProgressBar(sys.stderr, show, "exporting")
     result = drive(
@@ -139,6 +141,8 @@ def _summary(result: ExportResult, table: ClassTable, volume: Volume) -> str:
     names = {c.index: c.name for c in table}
     for k in range(1, len(result.counts)):
         n = int(result.counts[k])
+        if n == 0 and names.get(k, f"class {k}") == f"class {k}":
+            continue  # an unnamed class no voxel holds (a stray label makes thousands)
         parts.append(f"{names.get(k, f'class {k}')} {n} voxels ({n * vox_ml:.1f} ml)")
     extra = ""
     if result.n_invalid:

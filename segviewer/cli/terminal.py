@@ -8,12 +8,16 @@ stderr), 130 cancelled with Ctrl-C (nothing half-written is left behind).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, TextIO, TypeVar
+from collections.abc import Callable, Generator, Iterator, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from segviewer.core.types import Progress, SegviewerError
 
@@ -27,9 +31,14 @@ __all__ = [
     "err",
     "fail",
     "guarded",
+    "handle_termination",
+    "library_noise",
+    "stop_on_termination",
+    "Terminated",
     "one_line",
     "parse",
     "ratio_text",
+    "termination_signals",
     "warn",
 ]
 
@@ -61,15 +70,85 @@ def warn(message: str) -> None:
     err(f"segviewer: warning: {one_line(message)}")
 
 
-def guarded(func: Callable[[], int]) -> int:
-    """Turn the errors a user can act on into one line and an exit status."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: stop like Ctrl-C (a KeyboardInterrupt, so every cleanup
+    that handles Ctrl-C -- atomic writes, the export's staging folder -- handles it too)."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum = signum
+        self.name = name
+
+
+@contextlib.contextmanager
+def stop_on_termination() -> Iterator[None]:
+    """While active, SIGTERM, SIGHUP (POSIX) and SIGBREAK (Windows) raise :class:`Terminated`
+    in the main thread.
+
+    ``timeout``, ``docker stop``, ``kill`` and closing the terminal send them; by default
+    they kill Python at once, leaving an export half done. Built on
+    :func:`handle_termination`, the one place segviewer sets signal handlers: signals the
+    platform lacks, and every signal outside the main thread, are left as they are.
+    """
+
+    def handler(num: int, _frame: FrameType | None) -> None:
+        try:
+            name = signal.Signals(num).name
+        except ValueError:
+            name = f"signal {num}"
+        raise Terminated(num, name)
+
+    with handle_termination(handler):
+        yield
+
+
+@contextlib.contextmanager
+def library_noise(verbose: bool) -> Iterator[None]:
+    """Keep the libraries' own warnings and log lines off the terminal unless ``verbose``.
+
+    nibabel, pydicom, tifffile and TensorFlow report through ``warnings``, ``logging`` and
+    (TensorFlow's C++ core) ``TF_CPP_MIN_LOG_LEVEL``; what the user must know, the readers
+    already turn into segviewer's own ``warning:`` lines and notes.
+    """
+    import logging
+    import warnings
+
+    if verbose:
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.disable(logging.CRITICAL)
     try:
-        return func()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def guarded(func: Callable[[], int], *, verbose: bool = False) -> int:
+    """Turn the errors a user can act on into one line and an exit status.
+
+    SIGTERM / SIGHUP stop the command like Ctrl-C (exit 143 / 129, one line); library
+    warnings and logs are hidden unless ``verbose``.
+    """
+    try:
+        with stop_on_termination(), library_noise(verbose):
+            return func()
     except SegviewerError as exc:
         return fail(str(exc))
+    except Terminated as exc:
+        err(f"segviewer: stopped by {exc.name}; nothing half-written was left behind")
+        return 128 + exc.signum
     except KeyboardInterrupt:
         err("\ncancelled")
         return EXIT_CANCELLED
+    except MemoryError:
+        return fail(
+            "not enough memory for this file; close other programs, or crop or downsample the image"
+        )
+    except RecursionError:
+        return fail("the input is nested too deeply to read; the file is corrupt")
     except BrokenPipeError:
         # Output piped into e.g. `head`, which stopped reading: not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -84,6 +163,49 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+
+
+# ----------------------------------------------------------------------------------------
+# termination signals (the one place that sets them up)
+
+#: Signals that ask a command to stop, by name: SIGTERM (``kill``, ``timeout``, ``docker
+#: stop``), SIGHUP (the terminal closed; POSIX only) and SIGBREAK (Ctrl+Break; Windows only).
+#: Ctrl-C (SIGINT) is Python's own KeyboardInterrupt and is not changed here.
+TERMINATION_SIGNALS = ("SIGTERM", "SIGHUP", "SIGBREAK")
+
+
+def termination_signals(module: Any = signal) -> list[signal.Signals]:
+    """The termination signals this platform has (Windows has no SIGHUP, POSIX no SIGBREAK)."""
+    found = (getattr(module, name, None) for name in TERMINATION_SIGNALS)
+    return [s for s in found if s is not None]
+
+
+@contextlib.contextmanager
+def handle_termination(
+    handler: Callable[[int, FrameType | None], Any], module: Any = signal
+) -> Iterator[list[signal.Signals]]:
+    """Install ``handler`` for every termination signal this platform has, and restore the
+    previous handlers afterwards. Yields the signals handled.
+
+    Portable by construction: signals the platform lacks are skipped (no ``signal.SIGHUP``
+    on Windows), and outside the main thread, where Python cannot set handlers, nothing is
+    installed and the list is empty.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        for sig in termination_signals(module):
+            try:
+                previous[sig] = module.signal(sig, handler)
+            except (OSError, ValueError, RuntimeError):
+                continue  # a signal this process may not handle: leave the default
+        yield list(previous)
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(OSError, ValueError, RuntimeError, TypeError):
+                module.signal(sig, old)
 
 
 # ----------------------------------------------------------------------------------------

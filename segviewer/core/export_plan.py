@@ -47,7 +47,13 @@ __all__ = [
     "plan_export",
     "parse_slices",
     "safe_component",
+    "default_classes",
+    "check_path_lengths",
 ]
+
+#: Longest file-name component (bytes) most file systems accept, and longest path (Linux).
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
 
 #: What an export can contain, in the order files are written.
 #: ``"errors"`` needs a reference segmentation (``plan_export(..., reference=True)``).
@@ -129,23 +135,114 @@ def safe_component(name: str, index: int) -> str:
         return f"class{index}"
     if text.split(".")[0].upper() in _WINDOWS_RESERVED:
         text = f"{text}_{index}"
-    return text[:100]
+    # at most 100 bytes in UTF-8 (not characters: 100 four-byte letters are 400 bytes, and
+    # slice PNG names add about 30 bytes to this), cut on a character boundary
+    return text.encode("utf-8")[:100].decode("utf-8", "ignore").rstrip(" .") or f"class{index}"
+
+
+def default_classes(table: Any, counts: Sequence[int]) -> tuple[tuple[int, ...], list[str]]:
+    """The classes an export writes masks for when none are chosen, and notes for the user.
+
+    A class is exported when some voxel holds it or the class table names it (a name other
+    than the default ``"class k"``); background (0) never. So one stray voxel of label 65533
+    gives one mask, not 65,533 masks of empty classes. A label far beyond every class the
+    table names is reported.
+
+    Parameters
+    ----------
+    table
+        The class table (``len(table)`` classes, ``table[k].name``).
+    counts
+        Voxels per class of the label map (``counts[k]``; shorter than the table is fine).
+    """
+    n = len(table)
+    present = [k for k in range(1, min(n, len(counts))) if int(counts[k]) > 0]
+    # "class k" is the name ClassTable.default and the gap filling of from_entries give
+    named = [k for k in range(1, n) if str(table[k].name) != f"class {k}"]
+    chosen = tuple(sorted(set(present) | set(named)))
+    notes: list[str] = []
+    top_named = max(named, default=0)
+    far = [k for k in present if k > max(2 * top_named, 255) and k not in named]
+    if far:
+        shown = ", ".join(f"{k} ({int(counts[k])} voxels)" for k in far[:5])
+        notes.append(
+            f"the label map holds label{'s' if len(far) > 1 else ''} {shown}"
+            + (f" and {len(far) - 5} more" if len(far) > 5 else "")
+            + f", far beyond the named classes (0..{top_named}); "
+            "a corrupt label map or the wrong file? They are exported as 'class k' masks"
+        )
+    unused = n - 1 - len(chosen)
+    if unused > 0:
+        notes.append(
+            f"{unused} class{'es' if unused > 1 else ''} of 0..{n - 1} hold no voxel and have "
+            "no name in the class table; no masks written for them (choose them with --class)"
+        )
+    return chosen, notes
+
+
+def check_path_lengths(out_dir: str, rel_paths: Iterable[str]) -> None:
+    """Refuse an export whose file names or paths are longer than file systems accept.
+
+    Parameters
+    ----------
+    out_dir
+        The output folder, as the user gave it (absolute or relative).
+    rel_paths
+        The planned files, relative to it.
+
+    Raises
+    ------
+    SegviewerError
+        A name component over :data:`MAX_NAME_BYTES` bytes or a path over
+        :data:`MAX_PATH_BYTES` bytes (UTF-8).
+    """
+    base = len(out_dir.encode("utf-8", "surrogateescape"))
+    for part in out_dir.replace("\\", "/").split("/"):
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise SegviewerError(
+                f"the output folder name {part[:40]}... is longer than {MAX_NAME_BYTES} bytes, "
+                "more than file systems accept; choose a shorter name"
+            )
+    for rel in rel_paths:
+        for part in rel.split("/"):
+            if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+                raise SegviewerError(
+                    f"the export file name {part[:40]}... is longer than {MAX_NAME_BYTES} "
+                    "bytes; shorten the class name"
+                )
+        if base + 1 + len(rel.encode("utf-8")) > MAX_PATH_BYTES - 64:
+            raise SegviewerError(
+                f"the output path {out_dir[:40]}.../{rel} is longer than {MAX_PATH_BYTES - 64} "
+                "bytes, more than file systems accept; choose a shorter output folder"
+            )
 
 
 def _class_file_names(table: Any, classes: Sequence[int]) -> dict[int, str]:
-    """Safe, unique (case-insensitively) file names for the chosen classes."""
+    """Safe file names for the chosen classes, unique on a case-insensitive file system.
+
+    macOS and Windows file systems fold case (and macOS Unicode normalisation), so
+    ``Liver`` and ``liver`` would be one file there: names are compared NFC-normalised and
+    case-folded, and a clash gets ``_<index>`` (then ``_<index>_2``...) appended.
+    """
     names: dict[int, str] = {}
-    used: set[str] = set()
+    used: set[str] = {"labels", "probabilities", "overlays"}
     for k in classes:
         base = table.safe_filename(k) if hasattr(table, "safe_filename") else str(table[k].name)
         # Second guard, idempotent on names that are already safe: the plan must never
         # produce a path that escapes the output folder, whatever the table did.
         name = safe_component(str(base), k)
-        if name.casefold() in used or name.casefold() in ("labels", "probabilities", "overlays"):
-            name = f"{name}_{k}"
-        used.add(name.casefold())
-        names[k] = name
+        candidate, n = name, 1
+        while _fold(candidate) in used:
+            candidate = f"{name}_{k}" if n == 1 else f"{name}_{k}_{n}"
+            n += 1
+        used.add(_fold(candidate))
+        names[k] = candidate
     return names
+
+
+def _fold(name: str) -> str:
+    """How a case-insensitive file system compares names (NFC, then case-folded)."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def parse_slices(text: str, n_slices: int) -> tuple[int, ...]:
@@ -380,7 +477,7 @@ def plan_export(
         whole_map("errors")
     seen: set[str] = set()
     for f in files:
-        key = f.path.casefold()
+        key = _fold(f.path)
         if key in seen:  # only possible through a bug above; never overwrite our own output
             raise SegviewerError(f"internal: two export files would be named {f.path}")
         seen.add(key)

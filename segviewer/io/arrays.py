@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from segviewer.core.types import SegviewerError
-from segviewer.io.common import check_alloc, compound_suffix
+from segviewer.io.common import check_alloc, check_claim, compound_suffix
 
 __all__ = [
     "READ_ERRORS",
@@ -49,6 +49,7 @@ __all__ = [
     "nifti_scaling",
     "NiftiDataFile",
     "nifti_data_file",
+    "read_gzip_voxels",
     "nrrd_dtype",
     "read_nrrd_header",
     "read_nrrd",
@@ -149,6 +150,16 @@ def npy_header(fp: Any, what: str) -> NpyHeader:
             f"{what}: not a NumPy .npy array ({exc}); if it is a pickle, segviewer refuses it "
             "because unpickling can run code: re-save it with numpy.save"
         ) from exc
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise SegviewerError(
+            f"{what}: the .npy header claims the shape {shape!r}, which is not a list of sizes "
+            "0 or more; the file is corrupt, save it again with numpy.save"
+        )
+    if len(shape) > 32:
+        raise SegviewerError(
+            f"{what}: the .npy header claims {len(shape)} dimensions (NumPy allows 32); the "
+            "file is corrupt"
+        )
     if dtype.hasobject:
         raise SegviewerError(
             f"{what}: the array holds Python objects (dtype {dtype}), which NumPy can only "
@@ -256,13 +267,22 @@ def npz_member(path: Path, pick: Callable[[Path, tuple[str, ...]], str]) -> NpzM
         key = names[0] if len(names) == 1 else pick(path, names)
         what = f"{path} [{key}]"
         try:
-            with zf.open(key + ".npy") as fp:
+            info = zf.getinfo(key + ".npy")
+            with zf.open(info) as fp:
                 header = npy_header(fp, what)
         except READ_ERRORS as exc:
             raise SegviewerError(
                 f"{what}: the archive member could not be read ({type(exc).__name__}: {exc}); "
                 "it is truncated or corrupt, save it again with numpy.savez"
             ) from exc
+    # The zip directory says how large the member is, stored and unpacked: a header claiming
+    # more is a truncated or hostile archive (refused before anything is inflated).
+    need = header.data_offset + header.nbytes
+    check_claim(need, int(info.file_size), what, compressed=False, shape=header.shape)
+    if info.compress_type != zipfile.ZIP_STORED:
+        check_claim(
+            header.nbytes, int(info.compress_size), what, compressed=True, shape=header.shape
+        )
     return NpzMember(names, key, header)
 
 
@@ -395,13 +415,81 @@ def nifti_data_file(img: Any, path: Path) -> NiftiDataFile:
     dtype = np.dtype(img.get_data_dtype())
     need = offset + math.prod(shape) * dtype.itemsize
     size = data_path.stat().st_size
+    if any(d == 0 for d in shape):
+        raise SegviewerError(
+            f"{path}: the header claims the shape {shape}, with an axis of length 0: there are "
+            "no voxels to show; the file is corrupt or empty"
+        )
+    if offset < 0:
+        raise SegviewerError(f"{path}: the header's vox_offset {offset} is negative; it is corrupt")
     if not compressed and size < need:
         raise SegviewerError(
             f"{path}: the header claims {shape} voxels of {dtype.name} ({need} bytes with the "
             f"header) but {data_path.name} has only {size} bytes; it is truncated or the header "
             "is corrupt, re-export it"
         )
+    if compressed:
+        check_claim(need, size, str(path), compressed=True, shape=shape)
+        isize = _gzip_isize(data_path)
+        if isize is not None and isize < need and need < 2**32:
+            # single-member gzip: the trailer holds the unpacked size (mod 2**32)
+            raise SegviewerError(
+                f"{path}: the header claims {shape} voxels of {dtype.name} ({need} bytes with "
+                f"the header) but the gzip stream unpacks to {isize} bytes; it is truncated "
+                "or the header is corrupt, re-export it"
+            )
     return NiftiDataFile(data_path, compressed, offset)
+
+
+def _gzip_isize(path: Path) -> int | None:
+    """The unpacked size in a gzip file's trailer (mod 2**32), None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"\x1f\x8b":
+                return None
+            f.seek(-4, 2)
+            return int.from_bytes(f.read(4), "little")
+    except OSError:
+        return None
+
+
+def read_gzip_voxels(
+    data: NiftiDataFile, shape: tuple[int, ...], dtype: np.dtype[Any], skip: int = 0
+) -> np.ndarray:
+    """Stream ``shape`` voxels (Fortran order) out of a gzipped file into one new array.
+
+    Decompresses straight into the array (no second copy of the data in memory, unlike
+    reading the whole stream first), starting ``skip`` bytes after the voxel offset (a
+    later frame of a 4-D file). The caller has size-checked ``shape``.
+
+    Raises
+    ------
+    SegviewerError
+        The stream ends before the array is full, or is corrupt.
+    """
+    out = np.empty(shape, dtype=dtype, order="F")
+    view: Any = out.T  # numpy arrays are buffers; numpy's stubs do not say so to mypy
+    buf = memoryview(view).cast("B") if out.size else memoryview(b"")
+    try:
+        with gzip.open(data.path, "rb") as gz:
+            gz.seek(data.offset + skip)
+            got = 0
+            while got < len(buf):
+                n = gz.readinto(buf[got : got + (16 << 20)])
+                if not n:
+                    break
+                got += n
+    except READ_ERRORS as exc:
+        raise SegviewerError(
+            f"{data.path}: the compressed voxels could not be read ({type(exc).__name__}: {exc});"
+            " the file is truncated or corrupt, re-export it"
+        ) from exc
+    if got < len(buf):
+        raise SegviewerError(
+            f"{data.path}: the compressed data ends after {got} of {len(buf)} voxel bytes; the "
+            "file is truncated, re-export it"
+        )
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -482,8 +570,88 @@ def read_nrrd_header(path: Path) -> tuple[dict[str, Any], tuple[int, ...], np.dt
             f"{path}: the NRRD header lacks the required 'sizes'/'type' fields; the file is "
             "truncated or not NRRD, re-export it"
         )
-    sizes = tuple(int(s) for s in header["sizes"])
-    return header, sizes, nrrd_dtype(header, path)
+    try:
+        sizes = tuple(int(s) for s in header["sizes"])
+    except (TypeError, ValueError) as exc:
+        raise SegviewerError(f"{path}: the NRRD 'sizes' field is not a list of numbers") from exc
+    if any(s <= 0 for s in sizes):
+        raise SegviewerError(
+            f"{path}: the NRRD header claims the sizes {sizes}; every size must be 1 or more, "
+            "the file is corrupt"
+        )
+    dtype = nrrd_dtype(header, path)
+    _check_nrrd_data(path, header, sizes, dtype)
+    return header, sizes, dtype
+
+
+#: Set to 1 to let a detached NRRD header (.nhdr) read data files outside its own folder.
+NRRD_DATA_ANYWHERE_ENV = "SEGVIEWER_NRRD_DATA_ANYWHERE"
+
+
+def _nrrd_data_path(path: Path, datafile: str) -> Path:
+    """The data file a ``.nhdr`` names, refused unless it lies inside the header's folder.
+
+    A header is small and easy to send; it must not make segviewer read ``/etc/passwd`` or
+    another user's scans. Relative names are taken from the header's folder (NRRD rule).
+    """
+    import os
+
+    tokens = datafile.split()
+    if tokens and tokens[0] == "LIST":
+        raise SegviewerError(
+            f"{path}: 'data file: LIST' (data split over several files) is not supported; "
+            "save the volume as one .nrrd"
+        )
+    name = tokens[0] if len(tokens) >= 4 and "%" in tokens[0] else datafile.strip()
+    target = Path(name) if Path(name).is_absolute() else path.parent / name
+    folder = Path(os.path.realpath(path.parent))
+    real = Path(os.path.realpath(target))
+    if folder not in real.parents and os.environ.get(NRRD_DATA_ANYWHERE_ENV) != "1":
+        raise SegviewerError(
+            f"{path}: the header's data file {name!r} lies outside the header's folder "
+            f"{path.parent}; segviewer reads data files only next to their header (move them "
+            f"together, or set {NRRD_DATA_ANYWHERE_ENV}=1 if you trust this header)"
+        )
+    if "%" not in name and not real.is_file():
+        raise SegviewerError(
+            f"{path}: the header's data file {name!r} is missing or not a regular file; keep "
+            "the .nhdr and its data file together"
+        )
+    return real
+
+
+def _check_nrrd_data(
+    path: Path, header: Mapping[str, Any], sizes: tuple[int, ...], dtype: np.dtype[Any]
+) -> None:
+    """Refuse a header that claims more data than its file can hold (before reading it)."""
+    datafile = header.get("data file", header.get("datafile"))
+    claimed = math.prod(sizes) * dtype.itemsize
+    if datafile:
+        data_path = _nrrd_data_path(path, str(datafile))
+        if "%" in str(datafile).split()[0]:
+            return  # a numbered series of files: pynrrd reads them, sizes checked by check_alloc
+        stored = data_path.stat().st_size
+    else:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        end = head.find(b"\n\n")
+        if end < 0:
+            end = head.find(b"\n\r\n")
+        if end < 0:
+            raise SegviewerError(
+                f"{path}: the NRRD header does not end with a blank line before the data; the "
+                "file is truncated or the header too long"
+            )
+        stored = path.stat().st_size - (end + 2)
+    encoding = str(header.get("encoding", "raw")).strip().lower()
+    what = str(path)
+    if encoding in ("raw",):
+        check_claim(claimed, stored, what, compressed=False, shape=sizes)
+    elif encoding in ("gzip", "gz"):
+        check_claim(claimed, stored, what, compressed=True, shape=sizes)
+    elif encoding in ("ascii", "text", "txt"):
+        # every value takes at least a digit and a separator
+        check_claim(math.prod(sizes), max(0, stored) // 2 + 1, what, compressed=False, shape=sizes)
 
 
 def read_nrrd(

@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segviewer.core.classes import ClassTable, default_color
+from segviewer.core.classes import ClassTable, default_color, looks_like_background
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
 from segviewer.io.common import check_input_file
@@ -39,6 +40,7 @@ __all__ = [
     "load_class_table",
     "read_class_table",
     "save_class_table",
+    "table_format",
     "class_table_beside",
     "CLASS_TABLE_FORMATS",
 ]
@@ -60,13 +62,16 @@ _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 Entry = tuple[int, str, tuple[int, int, int]]
 
 
-def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
+def load_class_table(path: str | os.PathLike[str], *, offset: int = 0) -> ClassTable:
     """Read a class table; warnings (filled gaps, missing background) go to the log.
 
     Parameters
     ----------
     path
         A file in one of :data:`CLASS_TABLE_FORMATS`.
+    offset
+        Added to every index (``--classes-offset 1`` for tables whose row 0 is the first
+        structure, not the background; see :meth:`ClassTable.shifted`).
 
     Returns
     -------
@@ -78,13 +83,15 @@ def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
     SegviewerError
         Missing or empty file, unknown format, bad lines, repeated indices or names.
     """
-    table, warnings = read_class_table(path)
+    table, warnings = read_class_table(path, offset=offset)
     for w in warnings:
         log.warning("%s", w)
     return table
 
 
-def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str]]:
+def read_class_table(
+    path: str | os.PathLike[str], *, offset: int = 0
+) -> tuple[ClassTable, list[str]]:
     """Like :func:`load_class_table` but also returns the warnings for the user to see.
 
     Returns
@@ -122,7 +129,16 @@ def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str
         entries = _parse_lut(text, p)
     if not entries:
         raise SegviewerError(f"{p}: no classes found in this {_FORMAT_NAMES[fmt]} file")
-    return ClassTable.from_entries(entries, source=str(p))
+    table, warnings = ClassTable.from_entries(entries, source=str(p))
+    if offset:
+        if looks_like_background(table[0].name) and not any("no class 0" in w for w in warnings):
+            warnings.append(
+                f"{p}: the table already starts with a background row ({table[0].name!r}); "
+                f"the offset {offset} moves it to class {offset}"
+            )
+        table = table.shifted(offset)
+        warnings.append(f"{p}: class indices shifted by {offset} (--classes-offset {offset})")
+    return table, warnings
 
 
 def save_class_table(
@@ -231,7 +247,12 @@ def _color(value: Any, where: str) -> tuple[int, int, int]:
     if isinstance(value, (list, tuple)) and len(value) in (3, 4):
         out = []
         for v in value[:3]:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or int(v) != v
+            ):
                 raise SegviewerError(f"{where}: colour {value!r} needs integers 0..255")
             if not 0 <= v <= 255:
                 raise SegviewerError(f"{where}: colour value {v} in {value!r} is outside 0..255")
@@ -241,17 +262,62 @@ def _color(value: Any, where: str) -> tuple[int, int, int]:
 
 
 def _int(token: str, where: str, what: str) -> int:
-    if not _INT.match(token.strip()):
-        raise SegviewerError(f"{where}: {what} {token!r} is not a whole number")
+    token = token.strip()
+    if not _INT.match(token):
+        raise SegviewerError(f"{where}: {what} {token[:40]!r} is not a whole number")
+    if len(token.lstrip("+-")) > _MAX_DIGITS:
+        # int() of thousands of digits is slow or refused (sys.int_info's digit limit)
+        raise SegviewerError(
+            f"{where}: {what} {token[:20]}... has {len(token)} digits, far more than any class "
+            "index or colour value; the file is corrupt"
+        )
     return int(token)
 
 
+#: Longest number a class table may hold (class indices stop at 65533).
+_MAX_DIGITS = 18
+#: Deepest JSON nesting a class table needs is 3 ({"classes": [{"color": [...]}]}); a document
+#: nested far deeper is refused before parsing (json's recursion would fail or take long).
+_MAX_JSON_DEPTH = 32
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in a JSON text, strings skipped (one pass, no parsing)."""
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    depth = deepest = 0
+    for ch in bare:
+        if ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > _MAX_JSON_DEPTH:
+                    break
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a class table can hold")
+
+
 def _parse_json(text: str, path: Path) -> list[Entry]:
+    if _json_depth(text) > _MAX_JSON_DEPTH:
+        raise SegviewerError(
+            f"{path}: the JSON is nested more than {_MAX_JSON_DEPTH} levels deep; a class table "
+            'is {"classes": [{"index": 0, "name": "background", "color": "#000000"}, ...]}'
+        )
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SegviewerError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        # NaN / Infinity (refused above), numbers of thousands of digits
+        raise SegviewerError(
+            f"{path}: the JSON holds a value no class table can have ({str(exc)[:80]}); the "
+            "file is corrupt or not a class table"
         ) from exc
     items = doc.get("classes") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
@@ -384,6 +450,11 @@ def _format_lut(table: ClassTable, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def table_format(path: str | os.PathLike[str]) -> str:
+    """Which format :func:`read_class_table` reads ``path`` as (decided from the content):
+    ``"json"``, ``"csv"``, ``"itksnap"`` or ``"lut"`` (FreeSurfer / 3D Slicer)."""
+    p = Path(path)
+    return _detect(p.read_text(encoding="utf-8-sig", errors="replace"), p)
 # --------------------------------------------------------------------------------------------
 # names stored with a prediction by the tool that wrote it
 

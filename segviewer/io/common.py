@@ -20,11 +20,29 @@ from segviewer.core.types import SegviewerError
 MAX_IN_MEMORY_BYTES = int(os.environ.get("SEGVIEWER_MAX_BYTES", 16 * 1024**3))
 
 
+#: Most a deflate stream (gzip, zip) can expand: 1032 bytes out per byte in (zlib's limit),
+#: plus room for headers. A header claiming more than this from the compressed size lies.
+MAX_DEFLATE_RATIO = 1032
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux ``MemAvailable``), else None."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def check_alloc(shape: Sequence[int], dtype: Any, what: str) -> None:
     """Raise :class:`SegviewerError` if ``shape`` x ``dtype`` is negative or absurdly large.
 
     Called with the size a header *claims* before any data is read, so a corrupt or hostile
-    header cannot make segviewer allocate terabytes.
+    header cannot make segviewer allocate terabytes: the size must be under
+    ``SEGVIEWER_MAX_BYTES`` (default 16 GiB) and under the memory the system has available.
     """
     dims = [int(d) for d in shape]
     if any(d < 0 for d in dims):
@@ -32,12 +50,53 @@ def check_alloc(shape: Sequence[int], dtype: Any, what: str) -> None:
             f"{what}: the header claims a negative size {tuple(dims)}; the file is corrupt"
         )
     nbytes = math.prod(dims) * np.dtype(dtype).itemsize
+    avail = available_memory() if nbytes > 256 * 1024**2 else None
+    if avail is not None and nbytes > avail and nbytes <= MAX_IN_MEMORY_BYTES:
+        raise SegviewerError(
+            f"{what}: the image needs {nbytes / 1024**3:.1f} GiB of memory "
+            f"({tuple(dims)} voxels of {np.dtype(dtype).name}) but only "
+            f"{avail / 1024**3:.1f} GiB are available; close other programs or crop the image"
+        )
     if nbytes > MAX_IN_MEMORY_BYTES:
         raise SegviewerError(
             f"{what}: the header claims {tuple(dims)} voxels of {np.dtype(dtype).name} "
             f"({nbytes / 1024**3:.1f} GiB), more than segviewer will load "
             f"({MAX_IN_MEMORY_BYTES / 1024**3:.0f} GiB); the file is probably corrupt "
             "(set SEGVIEWER_MAX_BYTES to raise the limit)"
+        )
+
+
+def check_claim(
+    claimed: int, stored: int, what: str, *, compressed: bool, shape: Sequence[int] = ()
+) -> None:
+    """Raise if a header claims more data bytes than the file can hold.
+
+    Parameters
+    ----------
+    claimed
+        Data bytes the header claims (shape x item size).
+    stored
+        Bytes of the file that hold the data (compressed size for gzip/zip data).
+    what
+        How messages name the file.
+    compressed
+        ``stored`` is deflate-compressed: it can expand :data:`MAX_DEFLATE_RATIO` times.
+    shape
+        The claimed shape, for the message.
+    """
+    claim = f"claims {tuple(int(d) for d in shape)} " if len(shape) else "claims "
+    if compressed:
+        most = stored * MAX_DEFLATE_RATIO + 65536
+        if claimed > most:
+            raise SegviewerError(
+                f"{what}: the header {claim}({claimed / 1024**2:.0f} MiB of data) but "
+                f"{stored} compressed bytes cannot hold more than {most / 1024**2:.0f} MiB; "
+                "the file is truncated or its header is corrupt"
+            )
+    elif claimed > stored:
+        raise SegviewerError(
+            f"{what}: the header {claim}({claimed} bytes of data) but the file holds {stored}; "
+            "it is truncated or its header is corrupt"
         )
 
 

@@ -139,6 +139,7 @@ class _Frame:
     slope: float = 1.0
     inter: float = 0.0
     order_keys: tuple[float, ...] = field(default_factory=tuple)  # time/echo/instance
+    spacing_problem: str | None = None  # what was wrong with a PixelSpacing that is present
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -265,6 +266,7 @@ def load_dicom(path: Path, *, frame: int = 0, series: str | int | None = None) -
         )
     meta["notes"] = tuple(notes)
     meta["warnings"] = tuple(dict.fromkeys(meta.get("warnings", ()) + tuple(caught[:5])))
+    meta["orientation_known"] = not any(_NO_ORIENTATION in n for n in notes)
     return Volume(data=data, affine=affine, source=str(path), format="dicom", metadata=meta)
 
 
@@ -291,6 +293,7 @@ def _vector(value: Any, n: int) -> np.ndarray | None:
 
 def _frame_from(ds: Any, index: int) -> _Frame:
     """Geometry/scaling of a single-frame dataset (or a legacy multi-frame file's base)."""
+    problem = _spacing_problem(ds.get("PixelSpacing"))
     ps = _vector(ds.get("PixelSpacing"), 2)
     if ps is None or np.any(ps <= 0):
         ps = _vector(ds.get("ImagerPixelSpacing"), 2)
@@ -312,7 +315,26 @@ def _frame_from(ds: Any, index: int) -> _Frame:
         slope=_float(ds.get("RescaleSlope"), 1.0) or 1.0,
         inter=_float(ds.get("RescaleIntercept"), 0.0) or 0.0,
         order_keys=keys,
+        spacing_problem=problem if ps is None else None,
     )
+
+
+def _spacing_problem(value: Any) -> str | None:
+    """What is wrong with a PixelSpacing that is present but unusable (None if fine/absent)."""
+    if value is None or value == "":
+        return None
+    try:
+        vals = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return f"PixelSpacing {str(value)[:40]!r} is not two numbers"
+    if len(vals) != 2:
+        return f"PixelSpacing has {len(vals)} values instead of 2"
+    shown = "\\".join(f"{v:g}" for v in vals)
+    if not all(np.isfinite(vals)):
+        return f"PixelSpacing {shown} is not finite (NaN or infinity)"
+    if any(v <= 0 for v in vals):
+        return f"PixelSpacing {shown} is zero or negative"
+    return None
 
 
 def _read_header(path: Path, *, force: bool = False) -> _Header | None:
@@ -441,6 +463,10 @@ def _select(
 # --------------------------------------------------------------------------------------
 # geometry
 
+#: The words a note uses when the file has no position/orientation tags; load_dicom sets
+#: ``metadata["orientation_known"]`` from them.
+_NO_ORIENTATION = "orientation unknown"
+
 
 def _arrange(
     frames: Sequence[_Frame], where: str
@@ -463,7 +489,10 @@ def _arrange(
     ps = f0.spacing
     if ps is None:
         ps = (1.0, 1.0)
-        notes.append("no PixelSpacing: in-plane pixel size taken as 1 mm")
+        if f0.spacing_problem:
+            warns.append(f"{f0.spacing_problem}: in-plane pixel size taken as 1 mm")
+        else:
+            notes.append("no PixelSpacing: in-plane pixel size taken as 1 mm")
     have_geometry = all(f.ipp is not None and f.iop is not None for f in frames)
     if not have_geometry:
         by_instance = sorted(range(n), key=lambda i: (frames[i].order_keys[-1:], i))
@@ -473,10 +502,10 @@ def _arrange(
             notes.append(
                 "no ImagePositionPatient/ImageOrientationPatient: slices ordered by "
                 "InstanceNumber (frames of one file: file order) and shown as a stack "
-                "(orientation unknown)"
+                f"({_NO_ORIENTATION})"
             )
         else:
-            notes.append("no patient geometry in the file: shown as a stack (orientation unknown)")
+            notes.append(f"no patient geometry in the file: shown as a stack ({_NO_ORIENTATION})")
         return [by_instance], affine, notes, warns
 
     iops = np.stack([f.iop for f in frames if f.iop is not None])
@@ -817,6 +846,33 @@ def _multiframe_frames(ds: Any, n: int, notes: list[str]) -> list[_Frame]:
     return frames
 
 
+def _check_frames_fit(hdr: Any, path: Path, n: int, rows: int, cols: int) -> None:
+    """Refuse a header claiming more frames than the file can hold, before anything per frame.
+
+    Uncompressed frames take rows x columns x samples x bytes each; a compressed (encapsulated)
+    frame takes at least one 8-byte item header. Without this check a 10 KB file claiming
+    20,000,000 frames would make segviewer build 20,000,000 frame records.
+    """
+    if n < 1 or rows < 1 or cols < 1:
+        raise SegviewerError(
+            f"{path}: the header claims {n} frames of {rows} x {cols} pixels; every number "
+            "must be 1 or more, the file is corrupt"
+        )
+    size = path.stat().st_size
+    ts = getattr(getattr(hdr, "file_meta", None), "TransferSyntaxUID", None)
+    if getattr(ts, "is_compressed", False):
+        per_frame = 8
+    else:
+        spp = int(hdr.get("SamplesPerPixel", 1) or 1)
+        bits = int(hdr.get("BitsAllocated", 16) or 16)
+        per_frame = max(1, rows * cols * max(1, spp) * bits // 8)
+    if n * per_frame > size:
+        raise SegviewerError(
+            f"{path}: the header claims {n} frames of {rows} x {cols} pixels, more than the "
+            f"{size} bytes of the file can hold; it is truncated or its header is corrupt"
+        )
+
+
 def _load_multiframe(
     path: Path, frame: int, notes: list[str], caught: list[str]
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -829,8 +885,14 @@ def _load_multiframe(
             raise SegviewerError(
                 f"{path}: the DICOM header could not be read ({exc}); the file is corrupt"
             ) from exc
-    n = int(hdr.get("NumberOfFrames") or 1)
-    rows, cols = int(hdr.Rows), int(hdr.Columns)
+    try:
+        n = int(hdr.get("NumberOfFrames") or 1)
+        rows, cols = int(hdr.Rows), int(hdr.Columns)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SegviewerError(
+            f"{path}: NumberOfFrames / Rows / Columns are not numbers ({exc}); the file is corrupt"
+        ) from exc
+    _check_frames_fit(hdr, path, n, rows, cols)
     check_alloc((n, rows, cols), _alloc_dtype(hdr), str(path))
     frames = _multiframe_frames(hdr, n, notes)
     order, affine, geo_notes, warns = _arrange(frames, str(path))

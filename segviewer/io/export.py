@@ -10,12 +10,21 @@ Guarantees
 ----------
 * Everything that can be checked is checked before the first file is written: shapes,
   classes, slices, the output folder, and existing files (refused unless ``force``).
-* Each file is written atomically (:mod:`segviewer.io.atomic`). If the export fails or is
-  cancelled (the consumer stops iterating: ``generator.close()`` raises ``GeneratorExit``
-  at the current ``yield``), the files this export already wrote and the folders it
-  created are removed again, so a folder never holds a half export; ``manifest.json`` is
-  written last. With ``force`` an existing manifest is removed before the first file is
-  replaced, so an interrupted forced export is never described by the old manifest.
+* The export is built in a hidden staging folder inside the output folder
+  (``.segviewer-staging-<pid>-<tag>``), each file written atomically
+  (:mod:`segviewer.io.atomic`), ``manifest.json`` last; only when every file is complete
+  are they renamed to their final names (signals held for those few renames; a failed
+  rename puts the replaced files back). If the export fails or is cancelled (the consumer
+  stops iterating: ``generator.close()`` raises ``GeneratorExit`` at the current
+  ``yield``; Ctrl-C; SIGTERM), the staging folder is removed and the folder still holds
+  the previous export, untouched, even with ``force``. A staging folder left by a killed
+  process (SIGKILL) is removed by the next export into that folder, with a warning.
+* Nothing is written outside the output folder: a link inside it on the way to a planned
+  file (``out/masks -> /elsewhere``) is refused, and checked again just before the swap.
+* Masks are written for the classes that some voxel holds or that the class table names
+  (unless ``classes`` chooses), never for every index up to a stray label.
+* The manifest names the sources by file name (``full_paths`` for full paths) and leaves
+  out free-text DICOM fields (``free_text`` to include them); see ``docs/manifest.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ import contextlib
 import datetime as _dt
 import json
 import math
+import os
+import re
+import secrets
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +43,15 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.core.export_plan import MANIFEST_NAME, ExportPlan, PlannedFile, plan_export
+from segviewer.core.export_plan import (
+    MANIFEST_NAME,
+    ExportPlan,
+    PlannedFile,
+    check_path_lengths,
+    default_classes,
+    plan_export,
+)
+from segviewer.core.orientation import orientation_code
 from segviewer.core.types import (
     MaskSettings,
     Prediction,
@@ -43,6 +63,7 @@ from segviewer.core.types import (
 )
 from segviewer.io.atomic import atomic_path, check_writable_dir
 from segviewer.io.common import jsonable
+from segviewer.io.writers import nifti_like
 
 __all__ = ["ExportRequest", "ExportResult", "run_export", "MANIFEST_SCHEMA_VERSION"]
 
@@ -51,7 +72,6 @@ MANIFEST_SCHEMA_VERSION = 1
 #: Volume metadata keys copied into the manifest (never patient fields).
 _SAFE_METADATA = (
     "modality",
-    "series_description",
     "series_number",
     "manufacturer",
     "model",
@@ -68,6 +88,9 @@ _SAFE_METADATA = (
     "n_frames",
     "transfer_syntax",
 )
+#: Free text a person typed at the scanner (may name the patient or the study): in the
+#: manifest only with ``ExportRequest(free_text=True)`` (``--free-text``).
+_FREE_TEXT_METADATA = ("series_description",)
 
 
 @dataclass(frozen=True)
@@ -114,6 +137,11 @@ class ExportRequest:
         Consent to write files that carry the patient's and study's identifiers: needed for
         the ``dicom-seg`` format (a DICOM SEG copies them from the source images so a PACS
         files it with the study). No other file ever carries them.
+    full_paths
+        Record the sources' full paths in the manifest (default: file names only, so a
+        folder named after a patient does not travel with every export).
+    free_text
+        Copy free-text DICOM fields (SeriesDescription) into the manifest.
     """
 
     out_dir: Path | str
@@ -132,6 +160,8 @@ class ExportRequest:
     radiological: bool = True
     scale: int | None = None
     allow_identifiers: bool = False
+    full_paths: bool = False
+    free_text: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.opacity <= 1.0:
@@ -315,9 +345,53 @@ def run_export(
             )
     axes = display_axes(volume.affine, request.view, request.radiological)
     n_sl = int(volume.shape[axes.slice_axis])
-    plan: ExportPlan = plan_export(
+    out_dir = Path(request.out_dir).expanduser()
+    # refuse at once what needs no label map: an unwritable folder, an existing export
+    # without --force (its manifest is always planned), links out of the folder
+    _check_out_dir(out_dir, [MANIFEST_NAME], request.force)
+    guard = _MappedGuard([volume.data, prediction.data, reference])
+
+    steps_labels = 400
+    steps_compare = 100 if reference is not None else 0
+    # the number of files is known only after the label map: they share 1000 steps
+    steps_files = 1000
+    total = steps_labels + steps_compare + (200 if "probabilities" in what else 0) + steps_files
+    done = 0
+    # ---- label map (nothing written yet) -----------------------------------------------
+    gen = iter_labels(prediction, request.settings)
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        guard.check()
+        yield Progress(
+            int(steps_labels * p.fraction), total, p.message or "computing the label map"
+        )
+    guard.check()
+    done = steps_labels
+    labels = result.labels
+    counts = np.asarray(result.counts, dtype=np.int64)
+    n_invalid = int(result.n_invalid)
+    n_uncertain = int(result.n_uncertain)
+    if n_invalid:
+        examples = list(getattr(result, "invalid_examples", []))[:3]
+        warnings.append(
+            f"{n_invalid} voxels have NaN or infinite values in the prediction; they are "
+            f"marked invalid ({reserved_labels(labels.dtype)[1]}) in the label map, not "
+            f"background"
+            + (f" (e.g. voxels {[tuple(int(i) for i in e) for e in examples]})" if examples else "")
+        )
+    classes = request.classes
+    if classes is None and prediction.kind == PredictionKind.LABELS:
+        # a label map's class count comes from its largest value: one stray voxel of 65533
+        # must not plan 65,533 masks. (A model's channels are its classes, all exported.)
+        classes, class_notes = default_classes(table, [int(c) for c in counts])
+        warnings += class_notes
+    plan = plan_export(
         table,
-        classes=request.classes,
+        classes=classes,
         what=what,
         formats=request.formats,
         n_slices=n_sl,
@@ -327,89 +401,18 @@ def run_export(
     )
     warnings += plan.warnings
     seg_sources = _seg_sources(plan, volume, request)
-    out_dir = Path(request.out_dir).expanduser()
     planned_paths = [*plan.paths(), MANIFEST_NAME]
+    check_path_lengths(str(out_dir), planned_paths)
+    _check_out_dir(out_dir, planned_paths, request.force)
+    per_file = steps_files / (len(plan.files) + 1)
+
     created_dirs: list[Path] = []
-    if out_dir.exists():
-        check_writable_dir(out_dir)
-        clash = _existing(out_dir, planned_paths)
-        if clash and not request.force:
-            shown = ", ".join(clash[:3]) + (f" and {len(clash) - 3} more" if len(clash) > 3 else "")
-            raise SegviewerError(
-                f"{out_dir} already holds {shown}; use --force to overwrite, or choose another "
-                "output folder"
-            )
-        for rel in clash:
-            if (out_dir / rel).is_dir():
-                raise SegviewerError(
-                    f"{out_dir / rel} is a folder; remove it or choose another output folder"
-                )
-    else:
-        parent = next((p for p in out_dir.parents if p.exists()), None)
-        if parent is None or not parent.is_dir():
-            raise SegviewerError(
-                f"cannot create the output folder {out_dir}; choose a writable folder"
-            )
-        check_writable_dir(parent)
-    subdirs = sorted({str(Path(p).parent) for p in plan.paths()} - {"."}, key=len)
-
-    written: list[Path] = []
+    staging: Path | None = None
     file_entries: list[dict[str, Any]] = []
-    steps_labels = 400
-    n_files = len(plan.files) + 1
-    steps_compare = 100 if reference is not None else 0
-    total = steps_labels + steps_compare + (200 if "probabilities" in what else 0) + n_files
-    done = 0
-
-    def mkdirs() -> None:
-        for rel in [".", *subdirs]:
-            d = out_dir / rel
-            missing = [d, *d.parents]
-            missing = [m for m in missing if not m.exists()]
-            for m in reversed(missing):
-                try:
-                    m.mkdir()
-                except OSError as exc:
-                    raise SegviewerError(
-                        f"cannot create the folder {m} ({exc.strerror}); choose a writable folder"
-                    ) from exc
-                created_dirs.append(m)
-
     try:
-        mkdirs()
-        old_manifest = out_dir / MANIFEST_NAME
-        if request.force and old_manifest.is_file():
-            # The old manifest would describe files this export is about to replace; without
-            # it a cancelled forced export reads as incomplete instead of as the old one.
-            old_manifest.unlink()
-        # ---- label map -------------------------------------------------------------------
-        gen = iter_labels(prediction, request.settings)
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            yield Progress(
-                int(steps_labels * p.fraction), total, p.message or "computing the label map"
-            )
-        done = steps_labels
-        labels = result.labels
-        counts = np.asarray(result.counts, dtype=np.int64)
-        n_invalid = int(result.n_invalid)
-        n_uncertain = int(result.n_uncertain)
-        if n_invalid:
-            examples = list(getattr(result, "invalid_examples", []))[:3]
-            warnings.append(
-                f"{n_invalid} voxels have NaN or infinite values in the prediction; they are "
-                f"marked invalid ({reserved_labels(labels.dtype)[1]}) in the label map, not "
-                f"background"
-                + (
-                    f" (e.g. voxels {[tuple(int(i) for i in e) for e in examples]})"
-                    if examples
-                    else ""
-                )
-            )
+        created_dirs = _make_dirs(out_dir)
+        warnings += _remove_stale(out_dir, planned_paths)
+        staging = _make_staging(out_dir)
 
         comparison: Any = None
         errors: np.ndarray | None = None
@@ -422,6 +425,7 @@ def run_export(
                 except StopIteration as stop:
                     comparison = stop.value
                     break
+                guard.check()
                 yield Progress(
                     done + int(steps_compare * p.fraction), total, "comparing with the reference"
                 )
@@ -443,6 +447,7 @@ def run_export(
                 except StopIteration as stop:
                     probs = np.asarray(stop.value, dtype=np.float32)
                     break
+                guard.check()
                 yield Progress(
                     done + int(200 * p.fraction), total, p.message or "computing probabilities"
                 )
@@ -483,8 +488,12 @@ def run_export(
                     mask_cache[k] = labels == k
             return mask_cache[k]
 
-        for f in plan.files:
-            target = out_dir / f.path
+        files_from = done
+        for i, f in enumerate(plan.files):
+            done = files_from + int(i * per_file)
+            target = staging / f.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            guard.check()
             yield Progress(done, total, f"writing {f.path}")
             if f.format == "dicom-seg":
                 seg_entry = _write_seg(
@@ -500,9 +509,7 @@ def run_export(
                     provenance=provenance,
                     sources=seg_sources,
                 )
-                written.append(target)
                 file_entries.append(seg_entry)
-                done += 1
                 continue
             arr = _write_one(
                 f,
@@ -524,7 +531,6 @@ def run_export(
                 render=annotated_slice,
                 window_to_uint8=window_to_uint8,
             )
-            written.append(target)
             entry: dict[str, Any] = {
                 "path": f.path,
                 "what": f.what,
@@ -539,13 +545,16 @@ def run_export(
             if f.what in ("binary", "errors") and f.slice_index is None:
                 entry["voxels"] = int(np.count_nonzero(arr))
             file_entries.append(entry)
-            done += 1
 
         # ---- manifest, last ---------------------------------------------------------------
+        done = files_from + int(len(plan.files) * per_file)
         yield Progress(done, total, f"writing {MANIFEST_NAME}")
+        listed = {0, *plan.classes, *(int(k) for k in np.flatnonzero(counts))}
         classes_out = []
         for c in table.classes:
             k = int(c.index)
+            if k not in listed and str(c.name) == f"class {k}":
+                continue  # an unnamed class no voxel holds: nothing to say about it
             n_vox = int(counts[k]) if k < counts.size else 0
             classes_out.append(
                 {
@@ -560,7 +569,7 @@ def run_export(
         if comparison is not None and reference is not None:
             comparison_out = {
                 "reference": {
-                    "path": reference_source,
+                    "path": _shown_path(reference_source, request.full_paths),
                     "shape": list(reference.shape),
                     "dtype": str(reference.dtype),
                 },
@@ -569,6 +578,7 @@ def run_export(
             for c in comparison_out["classes"]:
                 c["name"] = str(table[c["index"]].name)
         layout = prediction.layout
+        safe_keys = _SAFE_METADATA + (_FREE_TEXT_METADATA if request.free_text else ())
         manifest = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
             "segviewer_version": __version__,
@@ -577,19 +587,17 @@ def run_export(
             .replace("+00:00", "Z"),
             "sources": {
                 "image": {
-                    "path": str(volume.source),
+                    "path": _shown_path(volume.source, request.full_paths),
                     "format": volume.format,
                     "shape": list(volume.shape),
                     "dtype": str(volume.data.dtype),
                     "spacing_mm": list(volume.spacing),
-                    "orientation": volume.orientation,
+                    "orientation": orientation_code(volume),
                     "affine": volume.affine.tolist(),
-                    "metadata": {
-                        k: volume.metadata[k] for k in _SAFE_METADATA if k in volume.metadata
-                    },
+                    "metadata": {k: volume.metadata[k] for k in safe_keys if k in volume.metadata},
                 },
                 "prediction": {
-                    "path": str(prediction.source),
+                    "path": _shown_path(prediction.source, request.full_paths),
                     "kind": prediction.kind.value,
                     "raw_shape": list(prediction.data.shape),
                     "dtype": str(prediction.data.dtype),
@@ -597,7 +605,10 @@ def run_export(
                     "layout_note": getattr(layout, "note", None),
                     "n_classes": int(prediction.n_classes),
                     "values_are_probabilities": bool(prediction.values_are_probabilities),
-                    "notes": list(prediction.notes),
+                    "notes": [_strip_paths(str(n), request.full_paths) for n in prediction.notes],
+                    "resampling": None
+                    if prediction.resampling is None
+                    else prediction.resampling.as_dict(),
                 },
             },
             "settings": {
@@ -618,6 +629,7 @@ def run_export(
                 "formats": sorted(request.formats),
                 "classes": list(plan.classes),
                 "allow_identifiers": request.allow_identifiers,
+                "full_paths": request.full_paths,
             },
             "classes": classes_out,
             "label_values": {
@@ -625,33 +637,38 @@ def run_export(
                 "uncertain": reserved_labels(labels.dtype)[0],
                 "invalid": reserved_labels(labels.dtype)[1],
             },
-            "provenance": provenance or None,  # an empty dict means "no model": null
+            # an empty dict means "no model": null
+            "provenance": _private_provenance(provenance, request.full_paths) or None,
             "comparison": comparison_out,
             "voxel_volume_mm3": vox_mm3,
             "n_invalid": n_invalid,
             "n_uncertain": n_uncertain,
-            "warnings": warnings,
+            "warnings": [_strip_paths(w, request.full_paths) for w in warnings],
             "files": file_entries,
         }
-        manifest_path = out_dir / MANIFEST_NAME
         text = json.dumps(jsonable(manifest), indent=2, ensure_ascii=False, allow_nan=False)
-        with atomic_path(manifest_path, force=request.force) as tmp:
+        with atomic_path(staging / MANIFEST_NAME) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
-        done += 1
+        guard.check()
+        # ---- swap the finished export in ----------------------------------------------------
+        _swap_in(staging, out_dir, planned_paths, created_dirs)
         yield Progress(total, total, "export finished")
     except BaseException:
-        # Failure or cancel (GeneratorExit at a yield): roll back this export's files.
-        for path in reversed(written):
-            with contextlib.suppress(OSError):
-                path.unlink()
+        # Failure or cancel (GeneratorExit at a yield, Ctrl-C, SIGTERM): the staging folder
+        # goes, the previous export in the folder was never touched.
+        if staging is not None:
+            _remove_tree(staging)
         for d in reversed(created_dirs):
             with contextlib.suppress(OSError):
                 d.rmdir()  # only removes it if empty
         raise
+    finally:
+        if staging is not None and staging.exists():
+            _remove_tree(staging)
     return ExportResult(
         out_dir=out_dir,
-        files=tuple(written),
-        manifest=manifest_path,
+        files=tuple(out_dir / f.path for f in plan.files),
+        manifest=out_dir / MANIFEST_NAME,
         warnings=tuple(warnings),
         n_invalid=n_invalid,
         n_uncertain=n_uncertain,
@@ -726,6 +743,306 @@ def _write_seg(
     }
 
 
+# --------------------------------------------------------------------------------------
+# the output folder: checks, staging, swap
+
+
+#: Prefix of the hidden folder an export is built in (inside the output folder), followed by
+#: the process id and a random tag: ``.segviewer-staging-1234-1a2b3c4d``.
+STAGING_PREFIX = ".segviewer-staging-"
+_STAGING_RE = re.compile(re.escape(STAGING_PREFIX) + r"(\d+)-[0-9a-f]{8}$")
+_PARTIAL_RE = re.compile(r"^\.(?P<stem>.+)\.partial-[0-9a-f]{8}(?P<suffix>(\.[^.]+)*)$")
+
+
+def _check_out_dir(out_dir: Path, rel_paths: list[str], force: bool) -> None:
+    """The output folder can take these files: writable, no clash without ``force``, and no
+    link (or ``..``) that would put a file outside it."""
+    if out_dir.exists():
+        check_writable_dir(out_dir)
+        root = out_dir.resolve()
+        for rel in rel_paths:
+            here = out_dir
+            for part in Path(rel).parts[:-1]:
+                here = here / part
+                if here.is_symlink():
+                    raise SegviewerError(
+                        f"{here} is a link to {os.path.realpath(here)}; segviewer writes "
+                        "nothing outside the output folder: remove the link or choose another "
+                        "output folder"
+                    )
+                if not here.exists():
+                    break
+                if not here.is_dir():
+                    raise SegviewerError(
+                        f"{here} is a file, but the export needs a folder there; remove it or "
+                        "choose another output folder"
+                    )
+            target = out_dir / rel
+            real = Path(os.path.realpath(target.parent))
+            if real != root and root not in real.parents:
+                raise SegviewerError(
+                    f"{target} would be written outside the output folder {out_dir}; choose "
+                    "another output folder"
+                )
+        clash = _existing(out_dir, rel_paths)
+        if clash and not force:
+            shown = ", ".join(clash[:3]) + (f" and {len(clash) - 3} more" if len(clash) > 3 else "")
+            raise SegviewerError(
+                f"{out_dir} already holds {shown}; use --force to overwrite, or choose another "
+                "output folder"
+            )
+        for rel in clash:
+            if (out_dir / rel).is_dir() and not (out_dir / rel).is_symlink():
+                raise SegviewerError(
+                    f"{out_dir / rel} is a folder; remove it or choose another output folder"
+                )
+    else:
+        parent = next((p for p in out_dir.parents if p.exists()), None)
+        if parent is None or not parent.is_dir():
+            raise SegviewerError(
+                f"cannot create the output folder {out_dir}; choose a writable folder"
+            )
+        check_writable_dir(parent)
+
+
+def _make_dirs(out_dir: Path) -> list[Path]:
+    """Create ``out_dir`` and its missing parents; returns those created (outermost first)."""
+    missing = [m for m in [out_dir, *out_dir.parents] if not m.exists()]
+    created: list[Path] = []
+    for m in reversed(missing):
+        try:
+            m.mkdir()
+        except OSError as exc:
+            for d in reversed(created):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise SegviewerError(
+                f"cannot create the folder {m} ({exc.strerror}); choose a writable folder"
+            ) from exc
+        created.append(m)
+    return created
+
+
+def _make_staging(out_dir: Path) -> Path:
+    staging = out_dir / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise SegviewerError(
+            f"cannot create a folder in {out_dir} ({exc.strerror}); choose a writable folder"
+        ) from exc
+    return staging
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its folder alone
+    return True
+
+
+def _remove_stale(out_dir: Path, rel_paths: list[str]) -> list[str]:
+    """Remove what an export killed outright (SIGKILL, power loss) left in ``out_dir``.
+
+    Only what segviewer recognises as its own: staging folders of processes that no longer
+    run, and hidden ``.NAME.partial-XXXXXXXX.EXT`` files next to a file this export plans.
+    Returns a note for the user when something was removed.
+    """
+    removed: list[str] = []
+    for entry in out_dir.iterdir():
+        m = _STAGING_RE.match(entry.name)
+        if m and entry.is_dir() and not entry.is_symlink() and not _pid_alive(int(m.group(1))):
+            _remove_tree(entry)
+            removed.append(entry.name)
+    planned: dict[str, set[str]] = {}
+    for rel in rel_paths:
+        parent, _, name = rel.rpartition("/")
+        planned.setdefault(parent, set()).add(name)
+    for parent, names in planned.items():
+        folder = out_dir / parent if parent else out_dir
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for entry in folder.iterdir():
+            m = _PARTIAL_RE.match(entry.name)
+            if m and entry.is_file() and m.group("stem") + m.group("suffix") in names:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(f"{parent}/{entry.name}" if parent else entry.name)
+    if not removed:
+        return []
+    shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
+    return [
+        f"removed {len(removed)} unfinished file{'s' if len(removed) > 1 else ''} of an earlier "
+        f"export that was killed ({shown})"
+    ]
+
+
+def _swap_in(staging: Path, out_dir: Path, rel_paths: list[str], created: list[Path]) -> None:
+    """Move the finished files from ``staging`` to their final names, manifest last.
+
+    Files they replace are first moved aside (into the staging folder); if a rename fails
+    half-way, the moved files are put back, so the folder holds the old export or the new
+    one, never a mix. Renames within one folder tree are atomic and need no space.
+    """
+    old = staging / ".old"
+    moved: list[tuple[Path, Path]] = []  # (final, aside)
+    placed: list[Path] = []
+    blocked = _block_signals()
+    try:
+        for rel in rel_paths:
+            final = out_dir / rel
+            # checked again now: a link made while the export ran must not be followed
+            here = out_dir
+            for part in Path(rel).parts[:-1]:
+                here = here / part
+                if here.is_symlink():
+                    raise SegviewerError(
+                        f"{here} became a link while exporting; nothing was written outside "
+                        f"{out_dir}, and the previous files are kept"
+                    )
+            if final.exists() or final.is_symlink():
+                aside = old / rel
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(final, aside)
+                moved.append((final, aside))
+            if not final.parent.exists():
+                for d in reversed([final.parent, *final.parent.parents]):
+                    if not d.exists():
+                        d.mkdir()
+                        created.append(d)
+            os.replace(staging / rel, final)
+            placed.append(final)
+    except BaseException as exc:
+        for final in placed:
+            with contextlib.suppress(OSError):
+                final.unlink()
+        for final, aside in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.replace(aside, final)
+        if isinstance(exc, OSError):
+            raise SegviewerError(
+                f"could not move the finished export into {out_dir} ({exc.strerror or exc}); "
+                "the previous files are kept"
+            ) from exc
+        raise
+    finally:
+        _unblock_signals(blocked)
+
+
+def _block_signals() -> Any:
+    """Hold Ctrl-C / SIGTERM / SIGHUP during the swap (a few renames); POSIX only."""
+    import signal
+
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:
+        return None
+    sigs = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
+    return mask(signal.SIG_BLOCK, sigs)
+
+
+def _unblock_signals(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path)
+
+
+# --------------------------------------------------------------------------------------
+# privacy of the manifest
+
+
+def _shown_path(path: Any, full: bool) -> str | None:
+    """A source path as the manifest records it: the file name only, unless ``full``."""
+    if path is None:
+        return None
+    text = str(path)
+    if full or text.startswith("<"):
+        return text
+    return Path(text).name
+
+
+def _strip_paths(text: str, full: bool) -> str:
+    """``text`` with absolute paths cut to their file names (messages may quote paths)."""
+    if full:
+        return text
+    return re.sub(
+        r"(?<![\w.])(?:[A-Za-z]:)?[/\\](?:[^\s/\\:;,'\"]+[/\\])+([^\s/\\:;,'\"]+)", r"\1", text
+    )
+
+
+def _private_provenance(value: Any, full: bool) -> Any:
+    """Provenance with paths (keys ``path`` / ``*_path`` / ``model``) cut to file names."""
+    if full or value is None:
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, str) and (
+                k == "path" or str(k).endswith("_path") or k in ("model", "card")
+            ):
+                out[k] = _shown_path(v, False)
+            else:
+                out[k] = _private_provenance(v, full)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_private_provenance(v, full) for v in value]
+    if isinstance(value, str):
+        return _strip_paths(value, full)
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# memory-mapped sources that shrink while they are read
+
+
+class _MappedGuard:
+    """Checks between reading blocks that memory-mapped source files still hold their data.
+
+    Reading a page of a mapped file that another process truncated raises SIGBUS, which
+    kills the process with no message; checking the size before each block turns the common
+    case (the file shrank before or between blocks) into a clear error naming the file. A
+    truncation in the middle of one block cannot be caught in Python; the export is then
+    killed, but its files live only in the staging folder, which the next run removes.
+    """
+
+    def __init__(self, arrays: Iterable[Any]) -> None:
+        self.files: list[tuple[str, int]] = []
+        for arr in arrays:
+            base = arr
+            while isinstance(getattr(base, "base", None), np.ndarray):
+                base = base.base
+            if isinstance(base, np.memmap) and getattr(base, "filename", None):
+                need = int(base.offset) + int(base.nbytes)
+                self.files.append((str(base.filename), need))
+
+    def check(self) -> None:
+        for name, need in self.files:
+            try:
+                size = os.stat(name).st_size
+            except OSError as exc:
+                raise SegviewerError(
+                    f"{name} disappeared while it was being read ({exc.strerror}); the export "
+                    "was stopped and nothing was written"
+                ) from exc
+            if size < need:
+                raise SegviewerError(
+                    f"{name} shrank to {size} bytes while it was being read (it needs {need}); "
+                    "another program changed it. The export was stopped and nothing was written"
+                )
+
+
 def _write_one(
     f: PlannedFile,
     target: Path,
@@ -798,7 +1115,9 @@ def _write_one(
     else:  # pragma: no cover - plan_export only produces the kinds above
         raise SegviewerError(f"internal: unknown export kind {f.what}")
     if f.format == "nifti":
-        write_nifti(arr, volume.affine, target, force=force, description=desc)
+        write_nifti(
+            arr, volume.affine, target, force=force, description=desc, like=nifti_like(volume)
+        )
     elif f.format == "npy":
         write_npy(arr, target, force=force)
     else:

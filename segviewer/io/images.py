@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.orientation import orientation_code
 from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
 from segviewer.io.arrays import (
     READ_ERRORS,
@@ -29,6 +30,7 @@ from segviewer.io.arrays import (
     nifti_scaling,
     open_nifti,
     open_npy,
+    read_gzip_voxels,
     read_npz,
     read_nrrd,
     read_nrrd_header,
@@ -42,6 +44,7 @@ from segviewer.io.common import (
     record_warnings,
 )
 from segviewer.io.dicom import SeriesInfo, list_dicom_series, load_dicom, looks_like_dicom
+from segviewer.io.geometry import nrrd_geometry
 from segviewer.io.raster import RASTER_SUFFIXES, load_raster, load_raster_folder
 
 __all__ = ["load_image", "describe_image", "list_dicom_series", "SeriesInfo"]
@@ -95,6 +98,12 @@ def load_image(
     caught: list[str] = []
     with record_warnings(caught):
         vol = _dispatch(p, frame, series)
+    if vol.data.size == 0:
+        raise SegviewerError(
+            f"{p}: the image has the shape {tuple(vol.data.shape)}, with an axis of length 0: "
+            "there are no voxels to show; the file is corrupt or empty"
+        )
+    check_geometry(vol.affine, vol.shape, p)
     if caught:
         meta = dict(vol.metadata)
         meta["warnings"] = tuple(dict.fromkeys((*meta.get("warnings", ()), *caught[:5])))
@@ -154,7 +163,8 @@ def describe_image(
     -------
     dict
         ``path``, ``format``, ``shape`` (image axes 0, 1, 2), ``dtype``, ``spacing_mm``,
-        ``orientation`` (3-letter code, e.g. ``"RAS"``), ``affine`` (4x4 nested lists),
+        ``orientation`` (3-letter code, e.g. ``"RAS"``, or ``"unknown"`` when the file
+        carries no patient orientation: then no letters are shown anywhere), ``affine`` (4x4 nested lists),
         ``value_range`` ([min, max] of the finite values, or None), ``n_frames``, ``frame``,
         ``memory_mapped``, ``notes``, ``warnings``, ``metadata`` (the reader's other fields)
         and, for a DICOM folder, ``series`` (one dict per series). A folder with several
@@ -184,7 +194,7 @@ def describe_image(
         "shape": list(vol.shape),
         "dtype": str(vol.data.dtype),
         "spacing_mm": [round(s, 6) for s in vol.spacing],
-        "orientation": vol.orientation,
+        "orientation": orientation_code(vol),
         "affine": [[float(v) for v in row] for row in vol.affine],
         "value_range": _value_range(vol.data),
         "n_frames": int(meta.pop("n_frames", 1)),
@@ -243,10 +253,57 @@ def _load_folder(folder: Path, *, frame: int, series: str | int | None) -> Volum
     return load_dicom(folder, frame=frame, series=series)
 
 
+#: Largest voxel size (mm) and distance from the scanner origin (mm) segviewer believes: a
+#: header beyond these (pixdim 1e38, ImagePositionPatient 1e308) is corrupt, and its numbers
+#: would overflow to infinity in any affine segviewer writes.
+MAX_VOXEL_MM = 1e4
+MAX_POSITION_MM = 1e6
+
+
+def check_geometry(affine: np.ndarray, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse an affine with non-finite or absurd values, naming what is wrong.
+
+    Raises
+    ------
+    SegviewerError
+        A NaN or infinite entry, a voxel size of 0 or over :data:`MAX_VOXEL_MM`, or a corner
+        of the volume farther than :data:`MAX_POSITION_MM` from the origin.
+    """
+    aff = np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise SegviewerError(
+            f"{path}: the geometry in the header is not finite (NaN or infinite voxel sizes, "
+            "positions or directions); the header is corrupt, fix its voxel sizes / positions"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        sizes = np.linalg.norm(aff[:3, :3], axis=0)
+        extent = np.abs(aff[:3, :3]) @ np.maximum(np.asarray(shape, dtype=np.float64), 1.0)
+        far = np.abs(aff[:3, 3]) + extent
+    if np.any(sizes > MAX_VOXEL_MM) or not np.all(np.isfinite(sizes)):
+        raise SegviewerError(
+            f"{path}: the header claims voxel sizes {_mm(sizes)} mm; sizes over "
+            f"{MAX_VOXEL_MM:g} mm are not an MRI, the header is corrupt (fix pixdim / "
+            "PixelSpacing / space directions)"
+        )
+    if not np.all(np.isfinite(far)) or np.any(far > MAX_POSITION_MM):
+        raise SegviewerError(
+            f"{path}: the header places the volume {_mm(aff[:3, 3])} mm from the scanner "
+            f"origin, beyond {MAX_POSITION_MM:g} mm; the position (qoffset / sform / "
+            "ImagePositionPatient / space origin) is corrupt"
+        )
+
+
+def _mm(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{float(v):.3g}" for v in values) + ")"
+
+
 def _checked_affine(affine: np.ndarray, path: Path, what: str) -> np.ndarray:
     aff = np.asarray(affine, dtype=np.float64)
     if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
-        raise SegviewerError(f"{path}: the {what} is not a finite 4x4 matrix; the file is corrupt")
+        raise SegviewerError(
+            f"{path}: the {what} holds NaN or infinite values (voxel sizes, directions or "
+            "position); the header is corrupt, fix it or re-export the image"
+        )
     if abs(np.linalg.det(aff[:3, :3])) < 1e-12:
         raise SegviewerError(
             f"{path}: the {what} is degenerate (a voxel size is 0 or two axes are parallel); "
@@ -345,6 +402,18 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         data: np.ndarray = mm
         memory_mapped = dtype_on_disk.isnative or dtype_on_disk.itemsize == 1
         data = native(data) if not memory_mapped else data
+    elif voxels.compressed and getattr(proxy, "order", "F") == "F":
+        # Stream the frame out of the gzip into one array: nibabel would first read the
+        # whole file into memory and then copy it (twice the image, and all frames of 4-D).
+        raw = read_gzip_voxels(
+            voxels, spatial, dtype_on_disk, skip=frame * frame_elems * dtype_on_disk.itemsize
+        )
+        data = native(raw)
+        if scaled:
+            data = data.astype(out_dtype, copy=False)
+            data *= out_dtype.type(slope)
+            data += out_dtype.type(inter)
+            notes.append(f"values scaled by scl_slope={slope:g}, scl_inter={inter:g}")
     else:
         slicer: tuple[Any, ...] = (Ellipsis, frame) if len(shape) > 3 else (Ellipsis,)
         if len(shape) > 4:
@@ -381,6 +450,8 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         "affine_source": affine_source,
         "sform_code": sform,
         "qform_code": qform,
+        "orientation_known": affine_source != "voxel sizes only",
+        "stored_shape": shape,
         "memory_mapped": memory_mapped,
         "notes": tuple(notes),
         "warnings": (),
@@ -399,16 +470,6 @@ def _load_nifti(path: Path, frame: int) -> Volume:
 # --------------------------------------------------------------------------------------
 # NRRD
 
-# NRRD "space" names -> sign of each world axis to reach RAS.
-_NRRD_SPACES: dict[str, tuple[float, float, float]] = {
-    "right-anterior-superior": (1.0, 1.0, 1.0),
-    "ras": (1.0, 1.0, 1.0),
-    "left-anterior-superior": (-1.0, 1.0, 1.0),
-    "las": (-1.0, 1.0, 1.0),
-    "left-posterior-superior": (-1.0, -1.0, 1.0),
-    "lps": (-1.0, -1.0, 1.0),
-}
-
 
 def _load_nrrd(path: Path, frame: int) -> Volume:
     header, sizes, dtype = read_nrrd_header(path)
@@ -419,22 +480,8 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
         )
     data, header = read_nrrd(path, sizes, dtype)
     notes: list[str] = []
-    directions = header.get("space directions")
-    dirs = None
-    if directions is not None:
-        dirs = np.array(
-            [[np.nan] * 3 if d is None else list(np.asarray(d, dtype=float)) for d in directions],
-            dtype=float,
-        )
-        if dirs.shape[1] == 2:
-            dirs = np.concatenate([dirs, np.zeros((dirs.shape[0], 1))], axis=1)
-    # Which axes are spatial: those with a direction (or, without space info, the first 3).
-    if dirs is not None:
-        spatial_axes = [a for a in range(len(sizes)) if np.all(np.isfinite(dirs[a]))]
-    else:
-        kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * len(sizes))]
-        non_space = {"list", "vector", "point", "covariant-vector", "normal", "time"}
-        spatial_axes = [a for a in range(len(sizes)) if kinds[a] not in non_space][:3]
+    geometry = nrrd_geometry(header, len(sizes))
+    spatial_axes = list(geometry.spatial_axes)
     frame_axes = [a for a in range(len(sizes)) if a not in spatial_axes]
     if len(spatial_axes) not in (2, 3) or len(frame_axes) > 1:
         raise SegviewerError(
@@ -452,25 +499,12 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
         notes.append("2-D NRRD read as (i, j, 1)")
     data = native(np.ascontiguousarray(data) if not data.flags.f_contiguous else data)
 
-    affine = np.eye(4)
     space = str(header.get("space", "")).lower()
-    if dirs is not None:
-        m = dirs[spatial_axes].T  # columns = world vector of each spatial axis
-        if m.shape[1] == 2:
-            m = np.concatenate([m, np.cross(m[:, 0], m[:, 1])[:, None]], axis=1)
-            n = np.linalg.norm(m[:, 2])
-            m[:, 2] = m[:, 2] / n if n > 0 else m[:, 2]
-        affine[:3, :3] = m
-        origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).ravel()
-        origin = np.concatenate([origin, np.zeros(3)])[:3]
-        affine[:3, 3] = np.where(np.isfinite(origin), origin, 0.0)
-        if space in _NRRD_SPACES:
-            affine = np.diag(_NRRD_SPACES[space] + (1.0,)) @ affine
-        else:
-            notes.append(
-                f"NRRD space {space or '(none)'!r} is not anatomical; world axes taken as RAS"
-            )
+    if geometry.affine is not None:
+        affine = geometry.affine
+        notes.extend(geometry.notes)
     else:
+        affine = np.eye(4)
         spacings = header.get("spacings")
         sp = [1.0, 1.0, 1.0]
         if spacings is not None:
@@ -485,6 +519,7 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
         "space": space or None,
         "encoding": str(header.get("encoding", "")),
         "detached": "data file" in header or "datafile" in header,
+        "orientation_known": geometry.affine is not None,
         "notes": tuple(notes),
         "warnings": (),
     }

@@ -755,7 +755,7 @@ def test_export_with_reference_writes_errors(
     assert "accuracy" in captured.out
     m = _check_manifest_complete(out)
     pred, ref = demo_perturbed["pred_labels"], demo_perturbed["ref_labels"]
-    assert m["comparison"]["reference"]["path"] == str(demo_dir / "tissue_prob.nii.gz")
+    assert m["comparison"]["reference"]["path"] == "tissue_prob.nii.gz"  # name only (privacy)
     assert m["comparison"]["accuracy"] == pytest.approx(float((pred == ref).mean()))
     err_img: Any = nib.load(out / "errors.nii.gz")
     volume = load_image(demo_dir / "t1.nii.gz")

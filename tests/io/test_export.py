@@ -320,20 +320,26 @@ def test_cancel_leaves_no_files(
     assert not out.exists()
 
 
-def test_cancelled_forced_export_drops_old_manifest(
+def test_cancelled_forced_export_keeps_previous_export(
     tmp_path: Path, demo: tuple[Volume, Prediction, ClassTable, np.ndarray]
 ) -> None:
+    """A --force export cancelled half-way leaves the previous export as it was (issue 13.6)."""
     vol, pred, table, _ = demo
     out = tmp_path / "again"
     run_to_end(run_export(vol, pred, table, ExportRequest(out)))
-    assert (out / "manifest.json").exists()
+    before = _files_on_disk(out)
+    entries = {p.relative_to(out).as_posix() for p in out.rglob("*")}
+    contents = {p: (out / p).read_bytes() for p in before}
     gen = run_export(vol, pred, table, ExportRequest(out, force=True))
+    seen = []
     for p in gen:
-        if p.message.startswith("writing masks/"):  # labels.nii.gz already replaced
+        seen.append(p.message)
+        if p.message.startswith("writing masks/"):  # labels.nii.gz already written (staged)
             break
     gen.close()
-    # The old manifest no longer claims to describe this folder.
-    assert not (out / "manifest.json").exists()
+    assert any(m.startswith("writing labels") for m in seen)
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*")} == entries  # no staging left
+    assert {p: (out / p).read_bytes() for p in before} == contents
 
 
 def test_disk_full_rolls_back(
