@@ -455,6 +455,8 @@ def table_format(path: str | os.PathLike[str]) -> str:
     ``"json"``, ``"csv"``, ``"itksnap"`` or ``"lut"`` (FreeSurfer / 3D Slicer)."""
     p = Path(path)
     return _detect(p.read_text(encoding="utf-8-sig", errors="replace"), p)
+
+
 # --------------------------------------------------------------------------------------------
 # names stored with a prediction by the tool that wrote it
 
