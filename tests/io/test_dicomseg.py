@@ -434,3 +434,21 @@ def test_source_without_patient_geometry_is_refused(tmp_path: Path) -> None:
             allow_identifiers=True,
         )
     assert not (tmp_path / "s.dcm").exists()
+
+
+def test_algorithm_identification_names_the_model(volume, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = _labels(volume)
+    digest = "0123456789abcdef" * 4
+    provenance = {"model": {"path": "/models/brain_unet.keras", "sha256": digest}, "device": "CPU"}
+    path = tmp_path / "m.dcm"
+    dicomseg.write_seg(
+        volume, [lab == 1], TABLE, [1], path, allow_identifiers=True, provenance=provenance
+    )
+    alg = pydicom.dcmread(path).SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert alg.AlgorithmName == "segviewer (brain_unet.keras)"
+    assert alg.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
+    params = str(alg.AlgorithmParameters)
+    assert "brain_unet.keras" in params and digest in params and "CPU" in params
+    from segviewer import __version__
+
+    assert alg.AlgorithmVersion == __version__
