@@ -64,6 +64,7 @@ __all__ = [
     "property_codes",
     "read_seg",
     "seg_class_table",
+    "seg_unavailable",
     "source_instances",
     "write_seg",
 ]
@@ -144,6 +145,21 @@ def is_dicom_seg(path: str | os.PathLike[str]) -> bool:
 
 # --------------------------------------------------------------------------------------------
 # source instances
+
+
+def seg_unavailable(volume: Volume) -> str | None:
+    """Why no SEG can be exported for this image (a dialog's disabled option says it), or None.
+
+    Cheap (no file access); :func:`source_instances` makes the full check before writing.
+    """
+    if volume.format != "dicom":
+        return (
+            f"a DICOM SEG refers to the DICOM images it segments; this image was read from "
+            f"{volume.format}"
+        )
+    if not volume.metadata.get("series_uid") and not Path(volume.source).is_file():
+        return "the DICOM image has no series UID to reference"
+    return None
 
 
 def _lps_affine(volume: Volume) -> np.ndarray:

@@ -168,7 +168,9 @@ def test_seg_needs_consent_and_a_dicom_image(volume, tmp_path: Path, demo_dir: P
     with pytest.raises(SegviewerError, match="identifiers.*--allow-identifiers"):
         _export(volume, pred, tmp_path / "a", formats=frozenset({"dicom-seg"}), classes=(1,))
     assert not (tmp_path / "a").exists()
+    assert dicomseg.seg_unavailable(volume) is None
     nifti = load_image(demo_dir / "t1.nii.gz")
+    assert "read from nifti" in str(dicomseg.seg_unavailable(nifti))
     npred = prediction_from_array(np.zeros(nifti.shape, np.uint8), nifti.shape, n_classes_hint=4)
     with pytest.raises(SegviewerError, match="refers to the DICOM images.*nifti"):
         _export(
