@@ -541,8 +541,22 @@ def _segments(seg: Any) -> list[tuple[int, str, tuple[int, int, int]]]:
 
 def seg_class_table(path: str | os.PathLike[str]) -> ClassTable:
     """Background plus one class per segment (label = segment number), named and coloured
-    as the SEG's segment labels and recommended display colours."""
-    seg = _open_seg(Path(path))
+    as the SEG's segment labels and recommended display colours (header only: the pixel data
+    is not read)."""
+    import pydicom
+
+    p = Path(path)
+    check_input_file(p)
+    caught: list[str] = []
+    try:
+        with record_warnings(caught):
+            seg = pydicom.dcmread(p, stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad files
+        raise SegviewerError(
+            f"{p}: not a readable DICOM file ({type(exc).__name__}: {exc})"
+        ) from None
+    if str(seg.get("SOPClassUID", "")) != _SEG_SOP_CLASS or "SegmentSequence" not in seg:
+        raise SegviewerError(f"{p}: not a DICOM Segmentation object (SEG)")
     entries: list[tuple[int, str, Sequence[int]]] = [(0, "background", (0, 0, 0))]
     seen: set[str] = {"background"}
     for number, label, rgb in _segments(seg):
