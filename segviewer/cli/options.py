@@ -224,6 +224,13 @@ def window_parser() -> argparse.ArgumentParser:
         "shows Dice per class, 'Errors vs reference' and E / Shift+E to the slices with "
         "the most errors",
     )
+    p.add_argument(
+        "--evaluation",
+        metavar="DIR",
+        help="an 'evaluate' --out folder: open its test set (or IMAGE, given as a test set: "
+        "a case-list CSV, a folder with images/ and predictions/, or a quoted glob) with its "
+        "metrics in the case table, each case at its worst slice",
+    )
     add_image_options(p)
     add_model_options(p)
     add_view_option(p, three=True, help="the view to show first (default axial)")

@@ -198,6 +198,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--reference is compared with a prediction on an image; give the image "
             "too: segviewer IMAGE --prediction P --reference R"
         )
+    from segviewer.ui.testset_session import is_test_set
+
+    if args.evaluation is not None or (image is not None and is_test_set(image)):
+        # a test set (CSV, folder, glob) and / or an 'evaluate' folder: the case table opens
+        # the first case itself
+        if prediction or reference or model or args.demo:
+            win.close()
+            return _fail(
+                "a test set brings its own predictions and references; give only the test "
+                "set (and --evaluation DIR): segviewer CASES [--evaluation DIR]"
+            )
+        opened = win.testset.open_test_set(image, evaluation=args.evaluation)
+        if not opened and args.screenshot:
+            win.close()
+            return int(status["code"]) or 2
+        image = None
     if image or prediction or classes:
         win.open_files(
             image,

@@ -582,6 +582,59 @@ class ViewerController(QObject):
             self._start_labels()
         elif what is Change.DATA and st.prediction is None:
             self._labelled = None
+        if what in (Change.DATA, Change.DISPLAY):
+            self._start_heatmap()
+        if what in (Change.DATA, Change.WINDOW):
+            self._start_window()
+
+    def _start_heatmap(self) -> None:
+        """Compute the shown heatmap over the whole volume once, in the background; slices
+        are then looked up (until then each slice is computed alone)."""
+        st = self.state
+        src = st.slices
+        if src is None or st.display not in ("probability", "confidence", "entropy"):
+            return
+        stat = st.display
+        cls = st.display_class if stat == "probability" else None
+        if src.has_stat(stat, cls):
+            return
+
+        def done(volume: np.ndarray) -> None:
+            if st.slices is src:
+                st.set_stat_volume(stat, cls, volume)
+
+        self.runner.start(
+            "heatmap",
+            src.stat_job,
+            stat,
+            cls,
+            label=f"Computing the {stat} map",
+            on_result=done,
+            on_error=self.report_error,
+        )
+
+    def _start_window(self) -> None:
+        """Window the whole image for the shown level / width in the background, so grey
+        slices are looked up; a newer window (a drag) supersedes it."""
+        st = self.state
+        greys = st.greys
+        if greys is None or not greys.wants_volume or greys.has_window(st.level, st.width):
+            return
+        level, width = st.level, st.width
+
+        def done(volume: np.ndarray) -> None:
+            if st.greys is greys:
+                st.set_windowed(level, width, volume)
+
+        self.runner.start(
+            "window",
+            greys.window_job,
+            level,
+            width,
+            label="Windowing the image",
+            on_result=done,
+            on_error=self.report_error,
+        )
 
     def _start_labels(self) -> None:
         st = self.state
