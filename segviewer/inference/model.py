@@ -22,7 +22,7 @@ import math
 import os
 import re
 import zipfile
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ __all__ = [
     "file_sha256",
     "tf_version",
     "with_input_layout",
+    "device_description",
     "MAX_CHANNELS_FIRST",
 ]
 
@@ -93,6 +94,11 @@ class ModelHandle:
         a multiple of it); ``None`` if unknown (SavedModel: found by trying at run time).
     notes
         Sentences on how the above were decided, for ``info`` and the export manifest.
+    channels_first
+        The model takes ``(N, C, ...)`` inputs (see :data:`MAX_CHANNELS_FIRST`); it is run by
+        transposing input and output.
+    device
+        Where TensorFlow runs it (:func:`device_description`), e.g. ``"CPU"``.
     """
 
     path: Path
@@ -111,6 +117,7 @@ class ModelHandle:
     output_names: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     channels_first: bool = False
+    device: str = ""
     input_shape: tuple[int | None, ...] = ()
     output_shape: tuple[int | None, ...] = ()
     model: Any = field(default=None, repr=False)  # keras.Model or the SavedModel's signature
@@ -137,6 +144,7 @@ class ModelHandle:
             "name": self.name,
             "rank": self.rank,
             "input_layout": self.layout_name,
+            "device": self.device,
             "input_shape": list(self.input_shape),
             "input_size": list(self.input_size),
             "input_channels": self.input_channels,
@@ -147,6 +155,29 @@ class ModelHandle:
             "trusted": self.trusted,
             "notes": list(self.notes),
         }
+
+
+def device_description() -> str:
+    """The device TensorFlow runs on by default: ``"GPU:0 (NVIDIA H100 ...)"`` or ``"CPU"``.
+
+    Imports TensorFlow. The first visible GPU is TensorFlow's default device; without one (no
+    CUDA build, no driver) everything runs on the CPU.
+    """
+    import tensorflow as tf
+
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+    except Exception:  # noqa: BLE001 - a broken CUDA setup must not stop CPU inference
+        gpus = []
+    if not gpus:
+        return "CPU"
+    try:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        name = str(details.get("device_name", "")) if isinstance(details, Mapping) else ""
+    except Exception:  # noqa: BLE001
+        name = ""
+    extra = f", {len(gpus)} GPUs visible" if len(gpus) > 1 else ""
+    return f"GPU:0 ({name or 'GPU'}{extra})"
 
 
 def tf_version() -> str:
@@ -222,6 +253,7 @@ def iter_open_model(
     else:
         handle = _load_keras(p, fmt, digest, trust, custom)
     handle.trusted = trust
+    handle.device = device_description()
     yield Progress(3, 3, f"loaded {p.name}")
     return handle
 

@@ -723,7 +723,7 @@ def _write_seg(
         allow_identifiers=request.allow_identifiers,
         fractional=fractional,
         provenance=provenance,
-        prediction_source=None if provenance else str(prediction.source),
+        prediction_source=str(prediction.source),
         force=request.force,
         sources=sources,
     )

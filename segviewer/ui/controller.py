@@ -417,8 +417,12 @@ class ViewerController(QObject):
             return None
         self.settings.remember_folder(path)
 
-        def done(pred: Prediction) -> None:
+        def done(loaded: jobs.LoadedPrediction) -> None:
+            pred = loaded.prediction
             self.settings.add_recent("prediction", path)
+            if loaded.names is not None and self._user_table is None:
+                # the names the writing tool stored with the file (SEG segments, dseg.tsv...)
+                self.report(f"Class names from {loaded.names_source}")
             self.set_prediction(
                 pred,
                 {
@@ -429,6 +433,7 @@ class ViewerController(QObject):
                     "notes": list(pred.notes),
                 },
                 path=path,
+                table=loaded.names if self._user_table is None else None,
             )
             self.advance()
 
@@ -452,6 +457,8 @@ class ViewerController(QObject):
             layout,
             kind,
             resample,
+            self.state.volume.affine,
+            self._user_table is None,
             label=f"Loading {Path(path).name}",
             on_result=done,
             on_error=failed,
