@@ -376,10 +376,17 @@ def run_export(
             + (f" (e.g. voxels {[tuple(int(i) for i in e) for e in examples]})" if examples else "")
         )
     classes = request.classes
-    if classes is None and prediction.kind == PredictionKind.LABELS:
-        # a label map's class count comes from its largest value: one stray voxel of 65533
-        # must not plan 65,533 masks. (A model's channels are its classes, all exported.)
-        classes, class_notes = default_classes(table, counts)
+    if classes is None:
+        # a label map's class count comes from its largest value, a class table's from its
+        # largest index: one stray voxel (or entry) of 65533 must not plan 65,533 masks. A
+        # model's channels are its classes: all of them count as present.
+        held = counts
+        if prediction.kind != PredictionKind.LABELS:
+            held = np.zeros(len(table), dtype=np.int64)
+            held[: int(prediction.n_classes)] = 1
+        classes, class_notes = default_classes(
+            table, held, label_map=prediction.kind == PredictionKind.LABELS
+        )
         warnings += class_notes
     plan = plan_export(
         table,

@@ -403,7 +403,11 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         # Stream the frame out of the gzip into one array: nibabel would first read the
         # whole file into memory and then copy it (twice the image, and all frames of 4-D).
         raw = read_gzip_voxels(
-            voxels, spatial, dtype_on_disk, skip=frame * frame_elems * dtype_on_disk.itemsize
+            voxels,
+            spatial,
+            dtype_on_disk,
+            skip=frame * frame_elems * dtype_on_disk.itemsize,
+            to_end=frame == n_frames - 1,
         )
         data = native(raw)
         if scaled:
