@@ -357,10 +357,10 @@ def run_export(
         except StopIteration as stop:
             result = stop.value
             break
-        guard.check()
         yield Progress(
             int(steps_labels * p.fraction), total, p.message or "computing the label map"
         )
+        guard.check()  # before the next block is read: a shrunk file would raise SIGBUS
     guard.check()
     done = steps_labels
     labels = result.labels
@@ -423,10 +423,10 @@ def run_export(
                 except StopIteration as stop:
                     comparison = stop.value
                     break
-                guard.check()
                 yield Progress(
                     done + int(steps_compare * p.fraction), total, "comparing with the reference"
                 )
+                guard.check()
             done += steps_compare
             if comparison.n_ignored:
                 warnings.append(
@@ -445,10 +445,10 @@ def run_export(
                 except StopIteration as stop:
                     probs = np.asarray(stop.value, dtype=np.float32)
                     break
-                guard.check()
                 yield Progress(
                     done + int(200 * p.fraction), total, p.message or "computing probabilities"
                 )
+                guard.check()
             done += 200
 
         # ---- overlays need a window and a colour table -------------------------------------
@@ -491,8 +491,8 @@ def run_export(
             done = files_from + int(i * per_file)
             target = staging / f.path
             target.parent.mkdir(parents=True, exist_ok=True)
-            guard.check()
             yield Progress(done, total, f"writing {f.path}")
+            guard.check()
             arr = _write_one(
                 f,
                 target,

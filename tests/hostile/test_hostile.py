@@ -183,6 +183,18 @@ class Corpus:
                     fresh=fresh,
                     **watch,
                 )
+                self._job(
+                    "compare",
+                    [
+                        "compare",
+                        str(g.image),
+                        "--prediction",
+                        str(c.path),
+                        "--reference",
+                        str(g.reference),
+                    ],
+                    name,
+                )
             elif c.role == "classes":
                 self._job(
                     "export",
@@ -359,16 +371,18 @@ def _check_run(case: generate.Case, r: dict[str, Any], corpus: Corpus) -> None:
 
 def _window_loaders(case: generate.Case, good: generate.Good) -> None:
     """The functions the window runs in its workers to open files (no Qt widgets needed)."""
+    from segviewer.core.progress import run_to_end
     from segviewer.core.types import SegviewerError
     from segviewer.ui import main_window as mw
 
     try:
+        # the jobs are generators (progress, cancel between steps): run each to its end
         if case.role == "image":
-            mw._load_image_job(str(case.path), 0, None)
+            run_to_end(mw._load_image_job(str(case.path), 0, None))
         elif case.role == "prediction":
-            mw._load_prediction_job(str(case.path), generate.SHAPE, None, None, False)
+            run_to_end(mw._load_prediction_job(str(case.path), generate.SHAPE, None, None))
         elif case.role == "classes":
-            mw._load_classes_job(str(case.path))
+            run_to_end(mw._load_classes_job(str(case.path)))
         elif case.role == "reference":
             from segviewer.io.predictions import load_reference
 
