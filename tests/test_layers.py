@@ -19,7 +19,8 @@ def _loaded_after(stmt: str) -> set[str]:
 def test_core_imports_neither_qt_nor_tensorflow() -> None:
     mods = _loaded_after(
         "import segviewer.core.types, segviewer.core.layout, segviewer.core.masks, "
-        "segviewer.core.overlay, segviewer.core.classes, segviewer.core.orientation, segviewer.core.stats"
+        "segviewer.core.overlay, segviewer.core.classes, segviewer.core.orientation, segviewer.core.stats, "
+        "segviewer.core.resample, segviewer.core.metrics"
     )
     assert not mods & set(HEAVY), mods & set(HEAVY)
     assert not mods & {"nibabel", "pydicom", "PIL", "nrrd", "tifffile"}, "core must be pure numpy"

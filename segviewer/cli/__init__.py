@@ -6,6 +6,12 @@
     Headless export, the same code path the window uses (:mod:`segviewer.cli.export`).
 ``segviewer compare IMAGE (--prediction FILE | --model MODEL) --reference FILE [...]``
     Where the model is wrong, per class, as a table or JSON (:mod:`segviewer.cli.compare`).
+``segviewer doctor``
+    What this installation has and lacks (:mod:`segviewer.cli.doctor`).
+``segviewer --install-desktop-entry`` / ``--uninstall-desktop-entry``
+    A launcher with the icon for the desktop's menu (:mod:`segviewer.cli.desktop`).
+``segviewer evaluate CASES --out DIR [...]``
+    Score a whole test set, per case, class and slice, on Dask (:mod:`segviewer.cli.evaluate`).
 anything else (no arguments, an image path, ``--demo``, ``--screenshot``...)
     Opens the window (:mod:`segviewer.cli.window`); Qt is imported only then.
 
@@ -13,10 +19,10 @@ Every option is declared once in :mod:`segviewer.cli.options`; the progress bar,
 the error guard are in :mod:`segviewer.cli.terminal`. Subcommand modules are imported only
 when they run, so ``segviewer --version`` stays quick.
 
-Exit status: 0 success, 2 a problem the user can fix (one line ``segviewer: error: ...`` on
-stderr, the window's command too), 130 cancelled with Ctrl-C, 143 / 129 stopped by SIGTERM /
-SIGHUP (nothing half-written is left behind). Library warnings and log lines appear only
-with ``--verbose``.
+Exit status: 0 success, 1 ``evaluate`` finished but some cases failed, 2 a problem the user
+can fix (one line ``segviewer: error: ...`` on stderr, the window's command too), 130
+cancelled with Ctrl-C, 143 / 129 stopped by SIGTERM / SIGHUP (nothing half-written is left
+behind). Library warnings and log lines appear only with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from segviewer.cli.terminal import guarded
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("info", "export", "compare")
+SUBCOMMANDS = ("info", "export", "compare", "doctor", "evaluate")
 
 _TOP_HELP = """\
 usage: segviewer [IMAGE] [window options]   open the viewer window
@@ -40,12 +46,16 @@ usage: segviewer [IMAGE] [window options]   open the viewer window
        segviewer compare IMAGE --prediction FILE --reference FILE [--classes FILE] [--json]
        segviewer compare IMAGE --model MODEL --reference FILE
        segviewer compare --demo
+       segviewer doctor [--json]        what this installation has and lacks
+       segviewer --install-desktop-entry  (--uninstall-desktop-entry)
+       segviewer evaluate CASES --out DIR [--classes FILE] [--workers N | --scheduler ADDR]
+                          [--resume] [--model MODEL]
        segviewer --version
 
 Review what a semantic-segmentation model predicts on MRI, and where it is wrong
 against a reference segmentation.
-Run 'segviewer info --help', 'segviewer export --help' or 'segviewer compare --help' for
-their options.
+Run 'segviewer info --help', 'segviewer export --help', 'segviewer compare --help',
+'segviewer doctor --help' or 'segviewer evaluate --help' for their options.
 """
 
 
@@ -65,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args[:1] in (["-h"], ["--help"]):
         return guarded(_top_help)
+    if args[:1] in (["--install-desktop-entry"], ["--uninstall-desktop-entry"]):
+        return guarded(lambda: _desktop_entry(args))
     if args and args[0] in SUBCOMMANDS:
         run = _subcommand(args[0])
         return guarded(lambda: run(args[1:]), verbose="--verbose" in args)
@@ -83,9 +95,38 @@ def _subcommand(name: str) -> Callable[[Sequence[str]], int]:
         from segviewer.cli import export
 
         return export.run
+    if name == "doctor":
+        from segviewer.cli import doctor
+
+        return doctor.run
+    if name == "evaluate":
+        from segviewer.cli import evaluate
+
+        return evaluate.run
     from segviewer.cli import compare
 
     return compare.run
+
+
+def _desktop_entry(args: list[str]) -> int:
+    from segviewer.cli import desktop
+    from segviewer.cli.terminal import fail
+
+    if len(args) > 1:
+        return fail(f"{args[0]} takes no other arguments; drop {' '.join(args[1:])}")
+    if args[0] == "--install-desktop-entry":
+        result = desktop.install()
+        for path in result.written:
+            print(f"wrote {path}")
+    else:
+        result = desktop.uninstall()
+        for path in result.removed:
+            print(f"removed {path}")
+        if not result.removed:
+            print("no segviewer launcher was installed")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
 
 
 def _top_help() -> int:

@@ -64,7 +64,9 @@ def run(argv: Sequence[str]) -> int:
     if len(table) < n:
         table, fit_warnings = table.fitted(n)
         warnings += list(fit_warnings)
-    reference = load_reference(reference_path, volume, n, warnings, ns.reference_layout)
+    reference = load_reference(
+        reference_path, volume, n, warnings, ns.reference_layout, resample=ns.resample
+    )
     labels = drive(iter_labels(prediction, inputs.settings), ProgressBar(sys.stderr, show))
     vox_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
     comparison = drive(

@@ -62,7 +62,7 @@ def run(argv: Sequence[str]) -> int:
     reference = None
     if ns.reference:
         n = max(len(table), int(inputs.prediction.n_classes))
-        reference = load_reference(ns.reference, volume, n, inputs.warnings)
+        reference = load_reference(ns.reference, volume, n, inputs.warnings, resample=ns.resample)
     classes = _resolve_classes(ns.class_, table)
     axes = display_axes(volume.affine, ns.view, not ns.neurological)
     slices = parse_slices(ns.slices, volume.shape[axes.slice_axis]) if ns.slices else None
@@ -82,6 +82,7 @@ def run(argv: Sequence[str]) -> int:
         settings=inputs.settings,
         radiological=not ns.neurological,
         scale=None if ns.scale == 0 else ns.scale,
+        allow_identifiers=ns.allow_identifiers,
         full_paths=ns.full_paths,
         free_text=ns.free_text,
     )

@@ -37,9 +37,10 @@ def run(argv: Sequence[str]) -> int:
         return ns
     from segviewer.io.images import describe_image, load_image
 
-    image_shape: tuple[int, int, int] | None = None
+    image = None
     if ns.image:
-        image_shape = load_image(ns.image, frame=ns.frame, series=series_arg(ns.series)).shape
+        image = load_image(ns.image, frame=ns.frame, series=series_arg(ns.series))
+    image_shape = image.shape if image is not None else None
     reports: list[dict[str, Any]] = []
     failed = 0
     for name in ns.files:
@@ -54,7 +55,7 @@ def run(argv: Sequence[str]) -> int:
         suffix = path.suffix.lower()
         if suffix in _CLASS_TABLE_SUFFIXES and path.is_file():
             try:
-                report["class_table"] = _describe_table(path)
+                report["class_table"] = _describe_table(path, ns.classes_offset)
             except SegviewerError as exc:
                 errors["class_table"] = str(exc)
         if "class_table" not in report:
@@ -71,7 +72,7 @@ def run(argv: Sequence[str]) -> int:
             if as_prediction and path.is_file():
                 try:
                     report["prediction"] = _describe_prediction(
-                        path, image_shape, ns.layout, ns.kind
+                        path, image, ns.layout, ns.kind, ns.resample
                     )
                 except SegviewerError as exc:
                     errors["prediction"] = str(exc)
@@ -89,10 +90,13 @@ def run(argv: Sequence[str]) -> int:
     return 2 if failed else 0
 
 
-def _describe_table(path: Path) -> dict[str, Any]:
+def _describe_table(path: Path, offset: int = 0) -> dict[str, Any]:
     from segviewer.io.classtables import read_class_table
 
-    table, warnings = read_class_table(path)
+    table, warnings = read_class_table(path, offset=offset)
+    shift = table.shift_warning()
+    if shift:
+        warnings.insert(0, shift)
     return {
         "format": _table_format(path),
         "n_classes": len(table),
@@ -106,7 +110,7 @@ def _describe_table(path: Path) -> dict[str, Any]:
 
 def _table_format(path: Path) -> str:
     # The reader decides the format from the content; ask the same function it uses.
-    from segviewer.io.classtables import _detect
+    from segviewer.io.classtables import table_format
 
     names = {
         "json": "segviewer JSON",
@@ -114,22 +118,33 @@ def _table_format(path: Path) -> str:
         "itksnap": "ITK-SNAP label description",
         "lut": "FreeSurfer / 3D Slicer colour table",
     }
-    kind = _detect(path.read_text(encoding="utf-8-sig", errors="replace"), path)
+    kind = table_format(path)
     return names.get(kind, kind)
 
 
 def _describe_prediction(
-    path: Path, image_shape: tuple[int, int, int] | None, layout: str | None, kind: str | None
+    path: Path, image: Any, layout: str | None, kind: str | None, resample: bool = False
 ) -> dict[str, Any]:
+    from segviewer.core.orientation import orientation_known
     from segviewer.io.predictions import describe_prediction, load_prediction
 
+    image_shape = None if image is None else image.shape
     info: dict[str, Any] = dict(describe_prediction(path))
     if image_shape is None:
         guess = _class_axis_guess(info.get("shape"), str(info.get("values", "")))
         if guess:
             info["class_axis_guess"] = guess
     if image_shape is not None:
-        pred = load_prediction(path, image_shape, layout=layout, kind=kind)
+        pred = load_prediction(
+            path,
+            image_shape,
+            layout=layout,
+            kind=kind,
+            resample=resample,
+            image_affine=image.affine,
+            image_geometry=orientation_known(image),
+        )
+        rec = pred.resampling
         info["against_image"] = {
             "image_shape": list(image_shape),
             "kind": pred.kind.value,
@@ -138,7 +153,8 @@ def _describe_prediction(
             "layout_note": getattr(pred.layout, "note", None),
             "class_axis": getattr(pred.layout, "class_axis", None),
             "spatial_shape": list(pred.spatial_shape),
-            "notes": list(pred.notes),
+            "notes": [n for n in pred.notes if rec is None or n != rec.describe()],
+            "resampling": None if rec is None else rec.as_dict(),
         }
     return info
 
@@ -233,15 +249,21 @@ def _print_report(report: dict[str, Any]) -> None:
                     else ""
                 )
             )
+            if against.get("resampling"):
+                print(f"      resampled: {one_line(against['resampling']['description'])}")
             for line in against.get("notes", []):
                 print(f"      note: {one_line(str(line))}")
     table = report.get("class_table")
     if table is not None:
         names = ", ".join(f"{c['index']} {c['name']}" for c in table["classes"][:12])
         more = f", ... ({table['n_classes'] - 12} more)" if table["n_classes"] > 12 else ""
+        first = [w for w in table["warnings"] if "off by one" in w]
+        for w in first:  # said before the names it puts in doubt
+            print(f"  warning: {one_line(w)}")
         print(f"  class table ({table['format']}): {table['n_classes']} classes: {names}{more}")
         for w in table["warnings"]:
-            print(f"    note: {one_line(w)}")
+            if w not in first:
+                print(f"    note: {one_line(w)}")
     for k, v in (report.get("not_readable_as") or {}).items():
         if k != "class_table":
             print(f"  cannot be read as {k.replace('_', ' ')}: {one_line(v)}")

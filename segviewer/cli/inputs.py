@@ -16,6 +16,7 @@ import numpy as np
 from segviewer.cli.options import series_arg
 from segviewer.cli.terminal import ProgressBar, drive
 from segviewer.core.classes import ClassTable
+from segviewer.core.orientation import orientation_known
 from segviewer.core.types import MaskSettings, Prediction, SegviewerError, Volume
 
 __all__ = ["Inputs", "demo_model_path", "demo_paths", "load_inputs", "load_reference"]
@@ -65,7 +66,9 @@ def load_inputs(
     if classes_path:
         from segviewer.io.classtables import read_class_table
 
-        table, table_warnings = read_class_table(classes_path)
+        table, table_warnings = read_class_table(
+            classes_path, offset=getattr(ns, "classes_offset", 0) or 0
+        )
         warnings += table_warnings
 
     volume = load_image(image_path, frame=ns.frame, series=series_arg(ns.series))
@@ -104,9 +107,24 @@ def load_inputs(
             kind=ns.kind,
             n_classes_hint=len(table) if table is not None else None,
             resample=ns.resample,
+            image_affine=volume.affine,
+            image_geometry=orientation_known(volume),
         )
+        if table is None:
+            from segviewer.io.classtables import class_table_beside
+
+            beside = class_table_beside(str(prediction_path))
+            if beside is not None:
+                table, source, table_warnings = beside
+                warnings += [f"class names from {source}", *table_warnings]
+    if prediction.resampling is not None:
+        warnings.append(prediction.resampling.describe())
     if table is None:
         table = ClassTable.default(int(prediction.n_classes))
+    else:
+        shift = table.shift_warning(int(prediction.n_classes))
+        if shift and len(table) + 1 == int(prediction.n_classes):
+            warnings.insert(0, shift)
     settings = MaskSettings(
         threshold=0.5 if threshold is None else threshold, min_confidence=ns.min_confidence
     )
@@ -114,9 +132,18 @@ def load_inputs(
 
 
 def load_reference(
-    path: str, volume: Volume, n_classes: int, warnings: list[str], layout: str | None = None
+    path: str,
+    volume: Volume,
+    n_classes: int,
+    warnings: list[str],
+    layout: str | None = None,
+    resample: bool = False,
 ) -> np.ndarray:
-    """The reference label map on the image grid; geometry warnings go to ``warnings``."""
+    """The reference label map on the image grid; geometry warnings go to ``warnings``.
+
+    With ``resample`` a reference on another grid is resampled (nearest neighbour for a label
+    map, in world space when both files carry geometry) and a line says how.
+    """
     from segviewer.io.predictions import load_reference as read_reference
 
     notes: list[str] = []
@@ -127,9 +154,15 @@ def load_reference(
         n_classes_hint=n_classes,
         image_affine=volume.affine,
         notes=notes,
+        resample=resample,
     )
-    # only what the user must act on: a reference mirrored or shifted against the image
-    warnings += [n.removeprefix("Warning: ") for n in notes if n.startswith("Warning")]
+    # only what the user must act on: a reference mirrored or shifted against the image, or
+    # resampled onto it
+    warnings += [
+        n.removeprefix("Warning: ")
+        for n in notes
+        if n.startswith("Warning") or n.startswith("Resampled")
+    ]
     return reference
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "WHATS",
     "compare_parser",
     "csv_choice",
+    "evaluate_parser",
     "export_parser",
     "info_parser",
     "series_arg",
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 WHATS = ("binary", "labels", "probabilities", "overlays", "errors")
-FORMATS = ("nifti", "png", "npy")
+FORMATS = ("nifti", "png", "npy", "dicom-seg")
 KINDS = ("logits", "probabilities", "sigmoid", "multilabel", "labels")
 VIEWS = ("axial", "coronal", "sagittal")
 
@@ -94,7 +95,19 @@ def add_source_options(
         metavar="FILE",
         help="class table: JSON, CSV, ITK-SNAP, FreeSurferColorLUT, Slicer",
     )
+    add_classes_offset_option(p)
     add_layout_options(p)
+
+
+def add_classes_offset_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--classes-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N to every class-table index: 1 for tables whose first row (index 0) is the "
+        "first structure, not the background (segviewer warns when a table looks shifted)",
+    )
 
 
 def add_reference_option(p: argparse.ArgumentParser, effect: str) -> None:
@@ -111,7 +124,9 @@ def add_resample_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resample",
         action="store_true",
-        help="resample a prediction made at another resolution onto the image grid",
+        help="put a prediction (or reference) of another grid onto the image grid: in world "
+        "space through both files' affines (NIfTI, NRRD), by shape for files without geometry; "
+        "nearest neighbour for labels, linear per class for logits/probabilities",
     )
 
 
@@ -230,6 +245,8 @@ def info_parser() -> argparse.ArgumentParser:
     )
     add_image_options(p)
     add_layout_options(p)
+    add_resample_option(p)
+    add_classes_offset_option(p)
     add_json_option(p)
     add_verbose_option(p)
     return p
@@ -255,7 +272,18 @@ def export_parser() -> argparse.ArgumentParser:
         help=f"comma list of {','.join(WHATS)} (default binary,labels; errors needs --reference)",
     )
     p.add_argument(
-        "--format", default="nifti", help=f"comma list of {','.join(FORMATS)} (default nifti)"
+        "--format",
+        default="nifti",
+        help=f"comma list of {','.join(FORMATS)} (default nifti; dicom-seg writes one DICOM SEG "
+        "for the chosen classes of a DICOM image, FRACTIONAL for --what probabilities, and "
+        "needs --allow-identifiers)",
+    )
+    p.add_argument(
+        "--allow-identifiers",
+        action="store_true",
+        help="allow files that carry the patient and study identifiers: a DICOM SEG copies "
+        "them from the source images so a PACS files it with the study (no other export "
+        "carries them)",
     )
     p.add_argument(
         "--class",
@@ -309,7 +337,8 @@ def compare_parser() -> argparse.ArgumentParser:
         description="Where is the model wrong: compare a prediction (file or model run on the "
         "image) with a reference segmentation, voxel by voxel, and print per-class Dice, "
         "Jaccard, sensitivity, precision and volumes, and the overall accuracy.",
-        epilog="The reference must be on the image's grid (same shape). Reference voxels with "
+        epilog="The reference must be on the image's grid (same shape) unless --resample "
+        "(nearest neighbour for a label map). Reference voxels with "
         "no class of the table are left out; prediction voxels marked uncertain or invalid "
         "count as wrong for every class. 'segviewer export ... --reference FILE --what errors' "
         "writes the error maps.",
@@ -330,6 +359,83 @@ def compare_parser() -> argparse.ArgumentParser:
     add_json_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_verbose_option(p)
+    return p
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segviewer evaluate",
+        description="Score every case of a test set: per case, class and slice Dice, IoU, "
+        "sensitivity, precision, volumes, FP/FN voxels, HD95 and ASSD (mm), mean entropy and "
+        "low-confidence share; writes cases.csv, slices.csv, summary.json and report.html.",
+        epilog="CASES is a CSV (image,prediction[,reference][,classes][,id][,prediction_b], "
+        "paths relative to the CSV), a folder with images/ predictions/ [references/] "
+        "[predictions_b/], or a quoted glob of case folders. The cases run on a local Dask "
+        "cluster (--workers N) or an existing one (--scheduler ADDRESS); --workers 0 runs "
+        "them in this process. Exit status 1 when some cases failed (listed in the outputs).",
+    )
+    p.add_argument("cases", metavar="CASES", help="test set: CSV, folder or glob of case folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument(
+        "--classes",
+        "-c",
+        metavar="FILE",
+        help="class table for cases without their own: JSON, CSV, ITK-SNAP, FreeSurferColorLUT",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local Dask worker processes (default: one per CPU core; 0: in this process)",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="join an existing Dask cluster, e.g. tcp://host:8786"
+    )
+    p.add_argument("--resume", action="store_true", help="continue in DIR: skip cases already done")
+    p.add_argument(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help="run this TensorFlow/Keras model on every image instead of reading predictions",
+    )
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a model file that runs code when loaded; only for files you trust",
+    )
+    add_view_option(p, three=False, help="slices of the per-slice metrics (default axial)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="sigmoid/multi-label threshold (default 0.5)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="mark voxels whose top probability is below P as uncertain (wrong for every class)",
+    )
+    p.add_argument(
+        "--low-confidence",
+        type=float,
+        default=0.8,
+        metavar="P",
+        help="a voxel is low-confidence when its top probability is below P (default 0.8)",
+    )
+    p.add_argument(
+        "--no-distances",
+        action="store_true",
+        help="skip HD95 / ASSD (the slowest metrics), per case and per slice",
+    )
+    p.add_argument(
+        "--no-slice-distances", action="store_true", help="skip HD95 / ASSD per slice only"
+    )
+    p.add_argument(
+        "--worst", type=int, default=5, metavar="N", help="worst cases in the report (default 5)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress and no summary line")
     return p
 
 

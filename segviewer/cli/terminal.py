@@ -11,9 +11,12 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from segviewer.core.types import Progress, SegviewerError
@@ -28,12 +31,14 @@ __all__ = [
     "err",
     "fail",
     "guarded",
+    "handle_termination",
     "library_noise",
-    "termination_signals",
+    "stop_on_termination",
     "Terminated",
     "one_line",
     "parse",
     "ratio_text",
+    "termination_signals",
     "warn",
 ]
 
@@ -76,37 +81,25 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def termination_signals() -> Iterator[None]:
-    """While active, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread.
+def stop_on_termination() -> Iterator[None]:
+    """While active, SIGTERM, SIGHUP (POSIX) and SIGBREAK (Windows) raise :class:`Terminated`
+    in the main thread.
 
     ``timeout``, ``docker stop``, ``kill`` and closing the terminal send them; by default
-    they kill Python at once, leaving an export half done. The one place segviewer sets
-    signal handlers. Elsewhere (another thread, a platform without SIGHUP, such as Windows)
-    what cannot be set is left as it is.
+    they kill Python at once, leaving an export half done. Built on
+    :func:`handle_termination`, the one place segviewer sets signal handlers: signals the
+    platform lacks, and every signal outside the main thread, are left as they are.
     """
-    import signal
-    import threading
 
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGHUP"):
-            signum = getattr(signal, name, None)
-            if signum is None:
-                continue
+    def handler(num: int, _frame: FrameType | None) -> None:
+        try:
+            name = signal.Signals(num).name
+        except ValueError:
+            name = f"signal {num}"
+        raise Terminated(num, name)
 
-            def handler(num: int, _frame: Any, _name: str = name) -> None:
-                raise Terminated(num, _name)
-
-            try:
-                previous[signum] = signal.signal(signum, handler)
-            except (OSError, ValueError):
-                continue
-    try:
+    with handle_termination(handler):
         yield
-    finally:
-        for signum, old in previous.items():
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                signal.signal(signum, old)
 
 
 @contextlib.contextmanager
@@ -140,7 +133,7 @@ def guarded(func: Callable[[], int], *, verbose: bool = False) -> int:
     warnings and logs are hidden unless ``verbose``.
     """
     try:
-        with termination_signals(), library_noise(verbose):
+        with stop_on_termination(), library_noise(verbose):
             return func()
     except SegviewerError as exc:
         return fail(str(exc))
@@ -170,6 +163,49 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+
+
+# ----------------------------------------------------------------------------------------
+# termination signals (the one place that sets them up)
+
+#: Signals that ask a command to stop, by name: SIGTERM (``kill``, ``timeout``, ``docker
+#: stop``), SIGHUP (the terminal closed; POSIX only) and SIGBREAK (Ctrl+Break; Windows only).
+#: Ctrl-C (SIGINT) is Python's own KeyboardInterrupt and is not changed here.
+TERMINATION_SIGNALS = ("SIGTERM", "SIGHUP", "SIGBREAK")
+
+
+def termination_signals(module: Any = signal) -> list[signal.Signals]:
+    """The termination signals this platform has (Windows has no SIGHUP, POSIX no SIGBREAK)."""
+    found = (getattr(module, name, None) for name in TERMINATION_SIGNALS)
+    return [s for s in found if s is not None]
+
+
+@contextlib.contextmanager
+def handle_termination(
+    handler: Callable[[int, FrameType | None], Any], module: Any = signal
+) -> Iterator[list[signal.Signals]]:
+    """Install ``handler`` for every termination signal this platform has, and restore the
+    previous handlers afterwards. Yields the signals handled.
+
+    Portable by construction: signals the platform lacks are skipped (no ``signal.SIGHUP``
+    on Windows), and outside the main thread, where Python cannot set handlers, nothing is
+    installed and the list is empty.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        for sig in termination_signals(module):
+            try:
+                previous[sig] = module.signal(sig, handler)
+            except (OSError, ValueError, RuntimeError):
+                continue  # a signal this process may not handle: leave the default
+        yield list(previous)
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(OSError, ValueError, RuntimeError, TypeError):
+                module.signal(sig, old)
 
 
 # ----------------------------------------------------------------------------------------

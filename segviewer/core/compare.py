@@ -42,7 +42,9 @@ __all__ = [
     "Comparison",
     "iter_compare",
     "compare",
+    "comparison_from_counts",
     "error_map",
+    "scored_mask",
 ]
 
 #: :func:`error_map` values with a class: neither map has the class (or the reference voxel
@@ -322,6 +324,25 @@ def iter_compare(
         # one pass: row / column n of the joint counts is "no class" (reserved, out of range)
         jc += stats.joint_counts(p[s:e], r[s:e], n)
         yield Progress(done, len(ranges), f"comparing with the reference ({e}/{p.shape[0]})")
+    return comparison_from_counts(jc, voxel_volume_mm3)
+
+
+def comparison_from_counts(joint: np.ndarray, voxel_volume_mm3: float = 1.0) -> Comparison:
+    """The :class:`Comparison` of a prediction and a reference from their joint counts.
+
+    Parameters
+    ----------
+    joint
+        ``(n + 1, n + 1)`` int64 from :func:`segviewer.core.stats.joint_counts` (rows =
+        predicted label, columns = reference label, index ``n`` = no class), summed over
+        any region (a volume, one slice, several chunks).
+    voxel_volume_mm3
+        Volume of one voxel in mm³.
+    """
+    jc = np.asarray(joint, dtype=np.int64)
+    if jc.ndim != 2 or jc.shape[0] != jc.shape[1] or jc.shape[0] < 2:
+        raise SegviewerError(f"internal: joint counts must be (n+1, n+1), got {jc.shape}")
+    n = jc.shape[0] - 1
     cm = np.ascontiguousarray(jc[:n, :n])
     ref_counts = jc[:, :n].sum(axis=0)  # scored voxels, whatever the prediction
     n_scored = int(ref_counts.sum())
@@ -413,14 +434,19 @@ def compare(
     return run_to_end(iter_compare(pred_labels, ref_labels, n_classes, voxel_volume_mm3))
 
 
-def _scored(ref: np.ndarray, n_classes: int | None) -> np.ndarray:
-    """Bool mask of reference voxels that are scored."""
+def scored_mask(ref: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """Bool mask of reference voxels that are scored (a class in ``0 .. n_classes - 1``;
+    without ``n_classes``, every value but negatives and the dtype's two reserved ones)."""
     # without a class count, only the dtype's two reserved values are known to be invalid
     limit = n_classes if n_classes is not None else int(np.iinfo(ref.dtype).max) - 1
     ok = ref < limit
     if ref.dtype.kind == "i":
         ok &= ref >= 0
     return ok
+
+
+# the former private name, still used by other modules
+_scored = scored_mask
 
 
 def error_map(
@@ -479,7 +505,7 @@ def error_map(
         pc = np.asarray(pred[s:e])
         rc = np.asarray(ref[s:e])
         dest = out[s:e]
-        ok = _scored(rc, n_classes)
+        ok = scored_mask(rc, n_classes)
         if class_index is None:
             # bool * 2 written straight into uint8: no int temporaries
             np.multiply(pc != rc, ok, out=dest, dtype=np.uint8, casting="unsafe")

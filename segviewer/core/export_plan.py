@@ -18,6 +18,10 @@ Layout of an export folder (``<name>`` is the class's safe file name, ``<view>``
     errors.nii.gz | errors.npy                 disagreement with the reference: 0 agree,
                                                2 disagree (uint8, (a0, a1, a2))
     errors/errors_<view>_sliceNNNN.png         the same per slice: 0 agree, 255 disagree
+    segmentation.dcm                           DICOM SEG (format ``dicom-seg``), BINARY, one
+                                               segment per chosen class (labels or binary)
+    probabilities.dcm                          DICOM SEG, FRACTIONAL (probabilities, format
+                                               ``dicom-seg``), one segment per chosen class
     manifest.json                              written last
 
 Slice PNGs are oriented as the window displays the slice (row 0 at the top of the screen);
@@ -54,8 +58,11 @@ MAX_PATH_BYTES = 4096
 #: What an export can contain, in the order files are written.
 #: ``"errors"`` needs a reference segmentation (``plan_export(..., reference=True)``).
 WHATS: tuple[str, ...] = ("labels", "binary", "probabilities", "overlays", "errors")
-#: File formats for volumes (overlays are always PNG).
-FORMATS: tuple[str, ...] = ("nifti", "png", "npy")
+#: File formats for volumes (overlays are always PNG). ``dicom-seg`` writes one DICOM SEG
+#: for the chosen classes (needs a DICOM image and consent to copy its identifiers).
+FORMATS: tuple[str, ...] = ("nifti", "png", "npy", "dicom-seg")
+#: The DICOM SEG files of an export (see the module docstring).
+SEG_FILES = {"binary": "segmentation.dcm", "probabilities": "probabilities.dcm"}
 MANIFEST_NAME = "manifest.json"
 
 _SUFFIX = {"nifti": ".nii.gz", "npy": ".npy", "png": ".png"}
@@ -81,7 +88,7 @@ class PlannedFile:
     what
         ``"labels"``, ``"binary"``, ``"probabilities"``, ``"overlay"`` or ``"errors"``.
     format
-        ``"nifti"``, ``"png"`` or ``"npy"``.
+        ``"nifti"``, ``"png"``, ``"npy"`` or ``"dicom-seg"``.
     class_index, class_name
         The class of a binary mask; ``None`` for label maps, probabilities and overlays.
     slice_index
@@ -216,19 +223,31 @@ def check_path_lengths(out_dir: str, rel_paths: Iterable[str]) -> None:
 
 
 def _class_file_names(table: Any, classes: Sequence[int]) -> dict[int, str]:
-    """Safe, unique (case-insensitively) file names for the chosen classes."""
+    """Safe file names for the chosen classes, unique on a case-insensitive file system.
+
+    macOS and Windows file systems fold case (and macOS Unicode normalisation), so
+    ``Liver`` and ``liver`` would be one file there: names are compared NFC-normalised and
+    case-folded, and a clash gets ``_<index>`` (then ``_<index>_2``...) appended.
+    """
     names: dict[int, str] = {}
-    used: set[str] = set()
+    used: set[str] = {"labels", "probabilities", "overlays"}
     for k in classes:
         base = table.safe_filename(k) if hasattr(table, "safe_filename") else str(table[k].name)
         # Second guard, idempotent on names that are already safe: the plan must never
         # produce a path that escapes the output folder, whatever the table did.
         name = safe_component(str(base), k)
-        if name.casefold() in used or name.casefold() in ("labels", "probabilities", "overlays"):
-            name = f"{name}_{k}"
-        used.add(name.casefold())
-        names[k] = name
+        candidate, n = name, 1
+        while _fold(candidate) in used:
+            candidate = f"{name}_{k}" if n == 1 else f"{name}_{k}_{n}"
+            n += 1
+        used.add(_fold(candidate))
+        names[k] = candidate
     return names
+
+
+def _fold(name: str) -> str:
+    """How a case-insensitive file system compares names (NFC, then case-folded)."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def parse_slices(text: str, n_slices: int) -> tuple[int, ...]:
@@ -267,6 +286,24 @@ def parse_slices(text: str, n_slices: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _seg_files(
+    whats: set[str], chosen: tuple[int, ...], warnings: list[str], others: bool
+) -> list[PlannedFile]:
+    """The DICOM SEG files: one BINARY SEG for labels or binary masks (the same content: a
+    segment per chosen class), one FRACTIONAL SEG for probabilities."""
+    out: list[PlannedFile] = []
+    if not chosen and whats & {"labels", "binary", "probabilities"}:
+        warnings.append("no class chosen for the DICOM SEG; none written")
+        return out
+    if whats & {"labels", "binary"}:
+        out.append(PlannedFile(SEG_FILES["binary"], "binary", "dicom-seg"))
+    if "probabilities" in whats:
+        out.append(PlannedFile(SEG_FILES["probabilities"], "probabilities", "dicom-seg"))
+    if "errors" in whats and not others:
+        warnings.append("error maps are not written as DICOM SEG; choose nifti, png or npy")
+    return out
+
+
 def plan_export(
     table: Any,
     *,
@@ -289,7 +326,9 @@ def plan_export(
     what
         Subset of :data:`WHATS`.
     formats
-        Subset of :data:`FORMATS` for label maps, masks and probabilities.
+        Subset of :data:`FORMATS` for label maps, masks and probabilities; ``dicom-seg``
+        plans one BINARY SEG for labels/binary and one FRACTIONAL SEG for probabilities,
+        each with a segment per chosen class.
     n_slices
         Number of slices along the view's slice axis (for per-slice PNGs).
     view
@@ -361,9 +400,10 @@ def plan_export(
 
     files: list[PlannedFile] = []
     warnings: list[str] = []
-    volume_formats = [f for f in FORMATS if f in fmts]  # stable order
-    if not volume_formats and whats & {"labels", "binary", "probabilities", "errors"}:
-        raise SegviewerError("no file format chosen; choose nifti, png or npy")
+    volume_formats = [f for f in FORMATS if f in fmts and f != "dicom-seg"]  # stable order
+    seg = "dicom-seg" in fmts
+    if not volume_formats and not seg and whats & {"labels", "binary", "probabilities", "errors"}:
+        raise SegviewerError("no file format chosen; choose nifti, png, npy or dicom-seg")
 
     def whole_map(what: str) -> None:
         """A map over all classes (label map, error map): one volume file per format, or one
@@ -424,8 +464,11 @@ def plan_export(
                 continue
             files.append(PlannedFile(f"probabilities{_SUFFIX[fmt]}", "probabilities", fmt))
             wrote = True
-        if not wrote and "png" not in fmts:
+        if not wrote and "png" not in fmts and not seg:
             warnings.append("no format for probabilities; none written")
+
+    if seg:
+        files.extend(_seg_files(whats, chosen, warnings, bool(volume_formats)))
 
     if "overlays" in whats:
         files += [
@@ -439,7 +482,7 @@ def plan_export(
         whole_map("errors")
     seen: set[str] = set()
     for f in files:
-        key = f.path.casefold()
+        key = _fold(f.path)
         if key in seen:  # only possible through a bug above; never overwrite our own output
             raise SegviewerError(f"internal: two export files would be named {f.path}")
         seen.add(key)

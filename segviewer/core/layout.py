@@ -12,9 +12,11 @@ Axis-matching rules
 -------------------
 1. **Batch.** Leading axes of size 1 may be a batch axis ``N`` and are dropped. A trailing
    axis of size 1 of a label map (``DHW1``) is dropped too.
-2. **Class axis.** It is the first or the last of the remaining axes (or absent for a label
-   map). ``has_class_axis=True`` / ``False`` restricts the choice; the caller knows it from the
-   dtype (integer arrays are label maps) or the requested kind.
+2. **Class axis.** Any one of the remaining axes (or none for a label map): last
+   (TensorFlow), first (PyTorch), or between the spatial axes (a 2-D channels-first model run
+   slice by slice and stacked: ``(Z, C, X, Y)``). ``has_class_axis=True`` / ``False``
+   restricts the choice; the caller knows it from the dtype (integer arrays are label maps)
+   or the requested kind.
 3. **Spatial axes.** The other 2 or 3 axes are matched to image axes 0, 1, 2 by size, in any
    order, so permuted outputs (``ZXYC``) are mapped back. A prediction with only 2 spatial
    axes fits an image with an axis of size 1 (a 2-D image ``(1, H, W)``, a 2-D NIfTI
@@ -23,15 +25,23 @@ Axis-matching rules
    image size), the one chosen is, in order of preference:
    (a) the spatial axes in the image's order (identity), then the permutation with the fewest
    swapped pairs (so stacked 2-D slices read as ``ZXY`` rather than ``ZYX``);
-   (b) the class axis last (TensorFlow's channels-last), then first, then no class axis;
+   (b) the class axis last (TensorFlow's channels-last), then first, then between the
+   spatial axes, then no class axis;
    (c) leading axes of size 1 read as batch (``NHWC`` rather than ``DHWC`` for
    ``(1, H, W, C)`` on a ``(1, H, W)`` image; the views are identical).
    Identity is preferred over channels-last because a channels-first output that happens to
    fit a permuted channels-last reading (``(3, 64, 64, 3)`` on a ``(64, 64, 3)`` image) is far
    more common than a permuted output whose class count equals an image size. The layout's
    ``note`` then says that the choice was ambiguous and how to state it (``--layout ZYXC``).
-5. **No fit.** :class:`SegviewerError` naming both shapes; when the spatial sizes differ from
-   the image's by one common scale factor, the message suggests ``--resample``.
+5. **No fit.** :class:`ShapeMismatch` naming both shapes. When some reading fits the image
+   exactly under another kind or instead of an explicit layout, the message names the exact
+   ``--layout`` strings (:func:`fitting_layouts`) and resampling is not offered
+   (``resample_possible`` is False). Otherwise, when the spatial sizes differ from the
+   image's by one common scale factor, it names the layout and suggests ``--resample``.
+
+Example: logits saved as ``(189, 3, 197, 233)`` for a ``197 x 233 x 189`` image are read as
+``ZCXY`` (slices, classes, image axes 0 and 1); ``--layout NDHWC`` on the same file is refused
+with "these layouts fit its size exactly: --layout ZCXY".
 
 Explicit layouts
 ----------------
@@ -53,7 +63,14 @@ import numpy as np
 
 from segviewer.core.types import SegviewerError
 
-__all__ = ["Layout", "ShapeMismatch", "detect_layout", "parse_layout"]
+__all__ = [
+    "Layout",
+    "ShapeMismatch",
+    "describe_layout",
+    "detect_layout",
+    "fitting_layouts",
+    "parse_layout",
+]
 
 _AXIS_OF_LETTER = {"X": 0, "Y": 1, "Z": 2, "D": 0, "H": 1, "W": 2}
 _MAX_NDIM = 6
@@ -66,13 +83,20 @@ def _fmt(shape: Sequence[int]) -> str:
 class ShapeMismatch(SegviewerError):
     """The prediction's spatial size is not the image's.
 
-    ``resample_possible`` is True when some axis order matches the image up to scale, so
-    resampling onto the image grid (``--resample``; the window offers it) would make it fit.
+    ``resample_possible`` is True when no reading fits the image exactly but some axis order
+    matches it up to scale, so resampling onto the image grid (``--resample``; the window
+    offers it) would make it fit. ``fitting_layouts`` names the ``--layout`` strings that fit
+    the image's size exactly (then resampling is never offered).
     """
 
-    def __init__(self, message: str, resample_possible: bool) -> None:
+    def __init__(
+        self, message: str, resample_possible: bool, fitting_layouts: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.resample_possible = resample_possible
+        #: ``--layout`` strings whose sizes equal the image's (any kind); when there are some,
+        #: ``resample_possible`` is False: the right reading needs no resampling
+        self.fitting_layouts = fitting_layouts
 
 
 @dataclass(frozen=True)
@@ -203,7 +227,7 @@ class Layout:
 @dataclass(frozen=True)
 class _Candidate:
     class_axis: int | None
-    class_rank: int  # 0 last, 1 first, 2 none
+    class_rank: int  # 0 last, 1 first, 2 between the spatial axes, 3 none
     squeeze: tuple[int, ...]
     spatial: tuple[int, ...]  # raw axes in raw order
     image_axes: tuple[int, ...]  # image axis carried by each of `spatial`
@@ -253,10 +277,14 @@ def _candidates(
         if has_class_axis is not False and len(axes) >= 3:
             options.append((axes[-1], 0, axes[:-1], ()))
             options.append((axes[0], 1, axes[1:], ()))
+            # a class axis between the spatial axes: slice-stacked channels-first outputs
+            # (Z, C, X, Y) of a 2-D model run slice by slice
+            for k in axes[1:-1]:
+                options.append((k, 2, [a for a in axes if a != k], ()))
         if has_class_axis is not True:
-            options.append((None, 2, axes, ()))
+            options.append((None, 3, axes, ()))
             if len(axes) >= 3 and raw_shape[axes[-1]] == 1:
-                options.append((None, 2, axes[:-1], (axes[-1],)))
+                options.append((None, 3, axes[:-1], (axes[-1],)))
         for cls, rank, spatial, trailing in options:
             if len(spatial) not in (2, 3):
                 continue
@@ -481,7 +509,14 @@ def detect_layout(
     if len(img) != 3:
         raise SegviewerError(f"internal: image shape must have 3 axes, got {_fmt(img)}")
     if explicit is not None and explicit.strip():
-        layout = parse_layout(explicit, raw, img, resample=resample)
+        try:
+            layout = parse_layout(explicit, raw, img, resample=resample)
+        except SegviewerError as exc:
+            fits = fitting_layouts(raw, img)
+            if not fits:
+                raise
+            msg = str(exc).replace("; check the layout, or use --resample", "")
+            raise ShapeMismatch(f"{msg}; {_fit_advice(fits)}", False, tuple(fits)) from None
         if has_class_axis is False and layout.class_axis is not None:
             raise SegviewerError(
                 f"layout {explicit!r} names a class axis (C) but the prediction is a label map; "
@@ -504,12 +539,21 @@ def detect_layout(
         best_spread = min(spread.values())
         cands = [c for c in cands if spread[id(c)] <= best_spread + 1e-9]
     if not cands:
+        fits = fitting_layouts(raw, img)
+        if fits:
+            what = "label map" if has_class_axis is False else "prediction with channels"
+            raise ShapeMismatch(
+                f"prediction {_fmt(raw)} does not fit image {_fmt(img)} as a {what}; "
+                f"{_fit_advice(fits)}",
+                False,
+                tuple(fits),
+            )
         raise ShapeMismatch(
             _no_fit_message(raw, img, has_class_axis),
             bool(_candidates(raw, img, has_class_axis, resample=True)),
         )
     # equal views are equally right; among them prefer reading leading 1s as a batch (NHWC)
-    cands.sort(key=lambda c: (c.inversions, c.class_rank, -sum(1 for a in c.squeeze if a == 0)))
+    cands.sort(key=_preference)
     chosen = cands[0]
     distinct: dict[tuple[object, ...], _Candidate] = {}
     for c in cands:
@@ -531,12 +575,71 @@ def detect_layout(
     return _to_layout(chosen, raw, img, name, note)
 
 
+def _preference(c: _Candidate) -> tuple[int, int, int]:
+    """Rule 4: fewest swapped axis pairs, class axis last / first / between / none, batch."""
+    return (c.inversions, c.class_rank, -sum(1 for a in c.squeeze if a == 0))
+
+
+def fitting_layouts(
+    raw_shape: Sequence[int], image_shape: Sequence[int], has_class_axis: bool | None = None
+) -> list[str]:
+    """Every distinct ``--layout`` string whose spatial sizes equal the image's, best first.
+
+    Parameters
+    ----------
+    raw_shape, image_shape
+        Shapes of the prediction as stored and of the image (3 axes).
+    has_class_axis
+        Restrict to readings with (True) or without (False) a class axis; None for both.
+
+    Returns
+    -------
+    list of str
+        Layout names in the order of preference of rule 4 (the first is what
+        :func:`detect_layout` picks); layouts giving identical views are listed once. Empty
+        when no axis order fits (then only resampling can help).
+    """
+    raw = tuple(int(s) for s in raw_shape)
+    img = tuple(int(s) for s in image_shape)
+    if len(img) != 3 or not 2 <= len(raw) <= _MAX_NDIM:
+        return []
+    cands = sorted(_candidates(raw, img, has_class_axis, False), key=_preference)
+    seen: set[tuple[object, ...]] = set()
+    out: list[str] = []
+    for c in cands:
+        sig = _signature(c, raw)
+        if sig not in seen:
+            seen.add(sig)
+            out.append(_name_of(c, raw, img))
+    return out
+
+
+def _fit_advice(fits: Sequence[str]) -> str:
+    shown = ", ".join(f"--layout {f}" for f in fits[:4])
+    more = f" (and {len(fits) - 4} more)" if len(fits) > 4 else ""
+    return f"these layouts fit its size exactly: {shown}{more}; no resampling is needed"
+
+
+def describe_layout(layout: Layout) -> str:
+    """The layout in words for the window: ``"slices, classes, image axis 0, image axis 1"``."""
+    ndim = len(layout.raw_shape)
+    words = ["?"] * ndim
+    for a in layout.squeeze_axes:
+        words[a] = "batch (1)"
+    if layout.class_axis is not None:
+        words[layout.class_axis] = f"classes ({layout.raw_shape[layout.class_axis]})"
+    for i, a in enumerate(layout.spatial_axes):
+        if a < ndim:
+            words[a] = f"image axis {i} ({layout.raw_shape[a]})"
+    return ", ".join(words)
+
+
 def _describe(c: _Candidate, raw: Sequence[int], img: Sequence[int], name: str) -> str:
     parts = [f"Layout {name} detected for prediction {_fmt(raw)} on image {_fmt(img)}:"]
     if c.class_axis is None:
         parts.append("no class axis (label map),")
     else:
-        where = "last" if c.class_rank == 0 else "first"
+        where = {0: "last", 1: "first"}.get(c.class_rank, f"at raw axis {c.class_axis}")
         n = raw[c.class_axis]
         parts.append(f"class axis {where} ({n} channel{'s' if n != 1 else ''}),")
     if c.inversions:
@@ -554,6 +657,7 @@ def _no_fit_message(raw: tuple[int, ...], img: tuple[int, ...], has_class_axis: 
     if scaled:
         best = min(scaled, key=lambda c: (_ratio_spread(c, raw, img), c.inversions, c.class_rank))
         sizes = tuple(raw[a] for a in best.spatial)
+        as_layout = f"read as --layout {_name_of(best, raw, img)}, "
         pairs = [(raw[a], img[i]) for a, i in zip(best.spatial, best.image_axes, strict=True)]
         pairs = [(p, q) for p, q in pairs if q > 1] or pairs
         factor = sum(p for p, _ in pairs) / sum(q for _, q in pairs)
@@ -566,8 +670,8 @@ def _no_fit_message(raw: tuple[int, ...], img: tuple[int, ...], has_class_axis: 
         # one scale factor for all axes, allowing each size to be rounded to whole voxels
         if all(abs(p - q * factor) <= 1 + 0.01 * p for p, q in pairs):
             return (
-                f"{base}: its spatial size {_fmt(sizes)} is about {factor:.2f}x the image's; "
-                "use --resample to resample the prediction onto the image grid"
+                f"{base}: {as_layout}its spatial size {_fmt(sizes)} is about {factor:.2f}x the "
+                "image's; use --resample to resample the prediction onto the image grid"
             )
         return (
             f"{base}: no axis order makes its spatial size {_fmt(sizes)} equal the image's; "

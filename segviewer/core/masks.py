@@ -14,9 +14,14 @@ over classes only, never over voxels:
   ``log s - sum(exp(x - m) (x - m)) / s`` in one more pass.
 * All arithmetic is float32 (float16 is 10-15x slower in numpy on x86; float64 halves the
   throughput); other input dtypes are converted one class plane at a time.
+* Channels-last data with many classes (``_WIDE_MIN_CLASSES``) are reduced along the
+  contiguous class axis (``np.argmax`` / row reductions): each voxel's class values are read
+  once, in one pass, instead of one strided gather per class plane.
 * Whole-volume work streams chunk by chunk along the raw array's outermost spatial axis, so a
-  memory-mapped ``.npy`` is read sequentially, and yields :class:`Progress` per chunk so the
-  window can cancel it.
+  memory-mapped ``.npy`` is read nearly sequentially; the chunks run on a thread pool (numpy
+  releases the GIL inside its kernels; each thread has its own cache-sized work buffers, so
+  there is still no volume-sized temporary) and :class:`Progress` is yielded per chunk, in
+  order, so the window can cancel it. Results do not depend on the number of threads.
 
 Invalid values: a voxel whose class scores contain NaN, or +inf, or are all -inf (softmax
 undefined) gets the reserved ``INVALID`` label (:func:`~segviewer.core.types.reserved_labels`),
@@ -27,7 +32,11 @@ log-probabilities). For sigmoid / multi-label logits only NaN is invalid (sigmoi
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +67,7 @@ __all__ = [
     "iter_probabilities",
     "iter_stat",
     "chunk_plan",
+    "default_workers",
 ]
 
 #: Per-voxel statistics :func:`stats_from_block` computes.
@@ -74,6 +84,15 @@ _TINY = float(np.finfo(np.float32).tiny)
 # stay in the CPU cache between class passes, large enough that numpy's per-call overhead is
 # negligible.
 _BLOCK_VOXELS = 1 << 16
+# From this many classes on, channels-last data are reduced along the class axis in one
+# contiguous pass per voxel (np.argmax / row reductions); below it, gathering each class
+# plane once per cache-sized piece and running the SIMD loops on it is faster (np.argmax
+# over a short innermost axis pays a per-voxel call overhead).
+_WIDE_MIN_CLASSES = 24
+# Voxels per whole-volume chunk: one thread-pool task and one progress report. Large enough
+# that the per-task overhead (a future, a GIL hand-over) is noise, small enough to cancel
+# within a few milliseconds and to spread a small volume over the cores.
+_CHUNK_VOXELS = 1 << 18
 
 _CHANNEL_KINDS = (
     PredictionKind.LOGITS,
@@ -141,23 +160,50 @@ def _kind(kind: PredictionKind | str) -> PredictionKind:
         raise SegviewerError(f"unknown prediction kind {kind!r}; use one of {names}") from None
 
 
+def _wide_channels_last(block: np.ndarray) -> bool:
+    """Whether ``block`` is a channels-first *view* of channels-last data with many classes.
+
+    Such a block (``block.strides[0]`` is one element: each voxel's class values lie side by
+    side in memory) is read in one contiguous pass per voxel (:func:`_labels_wide_into`,
+    :func:`_stats_wide_into`) instead of one strided gather per class plane, which would
+    read every cache line of the block once per class.
+    """
+    return (
+        block.ndim >= 2
+        and block.shape[0] >= _WIDE_MIN_CLASSES
+        and abs(block.strides[0]) == block.itemsize
+    )
+
+
 def _block_pieces(
     block: np.ndarray, lead: int
 ) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
-    """Split a large block along its first non-leading axis into cache-sized pieces.
+    """Split a large block along its first two non-leading axes into cache-sized pieces.
 
     Returns ``(block_index, out_index)`` pairs; a whole volume passed to a ``*_from_block``
     function then needs only small work buffers (no volume-sized temporaries) and runs at the
-    streaming speed.
+    streaming speed. A piece holds about ``_BLOCK_VOXELS`` voxels, fewer for channels-last
+    data with many classes (about ``_BLOCK_VOXELS`` values), so a piece stays in the cache.
     """
     spatial = block.shape[lead:]
-    if len(spatial) < 2 or int(np.prod(spatial)) <= 2 * _BLOCK_VOXELS:
+    budget = _BLOCK_VOXELS
+    if lead and _wide_channels_last(block):
+        budget = max(64, (4 * _BLOCK_VOXELS) // int(block.shape[0]))
+    if len(spatial) < 2 or int(np.prod(spatial)) <= 2 * budget:
         return [((slice(None),) * block.ndim, (slice(None),) * len(spatial))]
     per = int(np.prod(spatial[1:]))
-    step = max(1, _BLOCK_VOXELS // max(1, per))
+    step = max(1, budget // max(1, per))
     pieces: list[tuple[tuple[slice, ...], tuple[slice, ...]]] = []
     for a in range(0, spatial[0], step):
         sl = slice(a, min(a + step, spatial[0]))
+        if step == 1 and per > 2 * budget:
+            # one slice is still too large (e.g. 512 x 512 x 114 classes): split its rows too
+            per2 = int(np.prod(spatial[2:]))
+            step2 = max(1, budget // max(1, per2))
+            for b in range(0, spatial[1], step2):
+                sl2 = slice(b, min(b + step2, spatial[1]))
+                pieces.append(((slice(None),) * lead + (sl, sl2), (sl, sl2)))
+            continue
         pieces.append(((slice(None),) * lead + (sl,), (sl,)))
     return pieces
 
@@ -277,6 +323,37 @@ def _mark(lab: np.ndarray, where: np.ndarray, value: int) -> int:
     return n
 
 
+def _argmax_wide(block: np.ndarray, lab: np.ndarray, ws: _Workspace) -> np.ndarray:
+    """Arg-max into ``lab`` and the maximum (float32) of a wide channels-last block.
+
+    One contiguous pass over each voxel's class values (``np.argmax`` along the innermost
+    axis), then a gather of the winning value. ``np.argmax`` gives ties to the lowest class
+    and returns the first NaN's index, so the gathered maximum is NaN / +inf / -inf exactly
+    where the running maximum would be, and the same voxels become INVALID.
+    """
+    xl = np.moveaxis(block, 0, -1)
+    idx = np.argmax(xl, axis=-1)
+    np.copyto(lab, idx, casting="unsafe")
+    best = ws.get("best", lab.shape, np.float32)
+    np.copyto(best, np.take_along_axis(xl, idx[..., None], axis=-1)[..., 0], casting="unsafe")
+    return best
+
+
+def _class_sum_wide(
+    block: np.ndarray, best: np.ndarray, logits: bool, out: np.ndarray, ws: _Workspace
+) -> np.ndarray:
+    """``sum_c exp(x_c - best)`` (logits) or ``sum_c x_c`` of a wide channels-last block."""
+    xl = np.moveaxis(block, 0, -1)
+    d = ws.get("wide_d", xl.shape, np.float32)
+    if logits:
+        np.subtract(xl, best[..., None], out=d, casting="unsafe")
+        np.exp(d, out=d)
+    else:
+        np.copyto(d, xl, casting="unsafe")
+    np.sum(d, axis=-1, out=out)
+    return out
+
+
 def _labels_into(
     block: np.ndarray,
     kind: PredictionKind,
@@ -332,8 +409,19 @@ def _labels_into(
             np.isnan(best, out=bad)
             return _mark(lab, bad, invalid), n_unc
 
-        best, _ = _running_max(block, lab, ws)
-        if mc is not None and mc > 0.0:
+        wide = _wide_channels_last(block)
+        best = _argmax_wide(block, lab, ws) if wide else _running_max(block, lab, ws)[0]
+        if mc is not None and mc > 0.0 and wide:
+            s = _class_sum_wide(
+                block, best, kind is PredictionKind.LOGITS, ws.get("sum", shape, np.float32), ws
+            )
+            if kind is PredictionKind.LOGITS:
+                np.greater(s, np.float32(1.0 / mc), out=bad)
+            else:
+                np.multiply(s, np.float32(mc), out=s)
+                np.less(best, s, out=bad)
+            n_unc = _mark(lab, bad, uncertain)
+        elif mc is not None and mc > 0.0:
             s = ws.get("sum", shape, np.float32)
             if kind is PredictionKind.LOGITS:
                 # top probability 1/s < mc  <=>  s > 1/mc
@@ -402,10 +490,8 @@ def labels_from_block(
         out = np.empty(shape, dtype=dt)
     elif out.shape != shape or out.dtype != dt:
         raise SegviewerError(f"internal: out must be {dt} {shape}, got {out.dtype} {out.shape}")
-    ws = _Workspace()
-    lead = 0 if k is PredictionKind.LABELS else 1
-    for sel, osel in _block_pieces(block, lead):
-        _labels_into(block[sel], k, n_classes, settings, values_are_probabilities, out[osel], ws)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        _labels_block(block, k, n_classes, settings, values_are_probabilities, out, _Workspace())
     return out
 
 
@@ -509,6 +595,94 @@ def _binary_entropy_into(
     np.negative(out, out=out)
 
 
+def _stats_wide_into(
+    block: np.ndarray,
+    kind: PredictionKind,
+    stat: str,
+    class_index: int | None,
+    normalised: bool,
+    out: np.ndarray,
+    ws: _Workspace,
+) -> None:
+    """:func:`_stats_into` for a wide channels-last block (logits / probabilities).
+
+    Works on the ``(..., C)`` view with reductions along the innermost, contiguous class axis,
+    so each voxel's class values are read once (no per-class strided gather). The formulas
+    are those of :func:`_stats_into`; NaN / +inf / all -inf voxels give NaN the same way
+    (``np.max`` propagates NaN, ``inf - inf`` is NaN).
+    """
+    xl = np.moveaxis(block, 0, -1)
+    shape = out.shape
+    n_ch = int(block.shape[0])
+    if xl.dtype == np.float32:
+        src = xl
+    else:
+        src = ws.get("wide_x", xl.shape, np.float32)
+        np.copyto(src, xl, casting="unsafe")
+    m1 = ws.get("best", shape, np.float32)
+    np.max(src, axis=-1, out=m1)
+    s = ws.get("sum", shape, np.float32)
+    d = ws.get("wide_d", xl.shape, np.float32)
+    f1 = np.float32(1.0)
+    logits = kind is PredictionKind.LOGITS
+    if logits:
+        np.subtract(src, m1[..., None], out=d)
+    if stat == "margin":
+        # second largest value: the (first) top class's value replaced by -inf
+        top = np.argmax(src, axis=-1)[..., None]
+        w = ws.get("wide_w", xl.shape, np.float32)
+        np.copyto(w, d if logits else src)
+        np.put_along_axis(w, top, -np.inf, axis=-1)
+        m2 = ws.get("second", shape, np.float32)
+        np.max(w, axis=-1, out=m2)
+        if logits:
+            # p1 - p2 = (1 - exp(m2 - m1)) / s with m2 - m1 already in m2
+            np.exp(d, out=d)
+            np.sum(d, axis=-1, out=s)
+            np.exp(m2, out=m2)
+            np.subtract(f1, m2, out=m2)
+        else:
+            np.sum(src, axis=-1, out=s)
+            np.subtract(m1, m2, out=m2)
+        np.divide(m2, s, out=out)
+        return
+    if stat == "entropy":
+        t = ws.get("t", shape, np.float32)
+        if logits:
+            np.maximum(d, ws.const(_EXP_FLOOR, xl.shape), out=d)
+            e = ws.get("wide_w", xl.shape, np.float32)
+            np.exp(d, out=e)
+            np.sum(e, axis=-1, out=s)
+            np.multiply(e, d, out=e)
+            np.sum(e, axis=-1, out=t)
+        else:
+            np.sum(src, axis=-1, out=s)
+            np.maximum(src, ws.const(_TINY, xl.shape), out=d)
+            np.log(d, out=d)
+            np.multiply(d, src, out=d)
+            np.sum(d, axis=-1, out=t)
+        np.divide(t, s, out=t)
+        np.log(s, out=out)
+        np.subtract(out, t, out=out)
+        np.maximum(out, ws.const(0.0, shape), out=out)  # rounding can dip below 0
+        if normalised:
+            np.multiply(out, np.float32(1.0 / math.log(n_ch)), out=out)
+        return
+    if logits:
+        np.exp(d, out=d)
+        np.sum(d, axis=-1, out=s)
+    else:
+        np.sum(src, axis=-1, out=s)
+    if stat == "confidence":
+        if logits:
+            np.reciprocal(s, out=out)
+        else:
+            np.divide(m1, s, out=out)
+        return
+    assert class_index is not None
+    np.divide(d[..., class_index] if logits else src[..., class_index], s, out=out)
+
+
 def _stats_into(
     block: np.ndarray,
     kind: PredictionKind,
@@ -522,6 +696,11 @@ def _stats_into(
     shape = out.shape
     n_ch = int(block.shape[0])
     f1 = np.float32(1.0)
+    if (
+        kind is PredictionKind.LOGITS or kind is PredictionKind.PROBABILITIES
+    ) and _wide_channels_last(block):
+        _stats_wide_into(block, kind, stat, class_index, normalised, out, ws)
+        return
     if kind is PredictionKind.LOGITS or kind is PredictionKind.PROBABILITIES:
         m1, m2 = _running_max(block, None, ws, want_second=stat == "margin")
         if m2 is not None and n_ch == 1 and kind is PredictionKind.PROBABILITIES:
@@ -819,9 +998,28 @@ def _shape3(pred: Prediction) -> tuple[int, int, int]:
 
 
 def _slice_block(pred: Prediction, axes: DisplayAxes, index: int) -> np.ndarray:
+    """One slice of the prediction in image-axis order (no transpose, no flip).
+
+    Computing on this view keeps the raw memory order (contiguous class planes stay
+    contiguous); :func:`_orient` then puts the small 2-D result in screen order.
+    """
     cf = pred.channels_first()
     lead = 0 if pred.kind is PredictionKind.LABELS else 1
-    return take_slice(cf, axes, index, leading=lead)
+    n = cf.shape[lead + axes.slice_axis]
+    if not 0 <= index < n:
+        raise SegviewerError(
+            f"slice {index} is outside the {axes.view} view's range 0..{n - 1}; "
+            f"pick a slice between 0 and {n - 1}"
+        )
+    idx: list[int | slice] = [slice(None)] * (lead + 3)
+    idx[lead + axes.slice_axis] = int(index)
+    return cf[tuple(idx)]
+
+
+def _orient(image_order: np.ndarray, axes: DisplayAxes) -> np.ndarray:
+    """A 2-D slice in image-axis order -> C-contiguous screen order (rows, cols)."""
+    view = take_slice(np.expand_dims(image_order, axes.slice_axis), axes, 0)
+    return np.ascontiguousarray(view)
 
 
 def slice_labels(
@@ -832,7 +1030,8 @@ def slice_labels(
     Parameters
     ----------
     pred
-        The prediction (any layout, possibly memory-mapped: only the slice is read).
+        The prediction (any layout, possibly memory-mapped: only the slice is read, each
+        voxel's class values once).
     axes
         View from :func:`~segviewer.core.orientation.display_axes`.
     index
@@ -843,16 +1042,18 @@ def slice_labels(
     Returns
     -------
     numpy.ndarray
-        ``(rows, cols)`` labels in screen order, dtype ``label_dtype(pred.n_classes)``.
+        ``(rows, cols)`` C-contiguous labels in screen order, dtype
+        ``label_dtype(pred.n_classes)``.
     """
     block = _slice_block(pred, axes, index)
-    return labels_from_block(
+    lab = labels_from_block(
         block,
         pred.kind,
         pred.n_classes,
         settings,
         values_are_probabilities=pred.values_are_probabilities,
     )
+    return _orient(lab, axes)
 
 
 def slice_stat(
@@ -869,11 +1070,11 @@ def slice_stat(
     Returns
     -------
     numpy.ndarray
-        ``(rows, cols)`` float32 in screen order.
+        ``(rows, cols)`` C-contiguous float32 in screen order.
     """
     _check_stat(stat, class_index, pred.kind, pred.n_classes)
     block = _slice_block(pred, axes, index)
-    return stats_from_block(
+    values = stats_from_block(
         block,
         pred.kind,
         stat,
@@ -881,6 +1082,7 @@ def slice_stat(
         values_are_probabilities=pred.values_are_probabilities,
         normalised=normalised,
     )
+    return _orient(values, axes)
 
 
 def slice_probabilities(pred: Prediction, ijk: Sequence[int]) -> np.ndarray:
@@ -933,7 +1135,7 @@ def slice_probabilities(pred: Prediction, ijk: Sequence[int]) -> np.ndarray:
 
 
 def chunk_plan(
-    pred: Prediction, block_voxels: int = _BLOCK_VOXELS
+    pred: Prediction, block_voxels: int | None = None
 ) -> tuple[int, list[tuple[int, int]]]:
     """How the whole-volume functions walk through a prediction.
 
@@ -942,7 +1144,8 @@ def chunk_plan(
     (axis, ranges)
         The image axis whose raw axis is outermost in memory (largest stride; axes of size 1
         are skipped), and ``[(start, stop), ...]`` ranges along it covering the volume, each
-        about ``block_voxels`` voxels (at least one slice).
+        about ``block_voxels`` voxels (default ``_CHUNK_VOXELS``; at least one slice). Each range is one task of the
+        thread pool and one progress report; inside it the work runs in cache-sized pieces.
     """
     cf = pred.channels_first()
     lead = cf.ndim - 3
@@ -952,7 +1155,7 @@ def chunk_plan(
     order = sorted(range(3), key=lambda a: (shape[a] <= 1, -strides[a], a))
     axis = order[0]
     per_slice = max(1, int(np.prod(shape)) // max(1, shape[axis]))
-    step = max(1, block_voxels // per_slice)
+    step = max(1, (_CHUNK_VOXELS if block_voxels is None else block_voxels) // per_slice)
     ranges = [(s, min(s + step, shape[axis])) for s in range(0, shape[axis], step)]
     return axis, ranges
 
@@ -991,21 +1194,100 @@ def _sel(axis: int, start: int, stop: int, lead: int) -> tuple[slice, ...]:
     return tuple(idx)
 
 
-def iter_labels(pred: Prediction, settings: MaskSettings) -> Generator[Progress, None, LabelResult]:
-    """Label map of the whole volume, streamed chunk by chunk.
+def default_workers() -> int:
+    """Threads the whole-volume functions use by default: the processors this process may
+    run on (numpy releases the GIL inside its kernels, so chunks run truly in parallel)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _run_chunks(
+    n_chunks: int, work: Callable[[int], None], workers: int | None
+) -> Generator[int, None, None]:
+    """Run ``work(i)`` for chunks ``0..n_chunks-1`` on a thread pool, yielding each ``i`` in
+    order once it is done.
+
+    At most ``2 * workers`` chunks are queued, so closing the generator (a cancelled job)
+    stops the work within a chunk or two; the pool is shut down (running chunks finished)
+    before the generator exits, so no thread writes into the outputs afterwards. An exception
+    in a chunk is raised here. ``workers`` 1 (or one chunk) runs everything in this thread.
+    """
+    n_workers = default_workers() if workers is None else int(workers)
+    if n_workers < 1:
+        raise SegviewerError(f"workers must be at least 1, got {workers}")
+    if n_workers == 1 or n_chunks <= 1:
+        for i in range(n_chunks):
+            work(i)
+            yield i
+        return
+    pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="segviewer-volume")
+    pending: deque[tuple[int, Future[None]]] = deque()
+    nxt = 0
+    try:
+        while nxt < n_chunks and len(pending) < 2 * n_workers:
+            pending.append((nxt, pool.submit(work, nxt)))
+            nxt += 1
+        while pending:
+            i, fut = pending.popleft()
+            fut.result()
+            if nxt < n_chunks:
+                pending.append((nxt, pool.submit(work, nxt)))
+                nxt += 1
+            yield i
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
+
+
+def _thread_workspace(local: threading.local) -> _Workspace:
+    ws: _Workspace | None = getattr(local, "ws", None)
+    if ws is None:
+        ws = local.ws = _Workspace()
+    return ws
+
+
+def _labels_block(
+    block: np.ndarray,
+    kind: PredictionKind,
+    n_classes: int,
+    settings: MaskSettings,
+    vap: bool,
+    lab: np.ndarray,
+    ws: _Workspace,
+) -> tuple[int, int]:
+    """:func:`_labels_into` over the cache-sized pieces of ``block``."""
+    lead = 0 if kind is PredictionKind.LABELS else 1
+    n_inv = n_unc = 0
+    for sel, osel in _block_pieces(block, lead):
+        ni, nu = _labels_into(block[sel], kind, n_classes, settings, vap, lab[osel], ws)
+        n_inv += ni
+        n_unc += nu
+    return n_inv, n_unc
+
+
+def iter_labels(
+    pred: Prediction, settings: MaskSettings, *, workers: int | None = None
+) -> Generator[Progress, None, LabelResult]:
+    """Label map of the whole volume, streamed chunk by chunk on a thread pool.
 
     Parameters
     ----------
     pred
-        The prediction (possibly memory-mapped; read sequentially along its outermost
-        spatial axis).
+        The prediction (possibly memory-mapped; read nearly sequentially along its outermost
+        spatial axis, a few chunks at a time).
     settings
         Threshold / minimum confidence.
+    workers
+        Threads (default :func:`default_workers`); 1 computes in the calling thread. The
+        result does not depend on it.
 
     Yields
     ------
     Progress
-        After each chunk (a few slices), so a worker can cancel between chunks.
+        After each chunk (in order), so a worker can cancel between chunks.
 
     Returns
     -------
@@ -1022,26 +1304,43 @@ def iter_labels(pred: Prediction, settings: MaskSettings) -> Generator[Progress,
     cf = pred.channels_first()
     lead = 0 if kind is PredictionKind.LABELS else 1
     axis, ranges = chunk_plan(pred)
-    ws = _Workspace()
-    counts = np.zeros(n, dtype=np.int64)
-    n_inv = n_unc = 0
-    examples: list[tuple[int, int, int]] = []
-    for done, (a, b) in enumerate(ranges, start=1):
+    vap = pred.values_are_probabilities
+    local = threading.local()
+    found: list[tuple[int, int, np.ndarray, list[tuple[int, int, int]]]] = [
+        (0, 0, np.zeros(0, np.int64), [])
+    ] * len(ranges)
+
+    def work(i: int) -> None:
+        a, b = ranges[i]
+        ws = _thread_workspace(local)
         block = cf[_sel(axis, a, b, lead)]
         dest = labels[_sel(axis, a, b, 0)]
         lab = dest if dest.flags.c_contiguous else ws.get("out", dest.shape, dt)
-        ni, nu = _labels_into(block, kind, n, settings, pred.values_are_probabilities, lab, ws)
-        n_inv += ni
-        n_unc += nu
-        if ni and len(examples) < 10:
-            for v in np.argwhere(lab == invalid)[: 10 - len(examples)]:
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            ni, nu = _labels_block(block, kind, n, settings, vap, lab, ws)
+        examples: list[tuple[int, int, int]] = []
+        if ni:
+            for v in np.argwhere(lab == invalid)[:10]:
                 ijk = [int(t) for t in v]
                 ijk[axis] += a
                 examples.append((ijk[0], ijk[1], ijk[2]))
+        counts = np.zeros(n, dtype=np.int64)
         _count_into(counts, lab, ws, None if kind is PredictionKind.LABELS else ni + nu)
         if lab is not dest:
             np.copyto(dest, lab)
-        yield Progress(done, len(ranges), f"computing labels ({b}/{shape[axis]} slices)")
+        found[i] = (ni, nu, counts, examples)
+
+    for i in _run_chunks(len(ranges), work, workers):
+        b = ranges[i][1]
+        yield Progress(i + 1, len(ranges), f"computing labels ({b}/{shape[axis]} slices)")
+    counts = np.zeros(n, dtype=np.int64)
+    n_inv = n_unc = 0
+    examples: list[tuple[int, int, int]] = []
+    for ni, nu, c, ex in found:
+        n_inv += ni
+        n_unc += nu
+        counts += c
+        examples.extend(ex[: 10 - len(examples)])
     return LabelResult(labels, counts, n_inv, n_unc, examples)
 
 
@@ -1071,9 +1370,15 @@ def iter_probabilities(pred: Prediction) -> Generator[Progress, None, np.ndarray
 
 
 def iter_stat(
-    pred: Prediction, stat: str, class_index: int | None = None, *, normalised: bool = False
+    pred: Prediction,
+    stat: str,
+    class_index: int | None = None,
+    *,
+    normalised: bool = False,
+    workers: int | None = None,
 ) -> Generator[Progress, None, np.ndarray]:
-    """A statistic (see :func:`stats_from_block`) of the whole volume, streamed.
+    """A statistic (see :func:`stats_from_block`) of the whole volume, streamed on a thread
+    pool like :func:`iter_labels` (``workers`` likewise).
 
     Returns
     -------
@@ -1086,23 +1391,30 @@ def iter_stat(
     shape = _shape3(pred)
     out = np.empty(shape, dtype=np.float32)
     axis, ranges = chunk_plan(pred)
-    ws = _Workspace()
-    for done, (a, b) in enumerate(ranges, start=1):
+    local = threading.local()
+
+    def work(i: int) -> None:
+        a, b = ranges[i]
+        ws = _thread_workspace(local)
         block = cf[_sel(axis, a, b, 1)]
         dest = out[_sel(axis, a, b, 0)]
         res = dest if dest.flags.c_contiguous else ws.get("res", dest.shape, np.float32)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            _stats_into(
-                block,
-                pred.kind,
-                stat,
-                class_index,
-                pred.values_are_probabilities,
-                normalised,
-                res,
-                ws,
-            )
+            for sel, osel in _block_pieces(block, 1):
+                _stats_into(
+                    block[sel],
+                    pred.kind,
+                    stat,
+                    class_index,
+                    pred.values_are_probabilities,
+                    normalised,
+                    res[osel],
+                    ws,
+                )
         if res is not dest:
             np.copyto(dest, res)
-        yield Progress(done, len(ranges), f"computing {stat} ({b}/{shape[axis]} slices)")
+
+    for i in _run_chunks(len(ranges), work, workers):
+        b = ranges[i][1]
+        yield Progress(i + 1, len(ranges), f"computing {stat} ({b}/{shape[axis]} slices)")
     return out

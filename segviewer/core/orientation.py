@@ -20,10 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segviewer.core.types import SegviewerError
+
+if TYPE_CHECKING:  # core.types may import this module: no run-time import of Volume here
+    from segviewer.core.types import Volume
 
 __all__ = [
     "VIEWS",
@@ -37,7 +41,19 @@ __all__ = [
     "display_to_voxel",
     "voxel_to_display",
     "voxel_to_world",
+    "orientation_known",
+    "orientation_code",
+    "acquisition_view",
+    "initial_view",
+    "UNKNOWN_ORIENTATION",
 ]
+
+#: What the window and ``info`` say instead of letters when a file carries no orientation.
+UNKNOWN_ORIENTATION = "orientation unknown"
+
+# formats that never carry patient orientation / that normally do
+_NO_GEOMETRY_FORMATS = frozenset({"npy", "npz", "png", "jpeg", "tiff", "raster"})
+_GEOMETRY_FORMATS = frozenset({"nifti", "nrrd", "dicom"})
 
 VIEWS: tuple[str, str, str] = ("axial", "coronal", "sagittal")
 
@@ -343,3 +359,91 @@ def voxel_to_world(affine: np.ndarray, ijk: Sequence[float]) -> tuple[float, flo
         raise SegviewerError(f"the affine must be 4x4, got shape {a.shape}")
     p = a[:3, :3] @ np.asarray(ijk, dtype=np.float64)[:3] + a[:3, 3]
     return float(p[0]), float(p[1]), float(p[2])
+
+
+def orientation_known(volume: Volume) -> bool:
+    """Whether the image's affine states a patient orientation (so letters mean something).
+
+    The reader says so in ``metadata["orientation_known"]`` (False for a NIfTI without sform
+    or qform, a NRRD without space directions, DICOM without position/orientation tags);
+    otherwise formats without geometry (NumPy, PNG, JPEG, TIFF) are unknown and NIfTI / NRRD /
+    DICOM known. An array given with its own affine is known unless that affine is the stack
+    affine of data without geometry.
+    """
+    flag = volume.metadata.get("orientation_known")
+    if flag is not None:
+        return bool(flag)
+    if volume.format in _NO_GEOMETRY_FORMATS:
+        return False
+    if volume.format in _GEOMETRY_FORMATS:
+        return True
+    from segviewer.core.types import STACK_AFFINE
+
+    a = np.asarray(volume.affine, dtype=np.float64)[:3, :3]
+    norms = np.linalg.norm(a, axis=0)
+    if np.any(norms == 0):
+        return False
+    return not np.allclose(a / norms, STACK_AFFINE[:3, :3])
+
+
+def orientation_code(volume: Volume) -> str:
+    """The three-letter code (``"RAS"``) when the orientation is known, else ``"unknown"``.
+
+    The one answer ``info``, the window's image information and the export manifest give.
+    """
+    return volume.orientation if orientation_known(volume) else "unknown"
+
+
+def acquisition_view(
+    affine: np.ndarray, shape: Sequence[int], *, slice_axis: int | None = None
+) -> str:
+    """The view closest to the plane the image was acquired in.
+
+    Rules, in order:
+
+    1. A single 2-D slice (exactly one image axis of length 1): the view whose slice axis is
+       that axis, so the slice is shown in-plane (a sagittal DICOM image opens in the
+       sagittal view, not as a one-voxel stripe in the axial one).
+    2. ``slice_axis`` given (the axis the slices were stacked along, e.g. 0 for a DICOM
+       series): the view that slices along it.
+    3. One axis clearly thicker than the others (spacing at least 1.25 times the largest
+       other spacing; e.g. 0.5 x 0.5 x 4 mm): the view that slices along it.
+    4. Otherwise (isotropic or near-isotropic 3-D): axial.
+
+    Oblique slices go to the view of the dominant direction (:func:`world_axes`).
+    """
+    shape = tuple(int(s) for s in shape)
+    thin = [a for a in range(3) if shape[a] == 1]
+    axis: int | None = None
+    if len(thin) == 1:
+        axis = thin[0]
+    elif slice_axis is not None and 0 <= slice_axis < 3 and shape[slice_axis] > 1:
+        axis = slice_axis
+    else:
+        spacing = np.linalg.norm(_check_affine(affine), axis=0)
+        k = int(np.argmax(spacing))
+        others = [float(spacing[a]) for a in range(3) if a != k]
+        if float(spacing[k]) >= 1.25 * max(others):
+            axis = k
+    if axis is None:
+        return "axial"
+    world, _sign = world_axes(affine)
+    return VIEWS[2 - world[axis]]  # world z -> axial, y -> coronal, x -> sagittal
+
+
+def initial_view(volume: Volume, chosen: str | None = None) -> str:
+    """The view a newly opened image starts in: the user's choice, else the acquisition plane.
+
+    Parameters
+    ----------
+    volume
+        The image (its affine, shape and format).
+    chosen
+        A view the user asked for (``--view``, a saved preference); wins when given.
+    """
+    if chosen:
+        if chosen not in VIEWS:
+            raise SegviewerError(f"unknown view {chosen!r}; choose one of {', '.join(VIEWS)}")
+        return chosen
+    hint = 0 if volume.format == "dicom" else None  # DICOM slices are stacked along axis 0
+    return acquisition_view(volume.affine, volume.shape, slice_axis=hint)

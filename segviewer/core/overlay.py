@@ -34,6 +34,7 @@ __all__ = [
     "compose",
     "colormap_lut",
     "heatmap_rgba",
+    "compose_heatmap",
 ]
 
 OVERLAY_MODES: tuple[str, ...] = ("fill", "outline", "both")
@@ -99,10 +100,50 @@ def window_to_uint8(
     """
     if not (np.isfinite(level) and np.isfinite(width)):
         raise SegviewerError(f"the window level/width must be finite, got {level}, {width}")
-    w = max(float(width), 1e-12)
-    lo = float(level) - w / 2.0
     if out is None:
         out = np.empty(slice_.shape, dtype=np.uint8)
+    if slice_.dtype.kind in "ui" and slice_.dtype.itemsize <= 2:
+        # 8- and 16-bit images (most MRI): window every possible value once (the same float32
+        # arithmetic, so identical results) and look the slice up: one pass instead of six
+        lut = _window_table(slice_.dtype, float(level), float(width))
+        if slice_.dtype.kind == "i":
+            # a signed value v sits at v - min in the table: reinterpreting the bits as
+            # unsigned and flipping the sign bit maps v to exactly that index
+            idx = slice_.view(slice_.dtype.str.replace("i", "u"))
+            idx = np.bitwise_xor(idx, idx.dtype.type(1 << (8 * idx.itemsize - 1)))
+        else:
+            idx = slice_
+        np.take(lut, idx, out=out)
+        return out
+    return _window_float(slice_, float(level), float(width), out)
+
+
+_WINDOW_TABLES: OrderedDict[tuple[str, float, float], np.ndarray] = OrderedDict()
+_WINDOW_LOCK = threading.Lock()
+
+
+def _window_table(dtype: np.dtype, level: float, width: float) -> np.ndarray:
+    """Grey level of every value of an 8/16-bit integer dtype, in order from its minimum."""
+    key = (dtype.str, level, width)
+    with _WINDOW_LOCK:
+        hit = _WINDOW_TABLES.get(key)
+        if hit is not None:
+            _WINDOW_TABLES.move_to_end(key)
+            return hit
+    info = np.iinfo(dtype)
+    values = np.arange(info.min, info.max + 1, dtype=np.int64).astype(dtype)
+    lut = _window_float(values, level, width, np.empty(values.shape, np.uint8))
+    lut.setflags(write=False)
+    with _WINDOW_LOCK:
+        _WINDOW_TABLES[key] = lut
+        if len(_WINDOW_TABLES) > 8:
+            _WINDOW_TABLES.popitem(last=False)
+    return lut
+
+
+def _window_float(slice_: np.ndarray, level: float, width: float, out: np.ndarray) -> np.ndarray:
+    w = max(float(width), 1e-12)
+    lo = float(level) - w / 2.0
     tmp = np.empty(slice_.shape, dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
         np.subtract(slice_, lo, out=tmp, casting="unsafe")
@@ -461,4 +502,95 @@ def heatmap_rgba(
     nan = np.isnan(values)
     if nan.any():
         out[nan, 3] = 0
+    return out
+
+
+_HEAT_TABLES: OrderedDict[tuple[str, float], np.ndarray] = OrderedDict()
+
+
+def _heat_table(cmap: str, opacity: float) -> np.ndarray:
+    """``(257 * 256,)`` uint32 RGBA of (value level, grey): row 256 is a NaN (plain grey)."""
+    key = (cmap, opacity)
+    with _BLEND_LOCK:
+        hit = _HEAT_TABLES.get(key)
+        if hit is not None:
+            _HEAT_TABLES.move_to_end(key)
+            return hit
+    colours = colormap_lut(cmap)[:, :3].astype(np.float32)
+    a = np.float32(opacity)
+    grey = np.arange(256, dtype=np.float32)
+    t = np.empty((257, 256, 4), dtype=np.uint8)
+    # the float formula of the blend, once per (level, grey) pair instead of once per pixel
+    rgb = grey[None, :, None] * (np.float32(1.0) - a) + colours[:, None, :] * a + np.float32(0.5)
+    t[:256, :, :3] = rgb.astype(np.uint8)
+    t[256, :, :3] = np.arange(256, dtype=np.uint8)[:, None]
+    t[:, :, 3] = 255
+    flat = t.reshape(-1, 4).view(np.uint32).reshape(-1)
+    flat.setflags(write=False)
+    with _BLEND_LOCK:
+        _HEAT_TABLES[key] = flat
+        if len(_HEAT_TABLES) > _BLEND_CACHE_MAX:
+            _HEAT_TABLES.popitem(last=False)
+    return flat
+
+
+def compose_heatmap(
+    grey_u8: np.ndarray,
+    values: np.ndarray,
+    vmin: float,
+    vmax: float,
+    cmap: str = "inferno",
+    *,
+    opacity: float = 1.0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Blend a colour-mapped statistic onto a grey slice into one opaque RGBA image.
+
+    Parameters
+    ----------
+    grey_u8
+        ``(rows, cols)`` uint8 windowed grey slice (:func:`window_to_uint8`).
+    values
+        ``(rows, cols)`` real values (confidence, entropy, a class probability); NaN where
+        invalid.
+    vmin, vmax
+        Values mapped to the colour map's ends (clipped outside), quantised to 256 levels as
+        in :func:`heatmap_rgba`.
+    cmap
+        Colour map name (:data:`COLORMAPS`).
+    opacity
+        Weight of the colour against the grey level, 0..1.
+    out
+        Optional C-contiguous ``(rows, cols, 4)`` uint8 output.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, cols, 4)`` uint8 RGBA, alpha 255: ``round(grey * (1 - a) + colour * a)`` per
+        channel with ``a = opacity``; NaN pixels show the grey level alone. One table lookup
+        per pixel (the table is cached per colour map and opacity).
+    """
+    if not vmax > vmin:
+        raise SegviewerError(f"the colour range needs vmax > vmin, got {vmin}..{vmax}")
+    if not 0.0 <= opacity <= 1.0:
+        raise SegviewerError(f"opacity must be between 0 and 1, got {opacity}")
+    if grey_u8.dtype != np.uint8 or grey_u8.shape != values.shape or grey_u8.ndim != 2:
+        raise SegviewerError(
+            f"internal: compose_heatmap needs a uint8 grey slice and values of the same 2-D "
+            f"shape, got {grey_u8.dtype} {grey_u8.shape} and {values.dtype} {values.shape}"
+        )
+    shape = values.shape
+    if out is None:
+        out = np.empty((*shape, 4), dtype=np.uint8)
+    elif out.shape != (*shape, 4) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise SegviewerError(f"internal: out must be C-contiguous uint8 {(*shape, 4)}")
+    table = _heat_table(cmap, float(opacity))
+    level = window_to_uint8(values, (vmin + vmax) / 2.0, vmax - vmin)
+    idx = level.astype(np.uint32)
+    nan = np.isnan(values)
+    if nan.any():
+        idx[nan] = 256
+    idx <<= np.uint32(8)
+    idx |= grey_u8
+    np.take(table, idx, out=out.reshape(-1, 4).view(np.uint32).reshape(shape))
     return out

@@ -38,6 +38,7 @@ __all__ = [
     "Volume",
     "PredictionKind",
     "Prediction",
+    "Resampling",
     "MaskSettings",
     "Progress",
     "STACK_AFFINE",
@@ -129,6 +130,95 @@ class PredictionKind(str, enum.Enum):
 
 
 @dataclass(frozen=True, eq=False)
+class Resampling:
+    """What was done to put a prediction onto the image grid (for the screen, ``info`` and the
+    export manifest); made by :mod:`segviewer.core.resample`.
+
+    Parameters
+    ----------
+    from_shape, to_shape
+        Spatial size of the prediction (image-axis order) and of the image.
+    from_spacing, to_spacing
+        Voxel sizes in mm along those axes (1 mm where a file has no geometry).
+    from_affine, to_affine
+        Voxel index -> RAS+ mm of the prediction (its own axes in image-axis order) and of the
+        image; ``None`` when scaling by shape (no geometry).
+    method
+        ``"nearest neighbour"`` (label maps, references) or ``"linear per class"`` (logits,
+        probabilities; the argmax is taken afterwards, class indices are never interpolated).
+    geometry
+        ``"world"`` (mapped through both affines) or ``"shape"`` (no geometry in one of the
+        files: the grids are stretched so that their outer voxel corners coincide).
+    coverage
+        Share of the image's voxels that lie inside the prediction's field of view (0..1);
+        voxels outside are background.
+    outside
+        Share of the prediction's voxels that fall outside the image (0..1, from a sample).
+    reason
+        Why this geometry was used (e.g. which file lacks geometry).
+    """
+
+    from_shape: tuple[int, int, int]
+    to_shape: tuple[int, int, int]
+    from_spacing: tuple[float, float, float]
+    to_spacing: tuple[float, float, float]
+    from_affine: np.ndarray | None
+    to_affine: np.ndarray | None
+    method: str
+    geometry: str
+    coverage: float
+    outside: float
+    reason: str = ""
+
+    def describe(self) -> str:
+        """One or two sentences for the status bar, ``info`` and the manifest."""
+
+        def grid(shape: tuple[int, int, int], sp: tuple[float, float, float]) -> str:
+            dims = "x".join(str(s) for s in shape)
+            if self.geometry != "world":  # no geometry: voxel sizes are not known
+                return dims
+            return f"{dims} ({'x'.join(f'{v:.3g}' for v in sp)} mm)"
+
+        how = (
+            "in world space through both affines"
+            if self.geometry == "world"
+            else ("by shape (no geometry: the grids' outer corners are aligned)")
+        )
+        text = (
+            f"Resampled from {grid(self.from_shape, self.from_spacing)} onto the image grid "
+            f"{grid(self.to_shape, self.to_spacing)} {how}, {self.method}."
+        )
+        if self.reason:
+            text += f" {self.reason}"
+        if self.coverage < 0.9995 or self.outside > 0.0005:
+            text += (
+                f" The prediction covers {100 * self.coverage:.1f} % of the image (the rest is "
+                f"background); {100 * self.outside:.1f} % of the prediction lies outside the image."
+            )
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able facts (lists and floats)."""
+
+        def aff(a: np.ndarray | None) -> list[list[float]] | None:
+            return None if a is None else [[round(float(v), 6) for v in row] for row in a]
+
+        return {
+            "from_shape": list(self.from_shape),
+            "to_shape": list(self.to_shape),
+            "from_spacing_mm": [round(v, 6) for v in self.from_spacing],
+            "to_spacing_mm": [round(v, 6) for v in self.to_spacing],
+            "from_affine": aff(self.from_affine),
+            "to_affine": aff(self.to_affine),
+            "method": self.method,
+            "geometry": self.geometry,
+            "image_covered": round(self.coverage, 6),
+            "prediction_outside_image": round(self.outside, 6),
+            "description": self.describe(),
+        }
+
+
+@dataclass(frozen=True, eq=False)
 class Prediction:
     """A model's output, aligned to an image by its layout.
 
@@ -152,6 +242,8 @@ class Prediction:
     notes
         Human-readable sentences on how kind and layout were decided (printed by ``info`` and
         recorded in the export manifest).
+    resampling
+        What was done to bring it onto the image grid, or ``None`` when it was read as stored.
     """
 
     data: np.ndarray
@@ -161,6 +253,7 @@ class Prediction:
     source: str = "<array>"
     values_are_probabilities: bool = False
     notes: tuple[str, ...] = ()
+    resampling: Resampling | None = None
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:

@@ -37,6 +37,7 @@ NORMALIZATIONS = ("none", "zscore", "minmax", "max", "percentile")
 SCOPES = ("volume", "slice")
 OUTPUT_KINDS = ("auto", "probabilities", "logits", "sigmoid", "multilabel")
 SIZE_POLICIES = ("pad", "resize", "tile")
+INPUT_LAYOUTS = ("auto", "channels_last", "channels_first")
 PAD_MODES = ("edge", "constant", "reflect")
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -73,6 +74,16 @@ class ModelCard:
         the model's size overlapping by ``tile_overlap``, outputs blended with Gaussian weights).
         Free-size models are always padded (centred) to a multiple of the downsampling factor
         and cropped back.
+    resize_to
+        The spatial size the model was trained at, e.g. ``[128, 128, 128]`` (3-D models) or
+        ``[256, 256]`` (2-D models: each slice): every item is resized to it (linear
+        interpolation) and the output resized back, for fixed-size and free-size models
+        alike. Must match a fixed input size where the model has one.
+    input_layout
+        ``auto`` (channels-last unless the input is recognisably channels-first: a leading
+        axis of 1..4 channels before the spatial sizes), ``channels_last`` or
+        ``channels_first`` (``(N, C, H, W)`` / ``(N, C, D, H, W)``, e.g. converted PyTorch
+        models); channels-first models are run by transposing input and output.
     downsampling
         Overrides the downsampling factor found from the model's layers.
     repeat_channels
@@ -106,6 +117,8 @@ class ModelCard:
     pad_value: float = 0.0
     tile_overlap: float = 0.5
     downsampling: int | None = None
+    resize_to: tuple[int, ...] | None = None
+    input_layout: str = "auto"
     repeat_channels: bool = False
     context_slices: int = 0
     batch_size: int | None = None
@@ -125,6 +138,15 @@ class ModelCard:
         choice("normalization_scope", SCOPES)
         choice("size_policy", SIZE_POLICIES)
         choice("pad_mode", PAD_MODES)
+        choice("input_layout", INPUT_LAYOUTS)
+        if self.resize_to is not None and (
+            len(self.resize_to) not in (2, 3)
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.resize_to)
+        ):
+            raise SegviewerError(
+                "model card: resize_to must be 2 (slice models) or 3 (volume models) positive "
+                f"whole numbers, e.g. [128, 128, 128]; got {list(self.resize_to)!r}"
+            )
         if self.slice_axis not in (0, 1, 2):
             raise SegviewerError(
                 f"model card: slice_axis must be the image axis 0, 1 or 2, got {self.slice_axis!r}"
@@ -226,6 +248,12 @@ def _build(base: ModelCard, data: Mapping[str, Any], source: str) -> ModelCard:
             if isinstance(v, str) or not isinstance(v, (list, tuple)):
                 raise SegviewerError(f"{source}: {k} must be a list, got {v!r}")
             v = tuple(str(x) for x in v)
+        elif k == "resize_to":
+            if isinstance(v, str) or not isinstance(v, (list, tuple)):
+                raise SegviewerError(
+                    f"{source}: resize_to must be a list of sizes, e.g. [128, 128, 128], got {v!r}"
+                )
+            v = tuple(v)
         elif k in ("percentile_low", "percentile_high", "pad_value", "threshold", "tile_overlap"):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise SegviewerError(f"{source}: {k} must be a number, got {v!r}")

@@ -6,8 +6,12 @@ users who only review saved logits never need TensorFlow installed.
 Formats: Keras v3 ``.keras`` archives, legacy HDF5 ``.h5`` (both through
 ``keras.saving.load_model(..., safe_mode=not trust, compile=False)``), and TensorFlow SavedModel
 folders (``tf.saved_model.load``, ``serving_default`` signature; what ``model.export`` writes).
-Models are expected channels-last: ``(N, H, W, C)`` for 2-D slice models, ``(N, D, H, W, C)``
-for 3-D models.
+Models are channels-last, ``(N, H, W, C)`` for 2-D slice models and ``(N, D, H, W, C)`` for
+3-D models, unless the input is recognisably channels-first (``(N, C, H, W)``,
+``(N, C, D, H, W)``, e.g. converted PyTorch models): a leading axis of at most
+:data:`MAX_CHANNELS_FIRST` before the spatial sizes, and a last axis that is free or larger.
+Such models are run by transposing their input and output; every message names the layout.
+The model card's ``input_layout`` overrides the guess.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ __all__ = [
     "iter_open_model",
     "file_sha256",
     "tf_version",
+    "with_input_layout",
+    "MAX_CHANNELS_FIRST",
 ]
+
+#: Largest leading input axis read as channels (channels-first): 1 (grey), 3 (RGB), or a few
+#: neighbouring slices; a spatial axis is practically never this short.
+MAX_CHANNELS_FIRST = 4
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -100,12 +110,23 @@ class ModelHandle:
     input_dtype: str = "float32"
     output_names: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    channels_first: bool = False
+    input_shape: tuple[int | None, ...] = ()
+    output_shape: tuple[int | None, ...] = ()
     model: Any = field(default=None, repr=False)  # keras.Model or the SavedModel's signature
     input_key: str | None = field(default=None, repr=False)  # SavedModel input name
     owner: Any = field(default=None, repr=False)  # keeps a SavedModel's variables alive
     # Compiled calls by (input shape, output name): tracing costs ~0.1-0.5 s, so a second
     # volume of the same size (or a re-run with other settings) reuses it.
     runners: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def layout_name(self) -> str:
+        """``"channels-last (N, H, W, C)"``, ``"channels-first (N, C, D, H, W)"``..."""
+        spatial = "H, W" if self.rank == 2 else "D, H, W"
+        if self.channels_first:
+            return f"channels-first (N, C, {spatial})"
+        return f"channels-last (N, {spatial}, C)"
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary (for ``segviewer info`` and the export manifest)."""
@@ -115,6 +136,8 @@ class ModelHandle:
             "format": self.format,
             "name": self.name,
             "rank": self.rank,
+            "input_layout": self.layout_name,
+            "input_shape": list(self.input_shape),
             "input_size": list(self.input_size),
             "input_channels": self.input_channels,
             "output_channels": self.output_channels,
@@ -382,7 +405,11 @@ def _load_keras(p: Path, fmt: str, digest: str, trust: bool, custom: dict[str, A
         notes.append(
             f"the model has {len(outputs)} outputs; the first is used unless the card names one"
         )
-    kind, probs, why = _kind_from_layers(model, int(out_shape[-1] or 0))
+    cf, lwhy = _guess_channels_first(in_shape)
+    if lwhy:
+        notes.append(lwhy)
+    size, cin, cout = _axes(p, in_shape, out_shape, cf, rank)
+    kind, probs, why = _kind_from_layers(model, cout)
     notes.append(why)
     factor, fwhy = _downsampling_from_layers(model)
     notes.append(fwhy)
@@ -391,9 +418,12 @@ def _load_keras(p: Path, fmt: str, digest: str, trust: bool, custom: dict[str, A
         sha256=digest,
         format=fmt,
         rank=rank,
-        input_size=tuple(None if d is None else int(d) for d in in_shape[1:-1]),
-        input_channels=_channels(p, in_shape, "input"),
-        output_channels=_channels(p, out_shape, "output"),
+        input_size=size,
+        input_channels=cin,
+        output_channels=cout,
+        channels_first=cf,
+        input_shape=_shape_of(in_shape),
+        output_shape=_shape_of(out_shape),
         output_kind=kind,
         outputs_are_probabilities=probs,
         downsampling=factor,
@@ -420,14 +450,69 @@ def _rank_of(p: Path, shape: tuple[Any, ...], what: str) -> int:
     )
 
 
-def _channels(p: Path, shape: tuple[Any, ...], what: str) -> int:
-    c = shape[-1]
+def _channels(p: Path, shape: tuple[Any, ...], what: str, channels_first: bool = False) -> int:
+    c = shape[1] if channels_first else shape[-1]
     if c is None:
+        layout = "channels-first" if channels_first else "channels-last"
         raise SegviewerError(
-            f"model {p.name}'s {what} {_fmt_shape(shape)} has no fixed channel count; "
-            "segviewer needs channels-last models with a known number of channels"
+            f"model {p.name}'s {what} {_fmt_shape(shape)} read as {layout} has no fixed "
+            "channel count; segviewer needs a known number of channels (set input_layout in "
+            "the model card if the layout is wrong)"
         )
     return int(c)
+
+
+def _shape_of(shape: tuple[Any, ...]) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _guess_channels_first(shape: tuple[Any, ...]) -> tuple[bool, str]:
+    """Whether an input shape ``(N, ...)`` is channels-first, and a note when it is."""
+    lead, last = shape[1], shape[-1]
+    if (
+        lead is not None
+        and int(lead) <= MAX_CHANNELS_FIRST
+        and (last is None or int(last) > MAX_CHANNELS_FIRST)
+    ):
+        spatial = "H, W" if len(shape) == 4 else "D, H, W"
+        return True, (
+            f"input {_fmt_shape(shape)} read as channels-first (N, C, {spatial}): a leading "
+            f"axis of {lead} before the spatial sizes is the channel axis; the model is run by "
+            "transposing input and output (set input_layout in the model card if this is wrong)"
+        )
+    return False, ""
+
+
+def _axes(
+    p: Path, in_shape: tuple[Any, ...], out_shape: tuple[Any, ...], cf: bool, rank: int
+) -> tuple[tuple[int | None, ...], int, int]:
+    """(spatial input size, input channels, output channels) for a layout."""
+    spatial = in_shape[2:] if cf else in_shape[1:-1]
+    size = tuple(None if d is None else int(d) for d in spatial)
+    return size, _channels(p, in_shape, "input", cf), _channels(p, out_shape, "output", cf)
+
+
+def with_input_layout(handle: ModelHandle, layout: str) -> ModelHandle:
+    """The handle re-read as ``channels_last`` / ``channels_first`` (a model card's
+    ``input_layout``); ``auto`` or the layout it already has returns it unchanged."""
+    import dataclasses
+
+    if layout == "auto" or not handle.input_shape:
+        return handle
+    cf = layout == "channels_first"
+    if cf == handle.channels_first:
+        return handle
+    size, cin, cout = _axes(handle.path, handle.input_shape, handle.output_shape, cf, handle.rank)
+    new = dataclasses.replace(
+        handle,
+        input_size=size,
+        input_channels=cin,
+        output_channels=cout,
+        channels_first=cf,
+        runners={},
+        notes=(*handle.notes, f"input layout {layout} from the model card"),
+    )
+    return new
 
 
 def _activation_name(layer: Any) -> str | None:
@@ -581,14 +666,21 @@ def _load_savedmodel(p: Path, digest: str) -> ModelHandle:
     ]
     if len(out_names) > 1:
         notes.append(f"the signature has outputs {', '.join(out_names)}; {out_names[0]} is used")
+    cf, lwhy = _guess_channels_first(in_shape)
+    if lwhy:
+        notes.append(lwhy)
+    size, cin, cout = _axes(p, in_shape, out_shape, cf, rank)
     return ModelHandle(
         path=p,
         sha256=digest,
         format="savedmodel",
         rank=rank,
-        input_size=tuple(None if d is None else int(d) for d in in_shape[1:-1]),
-        input_channels=_channels(p, in_shape, "input"),
-        output_channels=_channels(p, out_shape, "output"),
+        input_size=size,
+        input_channels=cin,
+        output_channels=cout,
+        channels_first=cf,
+        input_shape=_shape_of(in_shape),
+        output_shape=_shape_of(out_shape),
         output_kind=None,
         outputs_are_probabilities=None,
         downsampling=None,

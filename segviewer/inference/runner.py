@@ -21,7 +21,7 @@ import numpy as np
 
 from segviewer.core.types import Prediction, PredictionKind, Progress, SegviewerError, Volume
 from segviewer.inference.card import ModelCard, find_card, load_card
-from segviewer.inference.model import ModelHandle, iter_open_model
+from segviewer.inference.model import ModelHandle, iter_open_model, with_input_layout
 from segviewer.inference.preprocess import (
     crop_spatial,
     normalize,
@@ -30,7 +30,14 @@ from segviewer.inference.preprocess import (
     resize_spatial,
 )
 
-__all__ = ["predict", "save_logits", "MEMMAP_BYTES", "DEFAULT_MAX_BATCH"]
+__all__ = [
+    "predict",
+    "save_logits",
+    "diagnose_output",
+    "device_description",
+    "MEMMAP_BYTES",
+    "DEFAULT_MAX_BATCH",
+]
 
 #: Raw outputs larger than this go to a memory-mapped temporary file instead of RAM.
 MEMMAP_BYTES = 256 * 1024**2
@@ -52,6 +59,11 @@ class _Runner:
 
         self.handle = handle
         spec = tf.TensorSpec((None, *spatial, handle.input_channels), tf.float32)
+        rank = len(spatial)
+        # channels-first models: (N, *S, C) -> (N, C, *S) in, (N, C, *S) -> (N, *S, C) out
+        to_cf = [0, rank + 1, *range(1, rank + 1)]
+        from_cf = [0, *range(2, rank + 2), 1]
+        cf = handle.channels_first
         in_dtype = tf.as_dtype(handle.input_dtype) if handle.input_dtype else tf.float32
         if handle.format == "savedmodel":
             sig = handle.model
@@ -64,7 +76,10 @@ class _Runner:
                 )
 
             def call(t: Any) -> Any:
-                return tf.cast(sig(**{key: tf.cast(t, in_dtype)})[out_key], tf.float32)
+                if cf:
+                    t = tf.transpose(t, to_cf)
+                y = tf.cast(sig(**{key: tf.cast(t, in_dtype)})[out_key], tf.float32)
+                return tf.transpose(y, from_cf) if cf else y
 
         else:
             model = handle.model
@@ -79,12 +94,15 @@ class _Runner:
                 index = handle.output_names.index(output_name)
 
             def call(t: Any) -> Any:
+                if cf:
+                    t = tf.transpose(t, to_cf)
                 y = model(tf.cast(t, in_dtype), training=False)
                 if isinstance(y, Mapping):
                     y = y[output_name] if output_name else next(iter(y.values()))
                 elif isinstance(y, (list, tuple)):
                     y = y[index]
-                return tf.cast(y, tf.float32)
+                y = tf.cast(y, tf.float32)
+                return tf.transpose(y, from_cf) if cf else y
 
         self._fn = tf.function(call, input_signature=[spec])
 
@@ -124,7 +142,13 @@ class _Geometry:
         target = list(shape)
         tile = list(shape)
         for i, (n, t) in enumerate(zip(shape, fixed, strict=True)):
-            if t is None:
+            if card.resize_to is not None:
+                # the training size (checked against fixed sizes by _check_card); free axes
+                # are padded up to the downsampling multiple
+                r = int(card.resize_to[i])
+                resized[i] = r
+                target[i] = tile[i] = r if t is not None else -(-r // factor) * factor
+            elif t is None:
                 target[i] = tile[i] = -(-n // factor) * factor
             elif card.size_policy == "resize":
                 resized[i] = target[i] = tile[i] = t
@@ -341,6 +365,177 @@ def _auto_batch(rank: int, model_shape: tuple[int, ...]) -> int:
     return int(max(1, min(DEFAULT_MAX_BATCH, (1 << 22) // max(1, pixels))))
 
 
+def _as_fed(shape: tuple[int, ...], handle: ModelHandle) -> str:
+    """A batch shape as the model sees it (channels moved first for channels-first models)."""
+    dims = [int(d) for d in shape]
+    if handle.channels_first and len(dims) >= 3:
+        dims = [dims[0], dims[-1], *dims[1:-1]]
+    return "(" + ", ".join(map(str, dims)) + ")"
+
+
+def _check_card(handle: ModelHandle, card: ModelCard) -> None:
+    """Refuse card settings that do not apply to this model instead of ignoring them."""
+    name = f"{handle.path.name} ({handle.layout_name}, input size "
+    name += " x ".join("any" if d is None else str(d) for d in handle.input_size) + ")"
+    item = "slice" if handle.rank == 2 else "volume"
+    problems: list[str] = []
+    free = all(d is None for d in handle.input_size)
+    if card.size_policy in ("resize", "tile") and free and card.resize_to is None:
+        example = ", ".join(["128"] * handle.rank)
+        problems.append(
+            f"size_policy {card.size_policy!r} applies to models with a fixed input size and "
+            f"this one takes any size; to resize every {item} to the size the model was "
+            f"trained at, set resize_to (e.g. [{example}])"
+        )
+    if card.resize_to is not None:
+        rt = list(card.resize_to)
+        if len(rt) != handle.rank:
+            problems.append(
+                f"resize_to {rt} has {len(rt)} sizes but this is a {handle.rank}-D model: give "
+                f"{handle.rank} ({'rows, columns of each slice' if handle.rank == 2 else 'the volume size'})"
+            )
+        else:
+            for i, (r, f) in enumerate(zip(rt, handle.input_size, strict=True)):
+                if f is not None and r != f:
+                    problems.append(
+                        f"resize_to {rt} differs from the model's fixed input size along axis "
+                        f"{i} ({r} vs {f}); leave resize_to out or make it match"
+                    )
+        if card.size_policy == "tile":
+            problems.append(
+                "resize_to and size_policy 'tile' contradict each other (resize the whole "
+                f"{item}, or slide a window over it); choose one"
+            )
+    if handle.rank == 3:
+        for key in ("transpose", "flip_rows", "flip_cols"):
+            if getattr(card, key):
+                problems.append(
+                    f"{key} orders the rows and columns of 2-D slices; this is a 3-D model"
+                )
+    if card.pad_mode != "constant" and card.pad_value != 0.0:
+        problems.append(
+            f"pad_value is used with pad_mode 'constant' only (the card says {card.pad_mode!r})"
+        )
+    if card.normalization != "percentile" and (card.percentile_low, card.percentile_high) != (
+        0.5,
+        99.5,
+    ):
+        problems.append(
+            "percentile_low / percentile_high apply to normalization 'percentile' only (the "
+            f"card says {card.normalization!r})"
+        )
+    if problems:
+        raise SegviewerError(f"model card does not fit model {name}: " + "; ".join(problems))
+
+
+def device_description() -> str:
+    """The device TensorFlow runs on by default: ``"GPU:0 (NVIDIA H100 ...)"`` or ``"CPU"``.
+
+    Imports TensorFlow. The first visible GPU is TensorFlow's default device; without one (no
+    CUDA build, no driver) everything runs on the CPU.
+    """
+    import tensorflow as tf
+
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+    except Exception:  # noqa: BLE001 - a broken CUDA setup must not stop CPU inference
+        gpus = []
+    if not gpus:
+        return "CPU"
+    try:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        name = str(details.get("device_name", "")) if isinstance(details, Mapping) else ""
+    except Exception:  # noqa: BLE001
+        name = ""
+    extra = f", {len(gpus)} GPUs visible" if len(gpus) > 1 else ""
+    return f"GPU:0 ({name or 'GPU'}{extra})"
+
+
+def _input_range(norm: np.ndarray, card: ModelCard) -> tuple[float, float] | None:
+    """Range of the values fed to the model (after volume normalisation), on a sample."""
+    if card.normalization_scope == "slice":
+        return None
+    flat = np.asarray(norm).reshape(-1)
+    sample = np.asarray(flat[:: max(1, flat.size // 200_000)], dtype=np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return None
+    return float(sample.min()), float(sample.max())
+
+
+def diagnose_output(
+    out: np.ndarray,
+    kind: PredictionKind,
+    probs: bool,
+    card: ModelCard,
+    handle: ModelHandle,
+    input_range: tuple[float, float] | None,
+) -> list[str]:
+    """Warnings when the raw output is empty, constant or saturated everywhere.
+
+    Such an output almost always means the model was fed differently from its training:
+    intensities not normalised, slices in another orientation, or the output read along the
+    wrong class axis. Each warning names the likely causes and the card fields that set them.
+
+    Parameters
+    ----------
+    out
+        Raw outputs ``(C, ...)`` float32.
+    kind, probs
+        What the outputs are (see :func:`_resolve_kind`).
+    input_range
+        ``(min, max)`` of what was fed to the model, or None.
+    """
+    flat = out.reshape(out.shape[0], -1)
+    step = max(1, flat.shape[1] // 200_000)
+    s = np.asarray(flat[:, ::step], dtype=np.float64)
+    s = s[:, np.isfinite(s).all(axis=0)]
+    if s.size == 0:
+        return []
+    if kind in (PredictionKind.SIGMOID, PredictionKind.MULTILABEL):
+        p = s if probs else 1.0 / (1.0 + np.exp(-np.clip(s, -60, 60)))
+        fg = p >= card.threshold
+        share = float(fg.mean())
+        saturated = float(np.mean((p < 1e-3) | (p > 1 - 1e-3)))
+        if share == 0.0:
+            what = "predicts no foreground voxel anywhere (an empty segmentation)"
+        elif share == 1.0:
+            what = "predicts foreground everywhere"
+        elif saturated > 0.999 and (share < 0.001 or share > 0.999):
+            what = f"is saturated (0 or 1) almost everywhere ({share:.1%} foreground)"
+        else:
+            return []
+    else:
+        top = np.argmax(s, axis=0)
+        spread = float(np.ptp(s, axis=1).max())
+        if spread < 1e-6:
+            what = "is the same value everywhere (constant output)"
+        elif np.all(top == top[0]):
+            what = f"gives class {int(top[0])} everywhere"
+        else:
+            return []
+    fed = ""
+    if input_range is not None:
+        fed = f"; it was fed values {input_range[0]:.3g} .. {input_range[1]:.3g}"
+        fed += f" (normalization {card.normalization!r})"
+    causes = [
+        "intensities scaled differently from training (card field normalization: "
+        "zscore, minmax, max or percentile)",
+    ]
+    if handle.rank == 2:
+        causes.append("slices in another orientation (slice_axis, transpose, flip_rows, flip_cols)")
+    else:
+        causes.append("another orientation or training size (resize_to, e.g. [128, 128, 128])")
+    causes.append(
+        f"the class axis read wrongly (the model is run as {handle.layout_name}: set "
+        "input_layout; output_kind for the output's meaning)"
+    )
+    return [
+        f"Warning: model {handle.path.name}'s output {what}{fed}. If the image should show "
+        "what the model segments, the likely causes are: " + "; ".join(causes) + "."
+    ]
+
+
 def _fmt_eta(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -413,7 +608,14 @@ def predict(
     import keras
     import tensorflow as tf
 
-    notes: list[str] = [f"model {handle.path.name} ({handle.format}, sha256 {handle.sha256[:12]})"]
+    handle = with_input_layout(handle, card.input_layout)
+    _check_card(handle, card)
+    label = f"{handle.path.name} ({handle.layout_name})"
+    device = device_description()
+    notes: list[str] = [
+        f"model {handle.path.name} ({handle.format}, {handle.layout_name}, sha256 "
+        f"{handle.sha256[:12]}) on {device}"
+    ]
     cin = handle.input_channels
     ctx = card.context_slices
     if ctx and handle.rank != 2:
@@ -430,7 +632,7 @@ def predict(
         )
     if cin != 1 and not card.repeat_channels and not ctx:
         raise SegviewerError(
-            f"model {handle.path.name} expects {cin} input channels but the image "
+            f"model {label} expects {cin} input channels but the image "
             f"{volume.source} has 1 (a single 3-D volume {volume.shape}); if the model wants the "
             "same image in every channel, set repeat_channels in the model card; if it wants "
             "neighbouring slices, set context_slices"
@@ -491,7 +693,7 @@ def predict(
             factors = (handle.downsampling,)
         else:
             factors = _FACTOR_TRIALS
-        geo = _Geometry(item_shape, handle.input_size, factors[0], card, handle.path.name)
+        geo = _Geometry(item_shape, handle.input_size, factors[0], card, label)
         requested = batch_size if batch_size is not None else card.batch_size
         batch = requested if requested is not None else _auto_batch(handle.rank, geo.model_shape)
         # With tiling, a batch is several tiles of one item; otherwise several items.
@@ -561,7 +763,7 @@ def predict(
                             handle.input_size,
                             geo.factor,
                             card,
-                            handle.path.name,
+                            label,
                             tile_override=smaller,
                         )
                         notes.append(
@@ -583,16 +785,16 @@ def predict(
                     notes.append(f"out of memory: batch size reduced to {batch}")
                     continue
                 failure: str | None = (
-                    f"model {handle.path.name} failed on input {x.shape}: {_tf_message(e)}"
+                    f"model {label} failed on input {_as_fed(x.shape, handle)}: {_tf_message(e)}"
                 )
             else:
                 want = (n, *geo.model_shape)
                 failure = (
                     None
                     if tuple(y.shape[:-1]) == want and y.shape[-1] == co
-                    else f"model {handle.path.name} turned input {x.shape} into {y.shape}; "
-                    "segviewer needs a dense output with the input's spatial size (a "
-                    "segmentation model)"
+                    else f"model {label} turned input {_as_fed(x.shape, handle)} into "
+                    f"{_as_fed(y.shape, handle)}; segviewer needs a dense output with the "
+                    "input's spatial size (a segmentation model)"
                 )
             if failure is not None:
                 # Only the first batch may fail this way: it tries the candidate padding
@@ -600,7 +802,7 @@ def predict(
                 if done == 0 and factor_index + 1 < len(factors):
                     factor_index += 1
                     geo = _Geometry(
-                        item_shape, handle.input_size, factors[factor_index], card, handle.path.name
+                        item_shape, handle.input_size, factors[factor_index], card, label
                     )
                     runner, x_item, tile_pos = None, None, 0
                     continue
@@ -647,6 +849,8 @@ def predict(
 
     kind, probs, why = _resolve_kind(handle, card, out)
     notes.append(why)
+    diagnosis = diagnose_output(out, kind, probs, card, handle, _input_range(norm, card))
+    notes.extend(diagnosis)
     if n_nonfinite:
         notes.append(
             f"the model produced {n_nonfinite} non-finite output values (NaN or inf); those "
@@ -712,6 +916,8 @@ def predict(
             "storage": "memmap" if tmp_path is not None else "memory",
             "raw_layout": raw_layout,
         },
+        "diagnosis": diagnosis,
+        "device": device,
         "tensorflow": str(tf.__version__),
         "keras": str(keras.__version__),
         "seconds": round(time.perf_counter() - t_start, 3),

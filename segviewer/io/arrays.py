@@ -478,7 +478,8 @@ def read_gzip_voxels(
         The stream ends before the array is full, or is corrupt.
     """
     out = np.empty(shape, dtype=dtype, order="F")
-    buf = memoryview(out.T).cast("B") if out.size else memoryview(b"")
+    view: Any = out.T  # numpy arrays are buffers; numpy's stubs do not say so to mypy
+    buf = memoryview(view).cast("B") if out.size else memoryview(b"")
     try:
         with gzip.open(data.path, "rb") as gz:
             gz.seek(data.offset + skip)

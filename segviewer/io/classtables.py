@@ -31,12 +31,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segviewer.core.classes import ClassTable, default_color
+from segviewer.core.classes import ClassTable, default_color, looks_like_background
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
 from segviewer.io.common import check_input_file
 
-__all__ = ["load_class_table", "read_class_table", "save_class_table", "CLASS_TABLE_FORMATS"]
+__all__ = [
+    "load_class_table",
+    "read_class_table",
+    "save_class_table",
+    "table_format",
+    "class_table_beside",
+    "CLASS_TABLE_FORMATS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +62,16 @@ _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 Entry = tuple[int, str, tuple[int, int, int]]
 
 
-def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
+def load_class_table(path: str | os.PathLike[str], *, offset: int = 0) -> ClassTable:
     """Read a class table; warnings (filled gaps, missing background) go to the log.
 
     Parameters
     ----------
     path
         A file in one of :data:`CLASS_TABLE_FORMATS`.
+    offset
+        Added to every index (``--classes-offset 1`` for tables whose row 0 is the first
+        structure, not the background; see :meth:`ClassTable.shifted`).
 
     Returns
     -------
@@ -73,13 +83,15 @@ def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
     SegviewerError
         Missing or empty file, unknown format, bad lines, repeated indices or names.
     """
-    table, warnings = read_class_table(path)
+    table, warnings = read_class_table(path, offset=offset)
     for w in warnings:
         log.warning("%s", w)
     return table
 
 
-def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str]]:
+def read_class_table(
+    path: str | os.PathLike[str], *, offset: int = 0
+) -> tuple[ClassTable, list[str]]:
     """Like :func:`load_class_table` but also returns the warnings for the user to see.
 
     Returns
@@ -117,7 +129,16 @@ def read_class_table(path: str | os.PathLike[str]) -> tuple[ClassTable, list[str
         entries = _parse_lut(text, p)
     if not entries:
         raise SegviewerError(f"{p}: no classes found in this {_FORMAT_NAMES[fmt]} file")
-    return ClassTable.from_entries(entries, source=str(p))
+    table, warnings = ClassTable.from_entries(entries, source=str(p))
+    if offset:
+        if looks_like_background(table[0].name) and not any("no class 0" in w for w in warnings):
+            warnings.append(
+                f"{p}: the table already starts with a background row ({table[0].name!r}); "
+                f"the offset {offset} moves it to class {offset}"
+            )
+        table = table.shifted(offset)
+        warnings.append(f"{p}: class indices shifted by {offset} (--classes-offset {offset})")
+    return table, warnings
 
 
 def save_class_table(
@@ -427,3 +448,154 @@ def _format_lut(table: ClassTable, title: str) -> str:
         r, g, b = c.color
         lines.append(f"{c.index} {name} {r} {g} {b} {0 if c.index == 0 else 255}")
     return "\n".join(lines) + "\n"
+
+
+def table_format(path: str | os.PathLike[str]) -> str:
+    """Which format :func:`read_class_table` reads ``path`` as (decided from the content):
+    ``"json"``, ``"csv"``, ``"itksnap"`` or ``"lut"`` (FreeSurfer / 3D Slicer)."""
+    p = Path(path)
+    return _detect(p.read_text(encoding="utf-8-sig", errors="replace"), p)
+# --------------------------------------------------------------------------------------------
+# names stored with a prediction by the tool that wrote it
+
+
+def class_table_beside(
+    prediction: str | os.PathLike[str],
+) -> tuple[ClassTable, str, list[str]] | None:
+    """The class names a prediction file carries, or that its writing tool stores beside it.
+
+    Conventions, first match wins:
+
+    * **DICOM SEG**: segment labels and recommended display colours.
+    * **3D Slicer** ``.seg.nrrd``: ``SegmentN_Name`` / ``SegmentN_LabelValue`` /
+      ``SegmentN_Color`` header fields.
+    * **BIDS** discrete segmentation: ``*_dseg.nii[.gz]`` with ``*_dseg.tsv`` (columns
+      ``index``, ``name``, optional ``color``).
+    * **nnU-Net**: ``dataset.json`` in the same folder (nnU-Net copies it into its
+      prediction folder): ``"labels"`` as ``{"name": index}`` (v2) or ``{"index": "name"}``
+      (v1); region labels (lists) are skipped.
+    * **MONAI bundle** ``metadata.json`` beside it:
+      ``network_data_format.outputs.pred.channel_def`` (``{"0": "background", ...}``).
+
+    NIfTI has no registered header extension for label names (only CIFTI carries label tables),
+    so none is read from a NIfTI header.
+
+    Returns
+    -------
+    (ClassTable, source, warnings) or None
+        ``source`` names the file and convention used.
+    """
+    from segviewer.io.predictions import split_member
+
+    p, _member = split_member(prediction)
+    if not p.is_file():
+        return None
+    name = p.name.lower()
+    entries: list[Entry] | None = None
+    source = ""
+    if name.endswith(".dcm") or "." not in name:
+        from segviewer.io.dicomseg import is_dicom_seg, seg_class_table
+
+        if is_dicom_seg(p):
+            return seg_class_table(p), f"{p.name} (DICOM SEG segments)", []
+    if name.endswith(".seg.nrrd"):
+        entries, source = _slicer_segments(p), f"{p.name} (3D Slicer segment fields)"
+    if entries is None and re.search(r"_dseg\.nii(\.gz)?$", name):
+        tsv = p.with_name(re.sub(r"\.nii(\.gz)?$", ".tsv", p.name, flags=re.IGNORECASE))
+        if tsv.is_file():
+            entries, source = _bids_tsv(tsv), f"{tsv.name} (BIDS dseg.tsv)"
+    if entries is None and (p.parent / "dataset.json").is_file():
+        entries = _nnunet_labels(p.parent / "dataset.json")
+        source = "dataset.json (nnU-Net labels)"
+    if entries is None and (p.parent / "metadata.json").is_file():
+        entries = _monai_channels(p.parent / "metadata.json")
+        source = "metadata.json (MONAI bundle channel_def)"
+    if not entries:
+        return None
+    table, warnings = ClassTable.from_entries(entries, source=source)
+    return table, source, warnings
+
+
+def _small_text(p: Path) -> str:
+    if p.stat().st_size > _MAX_BYTES:
+        raise SegviewerError(f"{p}: too large for a label description")
+    return p.read_text(encoding="utf-8-sig", errors="replace")
+
+
+def _slicer_segments(p: Path) -> list[Entry] | None:
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(p))
+    except (nrrd.NRRDError, OSError, ValueError) as exc:
+        raise SegviewerError(f"{p}: cannot read the NRRD header ({exc})") from None
+    out: list[Entry] = []
+    k = 0
+    while f"Segment{k}_Name" in header:
+        label = int(str(header.get(f"Segment{k}_LabelValue", k + 1)).strip() or k + 1)
+        rgb = (128, 128, 128)
+        try:
+            vals = [float(v) for v in str(header.get(f"Segment{k}_Color", "")).split()]
+            if len(vals) == 3:
+                rgb = (round(vals[0] * 255), round(vals[1] * 255), round(vals[2] * 255))
+        except ValueError:
+            pass
+        out.append((label, str(header[f"Segment{k}_Name"]), rgb))
+        k += 1
+    if out and all(e[0] != 0 for e in out):
+        out.insert(0, (0, "background", (0, 0, 0)))
+    return out or None
+
+
+def _bids_tsv(tsv: Path) -> list[Entry] | None:
+    rows = list(csv.DictReader(io.StringIO(_small_text(tsv)), delimiter="\t"))
+    out: list[Entry] = []
+    for i, row in enumerate(rows, start=2):
+        try:
+            index = int(str(row.get("index", "")).strip())
+        except ValueError:
+            raise SegviewerError(f"{tsv}, line {i}: 'index' is not a whole number") from None
+        label = str(row.get("name") or row.get("abbreviation") or f"class {index}").strip()
+        color = row.get("color")
+        from segviewer.core.classes import default_color
+
+        rgb = _color(color, f"{tsv}, line {i}") if color else default_color(index)
+        out.append((index, label, rgb))
+    return out or None
+
+
+def _nnunet_labels(path: Path) -> list[Entry] | None:
+    from segviewer.core.classes import default_color
+
+    try:
+        doc = json.loads(_small_text(path))
+    except json.JSONDecodeError:
+        return None
+    labels = doc.get("labels") if isinstance(doc, dict) else None
+    if not isinstance(labels, dict):
+        return None
+    out: list[Entry] = []
+    for key, value in labels.items():
+        if isinstance(value, int) and not isinstance(value, bool):  # v2: name -> index
+            out.append((value, str(key), default_color(value)))
+        elif isinstance(value, str) and _INT.match(str(key)):  # v1: "index" -> name
+            out.append((int(key), value, default_color(int(key))))
+        # region-based labels (lists of indices) name no single label value
+    return out or None
+
+
+def _monai_channels(path: Path) -> list[Entry] | None:
+    from segviewer.core.classes import default_color
+
+    try:
+        doc = json.loads(_small_text(path))
+        defs = doc["network_data_format"]["outputs"]["pred"]["channel_def"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(defs, dict):
+        return None
+    out: list[Entry] = []
+    for key, value in defs.items():
+        if _INT.match(str(key)):
+            out.append((int(key), str(value), default_color(int(key))))
+    return out or None

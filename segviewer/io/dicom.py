@@ -266,6 +266,7 @@ def load_dicom(path: Path, *, frame: int = 0, series: str | int | None = None) -
         )
     meta["notes"] = tuple(notes)
     meta["warnings"] = tuple(dict.fromkeys(meta.get("warnings", ()) + tuple(caught[:5])))
+    meta["orientation_known"] = not any(_NO_ORIENTATION in n for n in notes)
     return Volume(data=data, affine=affine, source=str(path), format="dicom", metadata=meta)
 
 
@@ -462,6 +463,10 @@ def _select(
 # --------------------------------------------------------------------------------------
 # geometry
 
+#: The words a note uses when the file has no position/orientation tags; load_dicom sets
+#: ``metadata["orientation_known"]`` from them.
+_NO_ORIENTATION = "orientation unknown"
+
 
 def _arrange(
     frames: Sequence[_Frame], where: str
@@ -497,10 +502,10 @@ def _arrange(
             notes.append(
                 "no ImagePositionPatient/ImageOrientationPatient: slices ordered by "
                 "InstanceNumber (frames of one file: file order) and shown as a stack "
-                "(orientation unknown)"
+                f"({_NO_ORIENTATION})"
             )
         else:
-            notes.append("no patient geometry in the file: shown as a stack (orientation unknown)")
+            notes.append(f"no patient geometry in the file: shown as a stack ({_NO_ORIENTATION})")
         return [by_instance], affine, notes, warns
 
     iops = np.stack([f.iop for f in frames if f.iop is not None])

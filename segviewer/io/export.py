@@ -45,11 +45,13 @@ import numpy as np
 
 from segviewer.core.export_plan import (
     MANIFEST_NAME,
+    ExportPlan,
     PlannedFile,
     check_path_lengths,
     default_classes,
     plan_export,
 )
+from segviewer.core.orientation import orientation_code
 from segviewer.core.types import (
     MaskSettings,
     Prediction,
@@ -61,6 +63,7 @@ from segviewer.core.types import (
 )
 from segviewer.io.atomic import atomic_path, check_writable_dir
 from segviewer.io.common import jsonable
+from segviewer.io.writers import nifti_like
 
 __all__ = ["ExportRequest", "ExportResult", "run_export", "MANIFEST_SCHEMA_VERSION"]
 
@@ -130,6 +133,10 @@ class ExportRequest:
         Radiological display convention for slice PNGs (patient right on picture left).
     scale
         Integer enlargement of overlay pictures (``None``: automatic, longer side >= 512 px).
+    allow_identifiers
+        Consent to write files that carry the patient's and study's identifiers: needed for
+        the ``dicom-seg`` format (a DICOM SEG copies them from the source images so a PACS
+        files it with the study). No other file ever carries them.
     full_paths
         Record the sources' full paths in the manifest (default: file names only, so a
         folder named after a patient does not travel with every export).
@@ -152,6 +159,7 @@ class ExportRequest:
     settings: MaskSettings = field(default_factory=MaskSettings)
     radiological: bool = True
     scale: int | None = None
+    allow_identifiers: bool = False
     full_paths: bool = False
     free_text: bool = False
 
@@ -380,10 +388,10 @@ def run_export(
         # a label map's class count comes from its largest value, a class table's from its
         # largest index: one stray voxel (or entry) of 65533 must not plan 65,533 masks. A
         # model's channels are its classes: all of them count as present.
-        held = counts
+        held = [int(c) for c in counts]
         if prediction.kind != PredictionKind.LABELS:
-            held = np.zeros(len(table), dtype=np.int64)
-            held[: int(prediction.n_classes)] = 1
+            n_pred = min(int(prediction.n_classes), len(table))
+            held = [1] * n_pred + [0] * (len(table) - n_pred)
         classes, class_notes = default_classes(
             table, held, label_map=prediction.kind == PredictionKind.LABELS
         )
@@ -399,6 +407,7 @@ def run_export(
         reference=reference is not None,
     )
     warnings += plan.warnings
+    seg_sources = _seg_sources(plan, volume, request)
     planned_paths = [*plan.paths(), MANIFEST_NAME]
     check_path_lengths(str(out_dir), planned_paths)
     _check_out_dir(out_dir, planned_paths, request.force)
@@ -493,6 +502,22 @@ def run_export(
             target.parent.mkdir(parents=True, exist_ok=True)
             yield Progress(done, total, f"writing {f.path}")
             guard.check()
+            if f.format == "dicom-seg":
+                seg_entry = _write_seg(
+                    f,
+                    target,
+                    volume=volume,
+                    prediction=prediction,
+                    table=table,
+                    classes=plan.classes,
+                    binary=binary,
+                    probs=probs,
+                    request=request,
+                    provenance=provenance,
+                    sources=seg_sources,
+                )
+                file_entries.append(seg_entry)
+                continue
             arr = _write_one(
                 f,
                 target,
@@ -574,7 +599,7 @@ def run_export(
                     "shape": list(volume.shape),
                     "dtype": str(volume.data.dtype),
                     "spacing_mm": list(volume.spacing),
-                    "orientation": volume.orientation,
+                    "orientation": orientation_code(volume),
                     "affine": volume.affine.tolist(),
                     "metadata": {k: volume.metadata[k] for k in safe_keys if k in volume.metadata},
                 },
@@ -588,6 +613,9 @@ def run_export(
                     "n_classes": int(prediction.n_classes),
                     "values_are_probabilities": bool(prediction.values_are_probabilities),
                     "notes": [_strip_paths(str(n), request.full_paths) for n in prediction.notes],
+                    "resampling": None
+                    if prediction.resampling is None
+                    else prediction.resampling.as_dict(),
                 },
             },
             "settings": {
@@ -607,6 +635,7 @@ def run_export(
                 "what": sorted(what),
                 "formats": sorted(request.formats),
                 "classes": list(plan.classes),
+                "allow_identifiers": request.allow_identifiers,
                 "full_paths": request.full_paths,
             },
             "classes": classes_out,
@@ -653,6 +682,72 @@ def run_export(
         counts=tuple(int(c) for c in counts),
         comparison=comparison,
     )
+
+
+def _seg_sources(plan: ExportPlan, volume: Volume, request: ExportRequest) -> list[Any] | None:
+    """Checks for DICOM SEG files before anything is written; their source headers."""
+    if not any(f.format == "dicom-seg" for f in plan.files):
+        return None
+    from segviewer.io.dicomseg import IDENTIFIER_NOTICE, source_instances
+
+    if not request.allow_identifiers:
+        raise SegviewerError(
+            f"{IDENTIFIER_NOTICE}; to write one, confirm it (--allow-identifiers, or tick "
+            "'include patient and study identifiers' in the export dialog), or leave out "
+            "the dicom-seg format"
+        )
+    return source_instances(volume)
+
+
+def _write_seg(
+    f: PlannedFile,
+    target: Path,
+    *,
+    volume: Volume,
+    prediction: Prediction,
+    table: Any,
+    classes: tuple[int, ...],
+    binary: Any,
+    probs: np.ndarray | None,
+    request: ExportRequest,
+    provenance: dict[str, Any] | None,
+    sources: list[Any] | None,
+) -> dict[str, Any]:
+    """Write one DICOM SEG; returns its manifest entry (no identifiers in it)."""
+    from segviewer.io.dicomseg import write_seg
+
+    fractional = f.what == "probabilities"
+    if fractional:
+        assert probs is not None
+        masks: list[np.ndarray] = [probs[k] for k in classes]
+    else:
+        masks = [np.asarray(binary(k)).copy() for k in classes]
+    info = write_seg(
+        volume,
+        masks,
+        table,
+        classes,
+        target,
+        allow_identifiers=request.allow_identifiers,
+        fractional=fractional,
+        provenance=provenance,
+        prediction_source=None if provenance else str(prediction.source),
+        force=request.force,
+        sources=sources,
+    )
+    return {
+        "path": f.path,
+        "what": f.what,
+        "class_index": None,
+        "class_name": None,
+        "format": f.format,
+        "slice_index": None,
+        "view": None,
+        "shape": [len(classes), *volume.shape],
+        "dtype": "float32" if fractional else "uint8",
+        "voxels": None if fractional else [int(np.count_nonzero(m)) for m in masks],
+        "dicom_seg": info,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -771,7 +866,7 @@ def _remove_stale(out_dir: Path, rel_paths: list[str]) -> list[str]:
         if m and entry.is_dir() and not entry.is_symlink() and not _pid_alive(int(m.group(1))):
             _remove_tree(entry)
             removed.append(entry.name)
-    planned = {}
+    planned: dict[str, set[str]] = {}
     for rel in rel_paths:
         parent, _, name = rel.rpartition("/")
         planned.setdefault(parent, set()).add(name)
@@ -1027,7 +1122,9 @@ def _write_one(
     else:  # pragma: no cover - plan_export only produces the kinds above
         raise SegviewerError(f"internal: unknown export kind {f.what}")
     if f.format == "nifti":
-        write_nifti(arr, volume.affine, target, force=force, description=desc)
+        write_nifti(
+            arr, volume.affine, target, force=force, description=desc, like=nifti_like(volume)
+        )
     elif f.format == "npy":
         write_npy(arr, target, force=force)
     else:

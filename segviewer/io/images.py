@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.orientation import orientation_code
 from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
 from segviewer.io.arrays import (
     READ_ERRORS,
@@ -43,6 +44,7 @@ from segviewer.io.common import (
     record_warnings,
 )
 from segviewer.io.dicom import SeriesInfo, list_dicom_series, load_dicom, looks_like_dicom
+from segviewer.io.geometry import nrrd_geometry
 from segviewer.io.raster import RASTER_SUFFIXES, load_raster, load_raster_folder
 
 __all__ = ["load_image", "describe_image", "list_dicom_series", "SeriesInfo"]
@@ -161,7 +163,8 @@ def describe_image(
     -------
     dict
         ``path``, ``format``, ``shape`` (image axes 0, 1, 2), ``dtype``, ``spacing_mm``,
-        ``orientation`` (3-letter code, e.g. ``"RAS"``), ``affine`` (4x4 nested lists),
+        ``orientation`` (3-letter code, e.g. ``"RAS"``, or ``"unknown"`` when the file
+        carries no patient orientation: then no letters are shown anywhere), ``affine`` (4x4 nested lists),
         ``value_range`` ([min, max] of the finite values, or None), ``n_frames``, ``frame``,
         ``memory_mapped``, ``notes``, ``warnings``, ``metadata`` (the reader's other fields)
         and, for a DICOM folder, ``series`` (one dict per series). A folder with several
@@ -191,7 +194,7 @@ def describe_image(
         "shape": list(vol.shape),
         "dtype": str(vol.data.dtype),
         "spacing_mm": [round(s, 6) for s in vol.spacing],
-        "orientation": vol.orientation,
+        "orientation": orientation_code(vol),
         "affine": [[float(v) for v in row] for row in vol.affine],
         "value_range": _value_range(vol.data),
         "n_frames": int(meta.pop("n_frames", 1)),
@@ -451,6 +454,8 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         "affine_source": affine_source,
         "sform_code": sform,
         "qform_code": qform,
+        "orientation_known": affine_source != "voxel sizes only",
+        "stored_shape": shape,
         "memory_mapped": memory_mapped,
         "notes": tuple(notes),
         "warnings": (),
@@ -469,16 +474,6 @@ def _load_nifti(path: Path, frame: int) -> Volume:
 # --------------------------------------------------------------------------------------
 # NRRD
 
-# NRRD "space" names -> sign of each world axis to reach RAS.
-_NRRD_SPACES: dict[str, tuple[float, float, float]] = {
-    "right-anterior-superior": (1.0, 1.0, 1.0),
-    "ras": (1.0, 1.0, 1.0),
-    "left-anterior-superior": (-1.0, 1.0, 1.0),
-    "las": (-1.0, 1.0, 1.0),
-    "left-posterior-superior": (-1.0, -1.0, 1.0),
-    "lps": (-1.0, -1.0, 1.0),
-}
-
 
 def _load_nrrd(path: Path, frame: int) -> Volume:
     header, sizes, dtype = read_nrrd_header(path)
@@ -489,22 +484,8 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
         )
     data, header = read_nrrd(path, sizes, dtype)
     notes: list[str] = []
-    directions = header.get("space directions")
-    dirs = None
-    if directions is not None:
-        dirs = np.array(
-            [[np.nan] * 3 if d is None else list(np.asarray(d, dtype=float)) for d in directions],
-            dtype=float,
-        )
-        if dirs.shape[1] == 2:
-            dirs = np.concatenate([dirs, np.zeros((dirs.shape[0], 1))], axis=1)
-    # Which axes are spatial: those with a direction (or, without space info, the first 3).
-    if dirs is not None:
-        spatial_axes = [a for a in range(len(sizes)) if np.all(np.isfinite(dirs[a]))]
-    else:
-        kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * len(sizes))]
-        non_space = {"list", "vector", "point", "covariant-vector", "normal", "time"}
-        spatial_axes = [a for a in range(len(sizes)) if kinds[a] not in non_space][:3]
+    geometry = nrrd_geometry(header, len(sizes))
+    spatial_axes = list(geometry.spatial_axes)
     frame_axes = [a for a in range(len(sizes)) if a not in spatial_axes]
     if len(spatial_axes) not in (2, 3) or len(frame_axes) > 1:
         raise SegviewerError(
@@ -522,25 +503,12 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
         notes.append("2-D NRRD read as (i, j, 1)")
     data = native(np.ascontiguousarray(data) if not data.flags.f_contiguous else data)
 
-    affine = np.eye(4)
     space = str(header.get("space", "")).lower()
-    if dirs is not None:
-        m = dirs[spatial_axes].T  # columns = world vector of each spatial axis
-        if m.shape[1] == 2:
-            m = np.concatenate([m, np.cross(m[:, 0], m[:, 1])[:, None]], axis=1)
-            n = np.linalg.norm(m[:, 2])
-            m[:, 2] = m[:, 2] / n if n > 0 else m[:, 2]
-        affine[:3, :3] = m
-        origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).ravel()
-        origin = np.concatenate([origin, np.zeros(3)])[:3]
-        affine[:3, 3] = np.where(np.isfinite(origin), origin, 0.0)
-        if space in _NRRD_SPACES:
-            affine = np.diag(_NRRD_SPACES[space] + (1.0,)) @ affine
-        else:
-            notes.append(
-                f"NRRD space {space or '(none)'!r} is not anatomical; world axes taken as RAS"
-            )
+    if geometry.affine is not None:
+        affine = geometry.affine
+        notes.extend(geometry.notes)
     else:
+        affine = np.eye(4)
         spacings = header.get("spacings")
         sp = [1.0, 1.0, 1.0]
         if spacings is not None:
@@ -555,6 +523,7 @@ def _load_nrrd(path: Path, frame: int) -> Volume:
         "space": space or None,
         "encoding": str(header.get("encoding", "")),
         "detached": "data file" in header or "datafile" in header,
+        "orientation_known": geometry.affine is not None,
         "notes": tuple(notes),
         "warnings": (),
     }

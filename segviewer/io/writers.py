@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from segviewer.core.types import SegviewerError
 from segviewer.io.arrays import native
 from segviewer.io.atomic import atomic_path
 
-__all__ = ["write_nifti", "write_png", "write_npy"]
+__all__ = ["write_nifti", "write_png", "write_npy", "nifti_like"]
 
 _NIFTI_DTYPES = (
     np.uint8,
@@ -49,6 +50,7 @@ def write_nifti(
     *,
     force: bool = False,
     description: str = "",
+    like: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a 3-D (or 4-D) array as NIfTI-1 with the image's affine.
 
@@ -68,6 +70,11 @@ def write_nifti(
         Overwrite an existing file.
     description
         Stored in the header's ``descrip`` field (at most 79 ASCII characters).
+    like
+        The source NIfTI's header facts (:func:`nifti_like`): a 3-D array is written in the
+        source's stored shape (trailing axes of length 1 restored, e.g. ``(116, 150, 155,
+        1)``), with its sform/qform codes and units, so the mask re-opens exactly like the
+        image. Without it: sform and qform code 1, mm.
 
     Returns
     -------
@@ -90,12 +97,19 @@ def write_nifti(
     if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
         raise SegviewerError(f"{final}: the affine is not a finite 4x4 matrix")
 
+    sform_code, qform_code, xyz, t = 1, 1, "mm", "sec"
+    if like is not None:
+        arr = _source_shape(arr, like.get("shape"))
+        sform_code = int(like.get("sform_code", 1))
+        qform_code = int(like.get("qform_code", 1))
+        xyz = str(like.get("xyz_units") or "mm")
+        t = str(like.get("t_units") or "sec")
     img = nib.Nifti1Image(arr, aff)
     hdr = img.header
     hdr.set_data_dtype(arr.dtype)
-    img.set_sform(aff, code=1)
-    img.set_qform(aff, code=1)
-    hdr.set_xyzt_units(xyz="mm", t="sec")
+    img.set_sform(aff, code=sform_code)
+    img.set_qform(aff, code=qform_code)
+    hdr.set_xyzt_units(xyz=xyz, t=t)
     # Masks must not be rescaled on read: slope 1, intercept 0 exactly.
     hdr["scl_slope"] = 1.0
     hdr["scl_inter"] = 0.0
@@ -108,6 +122,40 @@ def write_nifti(
     with atomic_path(final, force=force) as tmp:
         nib.save(img, str(tmp))
     return final
+
+
+def nifti_like(volume: Any) -> dict[str, Any] | None:
+    """The header facts of a NIfTI source that a written mask should share (None otherwise).
+
+    ``shape`` (as stored, e.g. ``(116, 150, 155, 1)``), ``sform_code``, ``qform_code``,
+    ``xyz_units``, ``t_units`` from the reader's metadata (:func:`segviewer.io.images.load_image`).
+    """
+    meta = getattr(volume, "metadata", {}) or {}
+    if getattr(volume, "format", None) != "nifti" or "sform_code" not in meta:
+        return None
+    units = meta.get("units") or {}
+    return {
+        "shape": tuple(int(s) for s in meta.get("stored_shape", volume.shape)),
+        "sform_code": int(meta.get("sform_code", 1)),
+        "qform_code": int(meta.get("qform_code", 1)),
+        "xyz_units": units.get("space") or "mm",
+        "t_units": units.get("time") or "sec",
+    }
+
+
+def _source_shape(arr: np.ndarray, shape: Any) -> np.ndarray:
+    """``arr`` (image axes) reshaped to the source's stored shape when they differ only by
+    axes of length 1 (a 2-D ``(i, j)`` source, a ``(i, j, k, 1)`` one); else unchanged."""
+    if shape is None or arr.ndim != 3:
+        return arr
+    target = tuple(int(s) for s in shape)
+    if target == arr.shape:
+        return arr
+    if len(target) < 3:
+        ok = target == arr.shape[: len(target)] and all(s == 1 for s in arr.shape[len(target) :])
+    else:
+        ok = target[:3] == arr.shape and all(s == 1 for s in target[3:])
+    return arr.reshape(target) if ok else arr
 
 
 def write_png(array2d: np.ndarray, path: str | os.PathLike[str], *, force: bool = False) -> Path:

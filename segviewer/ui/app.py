@@ -61,6 +61,12 @@ def ensure_app() -> object:
         app = QApplication(sys.argv[:1])
         app.setOrganizationName("segviewer")
         app.setApplicationName("segviewer")
+        app.setDesktopFileName("segviewer")  # Wayland: match --install-desktop-entry's file
+        icon = importlib.resources.files("segviewer.resources") / "icons" / "segviewer.png"
+        if icon.is_file():
+            from PySide6.QtGui import QIcon
+
+            app.setWindowIcon(QIcon(str(icon)))
         apply_theme(app)
     return app
 

@@ -60,14 +60,15 @@ class Settings:
         self.qs.setValue("paths/last_folder", str(p if p.is_dir() else p.parent))
 
     def recent(self) -> list[tuple[str, str]]:
-        """Recent files, newest first, as ``(kind, path)``; kind is image/prediction/classes."""
+        """Recent files, newest first, as ``(kind, path)``; kind is image, prediction,
+        reference or classes."""
         raw: Any = self.qs.value("paths/recent", []) or []
         if isinstance(raw, str):
             raw = [raw]
         out: list[tuple[str, str]] = []
         for entry in raw:
             kind, _, path = str(entry).partition("|")
-            if path and kind in ("image", "prediction", "classes"):
+            if path and kind in ("image", "prediction", "reference", "classes"):
                 out.append((kind, path))
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -9,7 +10,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from segviewer.core.layout import Layout, detect_layout
+from segviewer.core.layout import (
+    Layout,
+    ShapeMismatch,
+    describe_layout,
+    detect_layout,
+    fitting_layouts,
+)
 from segviewer.core.types import SegviewerError
 
 IMG = (98, 116, 94)  # demo t1.nii.gz
@@ -49,14 +56,54 @@ def test_detected_layout_recovers_reference_exactly(probs: np.ndarray, name: str
     assert again.class_axis == layout.class_axis
 
 
-def test_class_axis_in_the_middle_does_not_fit_but_explicit_does(probs: np.ndarray) -> None:
-    raw = probs.transpose(3, 0, 1, 2)  # (Z, C, X, Y)
-    with pytest.raises(
-        SegviewerError, match=r"prediction \(94, 3, 98, 116\) does not match image \(98, 116, 94\)"
-    ):
-        detect_layout(raw.shape, IMG, has_class_axis=True)
-    layout = detect_layout(raw.shape, IMG, explicit="zcxy")
+def test_class_axis_in_the_middle_is_detected(probs: np.ndarray) -> None:
+    raw = probs.transpose(3, 0, 1, 2)  # (Z, C, X, Y): 2-D model, channels first, stacked
+    layout = detect_layout(raw.shape, IMG, has_class_axis=True)
+    assert layout.name == "ZCXY" and layout.class_axis == 1
     assert np.array_equal(layout.apply(raw), probs)
+    assert np.array_equal(detect_layout(raw.shape, IMG, explicit="zcxy").apply(raw), probs)
+    assert describe_layout(layout) == (
+        "image axis 2 (94), classes (3), image axis 0 (98), image axis 1 (116)"
+    )
+
+
+@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
+def test_every_axis_order_is_recovered(
+    probs: np.ndarray, order: tuple[int, ...], batch: bool
+) -> None:
+    # probs is (C, X, Y, Z) with four distinct sizes: each of the 24 orders, with a batch
+    # axis or not, has exactly one reading, and detection finds it
+    raw = probs.transpose(order)
+    if batch:
+        raw = raw[None]
+    layout = detect_layout(raw.shape, IMG)
+    assert np.array_equal(layout.apply(raw), probs)
+    assert "ambiguous" not in layout.note
+    assert fitting_layouts(raw.shape, IMG) == [layout.name]
+    again = detect_layout(raw.shape, IMG, explicit=layout.name)
+    assert again.spatial_axes == layout.spatial_axes and again.class_axis == layout.class_axis
+
+
+def test_issue_shape_zcxy_and_failed_match_names_the_layout() -> None:
+    # logits (Z, C, X, Y) = (189, 3, 197, 233) for a 197x233x189 image
+    raw, img = (189, 3, 197, 233), (197, 233, 189)
+    assert detect_layout(raw, img).name == "ZCXY"
+    with pytest.raises(ShapeMismatch) as err:
+        detect_layout(raw, img, explicit="NDHW"[1:] + "C")
+    assert "--layout ZCXY" in str(err.value) and "--resample" not in str(err.value)
+    assert err.value.fitting_layouts == ("ZCXY",)
+    assert err.value.resample_possible is False
+    with pytest.raises(ShapeMismatch) as err:
+        detect_layout(raw, img, has_class_axis=False)  # the kind says label map
+    assert err.value.fitting_layouts == ("ZCXY",) and not err.value.resample_possible
+
+
+def test_scaled_mismatch_names_the_layout_and_offers_resampling() -> None:
+    with pytest.raises(ShapeMismatch) as err:
+        detect_layout((95, 3, 98, 116), (197, 233, 189))
+    assert "--layout ZCXY" in str(err.value) and "--resample" in str(err.value)
+    assert err.value.resample_possible and err.value.fitting_layouts == ()
 
 
 def test_label_map_permuted_and_trailing_singleton(probs: np.ndarray) -> None:

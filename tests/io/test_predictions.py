@@ -94,8 +94,11 @@ def test_npz_and_nrrd_and_uncompressed_nifti(tmp_path: Path, logits_ref: np.ndar
 
 def test_npz_with_unknown_names_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "p.npz", a=np.zeros(IMG), b=np.zeros(IMG))
-    with pytest.raises(SegviewerError, match="none is named logits, probabilities"):
+    with pytest.raises(SegviewerError, match="2 of them fit the image.*p.npz:NAME"):
         load_prediction(tmp_path / "p.npz", IMG)
+    np.savez(tmp_path / "q.npz", a=np.zeros((3, 4)), b=np.zeros((5, 6)))
+    with pytest.raises(SegviewerError, match="none is named logits, probabilities"):
+        load_prediction(tmp_path / "q.npz", IMG)
 
 
 def test_square_slices_are_ambiguous(tmp_path: Path, logits_ref: np.ndarray) -> None:
@@ -234,7 +237,13 @@ def test_half_resolution_suggests_then_does_resample(tmp_path: Path, probs_ref: 
     assert np.allclose(cf.sum(axis=0), 1.0, atol=0.02)
     agree = np.mean(cf.argmax(axis=0) == probs_ref.argmax(axis=0))
     assert agree > 0.9
-    assert any("Resampled from (49, 58, 47)" in n for n in pred.notes)
+    rec = pred.resampling
+    assert rec is not None and rec.geometry == "shape" and rec.method == "linear per class"
+    assert rec.from_shape == (49, 58, 47) and rec.to_shape == IMG and rec.coverage == 1.0
+    assert any(
+        n.startswith("Resampled from 49x58x47") and "by shape" in n and "no geometry" in n
+        for n in pred.notes
+    )
 
     labels = half.argmax(axis=0).astype(np.uint8)
     np.save(tmp_path / "lab.npy", labels)
