@@ -784,7 +784,6 @@ def open_tiff(path: Path) -> Iterator[Any]:
     """
     import tifffile
 
-    errors: tuple[type[BaseException], ...] = (tifffile.TiffFileError, *READ_ERRORS)
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
@@ -792,8 +791,8 @@ def open_tiff(path: Path) -> Iterator[Any]:
             yield tif
     except (SegviewerError, MemoryError, KeyboardInterrupt):
         raise
-    except (*errors, Exception) as exc:  # noqa: BLE001 - tifffile parses damaged files with
-        # struct and arithmetic: struct.error, ZeroDivisionError, ... as well as its own errors
+    except Exception as exc:  # noqa: BLE001 - tifffile parses damaged files with struct and
+        # arithmetic: struct.error, ZeroDivisionError, ... as well as its own TiffFileError
         raise SegviewerError(
             f"{path}: the TIFF could not be read ({type(exc).__name__}: {exc}); it is truncated "
             "or corrupt, export it again"
