@@ -1373,15 +1373,23 @@ def _load_dicom_seg(
 
 def _describe_dicom_seg(p: Path) -> dict[str, Any]:
     import pydicom
+    from pydicom.errors import InvalidDicomError
 
-    ds = pydicom.dcmread(p, stop_before_pixels=True)
-    segs = [
-        (int(d.SegmentNumber), str(d.get("SegmentLabel", "")))
-        for d in ds.get("SegmentSequence", [])
-    ]
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        segs = [
+            (int(d.SegmentNumber), str(d.get("SegmentLabel", "")))
+            for d in ds.get("SegmentSequence", [])
+        ]
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except (InvalidDicomError, AttributeError, *READ_ERRORS) as exc:
+        raise SegviewerError(
+            f"{p}: not a readable DICOM file ({type(exc).__name__}: {str(exc)[:120]}); it is "
+            "truncated or corrupt"
+        ) from exc
     return {
-        "shape": (n_frames, int(ds.Rows), int(ds.Columns)),
+        "shape": (n_frames, rows, cols),
         "dtype": "float32" if ds.get("SegmentationType") == "FRACTIONAL" else "uint8",
         "segmentation_type": str(ds.get("SegmentationType", "")),
         "segments": segs,
