@@ -1383,7 +1383,8 @@ def _describe_dicom_seg(p: Path) -> dict[str, Any]:
         ]
         n_frames = int(ds.get("NumberOfFrames", 1) or 1)
         rows, cols = int(ds.Rows), int(ds.Columns)
-    except (InvalidDicomError, AttributeError, *READ_ERRORS) as exc:
+    except (InvalidDicomError, AttributeError, OSError, EOFError, ValueError, TypeError,
+            KeyError, IndexError) as exc:  # fmt: skip
         raise SegviewerError(
             f"{p}: not a readable DICOM file ({type(exc).__name__}: {str(exc)[:120]}); it is "
             "truncated or corrupt"

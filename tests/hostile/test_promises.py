@@ -371,3 +371,21 @@ def test_stray_label_exports_one_mask_quickly(tmp_path: Path, small: dict[str, P
                "--reference", str(tmp_path / "labels.npy"), "--json")  # fmt: skip
     assert cmp.returncode == 0, cmp.stderr
     assert json.loads(cmp.stdout)["confusion_classes"] == [0, 1, 65533]
+
+
+def test_export_checks_prediction_shape_before_reading_image(tmp_path: Path) -> None:
+    """Issue 13.2: a prediction of the wrong shape is refused from the headers, before the
+    image's data is read: here the image has no data at all, and the error is the shape."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((64, 64, 64))
+    header.set_data_dtype(np.float32)
+    img = tmp_path / "header_only.nii"
+    img.write_bytes(nib.Nifti1Image(np.zeros((64, 64, 64), np.float32), np.eye(4)).to_bytes()[:352])
+    np.save(tmp_path / "p.npy", np.zeros((5, 5, 5, 3), np.float32))
+    line = _one_error(_run("export", str(img), "--prediction", str(tmp_path / "p.npy"), "--out",
+                           str(tmp_path / "out")))  # fmt: skip
+    assert "p.npy" in line and "(64, 64, 64)" in line and "truncated" not in line
+    np.save(tmp_path / "ok.npy", np.zeros((64, 64, 64, 3), np.float32))
+    line = _one_error(_run("export", str(img), "--prediction", str(tmp_path / "ok.npy"), "--out",
+                           str(tmp_path / "out")))  # fmt: skip
+    assert "truncated" in line  # a fitting prediction: then the image is read, and refused
