@@ -149,9 +149,14 @@ def npy_header(fp: Any, what: str) -> NpyHeader:
         raise
     except Exception as exc:  # noqa: BLE001 - numpy parses the header text with tokenize and
         # ast: a damaged header raises ValueError, SyntaxError, tokenize.TokenError, ...
+        if "max_header_size" in str(exc):  # numpy's advice (allow_pickle=True) is not ours
+            raise SegviewerError(
+                f"{what}: the .npy header is far larger than any array needs (over 10,000 "
+                "bytes); the file is corrupt or hostile, save the array again with numpy.save"
+            ) from exc
         raise SegviewerError(
-            f"{what}: not a NumPy .npy array ({exc}); if it is a pickle, segviewer refuses it "
-            "because unpickling can run code: re-save it with numpy.save"
+            f"{what}: not a NumPy .npy array ({_first_line(exc)}); if it is a pickle, segviewer "
+            "refuses it because unpickling can run code: re-save it with numpy.save"
         ) from exc
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise SegviewerError(
@@ -170,6 +175,12 @@ def npy_header(fp: Any, what: str) -> NpyHeader:
             "Re-save a numeric array, e.g. numpy.save(path, np.asarray(a, dtype=np.float32))"
         )
     return NpyHeader(tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype), offset)
+
+
+def _first_line(exc: BaseException) -> str:
+    """A library's message made one short line (some span lines or run for paragraphs)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def read_npy_header(path: Path) -> NpyHeader:

@@ -606,7 +606,7 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
             if getattr(ts, "is_compressed", False)
             else "the file is truncated or corrupt, copy or export it again"
         )
-        first_line = str(exc).split(" - ")[0].strip()
+        first_line = " ".join(str(exc).split(" - ")[0].split())[:200]
         raise SegviewerError(
             f"{path}: the pixel data could not be decoded (transfer syntax {ts_name}: "
             f"{first_line}); {hint}"
