@@ -348,6 +348,7 @@ def run_export(
     out_dir = Path(request.out_dir).expanduser()
     # refuse at once what needs no label map: an unwritable folder, an existing export
     # without --force (its manifest is always planned), links out of the folder
+    check_path_lengths(str(out_dir), [MANIFEST_NAME])
     _check_out_dir(out_dir, [MANIFEST_NAME], request.force)
     guard = _MappedGuard([volume.data, prediction.data, reference])
 
@@ -764,6 +765,15 @@ _PARTIAL_RE = re.compile(r"^\.(?P<stem>.+)\.partial-[0-9a-f]{8}(?P<suffix>(\.[^.
 def _check_out_dir(out_dir: Path, rel_paths: list[str], force: bool) -> None:
     """The output folder can take these files: writable, no clash without ``force``, and no
     link (or ``..``) that would put a file outside it."""
+    try:
+        _check_out_dir_unguarded(out_dir, rel_paths, force)
+    except OSError as exc:  # a name too long, a folder we may not look into, ...
+        raise SegviewerError(
+            f"cannot use the output folder {out_dir} ({exc.strerror or exc}); choose another"
+        ) from exc
+
+
+def _check_out_dir_unguarded(out_dir: Path, rel_paths: list[str], force: bool) -> None:
     if out_dir.exists():
         check_writable_dir(out_dir)
         root = out_dir.resolve()

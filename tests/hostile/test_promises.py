@@ -389,3 +389,17 @@ def test_export_checks_prediction_shape_before_reading_image(tmp_path: Path) -> 
     line = _one_error(_run("export", str(img), "--prediction", str(tmp_path / "ok.npy"), "--out",
                            str(tmp_path / "out")))  # fmt: skip
     assert "truncated" in line  # a fitting prediction: then the image is read, and refused
+
+
+def test_overlong_names_are_one_line_errors(tmp_path: Path, small: dict[str, Path]) -> None:
+    """Issue 13.3: an output name component over 255 bytes or a path over 4,096 bytes is
+    refused before anything is written (they raised OSError tracebacks)."""
+    base = ("export", str(small["image"]), "--prediction", str(small["logits"]), "--format",
+            "npy")  # fmt: skip
+    long_name = tmp_path / ("é" * 200)  # 400 bytes in UTF-8
+    line = _one_error(_run(*base, "--out", str(long_name)))
+    assert "longer than 255 bytes" in line
+    deep = tmp_path.joinpath(*(["d" * 200] * 22))  # about 4,400 bytes
+    line = _one_error(_run(*base, "--out", str(deep)))
+    assert "longer than" in line and "bytes" in line
+    assert list(tmp_path.iterdir()) == []
