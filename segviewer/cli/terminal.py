@@ -33,6 +33,7 @@ __all__ = [
     "guarded",
     "handle_termination",
     "library_noise",
+    "survive_sigbus",
     "stop_on_termination",
     "Terminated",
     "one_line",
@@ -96,10 +97,85 @@ def stop_on_termination() -> Iterator[None]:
             name = signal.Signals(num).name
         except ValueError:
             name = f"signal {num}"
+        # one is enough: a second (closing a terminal sends SIGHUP to every process of it)
+        # must not interrupt the cleanup the first one started
+        for sig in termination_signals():
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                signal.signal(sig, signal.SIG_IGN)
         raise Terminated(num, name)
 
     with handle_termination(handler):
         yield
+
+
+def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
+    """Run ``func`` (a whole export) in a child process, so that SIGBUS ends it with one line.
+
+    Reading a memory-mapped input that another program truncates raises SIGBUS, which no
+    Python code can catch: the process dies at once. The export checks the sizes of its
+    mapped inputs between blocks, but blocks read in parallel can still fault. Here the
+    parent only waits: if the child dies of SIGBUS, it removes the child's staging folder in
+    ``out_dir`` and prints one ``segviewer: error:`` line (exit 2). Termination signals sent
+    to the parent alone are passed on. Runs ``func`` in this process where forking is not
+    possible or not safe (Windows, other threads running, output captured in-process).
+    """
+    if (
+        not hasattr(os, "fork")
+        or not hasattr(signal, "SIGBUS")
+        or threading.active_count() > 1
+        or sys.stdout is not sys.__stdout__
+        or sys.stderr is not sys.__stderr__
+    ):
+        return func()
+    _flush_std()
+    pid = os.fork()
+    if pid == 0:  # the child does the work, with every handler of a normal run
+        rc = 70
+        try:
+            rc = func()
+        finally:
+            with contextlib.suppress(BaseException):
+                _flush_std()
+            os._exit(rc)
+
+    def pass_on(num: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, num)
+
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child itself
+    try:
+        with handle_termination(pass_on):
+            while True:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+    if os.WIFSIGNALED(status):
+        num = os.WTERMSIG(status)
+        if num == signal.SIGBUS:
+            if out_dir:
+                import shutil
+                from pathlib import Path
+
+                for d in Path(out_dir).expanduser().glob(f".segviewer-staging-{pid}-*"):
+                    shutil.rmtree(d, ignore_errors=True)
+            return fail(
+                "an input file shrank while it was being read (SIGBUS: another program "
+                "truncated or replaced a memory-mapped file); the export was stopped and "
+                "nothing was written; run it again when the file is complete"
+            )
+        err(f"segviewer: stopped by {signal.Signals(num).name}")
+        return 128 + num
+    return os.waitstatus_to_exitcode(status)
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
 
 
 @contextlib.contextmanager

@@ -229,24 +229,36 @@ def test_stale_staging_after_sigkill_removed_by_next_export(
     assert not list(out.glob(".*"))
 
 
-@pytest.mark.skipif(not POSIX, reason="memory maps of a shrinking file: SIGBUS is POSIX")
-def test_prediction_file_shrinking_during_export(tmp_path: Path) -> None:
-    """Issue 13.7: a memory-mapped prediction truncated by another program mid-export gives
-    a clear error naming the file and no output, not a silent death by SIGBUS."""
-    script = f"""
+_SHRINK_SETUP = """
 import sys, numpy as np
-sys.path.insert(0, {str(REPO)!r})
+sys.path.insert(0, {repo!r})
 from pathlib import Path
-from segviewer.core.types import SegviewerError, Volume
-from segviewer.io.export import ExportRequest, run_export
-from segviewer.io.predictions import load_prediction
-tmp = Path({str(tmp_path)!r})
+import nibabel as nib
+tmp = Path({tmp!r})
 np.save(tmp / "p.npy", np.random.default_rng(0).standard_normal((3, 128, 64, 64)).astype(np.float32))
-vol = Volume(np.zeros((128, 64, 64), np.float32), np.eye(4), "img", "npy")
+nib.save(nib.Nifti1Image(np.zeros((128, 64, 64), np.float32), np.eye(4)), str(tmp / "img.nii"))
+"""
+
+
+@pytest.mark.skipif(not POSIX, reason="memory maps of a shrinking file: SIGBUS is POSIX")
+def test_prediction_file_shrinking_between_blocks(tmp_path: Path) -> None:
+    """Issue 13.7: a memory-mapped prediction truncated by another program between the blocks
+    an export reads: a clear error naming the file, no output (the sizes are checked before
+    each block is read)."""
+    script = (
+        _SHRINK_SETUP.format(repo=str(REPO), tmp=str(tmp_path))
+        + """
+import segviewer.core.masks as masks
+masks.default_workers = lambda: 1  # blocks read one by one, in this thread
+from segviewer.core.classes import ClassTable
+from segviewer.core.types import SegviewerError
+from segviewer.io.export import ExportRequest, run_export
+from segviewer.io.images import load_image
+from segviewer.io.predictions import load_prediction
+vol = load_image(tmp / "img.nii")
 pred = load_prediction(tmp / "p.npy", vol.shape)
 assert isinstance(pred.data, np.memmap)
-gen = run_export(vol, pred, None or __import__("segviewer.core.classes", fromlist=["x"]).ClassTable.default(3),
-                 ExportRequest(tmp / "out", formats=frozenset({{"npy"}})))
+gen = run_export(vol, pred, ClassTable.default(3), ExportRequest(tmp / "out"))
 next(gen)
 with open(tmp / "p.npy", "r+b") as f:
     f.truncate(4096)
@@ -256,9 +268,44 @@ try:
 except SegviewerError as exc:
     print("ERROR", exc)
 """
+    )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ERROR ") and "p.npy shrank to 4096 bytes" in r.stdout
+    out = tmp_path / "out"
+    assert not out.exists() or list(out.rglob("*")) == []
+
+
+@pytest.mark.skipif(not POSIX, reason="memory maps of a shrinking file: SIGBUS is POSIX")
+def test_sigbus_during_export_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """Issue 13.7: when a block is already being read as the file shrinks, the process gets
+    SIGBUS, which Python cannot catch: ``segviewer export`` then still ends with one error line
+    (exit 2) and no output, its staging folder removed."""
+    script = (
+        _SHRINK_SETUP.format(repo=str(REPO), tmp=str(tmp_path))
+        + """
+import segviewer.core.masks as masks
+real = masks.iter_labels
+
+def iter_labels(pred, settings, *args, **kwargs):
+    gen = real(pred, settings, *args, **kwargs)
+    first = next(gen)
+    with open(tmp / "p.npy", "r+b") as f:  # another program truncates the file ...
+        f.truncate(4096)
+    float(np.asarray(pred.data[-1]).sum())  # ... while a block of it is being read: SIGBUS
+    yield first
+    return (yield from gen)
+
+masks.iter_labels = iter_labels
+from segviewer.cli import main
+sys.exit(main(["export", str(tmp / "img.nii"), "--prediction", str(tmp / "p.npy"), "--out",
+               str(tmp / "out"), "--format", "npy"]))
+"""
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("segviewer: error: an input file shrank")
     out = tmp_path / "out"
     assert not out.exists() or list(out.rglob("*")) == []
 
