@@ -128,10 +128,12 @@ def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
     ):
         return func()
     _flush_std()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child does the work, with every handler of a normal run
         rc = 70
         try:
+            _die_with_parent(parent)
             rc = func()
         finally:
             with contextlib.suppress(BaseException):
@@ -170,6 +172,19 @@ def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
         err(f"segviewer: stopped by {signal.Signals(num).name}")
         return 128 + num
     return os.waitstatus_to_exitcode(status)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: get SIGKILL when the parent dies (``kill -9`` of segviewer stops the export too)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before that took effect
+        os._exit(128 + int(signal.SIGKILL))
 
 
 def _flush_std() -> None:

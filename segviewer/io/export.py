@@ -860,7 +860,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except (PermissionError, OSError):
         return True  # someone else's process: leave its folder alone
-    return True
+    try:  # Linux: a killed process nobody has reaped yet (a zombie) is dead too
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _remove_stale(out_dir: Path, rel_paths: list[str]) -> list[str]:

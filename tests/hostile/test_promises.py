@@ -219,6 +219,15 @@ def test_stale_staging_after_sigkill_removed_by_next_export(
     staging = _wait_for_staging(out, proc)
     proc.kill()
     proc.wait(timeout=60)
+    # the export runs in a child of that process (segviewer.cli.terminal.survive_sigbus),
+    # killed with it (Linux: PR_SET_PDEATHSIG); give it a moment to be gone
+    worker = int(staging.name.split("-")[2])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
+        stat = Path(f"/proc/{worker}/stat").read_bytes().rsplit(b")", 1)[-1].split()[0]
+        if stat == b"Z":
+            break
+        time.sleep(0.05)
     assert staging.is_dir()
     assert [p.name for p in out.iterdir()] == [staging.name]  # no final-named file
     (out / ".labels.partial-0123abcd.npy").write_bytes(b"half")
