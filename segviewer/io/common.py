@@ -193,9 +193,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number segviewer accepts here")
 
 
-def load_json(
-    text: str | bytes, what: str, *, max_depth: int = 200, finite: bool = False
-) -> Any:
+def load_json(text: str | bytes, what: str, *, max_depth: int = 200, finite: bool = False) -> Any:
     """``json.loads`` for files a user hands segviewer: hostile input gives one clear error.
 
     Parameters

@@ -1377,20 +1377,23 @@ def _describe_dicom_seg(p: Path) -> dict[str, Any]:
 
     try:
         ds = pydicom.dcmread(p, stop_before_pixels=True)
-        segs = [
-            (int(d.SegmentNumber), str(d.get("SegmentLabel", "")))
-            for d in ds.get("SegmentSequence", [])
-        ]
-        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-        rows, cols = int(ds.Rows), int(ds.Columns)
-    except (InvalidDicomError, AttributeError, OSError, EOFError, ValueError, TypeError,
-            KeyError, IndexError) as exc:  # fmt: skip
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:  # fmt: skip
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise SegviewerError(
-            f"{p}: not a readable DICOM file ({type(exc).__name__}: {str(exc)[:120]}); it is "
-            "truncated or corrupt"
-        ) from exc
+            f"{p}: cannot be read as DICOM ({reason}); the file is damaged or not DICOM"
+        ) from None
+    if "SegmentSequence" not in ds or "Rows" not in ds or "Columns" not in ds:
+        raise SegviewerError(
+            f"{p}: a DICOM file that is not a complete Segmentation object (SEG); a prediction "
+            "in DICOM must be a SEG (open images as the image, not as the prediction)"
+        )
+    segs = [
+        (int(d.SegmentNumber), str(d.get("SegmentLabel", "")))
+        for d in ds.get("SegmentSequence", [])
+    ]
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     return {
-        "shape": (n_frames, rows, cols),
+        "shape": (n_frames, int(ds.Rows), int(ds.Columns)),
         "dtype": "float32" if ds.get("SegmentationType") == "FRACTIONAL" else "uint8",
         "segmentation_type": str(ds.get("SegmentationType", "")),
         "segments": segs,

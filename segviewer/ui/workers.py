@@ -14,9 +14,9 @@ signals are queued to the thread that created the worker).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from PySide6.QtCore import QObject, Signal
 from superqt.utils import GeneratorWorker, WorkerBase, create_worker
@@ -24,6 +24,8 @@ from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 from segviewer.core.types import Progress
 
 __all__ = ["Job", "JobRunner"]
+
+R = TypeVar("R")
 
 
 @dataclass(eq=False)
@@ -83,6 +85,30 @@ class JobRunner(QObject):
         return not self._live
 
     # -- control ---------------------------------------------------------------------------
+    @overload
+    def start(
+        self,
+        channel: str,
+        func: Callable[..., Generator[Any, Any, R]],
+        *args: Any,
+        label: str = "",
+        on_result: Callable[[R], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        **kwargs: Any,
+    ) -> Job: ...
+
+    @overload
+    def start(
+        self,
+        channel: str,
+        func: Callable[..., R],
+        *args: Any,
+        label: str = "",
+        on_result: Callable[[R], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        **kwargs: Any,
+    ) -> Job: ...
+
     def start(
         self,
         channel: str,
@@ -107,7 +133,9 @@ class JobRunner(QObject):
             What the status bar shows while it runs, e.g. ``"Loading t1.nii.gz"``.
         on_result, on_error
             Called in the GUI thread with the return value / the exception, only if the job
-            is still the newest on its channel and was not cancelled.
+            is still the newest on its channel and was not cancelled. ``on_result`` is typed
+            by ``func``: the return type of a plain function, the return value type of a
+            generator (``Generator[Progress, None, R]``), as superqt's ``create_worker`` is.
         """
         self.cancel(channel)
         gen = self._generation.get(channel, 0) + 1
