@@ -370,23 +370,23 @@ def _check_run(case: generate.Case, r: dict[str, Any], corpus: Corpus) -> None:
 
 
 def _window_loaders(case: generate.Case, good: generate.Good) -> None:
-    """The functions the window runs in its workers to open files (no Qt widgets needed)."""
+    """The functions the window runs in its workers to open files (segviewer/ui/jobs.py)."""
+    import numpy as np
+
     from segviewer.core.progress import run_to_end
     from segviewer.core.types import SegviewerError
-    from segviewer.ui import main_window as mw
+    from segviewer.ui import jobs
 
     try:
         # the jobs are generators (progress, cancel between steps): run each to its end
         if case.role == "image":
-            run_to_end(mw._load_image_job(str(case.path), 0, None))
+            run_to_end(jobs.load_image_job(str(case.path), 0, None))
         elif case.role == "prediction":
-            run_to_end(mw._load_prediction_job(str(case.path), generate.SHAPE, None, None))
+            run_to_end(jobs.load_prediction_job(str(case.path), generate.SHAPE, None, None))
         elif case.role == "classes":
-            run_to_end(mw._load_classes_job(str(case.path)))
+            run_to_end(jobs.load_classes_job(str(case.path)))
         elif case.role == "reference":
-            from segviewer.io.predictions import load_reference
-
-            load_reference(str(case.path), generate.SHAPE, n_classes_hint=3)
+            run_to_end(jobs.load_reference_job(str(case.path), generate.SHAPE, 3, np.eye(4)))
     except SegviewerError as exc:
         assert "\n" not in str(exc).strip(), str(exc)
         assert case.expect != "ok", str(exc)
