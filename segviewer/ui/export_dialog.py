@@ -316,7 +316,9 @@ class ExportDialog(QDialog):
             self.progress.hide()
             self.export_button.setEnabled(True)
             self.cancel_button.setText("Close")
-            self.message.setText("Export cancelled; files already written are kept.")
+            self.message.setText(
+                "Export cancelled; nothing was written (an earlier export there is kept)."
+            )
         else:
             self.close()
 
