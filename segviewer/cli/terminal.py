@@ -115,8 +115,8 @@ def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
     Python code can catch: the process dies at once. The export checks the sizes of its
     mapped inputs between blocks, but blocks read in parallel can still fault. Here the
     parent only waits: if the child dies of SIGBUS, it removes the child's staging folder in
-    ``out_dir`` and prints one ``segviewer: error:`` line (exit 2). Termination signals sent
-    to the parent alone are passed on. Runs ``func`` in this process where forking is not
+    ``out_dir`` and prints one ``segviewer: error:`` line (exit 2). Ctrl-C and termination
+    signals sent to the parent are passed on (the child acts on the first of each). Runs ``func`` in this process where forking is not
     possible or not safe (Windows, other threads running, output captured in-process).
     """
     if (
@@ -134,6 +134,7 @@ def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
         rc = 70
         try:
             _die_with_parent(parent)
+            signal.signal(signal.SIGINT, _interrupt_once)
             rc = func()
         finally:
             with contextlib.suppress(BaseException):
@@ -144,7 +145,7 @@ def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
         with contextlib.suppress(OSError):
             os.kill(pid, num)
 
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child itself
+    old_int = signal.signal(signal.SIGINT, pass_on)
     try:
         with handle_termination(pass_on):
             while True:
@@ -172,6 +173,13 @@ def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
         err(f"segviewer: stopped by {signal.Signals(num).name}")
         return 128 + num
     return os.waitstatus_to_exitcode(status)
+
+
+def _interrupt_once(_num: int, _frame: FrameType | None) -> None:
+    """Ctrl-C in the export's child: a terminal sends it to the child and the parent, which
+    passes it on; the second must not interrupt the cleanup the first started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _die_with_parent(parent: int) -> None:

@@ -464,3 +464,21 @@ def test_overlong_names_are_one_line_errors(tmp_path: Path, small: dict[str, Pat
     line = _one_error(_run(*base, "--out", str(deep)))
     assert "longer than" in line and "bytes" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not POSIX, reason="process groups are POSIX")
+def test_ctrl_c_in_a_terminal_stops_export_cleanly(tmp_path: Path, slow: dict[str, Path]) -> None:
+    """Ctrl-C in a terminal reaches every process of the group: segviewer and the child it
+    runs the export in (and the parent passes its copy on). One ``cancelled``, exit 130, an
+    empty folder: the second SIGINT does not interrupt the cleanup of the first."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        _slow_export(slow, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(), start_new_session=True,
+    )  # fmt: skip
+    _wait_for_staging(out, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip() == "cancelled"
+    assert not out.exists() or list(out.rglob("*")) == []
