@@ -70,6 +70,8 @@ def load_inputs(
         )
         warnings += table_warnings
 
+    if prediction_path and not ns.model and not ns.resample:
+        _check_shapes_from_headers(image_path, str(prediction_path), ns.layout)
     volume = load_image(image_path, frame=ns.frame, series=series_arg(ns.series))
     warnings += [str(w) for w in volume.metadata.get("warnings", ())]
     provenance: dict[str, Any] | None = None
@@ -128,6 +130,35 @@ def load_inputs(
         threshold=0.5 if threshold is None else threshold, min_confidence=ns.min_confidence
     )
     return Inputs(volume, prediction, table, settings, provenance, warnings)
+
+
+def _check_shapes_from_headers(image_path: str, prediction_path: str, layout: str | None) -> None:
+    """Refuse a prediction that cannot fit the image from both headers, before the (possibly
+    gigabytes of) image data is read. Formats without a cheap header are checked later, by
+    the readers, with the same message."""
+    from segviewer.core.layout import ShapeMismatch, detect_layout
+    from segviewer.io.images import header_shape
+    from segviewer.io.predictions import describe_prediction
+
+    try:
+        image_shape = header_shape(image_path)
+        if image_shape is None or Path(prediction_path).suffix.lower() not in (
+            ".npy",
+            ".nii",
+            ".gz",
+        ):
+            return
+        raw_shape = tuple(int(d) for d in describe_prediction(prediction_path)["shape"])
+    except (SegviewerError, KeyError, TypeError, ValueError):
+        return  # the full readers report what is wrong with either file
+    try:
+        detect_layout(raw_shape, image_shape, explicit=layout)
+    except ShapeMismatch as exc:  # the message load_prediction gives, earlier
+        raise ShapeMismatch(
+            f"{prediction_path}: {exc}", exc.resample_possible, exc.fitting_layouts
+        ) from None
+    except SegviewerError as exc:
+        raise SegviewerError(f"{prediction_path}: {exc}") from None
 
 
 def load_reference(

@@ -17,7 +17,6 @@ The model card's ``input_layout`` overrides the guess.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -292,10 +291,13 @@ def _sniff_format(p: Path) -> str:
 
 def _read_config(p: Path, fmt: str) -> Any:
     """The model's architecture JSON, read without Keras (None for SavedModel)."""
+    from segviewer.io.common import load_json
+
+    what = f"the architecture of model {p}"
     try:
         if fmt == "keras":
             with zipfile.ZipFile(p) as z:
-                return json.loads(z.read("config.json"))
+                return load_json(z.read("config.json"), what)
         if fmt == "h5":
             import h5py
 
@@ -306,7 +308,7 @@ def _read_config(p: Path, fmt: str) -> Any:
                     f"{p} is an HDF5 file without a model architecture (weights only?); save "
                     "the whole model (model.save('model.keras')) and open that"
                 )
-            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            return load_json(raw.decode() if isinstance(raw, bytes) else raw, what)
     except (OSError, ValueError, KeyError) as e:
         raise SegviewerError(f"cannot read the architecture of model {p}: {e}") from None
     return None
