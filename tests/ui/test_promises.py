@@ -196,7 +196,7 @@ def test_hover_readout_values(demo_window: Any, qtbot: Any, demo_dir: Path) -> N
         col = int(scene.x() // c.axes.col_spacing)
         ijk = orientation.display_to_voxel(c.axes, c.index, row, col, shape=win.state.volume.shape)
         want = f"voxel ({ijk[0]}, {ijk[1]}, {ijk[2]})"
-        qtbot.waitUntil(lambda want=want: want in win.readout.text(), timeout=3000)
+        qtbot.waitUntil(lambda want=want: want in win.readout.text(), timeout=15_000)
         text = win.readout.text()
         probs = p[ijk] / p[ijk].sum()  # the window renormalises 8-bit probabilities to sum 1
         if probs.max() < 0.5:  # a near tie: the class is still argmax, but skip the risk
