@@ -1,6 +1,7 @@
-"""Build the bundled demo (resources/demo) from the ICBM 2009a template in ../shared/data.
+"""Build the bundled demo (resources/demo) from the ICBM 2009a template (a folder holding
+``t1_brain.nii.gz`` and the tissue maps, given as the argument).
 
-Run from the repository root: ``python scripts/make_demo_data.py [SHARED_DATA_DIR]``.
+Run from the repository root: ``python scripts/make_demo_data.py ICBM152_DIR``.
 The template is downsampled 2x (2 mm voxels) by block averaging to keep the package small.
 Outputs:
   t1.nii.gz          T1 brain, uint8, 2 mm, the template's RAS affine scaled by 2
@@ -27,7 +28,9 @@ def block_mean(a: np.ndarray, f: int = 2) -> np.ndarray:
 
 
 def main() -> None:
-    src = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/icbm152")
+    if len(sys.argv) != 2:
+        sys.exit("usage: python scripts/make_demo_data.py ICBM152_DIR")
+    src = Path(sys.argv[1])
     out = Path("resources/demo")
     out.mkdir(parents=True, exist_ok=True)
     t1 = nib.load(src / "t1_brain.nii.gz")

@@ -125,8 +125,8 @@ def model_shot(v: Any, path: Path) -> None:
     from PySide6.QtCore import QPoint
     from PySide6.QtGui import QPainter
 
+    from segviewer.io.sniff import tensorflow_available
     from segviewer.ui.app import demo_model_path
-    from segviewer.ui.model_panel import tensorflow_available
 
     if not tensorflow_available():
         print("skipped model.png: TensorFlow is not installed", file=sys.stderr)
@@ -162,8 +162,8 @@ def model_shot(v: Any, path: Path) -> None:
 
 def errors_shot(v: Any, reference: Path, path: Path) -> None:
     """Model prediction vs the demo's reference: grey-matter errors on the worst axial slice."""
+    from segviewer.io.sniff import tensorflow_available
     from segviewer.ui.app import demo_model_path
-    from segviewer.ui.model_panel import tensorflow_available
 
     if not tensorflow_available():
         print("skipped errors.png: TensorFlow is not installed", file=sys.stderr)

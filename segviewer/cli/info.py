@@ -11,6 +11,7 @@ from typing import Any
 
 from segviewer.cli.options import info_parser, series_arg
 from segviewer.cli.terminal import one_line, parse
+from segviewer.core.classes import rgb_to_hex
 from segviewer.core.types import SegviewerError
 
 __all__ = ["run"]
@@ -101,8 +102,7 @@ def _describe_table(path: Path, offset: int = 0) -> dict[str, Any]:
         "format": _table_format(path),
         "n_classes": len(table),
         "classes": [
-            {"index": c.index, "name": c.name, "color": "#{:02x}{:02x}{:02x}".format(*c.color)}
-            for c in table
+            {"index": c.index, "name": c.name, "color": rgb_to_hex(c.color)} for c in table
         ],
         "warnings": list(warnings),
     }

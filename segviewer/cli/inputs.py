@@ -168,13 +168,7 @@ def load_reference(
 
 def _table_from_card(names: Sequence[str], colors: Sequence[str] | None) -> ClassTable:
     """Class table from a model card's ``class_names`` / ``class_colors`` (``#rrggbb``)."""
-    table = ClassTable.default(len(names))
-    for i, name in enumerate(names):
-        table = table.with_name(i, str(name))
-        if colors is not None:
-            h = str(colors[i]).lstrip("#")
-            table = table.with_color(i, (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)))
-    return table
+    return ClassTable.from_names(names, colors)
 
 
 def demo_paths() -> tuple[Path, Path, Path]:

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from segviewer.core.display import (
+    DISPLAYS,
+    MIN_CONFIDENCE,
+    MODES,
+    OPACITY,
+    OUTLINE_WIDTH,
+    THRESHOLD,
+    Bounded,
+)
 from segviewer.core.types import SegviewerError
 
 __all__ = [
@@ -226,9 +235,72 @@ def window_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--screenshot",
         metavar="FILE.png",
-        help="open, wait for all work, save the window to PNG and exit",
+        help="open, wait for all work, save the window to PNG and exit (never reads or "
+        "writes your saved settings: the same command gives the same picture anywhere)",
     )
+    add_window_display_options(p)
     return p
+
+
+def _bounded(spec: Bounded) -> Callable[[str], float]:
+    """argparse type for a setting declared in ``core.display`` (its range, one message)."""
+
+    def parse(text: str) -> float:
+        try:
+            return spec.check(float(text))
+        except (SegviewerError, ValueError):
+            raise argparse.ArgumentTypeError(
+                f"{spec.name} must be a number from {spec.minimum:g} to {spec.maximum:g}, "
+                f"got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"write WIDTHxHEIGHT in pixels, e.g. 1280x860, got {text!r}"
+        ) from None
+    if not (400 <= w <= 10000 and 300 <= h <= 10000):
+        raise argparse.ArgumentTypeError(f"{text!r}: the window is 400x300 to 10000x10000 pixels")
+    return w, h
+
+
+def add_window_display_options(p: argparse.ArgumentParser) -> None:
+    """Every display setting of the window (ranges from ``core.display``), and its size."""
+    g = p.add_argument_group("display (every setting the window has; default: as saved)")
+    g.add_argument("--window-size", type=_window_size, metavar="WxH", help="e.g. 1280x860")
+    g.add_argument("--opacity", type=_bounded(OPACITY), help="overlay opacity 0..1")
+    g.add_argument("--mode", choices=MODES, help="draw classes filled, as outlines, or both")
+    g.add_argument(
+        "--outline-width",
+        type=lambda t: int(_bounded(OUTLINE_WIDTH)(t)),
+        metavar="PX",
+        help=f"outline width {OUTLINE_WIDTH.minimum:g}..{OUTLINE_WIDTH.maximum:g} pixels",
+    )
+    g.add_argument("--display", choices=DISPLAYS, help="what the overlay shows (default labels)")
+    g.add_argument(
+        "--display-class",
+        type=int,
+        metavar="N",
+        help="class of --display probability / errors (errors: default all classes)",
+    )
+    g.add_argument(
+        "--threshold", type=_bounded(THRESHOLD), help="sigmoid/multi-label foreground threshold"
+    )
+    g.add_argument(
+        "--min-confidence",
+        type=_bounded(MIN_CONFIDENCE),
+        metavar="P",
+        help="mark voxels whose top probability is below P as uncertain",
+    )
+    g.add_argument("--window", metavar="LEVEL,WIDTH", help="grey window (default automatic)")
+    g.add_argument("--no-legend", action="store_true", help="no class legend on the canvas")
+    g.add_argument("--crosshair", action="store_true", help="draw the cursor's crosshair")
+    g.add_argument("--neurological", action="store_true", help="patient left on screen left")
 
 
 def info_parser() -> argparse.ArgumentParser:

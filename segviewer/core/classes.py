@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segviewer.core.types import SegviewerError
+from segviewer.core.errors import SegviewerError
 
 __all__ = [
     "ClassInfo",
@@ -32,6 +32,8 @@ __all__ = [
     "INVALID_COLOR",
     "BACKGROUND_COLOR",
     "PALETTE",
+    "hex_to_rgb",
+    "rgb_to_hex",
     "looks_like_background",
 ]
 
@@ -71,6 +73,32 @@ PALETTE: tuple[RGB, ...] = (
 _GOLDEN = 0.618033988749895
 _MAX_NAME = 200
 _MAX_FILE_STEM = 64
+
+
+_HEX_COLOR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
+
+
+def hex_to_rgb(text: str) -> RGB:
+    """``"#rrggbb"`` (or ``"rrggbb"``, ``"#rgb"``) to ``(r, g, b)`` 0..255.
+
+    Raises
+    ------
+    SegviewerError
+        Not a hexadecimal colour.
+    """
+    m = _HEX_COLOR.fullmatch(str(text).strip())
+    if not m:
+        raise SegviewerError(f"colour {text!r} is not '#rrggbb' or '#rgb'")
+    h = m.group(1)
+    if len(h) == 3:
+        h = "".join(c * 2 for c in h)
+    return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+
+
+def rgb_to_hex(rgb: Sequence[int] | np.ndarray) -> str:
+    """``(r, g, b)`` 0..255 to ``"#rrggbb"`` (lower case)."""
+    r, g, b = (int(v) for v in list(rgb)[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def default_color(index: int) -> RGB:
@@ -272,6 +300,27 @@ class ClassTable:
         return np.array([c.color for c in self.classes], dtype=np.uint8).reshape(-1, 3)
 
     # -- edits (new tables) -----------------------------------------------------------------
+    @classmethod
+    def from_names(
+        cls,
+        names: Sequence[str],
+        colors: Sequence[str] | None = None,
+        fallback: ClassTable | None = None,
+    ) -> ClassTable:
+        """A table from a model card's ``class_names`` and ``class_colors`` (``#rrggbb``).
+
+        A class without a colour takes ``fallback``'s colour for its index (the table shown
+        now) when ``fallback`` has that index, else the default colour.
+        """
+        table = cls.default(len(names))
+        for i, name in enumerate(names):
+            table = table.with_name(i, str(name))
+            if colors is not None and i < len(colors):
+                table = table.with_color(i, hex_to_rgb(colors[i]))
+            elif fallback is not None and i < len(fallback):
+                table = table.with_color(i, fallback[i].color)
+        return table
+
     def with_color(self, index: int, rgb: Sequence[int]) -> ClassTable:
         """A copy with class ``index`` drawn in ``rgb`` (3 integers 0..255)."""
         c = self._get(index)

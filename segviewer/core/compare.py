@@ -44,6 +44,8 @@ __all__ = [
     "compare",
     "comparison_from_counts",
     "error_map",
+    "iter_slice_error_counts",
+    "rank_error_slices",
     "scored_mask",
 ]
 
@@ -447,3 +449,60 @@ def error_map(
             swap = dest & 1
             dest ^= swap * 2
     return out
+
+
+def iter_slice_error_counts(
+    labels: np.ndarray, reference: np.ndarray, n_classes: int
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per-slice error counts along each image axis (what E / Shift+E walks through).
+
+    Parameters
+    ----------
+    labels, reference
+        ``(a0, a1, a2)`` integer label maps on the image grid (reference labels outside
+        ``0..n_classes-1`` are not scored).
+    n_classes
+        Classes of the prediction.
+
+    Returns
+    -------
+    tuple of three ndarray
+        ``counts_k`` is ``(n_classes + 1, a_k)`` int64: row ``c`` = false positives + false
+        negatives of class ``c`` in each slice across axis ``k`` (the voxels
+        :func:`error_map` colours for ``c``), last row = scored voxels where the labels
+        differ. One pass over the disagreeing voxels only; yields :class:`Progress`.
+    """
+    n = n_classes
+    shape = labels.shape
+    counts = [np.zeros((n + 1) * size, np.int64) for size in shape]
+    step = max(1, (1 << 20) // max(1, shape[1] * shape[2]))
+    starts = range(0, shape[0], step)
+    for done, s in enumerate(starts, start=1):
+        e = min(s + step, shape[0])
+        p = np.asarray(labels[s:e])
+        r = np.asarray(reference[s:e])
+        scored = r < n
+        if r.dtype.kind == "i":
+            scored &= r >= 0
+        wrong = (p != r) & scored
+        idx = np.nonzero(wrong)
+        pk = p[wrong].astype(np.int64)
+        rk = r[wrong].astype(np.int64)
+        has_class = pk < n  # an uncertain / invalid prediction is no class's false positive
+        for axis, size in enumerate(shape):
+            pos = idx[axis] + (s if axis == 0 else 0)
+            c = counts[axis]
+            c += np.bincount(rk * size + pos, minlength=c.size)
+            c += np.bincount((pk * size + pos)[has_class], minlength=c.size)
+            c += np.bincount(n * size + pos, minlength=c.size)
+        yield Progress(done, len(starts), f"counting errors per slice ({e}/{shape[0]})")
+    a, b, c3 = (c.reshape(n + 1, size) for c, size in zip(counts, shape, strict=True))
+    return a, b, c3
+
+
+def rank_error_slices(counts: np.ndarray) -> list[int]:
+    """Slice indices with at least one error, most errors first (ties: lower index first).
+
+    ``counts`` is one row of :func:`iter_slice_error_counts`' result (errors per slice)."""
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    return [int(i) for i in order if counts[i] > 0]

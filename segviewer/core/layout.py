@@ -61,7 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segviewer.core.types import SegviewerError
+from segviewer.core.errors import SegviewerError, ShapeMismatch
 
 __all__ = [
     "Layout",
@@ -78,25 +78,6 @@ _MAX_NDIM = 6
 
 def _fmt(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ")"
-
-
-class ShapeMismatch(SegviewerError):
-    """The prediction's spatial size is not the image's.
-
-    ``resample_possible`` is True when no reading fits the image exactly but some axis order
-    matches it up to scale, so resampling onto the image grid (``--resample``; the window
-    offers it) would make it fit. ``fitting_layouts`` names the ``--layout`` strings that fit
-    the image's size exactly (then resampling is never offered).
-    """
-
-    def __init__(
-        self, message: str, resample_possible: bool, fitting_layouts: tuple[str, ...] = ()
-    ) -> None:
-        super().__init__(message)
-        self.resample_possible = resample_possible
-        #: ``--layout`` strings whose sizes equal the image's (any kind); when there are some,
-        #: ``resample_possible`` is False: the right reading needs no resampling
-        self.fitting_layouts = fitting_layouts
 
 
 @dataclass(frozen=True)

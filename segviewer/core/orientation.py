@@ -20,14 +20,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
-from segviewer.core.types import SegviewerError
+from segviewer.core.errors import SegviewerError
 
-if TYPE_CHECKING:  # core.types may import this module: no run-time import of Volume here
-    from segviewer.core.types import Volume
+
+class ImageLike(Protocol):
+    """What these functions read of a ``core.types.Volume`` (named structurally: core.types
+    imports this module, so this module does not import it)."""
+
+    @property
+    def affine(self) -> np.ndarray: ...
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def metadata(self) -> Any: ...
+    @property
+    def orientation(self) -> str: ...
+
+
+#: Affine for data without geometry: axis 0 → +S, axis 1 → −A (posterior), axis 2 → −R (left).
+STACK_AFFINE: np.ndarray = np.array(
+    [[0.0, 0.0, -1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+STACK_AFFINE.setflags(write=False)
 
 __all__ = [
     "VIEWS",
@@ -361,7 +381,7 @@ def voxel_to_world(affine: np.ndarray, ijk: Sequence[float]) -> tuple[float, flo
     return float(p[0]), float(p[1]), float(p[2])
 
 
-def orientation_known(volume: Volume) -> bool:
+def orientation_known(volume: ImageLike) -> bool:
     """Whether the image's affine states a patient orientation (so letters mean something).
 
     The reader says so in ``metadata["orientation_known"]`` (False for a NIfTI without sform
@@ -377,7 +397,6 @@ def orientation_known(volume: Volume) -> bool:
         return False
     if volume.format in _GEOMETRY_FORMATS:
         return True
-    from segviewer.core.types import STACK_AFFINE
 
     a = np.asarray(volume.affine, dtype=np.float64)[:3, :3]
     norms = np.linalg.norm(a, axis=0)
@@ -386,7 +405,7 @@ def orientation_known(volume: Volume) -> bool:
     return not np.allclose(a / norms, STACK_AFFINE[:3, :3])
 
 
-def orientation_code(volume: Volume) -> str:
+def orientation_code(volume: ImageLike) -> str:
     """The three-letter code (``"RAS"``) when the orientation is known, else ``"unknown"``.
 
     The one answer ``info``, the window's image information and the export manifest give.
@@ -431,7 +450,7 @@ def acquisition_view(
     return VIEWS[2 - world[axis]]  # world z -> axial, y -> coronal, x -> sagittal
 
 
-def initial_view(volume: Volume, chosen: str | None = None) -> str:
+def initial_view(volume: ImageLike, chosen: str | None = None) -> str:
     """The view a newly opened image starts in: the user's choice, else the acquisition plane.
 
     Parameters

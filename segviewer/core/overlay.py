@@ -1,7 +1,7 @@
 """Grey-level windowing, label lookup tables, outlines and the CPU overlay blend.
 
 The window draws one pre-blended RGBA image per slice (measured faster to draw in pyqtgraph
-than a grey item plus an indexed overlay item, see ARCHITECTURE.md): :func:`compose` maps each
+than a grey item plus an indexed overlay item, see docs/architecture-notes.md): :func:`compose` maps each
 pixel's (label, grey level) pair through a precomputed ``(labels, 256)`` RGBA table with one
 ``np.take``, as ITK-SNAP does. Hiding a class or changing its colour or the opacity changes
 the lookup table from :func:`build_lut` (alpha 0 for hidden classes, as FSLeyes does), which

@@ -33,6 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.errors import SegviewerError
+from segviewer.core.layout import Layout
+from segviewer.core.orientation import STACK_AFFINE, axis_codes
+
 __all__ = [
     "SegviewerError",
     "Volume",
@@ -45,22 +49,6 @@ __all__ = [
     "label_dtype",
     "reserved_labels",
 ]
-
-
-class SegviewerError(Exception):
-    """An error the user can act on.
-
-    The message is one or two sentences: what is wrong (naming the file, shapes, values) and
-    what to do about it. The command line prints it as one line and exits non-zero; the window
-    shows it in a dialog. Anything else that escapes is a bug.
-    """
-
-
-#: Affine for data without geometry: axis 0 → +S, axis 1 → −A (posterior), axis 2 → −R (left).
-STACK_AFFINE: np.ndarray = np.array(
-    [[0.0, 0.0, -1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-)
-STACK_AFFINE.setflags(write=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,8 +102,6 @@ class Volume:
     @property
     def orientation(self) -> str:
         """Three-letter anatomical code of the axes' directions, e.g. ``"RAS"`` or ``"SPL"``."""
-        from segviewer.core.orientation import axis_codes
-
         return "".join(axis_codes(self.affine))
 
 
@@ -248,7 +234,7 @@ class Prediction:
 
     data: np.ndarray
     kind: PredictionKind
-    layout: Any  # segviewer.core.layout.Layout (Any avoids an import cycle)
+    layout: Layout
     n_classes: int
     source: str = "<array>"
     values_are_probabilities: bool = False

@@ -27,11 +27,16 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segviewer.core.classes import ClassTable, default_color, looks_like_background
+from segviewer.core.classes import (
+    ClassTable,
+    default_color,
+    hex_to_rgb,
+    looks_like_background,
+    rgb_to_hex,
+)
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
 from segviewer.io.common import check_input_file
@@ -54,7 +59,6 @@ CLASS_TABLE_FORMATS = (
 )
 
 _MAX_BYTES = 16 * 1024 * 1024  # a colour table is a few kB; refuse to parse a wrong file
-_HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 _INT = re.compile(r"^[+-]?\d+$")
 _LUT_LINE = re.compile(r"^[+-]?\d+\s+\S.*?(\s+\d+){3,4}$")
 _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -237,13 +241,12 @@ def _detect(text: str, path: Path) -> str:
 
 def _color(value: Any, where: str) -> tuple[int, int, int]:
     if isinstance(value, str):
-        m = _HEX.match(value.strip())
-        if not m:
-            raise SegviewerError(f"{where}: colour {value!r} is not '#rrggbb', '#rgb' or [r, g, b]")
-        h = m.group(1)
-        if len(h) == 3:
-            h = "".join(c * 2 for c in h)
-        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+        try:
+            return hex_to_rgb(value)
+        except SegviewerError:
+            raise SegviewerError(
+                f"{where}: colour {value!r} is not '#rrggbb', '#rgb' or [r, g, b]"
+            ) from None
     if isinstance(value, (list, tuple)) and len(value) in (3, 4):
         out = []
         for v in value[:3]:
@@ -410,8 +413,7 @@ def _parse_lut(text: str, path: Path) -> list[Entry]:
 # writers
 
 
-def _hex(rgb: Sequence[int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
+_hex = rgb_to_hex
 
 
 def _format_json(table: ClassTable) -> str:
@@ -455,6 +457,8 @@ def table_format(path: str | os.PathLike[str]) -> str:
     ``"json"``, ``"csv"``, ``"itksnap"`` or ``"lut"`` (FreeSurfer / 3D Slicer)."""
     p = Path(path)
     return _detect(p.read_text(encoding="utf-8-sig", errors="replace"), p)
+
+
 # --------------------------------------------------------------------------------------------
 # names stored with a prediction by the tool that wrote it
 

@@ -251,7 +251,7 @@ def _algorithm(provenance: Mapping[str, Any] | None, prediction_source: str | No
     from highdicom import AlgorithmIdentificationSequence
     from pydicom.sr.codedict import codes
 
-    from segviewer import __version__
+    from segviewer._version import __version__
 
     params: dict[str, str] = {}
     name = "segviewer"
@@ -344,7 +344,7 @@ def write_seg(
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    from segviewer import __version__
+    from segviewer._version import __version__
 
     if not allow_identifiers:
         raise SegviewerError(

@@ -490,13 +490,13 @@ def iter_evaluate_case(
 
 
 def _card_entries(card: Any) -> Iterator[tuple[str, Sequence[int]]]:
-    from segviewer.core.classes import default_color
+    from segviewer.core.classes import default_color, hex_to_rgb
 
     colors = list(card.class_colors or [])
     for i, name in enumerate(card.class_names):
         c = colors[i] if i < len(colors) else None
         if isinstance(c, str) and c.startswith("#") and len(c) == 7:
-            yield name, (int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16))
+            yield name, hex_to_rgb(c)
         else:
             yield name, default_color(i)
 
@@ -986,7 +986,7 @@ def _write_outputs(
     failed: Sequence[tuple[str, str]],
     timing: dict[str, Any],
 ) -> tuple[dict[str, Any], tuple[Path, ...]]:
-    from segviewer import __version__
+    from segviewer._version import __version__
     from segviewer.io.report import write_report
 
     notes = _notes_for(cl)

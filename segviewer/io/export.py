@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.classes import rgb_to_hex
 from segviewer.core.export_plan import (
     MANIFEST_NAME,
     ExportPlan,
@@ -246,9 +247,7 @@ def _existing(out_dir: Path, rel_paths: Iterable[str]) -> list[str]:
     return [p for p in rel_paths if (out_dir / p).exists() or (out_dir / p).is_symlink()]
 
 
-def _hex(rgb: Iterable[int]) -> str:
-    r, g, b = (int(v) for v in rgb)
-    return f"#{r:02x}{g:02x}{b:02x}"
+_hex = rgb_to_hex
 
 
 def run_export(
@@ -312,7 +311,7 @@ def run_export(
     PNGs are
     oriented as the window shows the view (row 0 at the top, radiological convention).
     """
-    from segviewer import __version__
+    from segviewer._version import __version__
     from segviewer.core.compare import error_map, iter_compare
     from segviewer.core.masks import binary_mask_from_block, iter_labels, iter_probabilities
     from segviewer.core.orientation import display_axes, take_slice

@@ -45,14 +45,15 @@ from segviewer.io.common import (
 )
 from segviewer.io.dicom import SeriesInfo, list_dicom_series, load_dicom, looks_like_dicom
 from segviewer.io.geometry import nrrd_geometry
-from segviewer.io.raster import RASTER_SUFFIXES, load_raster, load_raster_folder
+from segviewer.io.raster import load_raster, load_raster_folder
+from segviewer.io.sniff import DICOM_SUFFIXES, NIFTI_SUFFIXES, NRRD_SUFFIXES, RASTER_SUFFIXES
 
 __all__ = ["load_image", "describe_image", "list_dicom_series", "SeriesInfo"]
 
 # .hdr/.img: a NIfTI pair (header and voxels in two files), as SPM and FSL can write.
-_NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
-_NRRD_SUFFIXES = (".nrrd", ".nhdr")
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+_NIFTI_SUFFIXES = NIFTI_SUFFIXES
+_NRRD_SUFFIXES = NRRD_SUFFIXES
+_DICOM_SUFFIXES = DICOM_SUFFIXES
 
 
 def load_image(

@@ -1347,8 +1347,20 @@ def _load_dicom_seg(
 
 def _describe_dicom_seg(p: Path) -> dict[str, Any]:
     import pydicom
+    from pydicom.errors import InvalidDicomError
 
-    ds = pydicom.dcmread(p, stop_before_pixels=True)
+    try:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise SegviewerError(
+            f"{p}: cannot be read as DICOM ({reason}); the file is damaged or not DICOM"
+        ) from None
+    if "SegmentSequence" not in ds or "Rows" not in ds or "Columns" not in ds:
+        raise SegviewerError(
+            f"{p}: a DICOM file that is not a complete Segmentation object (SEG); a prediction "
+            "in DICOM must be a SEG (open images as the image, not as the prediction)"
+        )
     segs = [
         (int(d.SegmentNumber), str(d.get("SegmentLabel", "")))
         for d in ds.get("SegmentSequence", [])

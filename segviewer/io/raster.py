@@ -18,10 +18,10 @@ import numpy as np
 from segviewer.core.types import STACK_AFFINE, SegviewerError, Volume
 from segviewer.io.arrays import native, open_pil, open_tiff, pil_array, tiff_series_array
 from segviewer.io.common import check_alloc, natural_key
+from segviewer.io.sniff import RASTER_SUFFIXES
 
 __all__ = ["RASTER_SUFFIXES", "load_raster", "load_raster_folder"]
 
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
 _BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # ImageJ "unit" values -> millimetres per unit.

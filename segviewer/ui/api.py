@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segviewer.core.classes import ClassTable
+from segviewer.core.classes import ClassTable, hex_to_rgb
 from segviewer.core.types import STACK_AFFINE, Prediction, PredictionKind, SegviewerError, Volume
+
+if TYPE_CHECKING:
+    from segviewer.ui.controller import ViewerController
+    from segviewer.ui.state import ViewerState
 
 __all__ = ["Viewer", "view"]
 
@@ -36,13 +40,20 @@ class Viewer:
         self.window = window
         self._app = app
 
+    @property
+    def state(self) -> ViewerState:
+        """What the window shows (``segviewer.ui.state.ViewerState``)."""
+        return self.window.state
+
+    @property
+    def controller(self) -> ViewerController:
+        """What loads and computes (``segviewer.ui.controller.ViewerController``)."""
+        return self.window.controller
+
     # -- navigation ---------------------------------------------------------------------------
     def set_view(self, view: str) -> None:
         """``"axial"``, ``"coronal"``, ``"sagittal"`` or ``"three"`` (linked three-view)."""
-        if view == "three":
-            self.window.set_three_view(True)
-        else:
-            self.window.set_view(view)
+        self.state.set_layout(view)
 
     def set_slice(self, index: int) -> None:
         """Show slice ``index`` (voxel index along the view's slice axis) in the main view."""
@@ -53,56 +64,47 @@ class Viewer:
         return int(self.window.canvas.index)
 
     # -- classes and overlay ------------------------------------------------------------------
+    # Every setter changes the state; the window's widgets follow it (they are bound to it).
     def set_class_visible(self, index: int, visible: bool) -> None:
-        self.window.state.set_visible(int(index), bool(visible))
+        self.state.set_visible(int(index), bool(visible))
 
     def toggle_class(self, index: int) -> None:
-        st = self.window.state
-        st.set_visible(int(index), not st.visible[int(index)])
+        self.state.toggle_visible(int(index))
 
     def set_class_color(self, index: int, color: tuple[int, int, int] | str) -> None:
         """``color`` as ``(r, g, b)`` 0..255 or ``"#rrggbb"``."""
-        if isinstance(color, str):
-            c = color.lstrip("#")
-            if len(c) != 6:
-                raise SegviewerError(f"colour {color!r} is not #rrggbb")
-            color = (int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16))
-        self.window.state.set_color(int(index), tuple(color))
+        rgb = hex_to_rgb(color) if isinstance(color, str) else color
+        self.state.set_color(int(index), (int(rgb[0]), int(rgb[1]), int(rgb[2])))
 
     def set_opacity(self, opacity: float) -> None:
         """Overlay opacity 0..1."""
-        self.window.opacity_slider.setValue(round(float(opacity) * 100))
-        self.window.state.set_opacity(float(opacity))
+        self.state.set_opacity(float(opacity))
 
     def set_mode(self, mode: str, outline_width: int | None = None) -> None:
-        """``"fill"``, ``"outline"`` or ``"both"``."""
-        from segviewer.ui.state import MODES
-
-        self.window.state.set_mode(mode, outline_width)
-        self.window.mode_combo.blockSignals(True)
-        self.window.mode_combo.setCurrentIndex(MODES.index(mode))
-        self.window.mode_combo.blockSignals(False)
+        """``"fill"``, ``"outline"`` or ``"both"``; ``outline_width`` in pixels (1..20)."""
+        self.state.set_mode(mode, outline_width)
 
     def set_display(self, display: str, class_index: int | None = None) -> None:
         """``"labels"``, ``"confidence"``, ``"entropy"``, ``"probability"`` (of ``class_index``)
         or ``"errors"`` (against the reference, for ``class_index``; see
         :meth:`set_error_class` for all classes)."""
-        from segviewer.ui.state import DISPLAYS
-
-        self.window.state.set_display(display, class_index)
-        self.window.display_combo.blockSignals(True)
-        self.window.display_combo.setCurrentIndex(DISPLAYS.index(display))
-        self.window.display_combo.blockSignals(False)
-        self.window._fill_class_combo()  # "All classes" comes and goes with "errors"
+        self.state.set_display(display, class_index)
 
     def set_error_class(self, index: int | None) -> None:
         """Class of the "errors" display; None marks every disagreement with the reference."""
-        self.window.state.set_error_class(None if index is None else int(index))
-        self.window._fill_class_combo()
+        self.state.set_error_class(None if index is None else int(index))
 
     def set_window(self, level: float, width: float) -> None:
         """Grey-level window (image intensity units)."""
-        self.window.state.set_window(level, width)
+        self.state.set_window(level, width)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Foreground threshold of sigmoid / multi-label predictions (0..1)."""
+        self.state.set_threshold(threshold)
+
+    def set_min_confidence(self, value: float | None) -> None:
+        """Mark voxels whose top probability is below ``value`` as uncertain (None: off)."""
+        self.state.set_min_confidence(value)
 
     # -- waiting, pictures, export ------------------------------------------------------------
     def wait_idle(self, timeout: float = 60.0) -> None:
@@ -350,6 +352,7 @@ def view(
     kind: str | PredictionKind | None = None,
     show: bool = True,
     reference: PathOrArray | None = None,
+    remember_settings: bool = False,
 ) -> Viewer:
     """Open a viewer window on an image and (optionally) a prediction.
 
@@ -370,6 +373,10 @@ def view(
     reference
         Reference segmentation (ground truth) to compare the prediction with, as for
         :meth:`Viewer.set_reference`.
+    remember_settings
+        Read and write the user's saved settings (window size, opacity, recent files) as
+        the interactive window does. Off by default: a script gives the same picture on
+        every machine.
 
     Returns
     -------
@@ -378,9 +385,10 @@ def view(
     """
     from segviewer.ui.app import ensure_app
     from segviewer.ui.main_window import MainWindow
+    from segviewer.ui.settings import Settings
 
     app = ensure_app()
-    win = MainWindow()
+    win = MainWindow(settings=Settings(persistent=remember_settings))
     viewer = Viewer(win, app)
     kind_s = kind.value if isinstance(kind, PredictionKind) else kind
     errors: list[str] = []

@@ -7,7 +7,7 @@ import importlib.resources
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             # After the model ran, the tissue probabilities become its reference: the demo
             # shows a real comparison (Dice per class, errors display).
             reference = reference or prediction
-    win = MainWindow()
+    from segviewer.ui.settings import Settings
+
+    # A headless picture never depends on (or changes) what this user saved: same command,
+    # same picture on every machine.
+    win = MainWindow(settings=Settings(persistent=not args.screenshot))
     status = {"code": 0}
+    try:
+        pending_display = _apply_display_args(win, args)
+    except SegviewerError as e:
+        win.close()
+        return _fail(str(e))
     if args.screenshot:
         # Headless: report errors on stderr instead of a modal dialog nobody can close.
         def report(text: str) -> None:
@@ -213,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from segviewer.io.writers import write_png
             from segviewer.ui.canvas import qimage_to_array
 
+            if pending_display() and status["code"] == 0:
+                status["code"] = _fail(
+                    f"--display {args.display} needs "
+                    + ("--reference" if args.display == "errors" else "a prediction")
+                )
+
             try:
                 # atomic (no partial PNG); the user named this file, so it is replaced
                 write_png(qimage_to_array(win.grab().toImage()), out, force=True)
@@ -233,6 +248,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         if win.isVisible():
             loop.exec()
     return status["code"]
+
+
+def _apply_display_args(win: Any, args: argparse.Namespace) -> Callable[[], bool]:
+    """The display flags (``cli.options.add_window_display_options``) on the window's state.
+
+    Settings that need no data apply now; ``--window`` applies to the first image, and
+    ``--display`` once the data it needs is there (a prediction; for ``errors`` a reference).
+    Returns a function that says whether ``--display`` is still waiting."""
+    from segviewer.cli.options import window_arg
+    from segviewer.ui.state import Change
+
+    st = win.state
+    if args.window_size is not None:
+        win.resize(*args.window_size)
+    if args.opacity is not None:
+        st.set_opacity(args.opacity)
+    if args.mode is not None or args.outline_width is not None:
+        st.set_mode(args.mode or st.mode, args.outline_width)
+    if args.threshold is not None:
+        st.set_threshold(args.threshold)
+    if args.min_confidence is not None:
+        st.set_min_confidence(args.min_confidence)
+    if args.no_legend or args.crosshair:
+        st.set_options(legend=False if args.no_legend else None, crosshair=args.crosshair or None)
+    if args.neurological:
+        st.set_radiological(False)
+    level_width = window_arg(args.window)
+    if level_width is not None:
+        win.image_loaded.connect(lambda _v: st.set_window(*level_width))
+    wanted = {"display": args.display}
+
+    def try_display(what: object = None) -> None:
+        display = wanted["display"]
+        if display is None or what not in (Change.DATA, Change.REFERENCE, Change.LABEL_RESULT):
+            return
+        if st.prediction is None or (display == "errors" and st.reference is None):
+            return
+        wanted["display"] = None
+        index = args.display_class
+        if display == "errors":
+            st.set_display("errors")
+            st.set_error_class(index)  # None: every class
+        else:
+            st.set_display(display, index)
+
+    if wanted["display"] not in (None, "labels"):
+        st.changed.connect(lambda what: _reported(win, try_display, what))
+    return lambda: wanted["display"] not in (None, "labels")
+
+
+def _reported(win: Any, func: Callable[[object], None], arg: object) -> None:
+    """Call ``func(arg)``; a refused setting becomes the window's error report."""
+    from segviewer.core.types import SegviewerError
+
+    try:
+        func(arg)
+    except SegviewerError as e:
+        win.controller.report(str(e), error=True)
 
 
 def _fail(message: str) -> int:

@@ -2,7 +2,7 @@
 
 Rendering decision (the one place it is made): each slice is blended on the CPU into **one
 RGBA uint8 image** (``core.overlay.compose`` through a precomputed (class, grey) table, or a
-heatmap blend) and drawn by a single ``ImageItem``. ARCHITECTURE.md measured this at 1.2-2 ms
+heatmap blend) and drawn by a single ``ImageItem``. docs/architecture-notes.md records it at 1.2-2 ms
 per switch against 2.8-6.9 ms for a grey item plus an indexed overlay item, and it sidesteps
 pyqtgraph's levels trap entirely (an RGBA uint8 image is drawn as is, no levels). Hiding a
 class, a colour or an opacity change rebuilds the lookup table and re-blends the cached label
@@ -22,13 +22,22 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QLinearGradient, QPainter, QPaintEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import signals_blocked
 
 from segviewer.core import compare, masks, orientation, overlay
 from segviewer.core.types import label_dtype
-from segviewer.ui.state import ViewerState
+from segviewer.ui.state import Change, ViewerState
 
 __all__ = ["ColorBar", "SliceCanvas", "qimage_to_array"]
 
@@ -121,8 +130,11 @@ class ColorBar(QWidget):
         self._lut = np.zeros((256, 4), np.uint8)
         self._labels = ("1", "0")
         self._title = ""
-        self.setFixedWidth(100)
+        self.setFixedWidth(84)
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(84, 220)
 
     def set_map(self, lut: np.ndarray, vmin: str, vmax: str, title: str) -> None:
         self._lut = np.asarray(lut, np.uint8)
@@ -204,24 +216,58 @@ class SliceCanvas(QWidget):
             self.viewbox.addItem(line, ignoreBounds=True)
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
 
-        # Text overlays are plain QLabels on the view so they stay put while zooming.
-        style = "color: #ffd75e; font-weight: bold; font-size: 15px; background: transparent;"
-        self._letters = {k: QLabel(self.graphics) for k in ("top", "bottom", "left", "right")}
+        # The texts around the image sit in their own rows and columns of a grid around the
+        # view (not floating on it), so at any pane size none covers another or the image:
+        #   info: view and slice
+        #               top letter
+        #   left letter   image   right letter   | legend / colour bar (wide panes)
+        #              bottom letter
+        #   W/L
+        #   legend (narrow panes)
+        style = "color: #ffd75e; font-weight: bold; font-size: 15px;"
+        self._letters = {k: QLabel() for k in ("top", "bottom", "left", "right")}
         for lab in self._letters.values():
             lab.setStyleSheet(style)
-            lab.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        info_style = "color: #e8e8e8; font-size: 12px; background: transparent;"
-        self._info = QLabel(self.graphics)
-        self._info.setStyleSheet(info_style)
-        self._wl_label = QLabel(self.graphics)
-        self._wl_label.setStyleSheet(info_style)
-        self._legend = QLabel(self.graphics)
+            lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        info_style = "color: #e8e8e8; font-size: 12px;"
+        self._info = QLabel()
+        self._wl_label = QLabel()
+        for lab in (self._info, self._wl_label):
+            lab.setStyleSheet(info_style)
+            # a long text is cut in a very narrow pane rather than widening it
+            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._legend = QLabel()
         self._legend.setStyleSheet(
-            "color: #f0f0f0; font-size: 12px; background: rgba(0,0,0,150); padding: 4px;"
+            "color: #f0f0f0; font-size: 12px; background: rgb(24,24,24); padding: 4px;"
         )
-        self._colorbar = ColorBar(self.graphics)
-        for w in (self._info, self._wl_label, self._legend):
-            w.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self._legend.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self._colorbar = ColorBar()
+        self._colorbar.setMinimumHeight(80)
+        self._colorbar.setMaximumHeight(260)
+        frame = QWidget()
+        frame.setObjectName("canvas_frame")
+        frame.setStyleSheet("#canvas_frame { background: black; }")
+        grid = QGridLayout(frame)
+        grid.setContentsMargins(4, 2, 4, 2)
+        grid.setSpacing(2)
+        grid.addWidget(self._info, 0, 0, 1, 4)
+        grid.addWidget(self._letters["top"], 1, 1)
+        grid.addWidget(self._letters["left"], 2, 0)
+        grid.addWidget(self.graphics, 2, 1)
+        grid.addWidget(self._letters["right"], 2, 2)
+        grid.addWidget(self._letters["bottom"], 3, 1)
+        grid.addWidget(self._wl_label, 4, 0, 1, 3)
+        self._side = QVBoxLayout()
+        self._side.setContentsMargins(0, 0, 0, 0)
+        self._side.addWidget(self._colorbar, 0, Qt.AlignmentFlag.AlignTop)
+        self._side.addStretch(1)
+        grid.addLayout(self._side, 1, 3, 4, 1)
+        grid.setColumnStretch(1, 1)
+        grid.setRowStretch(2, 1)
+        self._grid = grid
+        self._legend_beside = True
+        self._place_legend()
+        self.frame_widget = frame
 
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
@@ -235,12 +281,12 @@ class SliceCanvas(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
-        lay.addWidget(self.graphics, 1)
+        lay.addWidget(frame, 1)
         lay.addLayout(bottom)
         self.setMinimumSize(200, 200)
 
         state.changed.connect(self._state_changed)
-        self._state_changed("data")
+        self._state_changed(Change.DATA)
 
     # -- public ----------------------------------------------------------------------------
     @property
@@ -261,14 +307,14 @@ class SliceCanvas(QWidget):
             self._dirty = True
             if self._active:
                 self._dirty = False
-                self._state_changed("data")
+                self._state_changed(Change.DATA)
 
     def set_active(self, active: bool) -> None:
         """Inactive canvases ignore state changes until re-activated (then redraw fully)."""
         self._active = bool(active)
         if self._active and self._dirty:
             self._dirty = False
-            self._state_changed("data")
+            self._state_changed(Change.DATA)
 
     def n_slices(self) -> int:
         if self.axes is None or self.state.volume is None:
@@ -349,7 +395,7 @@ class SliceCanvas(QWidget):
         return qimage_to_array(self.graphics.grab().toImage())
 
     # -- state -> display ------------------------------------------------------------------
-    def _state_changed(self, what: str) -> None:
+    def _state_changed(self, what: Change) -> None:
         st = self.state
         if st.volume is None:
             self.image_item.clear()
@@ -358,7 +404,7 @@ class SliceCanvas(QWidget):
         if not self._active:
             self._dirty = True
             return
-        if what in ("data", "orientation"):
+        if what in (Change.DATA, Change.ORIENTATION):
             self.axes = orientation.display_axes(
                 st.volume.affine, self._view, radiological=st.radiological
             )
@@ -369,22 +415,26 @@ class SliceCanvas(QWidget):
             rows = st.volume.shape[self.axes.row_axis]
             cols = st.volume.shape[self.axes.col_axis]
             self._shape2d = (rows, cols)
-            self.slider.blockSignals(True)
-            self.slider.setRange(0, self.n_slices() - 1)
-            self.slider.blockSignals(False)
+            with signals_blocked(self.slider):
+                self.slider.setRange(0, self.n_slices() - 1)
             self._update_letters()
             self.index = -1  # force the render below
             self._rect_size = (0, 0)  # and the millimetre rectangle (spacing may differ)
             self._render()
             self.viewbox.autoRange(padding=0.0)
             return
-        if what == "labels":
+        if what == Change.LABELS:
             self._label_cache.clear()
-        if what in ("labels", "display", "lut", "window", "cursor"):
+        if what in (
+            Change.LABELS,
+            Change.DISPLAY,
+            Change.LUT,
+            Change.WINDOW,
+            Change.CURSOR,
+            Change.REFERENCE,
+        ):
             self._render()
-        if what == "reference":
-            self._render()
-        if what == "options":
+        if what in (Change.OPTIONS, Change.LAYOUT):
             self._update_overlays()
 
     def _render(self) -> None:
@@ -395,9 +445,8 @@ class SliceCanvas(QWidget):
         index_changed = index != self.index
         self.index = int(index)
         if index_changed:
-            self.slider.blockSignals(True)
-            self.slider.setValue(self.index)
-            self.slider.blockSignals(False)
+            with signals_blocked(self.slider):
+                self.slider.setValue(self.index)
         rgba = self._compose_slice()
         self.image_item.setImage(rgba, autoLevels=False)
         if self._rect_size != rgba.shape[:2]:
@@ -554,8 +603,6 @@ class SliceCanvas(QWidget):
         }
         for k, lab in self._letters.items():
             lab.setText(letters[k])
-            lab.adjustSize()
-        self._place_overlays()
 
     def _update_overlays(self) -> None:
         st = self.state
@@ -563,11 +610,9 @@ class SliceCanvas(QWidget):
         # 0-based like voxel indices, --slice and Viewer.set_slice: "index / last index"
         self.slice_label.setText(f"slice {self.index} / {n - 1}" if n else "–")
         self._info.setText(f"{self._view.capitalize()}  slice {self.index} / {n - 1}")
-        self._info.adjustSize()
         self._wl_label.setText(f"W {st.width:.4g}  L {st.level:.4g}")
-        self._wl_label.adjustSize()
-        self._vline.setVisible(st.show_crosshair)
-        self._hline.setVisible(st.show_crosshair)
+        self._vline.setVisible(st.crosshair_drawn())
+        self._hline.setVisible(st.crosshair_drawn())
         has_pred = st.prediction is not None and st.table is not None
         errors = has_pred and st.display == "errors" and st.reference is not None
         heat = has_pred and st.display not in ("labels", "errors")
@@ -601,7 +646,7 @@ class SliceCanvas(QWidget):
             self._legend.setText("<br>".join(rows[:30]) if rows else "(all classes hidden)")
             self._legend.adjustSize()
         self._legend.setVisible(show_legend)
-        self._place_overlays()
+        self._place_legend()
 
     def _error_legend(self) -> str:
         """Rich text saying what the "errors vs reference" colours mean."""
@@ -634,26 +679,38 @@ class SliceCanvas(QWidget):
             rows.append(f"{n:,} error voxels on this slice (E / Shift+E: worst slices)")
         return "<br>".join(rows)
 
-    def _place_overlays(self) -> None:
-        w, h = self.graphics.width(), self.graphics.height()
-        L = self._letters
-        L["top"].move((w - L["top"].width()) // 2, 4)
-        L["bottom"].move((w - L["bottom"].width()) // 2, h - L["bottom"].height() - 4)
-        L["left"].move(6, (h - L["left"].height()) // 2)
-        L["right"].move(w - L["right"].width() - 6, (h - L["right"].height()) // 2)
-        self._info.move(8, 6)
-        self._wl_label.move(8, h - self._wl_label.height() - 6)
-        self._legend.move(w - self._legend.width() - 8, 8)
-        self._colorbar.setFixedHeight(max(80, min(260, h - 60)))
-        self._colorbar.move(w - self._colorbar.width() - 4, 30)
+    def overlay_widgets(self) -> list[QWidget]:
+        """The texts and colour bar drawn around the image (visible or not)."""
+        return [
+            *self._letters.values(),
+            self._info,
+            self._wl_label,
+            self._legend,
+            self._colorbar,
+        ]
+
+    def _place_legend(self) -> None:
+        """Beside the image in a wide pane; under it, across the pane, in a narrow one (the
+        legend is never drawn over the image or another text)."""
+        beside = self.width() >= 3 * max(self._legend.sizeHint().width(), 120)
+        if beside == self._legend_beside and self._legend.parent() is not None:
+            return
+        self._legend_beside = beside
+        self._grid.removeWidget(self._legend)
+        self._side.removeWidget(self._legend)
+        self._legend.setWordWrap(not beside)
+        if beside:
+            self._side.insertWidget(0, self._legend, 0, Qt.AlignmentFlag.AlignTop)
+        else:
+            self._grid.addWidget(self._legend, 5, 0, 1, 4)
 
     def resizeEvent(self, ev: Any) -> None:  # noqa: N802
         super().resizeEvent(ev)
-        self._place_overlays()
+        self._place_legend()
 
     def showEvent(self, ev: Any) -> None:  # noqa: N802
         super().showEvent(ev)
-        self._place_overlays()
+        self._place_legend()
         self.reset_zoom()
 
     # -- mouse -----------------------------------------------------------------------------

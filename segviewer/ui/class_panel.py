@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from segviewer.ui.state import ViewerState
+from segviewer.core.classes import rgb_to_hex
+from segviewer.ui.state import Change, ViewerState
 
 __all__ = ["ClassPanel"]
 
@@ -197,11 +198,27 @@ class ClassPanel(QWidget):
             self.state.set_color(index, (color.red(), color.green(), color.blue()))
 
     # -- internals -------------------------------------------------------------------------
-    def _state_changed(self, what: str) -> None:
-        if what in ("data", "lut"):
+    def _state_changed(self, what: Change) -> None:
+        if what in (Change.DATA, Change.LUT):
             self._rebuild()
-        if what in ("data", "lut", "reference"):
+        if what in (Change.DATA, Change.LABEL_RESULT):
+            self._show_counts()
+        if what in (Change.DATA, Change.LUT, Change.REFERENCE):
             self._show_comparison()
+
+    def _show_counts(self) -> None:
+        """The state's whole-volume labels: counts and volumes ("…" while computed)."""
+        st = self.state
+        res = st.label_result
+        if res is None or st.prediction is None:
+            self.set_counts(None)
+            return
+        self.set_counts(
+            res.counts,
+            st.volume.spacing if st.volume is not None else None,
+            n_uncertain=int(res.n_uncertain),
+            n_invalid=int(res.n_invalid),
+        )
 
     def _rebuild(self) -> None:
         st = self.state
@@ -233,9 +250,7 @@ class ClassPanel(QWidget):
                 self.table.setItem(i, COL_COLOR, swatch)
             swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
             swatch.setBackground(QColor(*info.color))
-            swatch.setToolTip(
-                f"#{info.color[0]:02x}{info.color[1]:02x}{info.color[2]:02x} — click to change"
-            )
+            swatch.setToolTip(f"{rgb_to_hex(info.color)} — click to change")
             for col, text in (
                 (COL_NAME, f"{i}  {info.name}"),
                 (COL_VOXELS, "…"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -26,15 +26,14 @@ from PySide6.QtWidgets import (
     QRadioButton,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
 from segviewer.core import orientation
 from segviewer.core.types import SegviewerError
+from segviewer.ui.controller import Notice, ViewerController
 from segviewer.ui.state import MODES
 from segviewer.ui.workers import Job
-
-if TYPE_CHECKING:
-    from segviewer.ui.main_window import MainWindow
 
 __all__ = ["ExportDialog"]
 
@@ -63,11 +62,13 @@ class ExportDialog(QDialog):
 
     export_finished = Signal(object)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(
+        self, controller: ViewerController, view: str = "axial", parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
         self.setWindowTitle("Export masks and pictures")
-        self.window_ = window
-        st = window.state
+        self.controller = controller
+        st = controller.state
         assert st.table is not None and st.volume is not None
         self.job: Job | None = None
         self.result: Any = None
@@ -109,12 +110,11 @@ class ExportDialog(QDialog):
             self.format_checks[key] = cb
             fl.addWidget(cb)
 
-        canvas = window.canvas
         slices_box = QGroupBox("Slices (PNG outputs)")
         sg = QGridLayout(slices_box)
         self.view_combo = QComboBox()
         self.view_combo.addItems(list(orientation.VIEWS))
-        self.view_combo.setCurrentText(canvas.view)
+        self.view_combo.setCurrentText(view)
         self.view_combo.currentTextChanged.connect(self._view_changed)
         self.slice_current = QRadioButton("Current")
         self.slice_range = QRadioButton("Range")
@@ -133,7 +133,7 @@ class ExportDialog(QDialog):
         sg.addWidget(self.range_from, 2, 1)
         sg.addWidget(QLabel("to"), 2, 2)
         sg.addWidget(self.range_to, 2, 3)
-        self._view_changed(canvas.view)
+        self._view_changed(view)
 
         look_box = QGroupBox("Overlay pictures")
         lf = QFormLayout(look_box)
@@ -150,7 +150,9 @@ class ExportDialog(QDialog):
         lf.addRow("Style", self.mode_combo)
         lf.addRow(self.legend_check)
 
-        self.folder_edit = QLineEdit(str(Path(window.settings.last_folder()) / "segviewer_export"))
+        self.folder_edit = QLineEdit(
+            str(Path(controller.settings.last_folder()) / "segviewer_export")
+        )
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         self.force_check = QCheckBox("Overwrite existing files")
@@ -187,15 +189,15 @@ class ExportDialog(QDialog):
         lay.addWidget(self.force_check)
         lay.addWidget(self.message)
         lay.addLayout(buttons)
-        window.runner.progress.connect(self._progress)
-        window.error_shown.connect(self._failed)
+        controller.runner.progress.connect(self._progress)
+        controller.notified.connect(self._notified)
 
     # -- request ---------------------------------------------------------------------------
     def build_request(self) -> Any:
         """The ``ExportRequest`` the dialog's controls describe (SegviewerError if invalid)."""
         from segviewer.io.export import ExportRequest
 
-        st = self.window_.state
+        st = self.controller.state
         classes = tuple(
             int(self.class_list.item(i).data(Qt.ItemDataRole.UserRole))
             for i in range(self.class_list.count())
@@ -252,18 +254,18 @@ class ExportDialog(QDialog):
         self.progress.show()
         self.export_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
-        self.job = self.window_.run_export(request, on_done=self._done)
+        self.job = self.controller.run_export(request, on_done=self._done)
         return self.job
 
     # -- internals ---------------------------------------------------------------------------
     def _current_slice(self) -> int:
-        st = self.window_.state
+        st = self.controller.state
         assert st.volume is not None
         axes = orientation.display_axes(st.volume.affine, self.view_combo.currentText())
         return int(st.cursor[axes.slice_axis])
 
     def _view_changed(self, view: str) -> None:
-        st = self.window_.state
+        st = self.controller.state
         assert st.volume is not None
         axes = orientation.display_axes(st.volume.affine, view)
         n = st.volume.shape[axes.slice_axis]
@@ -292,8 +294,12 @@ class ExportDialog(QDialog):
         if result.warnings:
             text += "<br>" + "<br>".join(str(w) for w in result.warnings)
         self.message.setText(text)
-        self.window_.settings.remember_folder(str(result.out_dir))
+        self.controller.settings.remember_folder(str(result.out_dir))
         self.export_finished.emit(result)
+
+    def _notified(self, notice: Notice) -> None:
+        if notice.is_error:
+            self._failed(notice.text)
 
     def _failed(self, text: str) -> None:
         if self.job is not None:
@@ -305,12 +311,14 @@ class ExportDialog(QDialog):
 
     def _cancel_or_close(self) -> None:
         if self.job is not None:
-            self.window_.runner.cancel("export")
+            self.controller.runner.cancel("export")
             self.job = None
             self.progress.hide()
             self.export_button.setEnabled(True)
             self.cancel_button.setText("Close")
-            self.message.setText("Export cancelled; files already written are kept.")
+            self.message.setText(
+                "Export cancelled; nothing was written (an earlier export there is kept)."
+            )
         else:
             self.close()
 
@@ -320,7 +328,7 @@ class ExportDialog(QDialog):
 
     def _disconnect(self) -> None:
         try:
-            self.window_.runner.progress.disconnect(self._progress)
-            self.window_.error_shown.disconnect(self._failed)
+            self.controller.runner.progress.disconnect(self._progress)
+            self.controller.notified.disconnect(self._notified)
         except (RuntimeError, TypeError):  # already disconnected
             pass

@@ -1,14 +1,12 @@
 """File > Open model: what a TensorFlow/Keras model says, its card settings, Run and Cancel.
 
-:class:`ModelDialog` is both the dialog and the controller of model runs for its window: it
-opens the model in a worker (``inference.iter_open_model``; TensorFlow is imported there, never
-when the window starts), shows what the model tells about itself, lets the user edit the card
-settings it cannot tell (normalisation, slice axis, output kind, batch size, class names,
-threshold), and runs ``inference.predict`` in a worker on the window's image. The result goes
-through ``MainWindow.set_prediction(prediction, provenance)``, so a later export's manifest
-records the model, its hash and every preprocessing setting. The dialog may stay hidden
-(``segviewer IMAGE --model M``, ``--demo``, ``Viewer.run_model``); it is shown when the user
-asks for it or when the safe load is refused and the user has to decide about trust.
+:class:`ModelDialog` is a view on the window's :class:`~segviewer.ui.model_session.ModelSession`
+(which opens and runs the model without any widget): it shows what the model tells about
+itself, lets the user edit the card settings it cannot tell (normalisation, slice axis,
+output kind, batch size, class names, threshold) and hands its edited card to the session
+(``session.card_provider``). The dialog may stay hidden (``segviewer IMAGE --model M``,
+``--demo``, ``Viewer.run_model``); it shows itself when the safe load is refused and the
+user has to decide about trust.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,38 +33,24 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
+from superqt.utils import signals_blocked
 
 from segviewer.core import orientation
-from segviewer.core.classes import ClassTable
-from segviewer.core.types import Prediction, PredictionKind, SegviewerError
-from segviewer.inference.card import (
-    NORMALIZATIONS,
-    OUTPUT_KINDS,
-    SCOPES,
-    ModelCard,
-    card_path_for,
-    find_card,
-    load_card,
-    save_card,
-)
+from segviewer.core.classes import ClassTable, rgb_to_hex
+from segviewer.core.errors import SegviewerError
+from segviewer.inference.card import NORMALIZATIONS, OUTPUT_KINDS, SCOPES, ModelCard
+from segviewer.io.sniff import MODEL_FILTER
+from segviewer.ui.model_session import ModelSession, card_diff, n_classes_for
+from segviewer.ui.state import Change
 from segviewer.ui.workers import Job
 
 if TYPE_CHECKING:
     from segviewer.inference.model import ModelHandle
-    from segviewer.ui.main_window import MainWindow
 
-__all__ = [
-    "MODEL_FILTER",
-    "TRUST_TEXT",
-    "ModelDialog",
-    "is_trust_refusal",
-    "n_classes_for",
-    "table_from_names",
-    "tensorflow_available",
-]
+__all__ = ["TRUST_TEXT", "ModelDialog"]
 
-MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;All files (*)"
 TRUST_TEXT = "Trust this model file (runs code from it)"
 TRUST_WARNING = (
     "Loading this model executes Python code stored in the file (a Lambda layer or a custom "
@@ -90,116 +74,53 @@ KIND_LABELS = {
 }
 
 
-def tensorflow_available() -> bool:
-    """Whether TensorFlow is installed, found without importing it (the import takes ~2 s)."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
-
-
-def is_trust_refusal(exc: BaseException) -> bool:
-    """Whether an ``open_model`` error is the refusal of code-carrying content (the user may
-    trust the file), as opposed to a broken or unsupported model."""
-    from segviewer.inference.model import TrustRequired
-
-    return isinstance(exc, TrustRequired)
-
-
-def n_classes_for(output_channels: int, kind: str) -> int:
-    """Classes a model's output means: sigmoid 2 (background, foreground), multi-label one per
-    channel plus "none", otherwise one per channel."""
-    if kind == "sigmoid":
-        return 2
-    if kind == "multilabel":
-        return output_channels + 1
-    return output_channels
-
-
-def table_from_names(
-    names: tuple[str, ...],
-    colors: tuple[str, ...] | None = None,
-    fallback: ClassTable | None = None,
-) -> ClassTable:
-    """Class table from card names and ``#rrggbb`` colours; missing colours come from
-    ``fallback`` (the table shown now) where it has that index, else the defaults."""
-    table = ClassTable.default(len(names))
-    for i, name in enumerate(names):
-        table = table.with_name(i, name)
-        if colors is not None and i < len(colors):
-            h = colors[i].lstrip("#")
-            table = table.with_color(i, (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)))
-        elif fallback is not None and i < len(fallback):
-            table = table.with_color(i, fallback[i].color)
-    return table
-
-
-def _card_diff(card: ModelCard, base: ModelCard) -> tuple[dict[str, Any], bool]:
-    """Fields of ``card`` that differ from ``base`` (lists for tuples), and whether any of them
-    was set back to None."""
-    import dataclasses
-
-    out: dict[str, Any] = {}
-    cleared = False
-    for f in dataclasses.fields(ModelCard):
-        v = getattr(card, f.name)
-        if v == getattr(base, f.name):
-            continue
-        if v is None:
-            cleared = True
-        else:
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-    return out, cleared
-
-
-def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
 class ModelDialog(QDialog):
     """Open a model, review what it says, edit its card settings, run it on the image.
 
-    Signals
-    -------
-    model_opened(object)
-        The :class:`~segviewer.inference.ModelHandle` that was loaded.
-    model_refused(str)
-        The safe load was refused (Lambda layer / custom class); the message is shown and the
-        trust checkbox offered.
-    run_finished(object)
-        ``(prediction, provenance)`` of a run whose result is now shown in the window.
+    ``model_opened``, ``model_refused`` and ``run_finished`` are the session's ``opened``,
+    ``refused`` and ``run_finished`` signals.
     """
 
-    model_opened = Signal(object)
-    model_refused = Signal(str)
-    run_finished = Signal(object)
-
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window_ = window
+    def __init__(self, session: ModelSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.state = session.host.state
         self.setWindowTitle("Model")
         self.setModal(False)
-        self.handle: ModelHandle | None = None
-        self.model_path: Path | None = None
-        # The card the settings start from: given (--model-card, API), found next to the
-        # model, or the defaults; ``_card_given`` decides what predict() is told.
-        self.base_card = ModelCard()
-        self.card_source: str | None = None
-        self._card_given = False
-        self._run_after_open = False
-        # Card fields given with the model (--model-option, Viewer.run_model overrides): shown
-        # in the settings and kept for every run of this model.
-        self._session: dict[str, Any] = {}
+        self.model_opened = session.opened
+        self.model_refused = session.refused
+        self.run_finished = session.run_finished
         self._prefilled_names: list[str] = []
-        # Set by the window when this open/run is a step of its loading queue (--model,
-        # --demo): the queue goes on when it ends.
-        self.continue_queue = False
-        self.open_job: Job | None = None
-        self.run_job: Job | None = None
         self._build()
-        self._update_enabled()
-        window.runner.progress.connect(self._progress)
-        window.runner.job_finished.connect(self._job_finished)
-        window.image_loaded.connect(lambda _v: self._image_changed())
+        self._show_session()
+        session.card_provider = self.card
+        session.changed.connect(self._show_session)
+        session.opened.connect(self._opened)
+        session.refused.connect(self._refused)
+        session.open_failed.connect(lambda _text: self.progress_label.setText("Not loaded"))
+        session.run_finished.connect(self._ran)
+        session.run_ended.connect(self._run_ended)
+        session.host.runner.progress.connect(self._progress)
+        self.state.changed.connect(self._state_changed)
+        if session.handle is not None:  # opened before this dialog existed (--model)
+            self._opened(session.handle)
+
+    # -- the session's values, under the names the dialog had --------------------------------
+    @property
+    def handle(self) -> ModelHandle | None:
+        return self.session.handle
+
+    @property
+    def model_path(self) -> Path | None:
+        return self.session.model_path
+
+    @property
+    def base_card(self) -> ModelCard:
+        return self.session.base_card
+
+    @property
+    def run_job(self) -> Job | None:
+        return self.session.run_job
 
     # == building ==============================================================================
     def _build(self) -> None:
@@ -355,7 +276,7 @@ class ModelDialog(QDialog):
         current = self.slice_axis_combo.currentData()
         self.slice_axis_combo.clear()
         names: dict[int, str] = {}
-        vol = self.window_.state.volume
+        vol = self.state.volume
         if vol is not None:
             for view in orientation.VIEWS:
                 names.setdefault(orientation.display_axes(vol.affine, view).slice_axis, view)
@@ -396,7 +317,7 @@ class ModelDialog(QDialog):
             names = list(card.class_names)
         elif n is not None:
             # The class table shown now, when it has the model's class count (e.g. the demo's).
-            table = self.window_.state.table
+            table = self.state.table
             names = list(table.names) if table is not None and len(table) == n else []
             names = names or list(ClassTable.default(n).names)
         else:
@@ -440,7 +361,7 @@ class ModelDialog(QDialog):
             if h.downsampling is None
             else f"{h.downsampling} (free sizes are padded to a multiple)"
         )
-        f["card"].setText(self.card_source or "none: defaults below")
+        f["card"].setText(self.session.card_source or "none: defaults below")
         notes = "\n".join(h.notes)
         for w in f.values():
             w.setToolTip(notes)
@@ -451,8 +372,8 @@ class ModelDialog(QDialog):
 
     def _update_enabled(self) -> None:
         h = self.handle
-        busy = self.run_job is not None
-        ready = h is not None and self.window_.state.volume is not None and not busy
+        busy = self.session.busy
+        ready = h is not None and self.state.volume is not None and not busy
         self.run_button.setEnabled(ready)
         self.cancel_button.setEnabled(busy)
         self.save_card_button.setEnabled(self.model_path is not None)
@@ -465,10 +386,6 @@ class ModelDialog(QDialog):
         if kind == "auto" and h is not None and h.output_kind is not None:
             kind = h.output_kind.value
         self.threshold_spin.setEnabled(kind in ("sigmoid", "multilabel", "auto"))
-
-    def _image_changed(self) -> None:
-        self._fill_slice_axes()
-        self._update_enabled()
 
     # == settings -> card ========================================================================
     def class_names(self) -> list[str]:
@@ -486,9 +403,10 @@ class ModelDialog(QDialog):
             if base.class_colors is not None and len(base.class_colors) == len(names):
                 colors = base.class_colors
             else:
-                fallback = self.window_.state.table
+                fallback = self.state.table
                 colors = tuple(
-                    _hex(c.color) for c in table_from_names(names, None, fallback).classes
+                    rgb_to_hex(c.color)
+                    for c in ClassTable.from_names(names, None, fallback).classes
                 )
         return {
             "normalization": str(self.norm_combo.currentData()),
@@ -507,7 +425,7 @@ class ModelDialog(QDialog):
     def overrides(self) -> dict[str, Any]:
         """Card fields the dialog (and the options given with the model) change, with their
         new values: what the export manifest lists as overrides."""
-        return _card_diff(self.card(), self.base_card)[0]
+        return card_diff(self.card(), self.base_card)[0]
 
     def card(self) -> ModelCard:
         """The card the dialog describes: the base card with the dialog's settings.
@@ -524,7 +442,7 @@ class ModelDialog(QDialog):
         # size, no class names) are cleared first.
         cleared: dict[str, Any] = {k: None for k, v in values.items() if v is None}
         try:
-            base = self.base_card.with_overrides(self._session)
+            base = self.session.start_card()
             base = dataclasses.replace(base, **cleared)
         except SegviewerError as e:
             raise SegviewerError(f"model settings: {e}") from None
@@ -534,7 +452,7 @@ class ModelDialog(QDialog):
     def ask_model_file(self) -> None:
         """Pick a ``.keras`` / ``.h5`` file and open it."""
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open model", self.window_.settings.last_folder(), MODEL_FILTER
+            self, "Open model", self.session.host.settings.last_folder(), MODEL_FILTER
         )
         if path:
             self.load_model(path)
@@ -542,7 +460,7 @@ class ModelDialog(QDialog):
     def ask_model_folder(self) -> None:
         """Pick a SavedModel folder and open it."""
         path = QFileDialog.getExistingDirectory(
-            self, "Open SavedModel folder", self.window_.settings.last_folder()
+            self, "Open SavedModel folder", self.session.host.settings.last_folder()
         )
         if path:
             self.load_model(path)
@@ -556,237 +474,95 @@ class ModelDialog(QDialog):
         run: bool = False,
         overrides: Mapping[str, Any] | None = None,
     ) -> Job | None:
-        """Open a model in a worker (imports TensorFlow there); with ``run`` run it when loaded.
+        """Open a model (``ModelSession.load_model``) and show it here."""
+        return self.session.load_model(path, trust=trust, card=card, run=run, overrides=overrides)
 
-        Parameters
-        ----------
-        path
-            ``.keras`` / ``.h5`` file or SavedModel folder.
-        trust
-            Allow code-carrying content (the trust checkbox).
-        card
-            A :class:`ModelCard` or card file to start from; ``None``: the card next to the
-            model, else the defaults.
-        run
-            Run the model on the window's image as soon as it is loaded.
-        overrides
-            Card fields to override (``--model-option``, ``Viewer.run_model``): shown in the
-            settings and used by every run of this model.
+    def run(self, overrides: Mapping[str, Any] | None = None) -> Job | None:
+        """Run the open model with the dialog's settings (plus ``overrides``)."""
+        job = self.session.run(overrides)
+        if job is not None:
+            self.progress_bar.setValue(0)
+            self.progress_bar.show()
+            assert self.session.handle is not None
+            self.progress_label.setText(f"Running {self.session.handle.path.name}…")
+        return job
 
-        Returns
-        -------
-        Job or None
-            The opening job; None when the card could not be read (error shown).
-        """
-        p = Path(path).expanduser()
-        self.window_.runner.cancel("inference")
-        self.window_.settings.remember_folder(str(p))
-        try:
-            session = dict(overrides or {})
-            if isinstance(card, ModelCard):
-                self.base_card, self.card_source, self._card_given = card, "given", True
-            elif card is not None:
-                self.base_card = load_card(card)
-                self.card_source, self._card_given = str(card), True
-            else:
-                found = find_card(p)
-                self.base_card = load_card(found) if found is not None else ModelCard()
-                self.card_source = None if found is None else str(found)
-                self._card_given = False
-            self.base_card.with_overrides(session)  # unknown keys / bad values: say so now
-        except SegviewerError as e:
-            self.window_._show_error(str(e))
-            return None
-        self.model_path = p
-        self.handle = None
-        self.path_edit.setText(str(p))
-        self._clear_facts()
-        self.progress_label.setText(f"Loading {p.name}…")
-        self._run_after_open = run
-        self._session = session
-        self.trust_check.blockSignals(True)
-        self.trust_check.setChecked(trust)
-        self.trust_check.blockSignals(False)
-        if not trust:
-            self.trust_box.hide()
-        from segviewer.inference import iter_open_model
+    def cancel_run(self) -> None:
+        """Stop the running model at its next batch; the shown prediction stays."""
+        self.session.cancel_run()
 
-        self.open_job = self.window_.runner.start(
-            "model",
-            iter_open_model,
-            p,
-            trust,
-            label=f"Opening model {p.name}",
-            on_result=self._opened,
-            on_error=self._open_failed,
-        )
+    def save_card(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        """Write the dialog's card to ``path`` (default ``<model>.segviewer.json``)."""
+        target = self.session.save_card(path)
+        if target is not None:
+            self.facts["card"].setText(str(target))
+            self.progress_label.setText(f"Saved {target.name}")
+        return target
+
+    # == the session, shown =====================================================================
+    def _show_session(self) -> None:
+        s = self.session
+        if s.model_path is not None and self.path_edit.text() != str(s.model_path):
+            self.path_edit.setText(str(s.model_path))
+        if s.open_job is not None:
+            self._clear_facts()
+            self.progress_label.setText(f"Loading {s.model_path.name if s.model_path else ''}…")
+            with signals_blocked(self.trust_check):
+                self.trust_check.setChecked(s.trusted)
+            if not s.trusted:
+                self.trust_box.hide()
+        if s.run_job is None:
+            self.progress_bar.hide()
         self._update_enabled()
-        return self.open_job
 
     def _opened(self, handle: ModelHandle) -> None:
-        self.handle = handle
-        self.open_job = None
-        self._set_card_widgets(self.base_card.with_overrides(self._session))
+        self._set_card_widgets(self.session.start_card())
         self._show_facts(handle)
         self.progress_label.setText(
             f"{handle.path.name} loaded" + (" (trusted: its code ran)" if handle.trusted else "")
         )
         self._update_enabled()
-        self.model_opened.emit(handle)
-        if self._run_after_open:
-            self._run_after_open = False
-            if self.run() is None:
-                self._continue_queue()
-        else:
-            self._continue_queue()
 
-    def _continue_queue(self) -> None:
-        if self.continue_queue:
-            self.continue_queue = False
-            self.window_._next_pending()
-
-    def _open_failed(self, exc: BaseException) -> None:
-        self.open_job = None
-        self._run_after_open = False
-        text = str(exc)
-        if is_trust_refusal(exc):
-            # Not a broken file: the user decides. Message and checkbox in the dialog.
-            self.refusal_label.setText(text)
-            self.trust_box.show()
-            self.progress_label.setText("Not loaded: the model needs your trust (see above)")
-            self.continue_queue = False
-            self.window_._pending.clear()
-            self.window_.statusBar().showMessage(text, 15000)
-            self.window_.error_shown.emit(text)
-            self.model_refused.emit(text)
-            if self.window_.show_dialogs:
-                self.show()
-                self.raise_()
-            return
-        self.continue_queue = False
-        self.progress_label.setText("Not loaded")
-        self.window_._job_error(exc)
+    def _refused(self, text: str) -> None:
+        # Not a broken file: the user decides. Message and checkbox in the dialog.
+        self.refusal_label.setText(text)
+        self.trust_box.show()
+        self.progress_label.setText("Not loaded: the model needs your trust (see above)")
+        if self.session.host.interactive:
+            self.show()
+            self.raise_()
 
     def _trust_toggled(self, on: bool) -> None:
-        if self.model_path is None:
-            return
-        card: ModelCard | None = self.base_card if self._card_given else None
-        self.load_model(self.model_path, trust=on, card=card, overrides=self._session)
+        self.session.reload(trust=on)
 
-    # == running =================================================================================
-    def run(self, overrides: Mapping[str, Any] | None = None) -> Job | None:
-        """Run the open model on the window's image in a worker (progress in the status bar).
-
-        The window's current prediction stays until the new one arrives; a cancelled or failed
-        run leaves it shown. ``overrides`` are applied on top of the dialog's settings.
-        """
-        win = self.window_
-        if self.handle is None:
-            win._show_error("Open a model first (File > Open model…).")
-            return None
-        if win.state.volume is None:
-            win._show_error("Open an image first: the model runs on the image shown.")
-            return None
-        try:
-            card = self.card()
-            extra = dict(overrides or {})
-            card = card.with_overrides(extra)
-        except SegviewerError as e:
-            win._show_error(str(e))
-            return None
-        from segviewer.inference import predict
-
-        changed, cleared = _card_diff(card, self.base_card)
-        # predict() finds the card next to the model itself, so the manifest names its file;
-        # a given card is passed, and the whole edited card when a field was set back to None
-        # (overrides cannot express that).
-        card_arg = card if cleared else (self.base_card if self._card_given else None)
-        handle = self.handle
-        self.progress_bar.setValue(0)
-        self.progress_bar.show()
-        self.progress_label.setText(f"Running {handle.path.name}…")
-        self.run_job = win.runner.start(
-            "inference",
-            predict,
-            win.state.volume,
-            handle,
-            card=card_arg,
-            overrides=changed or None,
-            label=f"Running {handle.path.name}",
-            on_result=lambda res: self._ran(card, res),
-            on_error=self._run_failed,
-        )
-        self._update_enabled()
-        return self.run_job
-
-    def cancel_run(self) -> None:
-        """Stop the running model at its next batch; the shown prediction stays."""
-        if self.window_.runner.cancel("inference"):
-            self.window_.statusBar().showMessage(
-                "Model run cancelled; the previous prediction is still shown", 5000
-            )
-
-    def _ran(self, card: ModelCard, result: tuple[Prediction, dict[str, Any]]) -> None:
+    def _ran(self, result: tuple[Any, dict[str, Any]]) -> None:
         prediction, provenance = result
-        win = self.window_
-        names = card.class_names
-        n = prediction.n_classes
-        if names is not None:
-            # Fitted to the output's class count by the window, with a warning if they differ.
-            win.set_class_table(table_from_names(names, card.class_colors, win.state.table))
-        elif win.state.table is None or len(win.state.table) != n:
-            win.set_class_table(ClassTable.default(n))
-        win.show_model_prediction(prediction, provenance, self.model_path)
-        if prediction.kind in (PredictionKind.SIGMOID, PredictionKind.MULTILABEL):
-            win.threshold_spin.setValue(card.threshold)
         seconds = provenance.get("seconds")
         self.progress_label.setText(
             f"Done: {prediction.n_classes} classes"
             + (f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else "")
         )
-        self.run_finished.emit(result)
-        self._continue_queue()
 
-    def _run_failed(self, exc: BaseException) -> None:
-        self.continue_queue = False
-        self.progress_label.setText("The run failed; the previous prediction is still shown")
-        self.window_._job_error(exc)
+    def _run_ended(self, how: str) -> None:
+        self.progress_bar.hide()
+        if how == "cancelled":
+            self.progress_label.setText("Cancelled; the previous prediction is still shown")
+        else:
+            self.progress_label.setText("The run failed; the previous prediction is still shown")
+        self._update_enabled()
 
     def _progress(self, job: Job) -> None:
-        if job.channel != "inference" or job is not self.run_job or job.progress is None:
+        if job.channel != "inference" or job is not self.session.run_job or job.progress is None:
             return
+        if not self.progress_bar.isVisible():
+            self.progress_bar.show()
         p = job.progress
         if p.total > 0:
             self.progress_bar.setValue(round(p.fraction * 1000))
         if p.message:
             self.progress_label.setText(p.message)
 
-    def _job_finished(self, job: Job) -> None:
-        if job is self.run_job:
-            self.run_job = None
-            self.progress_bar.hide()
-            if job.cancelled:
-                self.progress_label.setText("Cancelled; the previous prediction is still shown")
+    def _state_changed(self, what: Change) -> None:
+        if what is Change.DATA:
+            self._fill_slice_axes()
             self._update_enabled()
-        elif job is self.open_job:
-            self.open_job = None
-            self._update_enabled()
-
-    # == card file ===============================================================================
-    def save_card(self, path: str | os.PathLike[str] | None = None) -> Path | None:
-        """Write the dialog's card to ``path`` (default ``<model>.segviewer.json``)."""
-        if self.model_path is None and path is None:
-            self.window_._show_error("Open a model first: its card is saved next to it.")
-            return None
-        target = Path(path) if path is not None else card_path_for(self.model_path or "")
-        try:
-            card = self.card()
-            save_card(card, target)
-        except SegviewerError as e:
-            self.window_._show_error(str(e))
-            return None
-        self.base_card, self.card_source = card, str(target)
-        self.facts["card"].setText(str(target))
-        self.window_.statusBar().showMessage(f"Saved model card {target}", 5000)
-        self.progress_label.setText(f"Saved {target.name}")
-        return target

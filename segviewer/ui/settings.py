@@ -4,6 +4,10 @@ Stored as an INI file under the user's configuration folder (organisation ``segv
 application ``segviewer``). Tests point it elsewhere with
 ``QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tmp_path)``, or
 by setting ``SEGVIEWER_SETTINGS`` to an INI file path.
+
+``Settings(persistent=False)`` keeps everything in memory and never reads or writes the
+file: scripted and headless runs (``--screenshot``, ``segviewer.view``) use it, so the same
+command gives the same picture on every machine.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ MAX_RECENT = 10
 class Settings:
     """Typed access to the few preferences the window keeps."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, persistent: bool = True) -> None:
+        self.persistent = persistent
+        self.qs: QSettings | None = None
+        self._memory: dict[str, Any] = {}
+        if not persistent:
+            return
         path = os.environ.get("SEGVIEWER_SETTINGS")
         if path:
             self.qs = QSettings(path, QSettings.Format.IniFormat)
@@ -34,35 +43,40 @@ class Settings:
             )
 
     def get(self, key: str, default: Any = None) -> Any:
+        if self.qs is None:
+            return self._memory.get(key, default)
         return self.qs.value(key, default)
 
     def get_float(self, key: str, default: float) -> float:
         try:
-            return float(self.qs.value(key, default))  # type: ignore[arg-type]
+            return float(self.get(key, default))
         except (TypeError, ValueError):
             return default
 
     def get_bool(self, key: str, default: bool) -> bool:
-        v = self.qs.value(key, default)
+        v = self.get(key, default)
         if isinstance(v, str):
             return v.lower() in ("1", "true", "yes")
         return bool(v)
 
     def set(self, key: str, value: Any) -> None:
-        self.qs.setValue(key, value)
+        if self.qs is None:
+            self._memory[key] = value
+        else:
+            self.qs.setValue(key, value)
 
     def last_folder(self) -> str:
-        folder = str(self.qs.value("paths/last_folder", "") or "")
+        folder = str(self.get("paths/last_folder", "") or "")
         return folder if folder and Path(folder).is_dir() else str(Path.home())
 
     def remember_folder(self, path: str | os.PathLike[str]) -> None:
         p = Path(path)
-        self.qs.setValue("paths/last_folder", str(p if p.is_dir() else p.parent))
+        self.set("paths/last_folder", str(p if p.is_dir() else p.parent))
 
     def recent(self) -> list[tuple[str, str]]:
         """Recent files, newest first, as ``(kind, path)``; kind is image, prediction,
         reference or classes."""
-        raw: Any = self.qs.value("paths/recent", []) or []
+        raw: Any = self.get("paths/recent", []) or []
         if isinstance(raw, str):
             raw = [raw]
         out: list[tuple[str, str]] = []
@@ -76,7 +90,8 @@ class Settings:
         entry = (kind, str(Path(path).resolve()))
         items = [e for e in self.recent() if e != entry]
         items.insert(0, entry)
-        self.qs.setValue("paths/recent", [f"{k}|{p}" for k, p in items[:MAX_RECENT]])
+        self.set("paths/recent", [f"{k}|{p}" for k, p in items[:MAX_RECENT]])
 
     def sync(self) -> None:
-        self.qs.sync()
+        if self.qs is not None:
+            self.qs.sync()

@@ -13,17 +13,20 @@ signals are queued to the thread that created the worker).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 
 from segviewer.core.types import Progress
 
 __all__ = ["Job", "JobRunner"]
+
+R = TypeVar("R")
 
 
 @dataclass(eq=False)
@@ -83,6 +86,30 @@ class JobRunner(QObject):
         return not self._live
 
     # -- control ---------------------------------------------------------------------------
+    @overload
+    def start(
+        self,
+        channel: str,
+        func: Callable[..., Generator[Any, Any, R]],
+        *args: Any,
+        label: str = "",
+        on_result: Callable[[R], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        **kwargs: Any,
+    ) -> Job: ...
+
+    @overload
+    def start(
+        self,
+        channel: str,
+        func: Callable[..., R],
+        *args: Any,
+        label: str = "",
+        on_result: Callable[[R], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        **kwargs: Any,
+    ) -> Job: ...
+
     def start(
         self,
         channel: str,
@@ -107,12 +134,28 @@ class JobRunner(QObject):
             What the status bar shows while it runs, e.g. ``"Loading t1.nii.gz"``.
         on_result, on_error
             Called in the GUI thread with the return value / the exception, only if the job
-            is still the newest on its channel and was not cancelled.
+            is still the newest on its channel and was not cancelled. ``on_result`` is typed
+            by ``func``: the return type of a plain function, the return value type of a
+            generator (``Generator[Progress, None, R]``), as superqt's ``create_worker`` is.
         """
         self.cancel(channel)
         gen = self._generation.get(channel, 0) + 1
         self._generation[channel] = gen
-        worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        is_generator = inspect.isgeneratorfunction(func)
+        running: list[Generator[Any, Any, Any]] = []
+        if is_generator:
+            # superqt stops a cancelled generator at its next yield but never closes it, so
+            # its cleanup (``finally``: an export's staging folder, partial files) would wait
+            # for the garbage collector. Keep a handle and close it in the worker thread, at
+            # the moment the worker gives up (``aborted`` is emitted there, between yields).
+            def body(*a: Any, **k: Any) -> Generator[Any, Any, Any]:
+                inner = func(*a, **k)
+                running.append(inner)
+                return (yield from inner)
+
+            worker = create_worker(body, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        else:
+            worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         job = Job(channel=channel, generation=gen, label=label or channel, worker=worker)
 
         def current() -> bool:
@@ -141,8 +184,16 @@ class JobRunner(QObject):
             if was_busy and not self._live:
                 self.busy_changed.emit(False)
 
-        if inspect.isgeneratorfunction(func):
+        def close_generator() -> None:
+            for inner in running:
+                # runs the generator's cleanup now, in this worker thread; a cleanup that
+                # fails must not take the thread down (the job is cancelled anyway)
+                with contextlib.suppress(Exception):
+                    inner.close()
+
+        if is_generator:
             worker.yielded.connect(yielded)
+            worker.aborted.connect(close_generator, Qt.ConnectionType.DirectConnection)
         worker.returned.connect(returned)
         # Always connected: superqt would otherwise re-raise the exception in the GUI thread.
         worker.errored.connect(errored)

@@ -143,7 +143,7 @@ def test_view_reports_a_missing_file(qtbot: Any, tmp_path: Path) -> None:
         api.view(tmp_path / "missing.nii", show=False)
 
 
-def test_export_dialog_writes_files_and_cancels(
+def test_export_dialog_writes_the_chosen_files(
     demo_window: Any, qtbot: Any, tmp_path: Path
 ) -> None:
     win = demo_window
@@ -165,9 +165,18 @@ def test_export_dialog_writes_files_and_cancels(
         dlg.start()
     result = sig.args[0]
     manifest = json.loads(result.manifest.read_text())
-    assert manifest
-    pngs = sorted(p.name for p in Path(result.out_dir).rglob("*.png"))
-    assert len(pngs) >= 3  # overlays of slices 40..42 at least
+    files = manifest["files"]
+    # binary masks of the one ticked class only, the label map, overlays of slices 40..42
+    assert {f["class_index"] for f in files if f["what"] == "binary"} == {2}
+    assert sorted(f["slice_index"] for f in files if f["what"] in ("overlay", "overlays")) == [
+        40,
+        41,
+        42,
+    ]
+    assert any(f["what"] == "labels" for f in files)
+    out = Path(result.out_dir)
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert on_disk == {f["path"] for f in files} | {"manifest.json"}
     assert "Wrote" in dlg.message.text()
     # Bad input is explained in the dialog, nothing starts.
     dlg.folder_edit.setText("")

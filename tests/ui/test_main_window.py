@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QMessageBox
 from ui_helpers import wait_idle
 
 from segviewer.core import orientation
-from segviewer.ui.main_window import classify_path
+from segviewer.io.sniff import classify_path
 
 GREY_MATTER = (0xE6, 0xA2, 0x3C)
 WHITE_MATTER = (0x4A, 0xA3, 0xDF)
@@ -250,7 +250,7 @@ def test_three_view_click_moves_the_other_slices(demo_window: Any, qtbot: Any) -
     ax, cor, sag = win.canvases
     assert [c.view for c in win.canvases] == ["axial", "coronal", "sagittal"]
     assert all(c.isVisible() for c in win.canvases)
-    assert win.state.show_crosshair
+    assert win.state.crosshair_drawn() and all(c._vline.isVisible() for c in win.canvases)
     for c in win.canvases:  # each view's image spans its slice's extent in millimetres
         rows, cols = c.frame().shape[:2]
         r = c.image_item.mapRectToView(c.image_item.boundingRect())

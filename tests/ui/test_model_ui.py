@@ -161,7 +161,8 @@ def test_open_run_progress_and_result_equals_the_model(
     )
     wait_idle(qtbot, window)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["provenance"]["model"]["path"] == str(softmax_model)
+    # the manifest names sources by file name unless the export asks for full paths
+    assert manifest["provenance"]["model"]["path"] == softmax_model.name
     assert manifest["provenance"]["preprocessing"]["normalization"] == "zscore"
     exported = np.asarray(nib.load(tmp_path / "out" / "labels.nii.gz").dataobj)  # type: ignore[attr-defined]
     np.testing.assert_array_equal(exported, labels)
@@ -387,10 +388,10 @@ def test_demo_model_replaces_the_reference_probabilities(
 def test_demo_without_tensorflow_keeps_the_reference_with_a_note(
     window: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import segviewer.ui.model_panel as model_panel
+    import segviewer.io.sniff as sniff
     from segviewer.ui.app import demo_model_path, demo_paths
 
-    monkeypatch.setattr(model_panel, "tensorflow_available", lambda: False)
+    monkeypatch.setattr(sniff, "tensorflow_available", lambda: False)
     t1, prob, classes = demo_paths()
     # as segviewer --demo queues it: the reference only after the model ran
     window.open_files(

@@ -131,7 +131,7 @@ def test_prediction_of_another_size_is_resampled_when_the_user_agrees(
     assert len(asked) == 1 and "(49, 58, 47, 3)" in asked[0] and "(98, 116, 94)" in asked[0]
     pred = demo_window.state.prediction
     assert pred is not None and pred.spatial_shape == (98, 116, 94)
-    assert any("resampled from (49, 58, 47)" in n.lower() for n in pred.notes)
+    assert any("resampled from 49x58x47" in n.lower() for n in pred.notes)
     # Resampled probabilities still agree with the full-resolution reference on most voxels.
     import nibabel as nib
 

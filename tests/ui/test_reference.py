@@ -160,14 +160,15 @@ def test_next_error_key_jumps_to_the_worst_slices(ref_window: Any, qtbot: Any) -
 
 def test_worker_error_counts_match_error_map_per_axis(demo_dir: Path) -> None:
     from segviewer.io.predictions import load_reference
-    from segviewer.ui.main_window import _compare_job
+    from segviewer.ui.jobs import compare_job
 
     labels = load_reference(demo_dir / "tissue_prob.nii.gz", (98, 116, 94))
     ref = np.roll(labels, 2, axis=1)  # a shifted reference: errors on every tissue border
     ref[0, 0, :5] = 255  # unscored reference voxels count nowhere
     pred = labels.copy()
     pred[10, 20, 30] = 254  # an uncertain prediction: a false negative of its reference class
-    comparison, counts = run_to_end(_compare_job(pred, ref, 3, 8.0))
+    result = run_to_end(compare_job(pred, ref, 3, 8.0))
+    comparison, counts = result.comparison, result.error_counts
     assert comparison.per_class[1].dice == compare(pred, ref, 3, 8.0).per_class[1].dice
     for axis in range(3):
         others = tuple(a for a in range(3) if a != axis)
@@ -249,7 +250,7 @@ def test_errors_display_needs_a_reference(demo_window: Any) -> None:
 def test_reference_from_a_file_and_a_dropped_file(
     demo_window: Any, qtbot: Any, demo_dir: Path, tmp_path: Path
 ) -> None:
-    from segviewer.ui.main_window import classify_path
+    from segviewer.io.sniff import classify_path
 
     win = demo_window
     path = tmp_path / "case1_ground_truth.npy"

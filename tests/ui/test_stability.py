@@ -2,7 +2,7 @@
 
 PySide6 6.12.0 on Python 3.11 dropped a reference to True on every Signal.emit() and to None
 on every update(): pyqtgraph windows died with "bool_dealloc" after ~2000 repaints
-(ARCHITECTURE.md, Traps). These tests catch such a binding on this machine.
+(docs/architecture-notes.md, "Qt binding trap"). These tests catch such a binding on this machine.
 """
 
 from __future__ import annotations
