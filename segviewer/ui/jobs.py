@@ -157,11 +157,31 @@ def load_prediction_job(
     layout: str | None,
     kind: str | None,
     resample: bool = False,
+    image_affine: np.ndarray | None = None,
+    image_geometry: bool | None = None,
 ) -> Generator[Progress, None, Prediction]:
     from segviewer.io.predictions import load_prediction
 
     yield Progress(0, 1, f"{'Resampling' if resample else 'Reading'} {Path(path).name}")
-    return load_prediction(path, image_shape, layout=layout, kind=kind, resample=resample)
+    return load_prediction(
+        path,
+        image_shape,
+        layout=layout,
+        kind=kind,
+        resample=resample,
+        image_affine=image_affine,
+        image_geometry=image_geometry,
+    )
+
+
+def prediction_choices_job(
+    path: str, image_shape: tuple[int, int, int]
+) -> Generator[Progress, None, Any]:
+    """The detected layout and kind of a prediction file and the alternatives (the dialog's)."""
+    from segviewer.io.predictions import prediction_choices
+
+    yield Progress(0, 1, f"Reading {Path(path).name}")
+    return prediction_choices(path, image_shape)
 
 
 def load_classes_job(path: str) -> Generator[Progress, None, ClassTable]:
