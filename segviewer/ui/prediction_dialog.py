@@ -86,4 +86,4 @@ class PredictionDialog(QDialog):
         kind = self.kind_box.currentData()
         if kind == self._choices.kind:
             kind = None
-        return layout, kind, bool(self.resample.isVisible() and self.resample.isChecked())
+        return layout, kind, bool(self._choices.resample_possible and self.resample.isChecked())
