@@ -6,6 +6,8 @@ Writes main.png, class_toggles.png, outline.png, heatmap.png, export_dialog.png,
 three_view.png, model.png (the model dialog over the window after running the bundled
 model) and errors.png (the model's grey matter against the reference tissue probabilities:
 "Errors vs reference" on the slice with the most errors); the last two need TensorFlow.
+case_table.png, slice_table.png and side_by_side.png show a test set built from the demo
+(four cases, two predictions each; see :func:`demo_test_set`).
 All through the public Python API (``segviewer.ui.api.view``).
 ``--only model.png`` regenerates just the named pictures.
 """
@@ -116,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     if wanted("errors.png"):
         errors_shot(v, prob, out / "errors.png")
     v.close()
+
+    # 9-11. A test set: case table, slice table, two predictions side by side.
+    if any(wanted(n) for n in TESTSET_SHOTS):
+        testset_shots(out, wanted)
     settings_dir.cleanup()
     return 0
 
@@ -183,6 +189,158 @@ def errors_shot(v: Any, reference: Path, path: Path) -> None:
     v.wait_idle()
     win.grab().save(str(path), "PNG")
     print(f"wrote {path}")
+
+
+TESTSET_SHOTS = ("case_table.png", "slice_table.png", "side_by_side.png")
+
+
+def demo_test_set(folder: Path) -> Path:
+    """Four cases of the demo T1 for the test-set pictures (written to ``folder``).
+
+    Prediction A is the demo's tissue probabilities (so the doubt columns exist), the
+    reference is their arg-max with a different, realistic-looking damage per case (white
+    matter relabelled grey on a slab, a shifted boundary), prediction B is the reference with
+    another damage (a few slices of white matter missed). So A and B each win some cases.
+    """
+    import csv
+
+    import nibabel as nib
+    import numpy as np
+
+    from segviewer.ui.app import demo_paths
+
+    t1, prob, _classes = demo_paths()
+    img = nib.load(t1)
+    ref0 = np.argmax(np.asarray(nib.load(prob).dataobj), axis=-1).astype(np.uint8)
+    rows = []
+    for i in range(4):
+        cid = f"sub-{i + 1:02d}"
+        ref = ref0.copy()
+        slab = slice(36 + 3 * i, 40 + 6 * i)
+        part = ref[: ref.shape[0] // 2, :, slab]
+        part[part == 2] = 1  # on one side the reference says grey where A says white
+        ref = np.roll(ref, i % 2, axis=0)
+        b = ref.copy()
+        n_lost = (8, 16, 4, 30)[i]  # B misses more on some cases than on others
+        lost = slice(38, 38 + n_lost)
+        b[:, :, lost][b[:, :, lost] == 2] = 0  # B misses white matter on some slices
+        nib.save(nib.Nifti1Image(ref, img.affine), folder / f"{cid}_ref.nii.gz")  # type: ignore[attr-defined]
+        nib.save(nib.Nifti1Image(b, img.affine), folder / f"{cid}_b.nii.gz")  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "id": cid,
+                "image": str(t1),
+                "prediction": str(prob),
+                "reference": f"{cid}_ref.nii.gz",
+                "prediction_b": f"{cid}_b.nii.gz",
+                "classes": str(_classes),
+            }
+        )
+    path = folder / "cases.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def testset_shots(out: Path, wanted: Any) -> None:
+    """The window reviewing :func:`demo_test_set`."""
+    import time
+
+    from PySide6.QtCore import QEventLoop, Qt
+    from PySide6.QtWidgets import QApplication
+
+    from segviewer.ui.main_window import MainWindow
+
+    tmp = tempfile.TemporaryDirectory()
+    src = demo_test_set(Path(tmp.name))
+    win = MainWindow()
+    win.resize(1600, 1000)
+    win.show()
+    f = win.testset
+
+    def settle(timeout: float = 120.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            if win.is_idle():
+                QApplication.processEvents()
+                if win.is_idle():
+                    return
+
+    f.open_test_set(src)
+    settle()
+    # measure every case (Ctrl+N walks the table), then sort by B - A Dice of white matter
+    for _ in range(3):
+        f.step(1)
+        settle()
+    table = f.panel.case_table
+    table.class_combo.setCurrentText("white matter")
+    table.class_combo.activated.emit(table.class_combo.currentIndex())
+    f.session.set_note("sub-02", verdict="reject", comment="white matter relabelled")
+    f.session.set_note("sub-01", verdict="accept")
+    settle()
+    table.sort_by("dice_diff")  # where B got worse first
+    first = table.case_ids()[0]
+    f.driver.open_case(first)
+    settle()
+    f.compare_dock.hide()
+    win.resizeDocks([f.dock], [640], Qt.Orientation.Horizontal)
+    f.panel.splitter.setSizes([560, 340])
+    win.state.set_display("errors", 2)
+    settle()
+    if wanted("case_table.png"):
+        win.grab().save(str(out / "case_table.png"), "PNG")
+        print(f"wrote {out / 'case_table.png'}")
+    st = f.panel.slice_table
+    st.class_combo.setCurrentIndex(2)
+    st.class_combo.activated.emit(2)
+    # "Dice below 0.8" where it matters: at least 100 wrong voxels; the lowest Dice first
+    st.set_filter("dice < 0.8 and fp + fn > 100")
+    st.sort_by("dice")
+    if st.slices():
+        f.driver.go_to_slice(st.slices()[0])
+        st.select_slice(st.slices()[0])
+    f.panel.splitter.setSizes([250, 650])
+    settle()
+    if wanted("slice_table.png"):
+        win.grab().save(str(out / "slice_table.png"), "PNG")
+        print(f"wrote {out / 'slice_table.png'}")
+    win.state.set_display("labels")
+    # the slice where both "only A right" and "only B right" are widest
+    import numpy as np
+
+    from segviewer.core import review
+
+    res = f.session.last_pair
+    if res is not None and win.state.label_result is not None:
+        codes = review.disagreement_map(
+            win.state.label_result.labels, res.labels_b, win.state.reference, 2, n_classes=3
+        )
+        axis = f.driver.slice_axis()
+        other = tuple(a for a in range(3) if a != axis)
+        both = np.minimum(
+            (codes == review.DIS_ONLY_A).sum(axis=other),
+            (codes == review.DIS_ONLY_B).sum(axis=other),
+        )
+        f.driver.go_to_slice(int(np.argmax(both)))
+    f.dock.hide()
+    f.compare_dock.show()
+    f.compare_view.set_disagreement(True, 2)
+    settle()
+    # a taller window, most of it for the two panes (the class panel stays beside them)
+    win.resize(1600, 1250)
+    settle()
+    win.resizeDocks([f.compare_dock], [820], Qt.Orientation.Vertical)
+    settle()
+    f.compare_view.reset_zoom()
+    settle()
+    if wanted("side_by_side.png"):
+        win.grab().save(str(out / "side_by_side.png"), "PNG")
+        print(f"wrote {out / 'side_by_side.png'}")
+    win.close()
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

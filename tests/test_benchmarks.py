@@ -27,7 +27,7 @@ def test_every_benchmark_runs_once_on_tiny_data(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
-    for case in ("volume", "switch", "heatmap", "open", "gap", "startup"):
+    for case in ("volume", "switch", "heatmap", "window", "open", "gap", "startup"):
         assert f"\n{case} " in text, f"no {case} line in:\n{text}"
     assert "bare ImageItem floor" in text and "np.max" in text
     assert "first slice with overlay" in text and "launch -> first slice" in text

@@ -22,7 +22,8 @@ def test_core_imports_neither_qt_nor_tensorflow() -> None:
     mods = _loaded_after(
         "import segviewer.core.types, segviewer.core.layout, segviewer.core.masks, "
         "segviewer.core.overlay, segviewer.core.classes, segviewer.core.orientation, segviewer.core.stats, "
-        "segviewer.core.resample, segviewer.core.metrics"
+        "segviewer.core.resample, segviewer.core.metrics, segviewer.core.review, "
+        "segviewer.core.colours"
     )
     assert not mods & set(HEAVY), mods & set(HEAVY)
     assert not mods & {"nibabel", "pydicom", "PIL", "nrrd", "tifffile"}, "core must be pure numpy"
@@ -34,16 +35,24 @@ def test_core_imports_neither_qt_nor_tensorflow() -> None:
         "segviewer.io.images",
         "segviewer.io.predictions",
         "segviewer.io.export",
+        "segviewer.io.notes",
         "segviewer.cli",
         "segviewer.cli.info",
         "segviewer.cli.export",
         "segviewer.cli.compare",
         "segviewer.cli.window",
+        "segviewer.io.evaluate",
+        "segviewer.cli.evaluate",
     ],
 )
 def test_io_and_cli_do_not_import_qt_or_tensorflow(module: str) -> None:
     mods = _loaded_after(f"import {module}")
     assert not mods & set(HEAVY), mods & set(HEAVY)
+
+
+def test_evaluate_imports_dask_only_when_it_runs() -> None:
+    mods = _loaded_after("import segviewer.io.evaluate, segviewer.cli.evaluate")
+    assert not mods & {"dask", "distributed"}
 
 
 def test_ui_does_not_import_tensorflow() -> None:

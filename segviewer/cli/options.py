@@ -226,6 +226,13 @@ def window_parser() -> argparse.ArgumentParser:
         "shows Dice per class, 'Errors vs reference' and E / Shift+E to the slices with "
         "the most errors",
     )
+    p.add_argument(
+        "--evaluation",
+        metavar="DIR",
+        help="an 'evaluate' --out folder: open its test set (or IMAGE, given as a test set: "
+        "a case-list CSV, a folder with images/ and predictions/, or a quoted glob) with its "
+        "metrics in the case table, each case at its worst slice",
+    )
     add_image_options(p)
     add_model_options(p)
     add_view_option(
@@ -516,6 +523,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "--worst", type=int, default=5, metavar="N", help="worst cases in the report (default 5)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress and no summary line")
+    add_verbose_option(p)
     return p
 
 

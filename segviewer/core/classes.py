@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segviewer.core.errors import SegviewerError
+from segviewer.core.palette import PALETTE as _GENERATED_PALETTE
 
 __all__ = [
     "ClassInfo",
@@ -46,29 +47,9 @@ INVALID_COLOR: RGB = (255, 0, 255)
 #: Colour of class 0 in default tables.
 BACKGROUND_COLOR: RGB = (0, 0, 0)
 
-#: Colours of classes 1..19 in a default table.
-PALETTE: tuple[RGB, ...] = (
-    # Blue and orange first: the first classes stay apart for red-green colour-blind readers.
-    (0, 130, 200),  # blue
-    (245, 130, 48),  # orange
-    (255, 225, 25),  # yellow
-    (145, 30, 180),  # purple
-    (70, 240, 240),  # cyan
-    (230, 25, 75),  # red
-    (210, 245, 60),  # lime
-    (250, 190, 212),  # pink
-    (0, 128, 128),  # teal
-    (60, 180, 75),  # green
-    (220, 190, 255),  # lavender
-    (170, 110, 40),  # brown
-    (255, 250, 200),  # beige
-    (128, 0, 0),  # maroon
-    (170, 255, 195),  # mint
-    (128, 128, 0),  # olive
-    (255, 215, 180),  # apricot
-    (0, 0, 128),  # navy
-    (255, 105, 0),  # deep orange
-)
+#: Colours of classes 1..255 in a default table: maximally distinct in CIELAB, blue and
+#: orange first (see segviewer/core/colours.py and scripts/make_palette.py).
+PALETTE: tuple[RGB, ...] = _GENERATED_PALETTE
 
 _GOLDEN = 0.618033988749895
 _MAX_NAME = 200

@@ -26,6 +26,7 @@ import numpy as np
 
 from segviewer.core import masks
 from segviewer.core.orientation import DisplayAxes, take_slice
+from segviewer.core.overlay import window_to_uint8
 from segviewer.core.types import (
     MaskSettings,
     Prediction,
@@ -34,7 +35,7 @@ from segviewer.core.types import (
     label_dtype,
 )
 
-__all__ = ["SliceSource", "StatKey"]
+__all__ = ["GreySource", "SliceSource", "StatKey"]
 
 #: A statistic map's identity: ``(stat, class_index, normalised)``.
 StatKey = tuple[str, int | None, bool]
@@ -101,11 +102,13 @@ class SliceSource:
         return self._labels
 
     def labels_job(
-        self, workers: int | None = None
+        self, settings: MaskSettings | None = None, workers: int | None = None
     ) -> Generator[Progress, None, masks.LabelResult]:
-        """A generator computing the whole-volume labels for the current settings (run it
-        on a worker; give its result and these settings to :meth:`set_labels`)."""
-        return masks.iter_labels(self.prediction, self._settings, workers=workers)
+        """Compute the whole-volume labels (a generator function: run it on a worker, e.g.
+        through ``JobRunner.start``; give its result and the same settings to
+        :meth:`set_labels`). ``settings`` default to the source's when the job starts."""
+        use = self._settings if settings is None else settings
+        return (yield from masks.iter_labels(self.prediction, use, workers=workers))
 
     def set_labels(
         self, labels: masks.LabelResult | np.ndarray, settings: MaskSettings | None = None
@@ -159,10 +162,14 @@ class SliceSource:
         normalised: bool = True,
         workers: int | None = None,
     ) -> Generator[Progress, None, np.ndarray]:
-        """A generator computing a whole-volume statistic map (run it on a worker; give its
-        result to :meth:`set_stat` with the same arguments)."""
+        """Compute a whole-volume statistic map (a generator function: run it on a worker;
+        give its result to :meth:`set_stat` with the same arguments)."""
         key = self._stat_key(stat, class_index, normalised)
-        return masks.iter_stat(self.prediction, key[0], key[1], normalised=key[2], workers=workers)
+        return (
+            yield from masks.iter_stat(
+                self.prediction, key[0], key[1], normalised=key[2], workers=workers
+            )
+        )
 
     def set_stat(
         self, stat: str, class_index: int | None, normalised: bool, volume: np.ndarray
@@ -208,6 +215,68 @@ class SliceSource:
         else:
             self._stat_slices.move_to_end(skey)
         return hit
+
+
+class GreySource:
+    """Windowed uint8 grey slices of an image, served like :class:`SliceSource`'s labels.
+
+    Once the whole volume has been windowed for the current level and width (:meth:`window_job`
+    on a worker, handed back with :meth:`set_windowed`), a slice's grey levels are a zero-copy
+    lookup; before that, and for any other window (while the user drags it), the slice alone
+    is windowed (:func:`~segviewer.core.overlay.window_to_uint8`).
+
+    Parameters
+    ----------
+    data
+        The image ``(a0, a1, a2)`` (``Volume.data``; possibly memory-mapped).
+    max_voxels
+        Images larger than this are never windowed whole (the copy costs one byte a voxel):
+        :attr:`wants_volume` is False for them.
+    """
+
+    def __init__(self, data: np.ndarray, *, max_voxels: int = 1 << 28) -> None:
+        if data.ndim != 3:
+            raise SegviewerError(f"internal: an image must be 3-D, got shape {data.shape}")
+        self.data = data
+        self.wants_volume = int(data.size) <= max_voxels
+        self._windowed: np.ndarray | None = None
+        self._window: tuple[float, float] | None = None
+
+    def has_window(self, level: float, width: float) -> bool:
+        """Whether the whole volume is windowed for exactly this level and width."""
+        return self._windowed is not None and self._window == (float(level), float(width))
+
+    def grey(self, axes: DisplayAxes, index: int, level: float, width: float) -> np.ndarray:
+        """``(rows, cols)`` uint8 grey levels of one displayed slice, in screen order (a view
+        of the windowed volume when it matches this window; do not write to it)."""
+        if self._windowed is not None and self._window == (float(level), float(width)):
+            return take_slice(self._windowed, axes, index)
+        return window_to_uint8(take_slice(self.data, axes, index), level, width)
+
+    def window_job(
+        self, level: float, width: float, chunk_voxels: int = 1 << 22
+    ) -> Generator[Progress, None, np.ndarray]:
+        """A generator windowing the whole image (run it on a worker; give its result and
+        the same window to :meth:`set_windowed`). Streams along the outermost axis."""
+        out = np.empty(self.data.shape, dtype=np.uint8)
+        per = max(1, int(np.prod(self.data.shape[1:])))
+        step = max(1, chunk_voxels // per)
+        n = self.data.shape[0]
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            window_to_uint8(self.data[a:b], level, width, out=out[a:b])
+            yield Progress(b, n, f"windowing the image ({b}/{n} slices)")
+        return out
+
+    def set_windowed(self, level: float, width: float, volume: np.ndarray) -> None:
+        """Adopt the whole windowed image from :meth:`window_job` (for this window only)."""
+        if volume.shape != self.data.shape or volume.dtype != np.uint8:
+            raise SegviewerError(
+                f"internal: a windowed image must be uint8 {self.data.shape}, got "
+                f"{volume.dtype} {volume.shape}"
+            )
+        self._windowed = volume
+        self._window = (float(level), float(width))
 
 
 def _remember(

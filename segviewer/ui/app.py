@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib.resources
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from segviewer.io.bundled import demo_model_path, demo_paths, icon_path
 
 __all__ = [
     "build_parser",
@@ -20,21 +22,6 @@ __all__ = [
     "model_options",
     "run_app",
 ]
-
-
-def demo_paths() -> tuple[Path, Path, Path]:
-    """The bundled demo: ``(t1.nii.gz, tissue_prob.nii.gz, classes.json)``."""
-    demo = importlib.resources.files("segviewer.resources") / "demo"
-    return (
-        Path(str(demo / "t1.nii.gz")),
-        Path(str(demo / "tissue_prob.nii.gz")),
-        Path(str(demo / "classes.json")),
-    )
-
-
-def demo_model_path() -> Path:
-    """The bundled demo model (a small 2-D U-Net for the demo T1; card next to it)."""
-    return Path(str(importlib.resources.files("segviewer.resources") / "demo" / "model.keras"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,11 +49,13 @@ def ensure_app() -> object:
         app.setOrganizationName("segviewer")
         app.setApplicationName("segviewer")
         app.setDesktopFileName("segviewer")  # Wayland: match --install-desktop-entry's file
-        icon = importlib.resources.files("segviewer.resources") / "icons" / "segviewer.png"
-        if icon.is_file():
-            from PySide6.QtGui import QIcon
+        from PySide6.QtGui import QIcon
 
-            app.setWindowIcon(QIcon(str(icon)))
+        from segviewer.core.types import SegviewerError
+
+        # an installation without the icon still opens the window
+        with contextlib.suppress(SegviewerError):
+            app.setWindowIcon(QIcon(str(icon_path(".png"))))
         apply_theme(app)
     return app
 
@@ -208,6 +197,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with signals_blocked(win.classes_offset_action):
             win.classes_offset_action.setChecked(args.classes_offset == 1)
+    from segviewer.ui.testset_session import is_test_set
+
+    if args.evaluation is not None or (image is not None and is_test_set(image)):
+        # a test set (CSV, folder, glob) and / or an 'evaluate' folder: the case table opens
+        # the first case itself
+        if prediction or reference or model or args.demo:
+            win.close()
+            return _fail(
+                "a test set brings its own predictions and references; give only the test "
+                "set (and --evaluation DIR): segviewer CASES [--evaluation DIR]"
+            )
+        opened = win.testset.open_test_set(image, evaluation=args.evaluation)
+        if not opened and args.screenshot:
+            win.close()
+            return int(status["code"]) or 2
+        image = None
     if image or prediction or classes:
         win.open_files(
             image,

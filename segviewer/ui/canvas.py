@@ -6,7 +6,10 @@ heatmap blend) and drawn by a single ``ImageItem``. docs/architecture-notes.md r
 per switch against 2.8-6.9 ms for a grey item plus an indexed overlay item, and it sidesteps
 pyqtgraph's levels trap entirely (an RGBA uint8 image is drawn as is, no levels). Hiding a
 class, a colour or an opacity change rebuilds the lookup table and re-blends the cached label
-slice (well under a millisecond); masks are never recomputed for them.
+slice (well under a millisecond); masks are never recomputed for them. Labels, heatmap values
+and grey levels come from ``state.slices`` / ``state.greys`` (``core.slicesource``): slices
+of the whole-volume maps once the controller has made them, so a switch costs a lookup and a
+blend whatever the number of classes.
 
 Display conventions: rows go down the screen (``invertY``), the image rectangle is sized in
 millimetres (so anisotropic voxels keep their true aspect) and views are radiological
@@ -16,8 +19,6 @@ millimetres (so anisotropic voxels keep their true aspect) and views are radiolo
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import signals_blocked
 
-from segviewer.core import compare, masks, orientation, overlay
+from segviewer.core import compare, orientation, overlay
 from segviewer.core.types import label_dtype
 from segviewer.ui.state import Change, ViewerState
 
@@ -53,7 +54,6 @@ ERROR_FN_COLOR = (32, 144, 255)
 #: Errors are drawn at least this opaque whatever the overlay opacity (they must stand out);
 #: agreeing voxels (true positives) at half the overlay opacity, in the class colour.
 ERROR_MIN_ALPHA = 0.75
-_CACHE_SLICES = 16  # label / statistic slices kept per canvas (scrolling back and forth)
 
 
 def qimage_to_array(image: QImage) -> np.ndarray:
@@ -189,13 +189,15 @@ class SliceCanvas(QWidget):
         self.axes: orientation.DisplayAxes | None = None
         self.index = 0
         self._shape2d = (0, 0)
-        self._label_cache: OrderedDict[Hashable, np.ndarray] = OrderedDict()
-        self._stat_cache: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._lut: np.ndarray | None = None
         self._lut_key: tuple[int, int] | None = None
         self._grey: np.ndarray | None = None  # windowed uint8 slice
         self._grey_key: tuple[Any, ...] | None = None
         self._last_hover: tuple[int, int, int] | None = None
+        # what the legend and colour bar show, so a slice switch does not rebuild them
+        self._legend_key: tuple[int, int] | None = None
+        self._legend_html = ""
+        self._colorbar_key: tuple[str, str, str] | None = None
         self._active = True  # hidden canvases (single-view layout) skip rendering
         self._dirty = False
         self._rect_size: tuple[int, int] = (0, 0)
@@ -405,11 +407,10 @@ class SliceCanvas(QWidget):
             self._dirty = True
             return
         if what in (Change.DATA, Change.ORIENTATION):
+            old_frame = (self.axes, self._shape2d)
             self.axes = orientation.display_axes(
                 st.volume.affine, self._view, radiological=st.radiological
             )
-            self._label_cache.clear()
-            self._stat_cache.clear()
             self._grey_key = None
             self._lut_key = None
             rows = st.volume.shape[self.axes.row_axis]
@@ -421,10 +422,11 @@ class SliceCanvas(QWidget):
             self.index = -1  # force the render below
             self._rect_size = (0, 0)  # and the millimetre rectangle (spacing may differ)
             self._render()
-            self.viewbox.autoRange(padding=0.0)
+            # the same image grid as before (the next case of a test set, another prediction
+            # of the image): keep the zoom and pan; a new grid or orientation is shown whole
+            if what is Change.ORIENTATION or old_frame != (self.axes, self._shape2d):
+                self.viewbox.autoRange(padding=0.0)
             return
-        if what == Change.LABELS:
-            self._label_cache.clear()
         if what in (
             Change.LABELS,
             Change.DISPLAY,
@@ -471,8 +473,11 @@ class SliceCanvas(QWidget):
         assert st.volume is not None and self.axes is not None
         gkey = (self.index, st.level, st.width)
         if self._grey is None or gkey != self._grey_key:
-            sl = orientation.take_slice(st.volume.data, self.axes, self.index)
-            self._grey = overlay.window_to_uint8(sl, st.level, st.width)
+            if st.greys is not None:
+                self._grey = st.greys.grey(self.axes, self.index, st.level, st.width)
+            else:
+                sl = orientation.take_slice(st.volume.data, self.axes, self.index)
+                self._grey = overlay.window_to_uint8(sl, st.level, st.width)
             self._grey_key = gkey
         grey = self._grey
         pred = st.prediction
@@ -491,30 +496,24 @@ class SliceCanvas(QWidget):
             return overlay.compose(
                 grey, labels, self._current_lut(), mode=st.mode, outline_width=st.outline_width
             )
-        values = self._stat_slice()
-        vmax = self._stat_max()
-        heat = overlay.heatmap_rgba(values, 0.0, vmax, HEATMAP_CMAP[st.display])
-        # Heatmap over the anatomy: alpha-blend with the overlay opacity so the anatomy stays
-        # readable underneath (a heatmap alone hides where in the brain one is).
-        a = (heat[..., 3:4].astype(np.float32) / 255.0) * np.float32(st.opacity)
-        out = np.empty(grey.shape + (4,), np.uint8)
-        out[..., :3] = (grey[..., None] * (1.0 - a) + heat[..., :3] * a + 0.5).astype(np.uint8)
-        out[..., 3] = 255
-        return out
+        # Heatmap over the anatomy, blended at the overlay opacity so the anatomy stays
+        # readable underneath (a heatmap alone hides where in the brain one is); one table
+        # lookup per pixel, invalid (NaN) voxels show the anatomy alone.
+        return overlay.compose_heatmap(
+            grey,
+            self._stat_slice(),
+            0.0,
+            self._stat_max(),
+            HEATMAP_CMAP[st.display],
+            opacity=st.opacity,
+        )
 
     def _labels_slice(self) -> np.ndarray:
+        """This slice's labels: a lookup into the whole-volume labels once they are in,
+        else computed for this slice alone (``core.slicesource.SliceSource``)."""
         st = self.state
-        assert st.prediction is not None and self.axes is not None
-        key = (id(st.prediction), self._view, self.index, st.mask_settings)
-        hit = self._label_cache.get(key)
-        if hit is None:
-            hit = masks.slice_labels(st.prediction, self.axes, self.index, st.mask_settings)
-            self._label_cache[key] = hit
-            if len(self._label_cache) > _CACHE_SLICES:
-                self._label_cache.popitem(last=False)
-        else:
-            self._label_cache.move_to_end(key)
-        return hit
+        assert st.slices is not None and self.axes is not None
+        return st.slices.labels(self.axes, self.index)
 
     def _error_slice(self) -> np.ndarray:
         """``core.compare.error_map`` codes of this slice: labels against the reference."""
@@ -556,21 +555,12 @@ class SliceCanvas(QWidget):
         return np.asarray(per_axis[row])
 
     def _stat_slice(self) -> np.ndarray:
+        """This slice's heatmap values (normalised): a lookup into the whole-volume map once
+        the controller has computed it, else computed for this slice alone."""
         st = self.state
-        assert st.prediction is not None and self.axes is not None
+        assert st.slices is not None and self.axes is not None
         cls = st.display_class if st.display == "probability" else None
-        key = (id(st.prediction), self._view, self.index, st.display, cls)
-        hit = self._stat_cache.get(key)
-        if hit is None:
-            hit = masks.slice_stat(
-                st.prediction, self.axes, self.index, st.display, cls, normalised=True
-            )
-            self._stat_cache[key] = hit
-            if len(self._stat_cache) > _CACHE_SLICES:
-                self._stat_cache.popitem(last=False)
-        else:
-            self._stat_cache.move_to_end(key)
-        return hit
+        return st.slices.stat(self.axes, self.index, st.display, cls, True)
 
     def _stat_max(self) -> float:
         """Upper end of the heatmap scale: probabilities and normalised entropy are in [0, 1]."""
@@ -627,28 +617,34 @@ class SliceCanvas(QWidget):
                 "confidence": "confidence",
                 "entropy": "entropy/ln C",
             }
-            self._colorbar.set_map(
-                overlay.colormap_lut(HEATMAP_CMAP[st.display]),
-                "0",
-                f"{self._stat_max():.2g}",
-                titles[st.display],
-            )
+            bar = (st.display, f"{self._stat_max():.2g}", titles[st.display])
+            if bar != self._colorbar_key:  # a slice switch leaves the colour bar alone
+                self._colorbar.set_map(
+                    overlay.colormap_lut(HEATMAP_CMAP[st.display]), "0", bar[1], bar[2]
+                )
+                self._colorbar_key = bar
         self._colorbar.setVisible(heat)
         show_legend = has_pred and st.show_legend and not heat and self.legend_here
+        text: str | None = None
         if show_legend and errors and st.table is not None:
-            self._legend.setText(self._error_legend())
-            self._legend.adjustSize()
+            text = self._error_legend()
         elif show_legend and st.table is not None:
-            rows = []
-            for info in st.table.classes:
-                if info.index == 0 or not st.visible[info.index]:
-                    continue
-                r, g, b = info.color
-                rows.append(
-                    f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
-                    f"&nbsp;{_html_escape(info.name)}"
-                )
-            self._legend.setText("<br>".join(rows[:30]) if rows else "(all classes hidden)")
+            key = (id(st.table), st.lut_version)
+            if key != self._legend_key:  # rebuilt when the classes or colours change only
+                rows = []
+                for info in st.table.classes:
+                    if info.index == 0 or not st.visible[info.index]:
+                        continue
+                    r, g, b = info.color
+                    rows.append(
+                        f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
+                        f"&nbsp;{_html_escape(info.name)}"
+                    )
+                self._legend_html = "<br>".join(rows[:30]) if rows else "(all classes hidden)"
+                self._legend_key = key
+            text = self._legend_html
+        if text is not None and text != self._legend.text():
+            self._legend.setText(text)
             self._legend.adjustSize()
         self._legend.setVisible(show_legend)
         self._place_legend()

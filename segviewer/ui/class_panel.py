@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import signals_blocked
 
 from segviewer.core.classes import rgb_to_hex
 from segviewer.ui.state import Change, ViewerState
@@ -46,7 +47,9 @@ class ClassPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self._counts: np.ndarray | None = None
-        self._updating = False
+        #: class index shown in each row (all classes for a table of up to ALL_ROWS entries)
+        self._rows: list[int] = []
+        self._hidden_note = ""
 
         self.table = QTableWidget(0, 6)
         self.table.setHorizontalHeaderLabels(["", "", "Class", "Voxels", "Volume (mm³)", "Dice"])
@@ -110,28 +113,29 @@ class ClassPanel(QWidget):
         """
         self._counts = None if counts is None else np.asarray(counts, np.int64)
         voxel_mm3 = float(np.prod(spacing)) if spacing is not None else 1.0
-        self._updating = True
-        for row in range(self.table.rowCount()):
-            if self._counts is None or row >= len(self._counts):
-                vox, vol = "…", "…"
-            else:
-                n = int(self._counts[row])
-                vox, vol = f"{n:,}", f"{n * voxel_mm3:,.0f}"
-            for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
-                item = self.table.item(row, col)
-                if item is not None:
-                    item.setText(text)
-        self._updating = False
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            for row, index in enumerate(self._rows):
+                if self._counts is None or index >= len(self._counts):
+                    vox, vol = "…", "…"
+                else:
+                    n = int(self._counts[index])
+                    vox, vol = f"{n:,}", f"{n * voxel_mm3:,.0f}"
+                for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
+                    item = self.table.item(row, col)
+                    if item is not None:
+                        item.setText(text)
         notes = []
         if n_uncertain:
             notes.append(f"{n_uncertain:,} voxels below the minimum confidence (uncertain)")
         if n_invalid:
             notes.append(f"{n_invalid:,} voxels with NaN/inf values (invalid)")
+        if self._hidden_note:
+            notes.append(self._hidden_note)
         self.summary.setText("; ".join(notes))
 
     def dice_text(self, index: int) -> tuple[str, str]:
         """``(text, tooltip)`` of class ``index``'s Dice cell ("" when no reference)."""
-        item = self.table.item(index, COL_DICE)
+        item = self.table.item(self._row_of(index), COL_DICE)
         if item is None or self.table.isColumnHidden(COL_DICE):
             return "", ""
         return item.text(), item.toolTip()
@@ -145,44 +149,48 @@ class ClassPanel(QWidget):
             return
         comp: Any = st.comparison
         names = st.table.names if st.table is not None else ()
-        self._updating = True
-        for row in range(self.table.rowCount()):
-            item = self.table.item(row, COL_DICE)
-            if item is None:
-                item = QTableWidgetItem()
-                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(row, COL_DICE, item)
-            if comp is None or row >= len(comp.per_class):
-                item.setText("…")
-                item.setToolTip("Comparing with the reference…")
-                continue
-            c = comp.per_class[row]
-            item.setText(_fmt(c.dice))
-            name = names[row] if row < len(names) else f"class {row}"
-            absent = (
-                "\n(absent from both: nothing to find, nothing found)" if c.absent_in_both else ""
-            )
-            item.setToolTip(
-                f"{name} vs reference{absent}\n"
-                f"Dice {_fmt(c.dice)}   Jaccard {_fmt(c.jaccard)}\n"
-                f"Sensitivity {_fmt(c.sensitivity)}   Precision {_fmt(c.precision)}\n"
-                f"False positives {c.fp:,} voxels   False negatives {c.fn:,} voxels\n"
-                f"Volume: predicted {c.volume_pred_mm3:,.0f} mm³, reference "
-                f"{c.volume_ref_mm3:,.0f} mm³"
-                + (
-                    f" ({c.volume_diff_percent:+.1f} %)"
-                    if math.isfinite(c.volume_diff_percent)
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            for row, index in enumerate(self._rows):
+                item = self.table.item(row, COL_DICE)
+                if item is None:
+                    item = QTableWidgetItem()
+                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                    self.table.setItem(row, COL_DICE, item)
+                if comp is None or index >= len(comp.per_class):
+                    item.setText("…")
+                    item.setToolTip("Comparing with the reference…")
+                    continue
+                c = comp.per_class[index]
+                item.setText(_fmt(c.dice))
+                name = names[index] if index < len(names) else f"class {index}"
+                absent = (
+                    "\n(absent from both: nothing to find, nothing found)"
+                    if c.absent_in_both
                     else ""
                 )
-            )
-        self._updating = False
+                item.setToolTip(
+                    f"{name} vs reference{absent}\n"
+                    f"Dice {_fmt(c.dice)}   Jaccard {_fmt(c.jaccard)}\n"
+                    f"Sensitivity {_fmt(c.sensitivity)}   Precision {_fmt(c.precision)}\n"
+                    f"False positives {c.fp:,} voxels   False negatives {c.fn:,} voxels\n"
+                    f"Volume: predicted {c.volume_pred_mm3:,.0f} mm³, reference "
+                    f"{c.volume_ref_mm3:,.0f} mm³"
+                    + (
+                        f" ({c.volume_diff_percent:+.1f} %)"
+                        if math.isfinite(c.volume_diff_percent)
+                        else ""
+                    )
+                )
 
     def row_text(self, index: int) -> tuple[str, str, str]:
         """``(name, voxels, volume)`` as displayed for class ``index`` (tests, a11y)."""
         texts = []
+        row = self._row_of(index)
         for c in (COL_NAME, COL_VOXELS, COL_VOLUME):
-            item = self.table.item(index, c)
+            item = self.table.item(row, c) if row >= 0 else None
             texts.append("" if item is None else item.text())
         return texts[0], texts[1], texts[2]
 
@@ -199,7 +207,7 @@ class ClassPanel(QWidget):
 
     # -- internals -------------------------------------------------------------------------
     def _state_changed(self, what: Change) -> None:
-        if what in (Change.DATA, Change.LUT):
+        if what in (Change.DATA, Change.LUT) or (what == Change.LABEL_RESULT and self._filtered()):
             self._rebuild()
         if what in (Change.DATA, Change.LABEL_RESULT):
             self._show_counts()
@@ -223,65 +231,105 @@ class ClassPanel(QWidget):
     def _rebuild(self) -> None:
         st = self.state
         table = st.table
-        self._updating = True
-        n = 0 if table is None or st.prediction is None else len(table)
-        if self.table.rowCount() != n:
-            self.table.setRowCount(n)
-            self._counts = None if self._counts is None or len(self._counts) != n else self._counts
-        for i in range(n):
-            assert table is not None
-            info = table[i]
-            check = self.table.item(i, COL_VISIBLE)
-            if check is None:
-                check = QTableWidgetItem()
-                self.table.setItem(i, COL_VISIBLE, check)
-            check.setFlags(
-                Qt.ItemFlag.ItemIsUserCheckable
-                | Qt.ItemFlag.ItemIsEnabled
-                | Qt.ItemFlag.ItemIsSelectable
-            )
-            check.setCheckState(Qt.CheckState.Checked if st.visible[i] else Qt.CheckState.Unchecked)
-            check.setToolTip(
-                "Background is never drawn" if i == 0 else f"Show/hide (key {i})" if i < 10 else ""
-            )
-            swatch = self.table.item(i, COL_COLOR)
-            if swatch is None:
-                swatch = QTableWidgetItem()
-                self.table.setItem(i, COL_COLOR, swatch)
-            swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-            swatch.setBackground(QColor(*info.color))
-            swatch.setToolTip(f"{rgb_to_hex(info.color)} — click to change")
-            for col, text in (
-                (COL_NAME, f"{i}  {info.name}"),
-                (COL_VOXELS, "…"),
-                (COL_VOLUME, "…"),
-            ):
-                item = self.table.item(i, col)
-                if item is None:
-                    item = QTableWidgetItem(text)
-                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                    if col != COL_NAME:
-                        item.setTextAlignment(
-                            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                        )
-                    self.table.setItem(i, col, item)
-                elif col == COL_NAME:
-                    item.setText(text)
-        self._updating = False
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            n_classes = 0 if table is None or st.prediction is None else len(table)
+            self._rows, self._hidden_note = self._rows_for(n_classes)
+            n = len(self._rows)
+            if self.table.rowCount() != n:
+                self.table.setRowCount(n)
+            if self._counts is not None and len(self._counts) > n_classes:
+                self._counts = None
+            for row, i in enumerate(self._rows):
+                assert table is not None
+                info = table[i]
+                check = self.table.item(row, COL_VISIBLE)
+                if check is None:
+                    check = QTableWidgetItem()
+                    self.table.setItem(row, COL_VISIBLE, check)
+                check.setFlags(
+                    Qt.ItemFlag.ItemIsUserCheckable
+                    | Qt.ItemFlag.ItemIsEnabled
+                    | Qt.ItemFlag.ItemIsSelectable
+                )
+                check.setCheckState(
+                    Qt.CheckState.Checked if st.visible[i] else Qt.CheckState.Unchecked
+                )
+                check.setToolTip(
+                    "Background is never drawn"
+                    if i == 0
+                    else f"Show/hide (key {i})"
+                    if i < 10
+                    else ""
+                )
+                swatch = self.table.item(row, COL_COLOR)
+                if swatch is None:
+                    swatch = QTableWidgetItem()
+                    self.table.setItem(row, COL_COLOR, swatch)
+                swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                swatch.setBackground(QColor(*info.color))
+                swatch.setToolTip(f"{rgb_to_hex(info.color)} — click to change")
+                for col, text in (
+                    (COL_NAME, f"{i}  {info.name}"),
+                    (COL_VOXELS, "…"),
+                    (COL_VOLUME, "…"),
+                ):
+                    item = self.table.item(row, col)
+                    if item is None:
+                        item = QTableWidgetItem(text)
+                        item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                        if col != COL_NAME:
+                            item.setTextAlignment(
+                                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                            )
+                        self.table.setItem(row, col, item)
+                    elif col == COL_NAME:
+                        item.setText(text)
         if self._counts is not None and st.volume is not None:
             self.set_counts(self._counts, st.volume.spacing)
 
+    def _filtered(self) -> bool:
+        table = self.state.table
+        return table is not None and len(table) > ALL_ROWS
+
+    def _rows_for(self, n: int) -> tuple[list[int], str]:
+        """Class indices to list, and a note on those left out ("" when all are listed)."""
+        if n <= ALL_ROWS:
+            return list(range(n)), ""
+        table = self.state.table
+        assert table is not None
+        res = self.state.label_result
+        counts = np.asarray(res.counts) if res is not None else np.zeros(0, np.int64)
+        present = np.flatnonzero(counts[:n]).tolist()
+        named = [k for k in range(1, n) if table[k].name != f"class {k}"]
+        rows = sorted({0, *present, *named})
+        note = (
+            f"listing {min(len(rows), MAX_ROWS):,} of {n:,} classes: those a voxel holds or the "
+            "class table names"
+        )
+        return rows[:MAX_ROWS], note
+
+    def _row_of(self, index: int) -> int:
+        """The row showing class ``index``, -1 when it is not listed."""
+        try:
+            return self._rows.index(index)
+        except ValueError:
+            return -1
+
     def _item_changed(self, item: QTableWidgetItem) -> None:
-        if self._updating or item.column() != COL_VISIBLE:
+        if item.column() != COL_VISIBLE:
             return
-        self.state.set_visible(item.row(), item.checkState() == Qt.CheckState.Checked)
+        if 0 <= item.row() < len(self._rows):
+            self.state.set_visible(
+                self._rows[item.row()], item.checkState() == Qt.CheckState.Checked
+            )
 
     def _cell_clicked(self, row: int, col: int) -> None:
-        if col == COL_COLOR:
-            self.choose_color(row)
+        if col == COL_COLOR and 0 <= row < len(self._rows):
+            self.choose_color(self._rows[row])
 
     def _context_menu(self, pos: QPoint) -> None:
-        row = self.table.rowAt(pos.y())
+        at = self.table.rowAt(pos.y())
+        row = self._rows[at] if 0 <= at < len(self._rows) else -1
         menu = QMenu(self)
         if row >= 0 and self.state.table is not None:
             name = self.state.table[row].name
@@ -297,6 +345,14 @@ class ClassPanel(QWidget):
             act.triggered.connect(lambda _=False, v=visible: self.state.set_all_visible(v))
             menu.addAction(act)
         menu.exec(self.table.viewport().mapToGlobal(pos))
+
+
+#: Up to this many classes every class gets a row; beyond (a class table listing index 65533,
+#: a label map with a stray value) only background, the classes some voxel holds and the
+#: classes the table names are listed, at most MAX_ROWS of them: 65,534 rows of widgets
+#: froze the window for minutes.
+ALL_ROWS = 256
+MAX_ROWS = 2000
 
 
 def _fmt(value: float) -> str:

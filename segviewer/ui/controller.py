@@ -259,7 +259,7 @@ class ViewerController(QObject):
     def submit(self, requests: Iterable[OpenRequest]) -> None:
         """Replace the loading queue with ``requests`` and start the first."""
         self._queue.requests = list(requests)
-        self._advance()
+        self.advance()
 
     def queued(self) -> list[OpenRequest]:
         """Requests still waiting (the one being loaded is not among them)."""
@@ -268,8 +268,14 @@ class ViewerController(QObject):
     def cancel_queue(self) -> None:
         self._queue.requests.clear()
 
-    def _advance(self) -> None:
-        """Start the next queued request (called when the previous one succeeded)."""
+    def register_opener(self, kind: OpenKind, opener: Callable[[OpenRequest], Job | None]) -> None:
+        """Open requests of ``kind`` with ``opener`` (a feature in its own module adds its
+        kind of file this way). The opener starts the work and calls :meth:`advance` when it
+        succeeded; a failure goes to :meth:`report_error`, which stops the queue."""
+        self._openers[kind] = opener
+
+    def advance(self) -> None:
+        """Start the next queued request (an opener calls it when its request succeeded)."""
         if not self._queue.requests:
             return
         request = self._queue.requests.pop(0)
@@ -326,7 +332,7 @@ class ViewerController(QObject):
             self.settings.add_recent("image", path)
             self._apply_image(result.volume, result.windows, result.default_preset(), path)
             self._series = series
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "image",
@@ -427,8 +433,12 @@ class ViewerController(QObject):
             return None
         self.settings.remember_folder(path)
 
-        def done(pred: Prediction) -> None:
+        def done(loaded: jobs.LoadedPrediction) -> None:
+            pred = loaded.prediction
             self.settings.add_recent("prediction", path)
+            if loaded.names is not None and self._user_table is None:
+                # the names the writing tool stored with the file (SEG segments, dseg.tsv...)
+                self.report(f"Class names from {loaded.names_source}")
             self.set_prediction(
                 pred,
                 {
@@ -440,10 +450,11 @@ class ViewerController(QObject):
                     "resampling": None if pred.resampling is None else pred.resampling.as_dict(),
                 },
                 path=path,
+                table=loaded.names if self._user_table is None else None,
             )
             if pred.resampling is not None:
                 self.report(pred.resampling.describe(), seconds=30)
-            self._advance()
+            self.advance()
 
         def failed(exc: BaseException) -> None:
             if (
@@ -466,6 +477,7 @@ class ViewerController(QObject):
             kind,
             resample,
             self.state.volume.affine,
+            self._user_table is None,
             orientation_known(self.state.volume),
             label=f"Loading {Path(path).name}",
             on_result=done,
@@ -601,7 +613,7 @@ class ViewerController(QObject):
         def done(table: ClassTable) -> None:
             self.settings.add_recent("classes", path)
             self.set_class_table(table, path=path)
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "classes",
@@ -638,6 +650,59 @@ class ViewerController(QObject):
             self._start_labels()
         elif what is Change.DATA and st.prediction is None:
             self._labelled = None
+        if what in (Change.DATA, Change.DISPLAY):
+            self._start_heatmap()
+        if what in (Change.DATA, Change.WINDOW):
+            self._start_window()
+
+    def _start_heatmap(self) -> None:
+        """Compute the shown heatmap over the whole volume once, in the background; slices
+        are then looked up (until then each slice is computed alone)."""
+        st = self.state
+        src = st.slices
+        if src is None or st.display not in ("probability", "confidence", "entropy"):
+            return
+        stat = st.display
+        cls = st.display_class if stat == "probability" else None
+        if src.has_stat(stat, cls):
+            return
+
+        def done(volume: np.ndarray) -> None:
+            if st.slices is src:
+                st.set_stat_volume(stat, cls, volume)
+
+        self.runner.start(
+            "heatmap",
+            src.stat_job,
+            stat,
+            cls,
+            label=f"Computing the {stat} map",
+            on_result=done,
+            on_error=self.report_error,
+        )
+
+    def _start_window(self) -> None:
+        """Window the whole image for the shown level / width in the background, so grey
+        slices are looked up; a newer window (a drag) supersedes it."""
+        st = self.state
+        greys = st.greys
+        if greys is None or not greys.wants_volume or greys.has_window(st.level, st.width):
+            return
+        level, width = st.level, st.width
+
+        def done(volume: np.ndarray) -> None:
+            if st.greys is greys:
+                st.set_windowed(level, width, volume)
+
+        self.runner.start(
+            "window",
+            greys.window_job,
+            level,
+            width,
+            label="Windowing the image",
+            on_result=done,
+            on_error=self.report_error,
+        )
 
     def _start_labels(self) -> None:
         st = self.state
@@ -697,7 +762,7 @@ class ViewerController(QObject):
                 + (" — " + " ".join(warnings) if warnings else ""),
                 seconds=30 if warnings else 10,
             )
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "reference",
@@ -848,7 +913,7 @@ class ViewerController(QObject):
             card=r.card,
             overrides=r.overrides,
             run=True,
-            then=self._advance,
+            then=self.advance,
         )
         if job is None:
             self.cancel_queue()

@@ -29,6 +29,8 @@ HELP_TEXT = (
     "Classes: A show all, N hide all, 1–9 toggle a class\n"
     "Reference: E / Shift+E next / previous slice with the most errors for the class "
     "chosen under Show > Errors vs reference\n"
+    "Test set: Ctrl+N / Ctrl+P next / previous case of the case table; "
+    "Ctrl+Shift+A / R / U mark the case (or slice) accept / reject / unsure\n"
     "Slice numbers are 0-based, like voxel indices and --slice: slice 47 / 93\n"
     "Views are radiological: the patient's right is on the screen's left."
 )

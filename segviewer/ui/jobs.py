@@ -26,6 +26,7 @@ __all__ = [
     "WINDOW_PRESETS",
     "ComparedReference",
     "LoadedImage",
+    "LoadedPrediction",
     "LoadedReference",
     "SeriesChoice",
     "compare_job",
@@ -151,6 +152,17 @@ def compare_job(
     return ComparedReference(comparison, counts)
 
 
+@dataclass(frozen=True)
+class LoadedPrediction:
+    """A prediction read in a worker, and the class names its writing tool stored with it
+    (DICOM SEG segments, BIDS ``_dseg.tsv``, nnU-Net ``dataset.json``...; see
+    ``io.classtables.class_table_beside``), or None."""
+
+    prediction: Prediction
+    names: ClassTable | None = None
+    names_source: str = ""
+
+
 def load_prediction_job(
     path: str,
     image_shape: tuple[int, int, int],
@@ -158,12 +170,13 @@ def load_prediction_job(
     kind: str | None,
     resample: bool = False,
     image_affine: np.ndarray | None = None,
+    want_names: bool = False,
     image_geometry: bool | None = None,
-) -> Generator[Progress, None, Prediction]:
+) -> Generator[Progress, None, LoadedPrediction]:
     from segviewer.io.predictions import load_prediction
 
     yield Progress(0, 1, f"{'Resampling' if resample else 'Reading'} {Path(path).name}")
-    return load_prediction(
+    pred = load_prediction(
         path,
         image_shape,
         layout=layout,
@@ -172,6 +185,14 @@ def load_prediction_job(
         image_affine=image_affine,
         image_geometry=image_geometry,
     )
+    if not want_names:
+        return LoadedPrediction(pred)
+    from segviewer.io.classtables import class_table_beside
+
+    beside = class_table_beside(path)
+    if beside is None:
+        return LoadedPrediction(pred)
+    return LoadedPrediction(pred, beside[0], beside[1])
 
 
 def prediction_choices_job(

@@ -50,6 +50,7 @@ from segviewer.ui.overlay_controls import OverlayControls
 from segviewer.ui.readout import readout_text
 from segviewer.ui.settings import Settings
 from segviewer.ui.state import Change
+from segviewer.ui.testset_window import TestSetFeature
 from segviewer.ui.view_toolbar import ViewToolbar
 from segviewer.ui.workers import Job
 
@@ -154,6 +155,9 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self._state_changed(Change.LAYOUT)
         self._state_changed(Change.DATA)
+        # Test-set review (case table, slice table, notes, two predictions): docks and menus
+        # that stay hidden until a test set or a second prediction is opened.
+        self.testset = TestSetFeature(self)
 
     # == the controller's entry points, on the window ========================================
     @property
@@ -461,7 +465,7 @@ class MainWindow(QMainWindow):
             lambda: self._ask_open("Open image", sniff.IMAGE_FILTER, c.open_image),
             QKeySequence.StandardKey.Open,
         )
-        add(
+        self.open_prediction_action = add(
             file_menu,
             "Open &prediction…",
             lambda: self._ask_open(

@@ -36,6 +36,7 @@ from segviewer.core.display import (
     Bounded,
 )
 from segviewer.core.errors import SegviewerError
+from segviewer.core.slicesource import GreySource, SliceSource
 from segviewer.core.types import MaskSettings, Prediction, Volume
 
 if TYPE_CHECKING:
@@ -85,6 +86,11 @@ class ViewerState(QObject):
         self.provenance: dict[str, Any] = {}
         self.table: ClassTable | None = None
         self.label_result: LabelResult | None = None  # whole-volume labels of the prediction
+        # what the views ask for a slice's labels / heatmap values / grey levels: lookups
+        # into the whole-volume maps once they are in, the slice alone before
+        # (core.slicesource); replaced with the prediction / image
+        self.slices: SliceSource | None = None
+        self.greys: GreySource | None = None
         # -- where the data came from (window title, export manifest, image information)
         self.image_path: str | None = None
         self.prediction_path: str | None = None
@@ -136,6 +142,7 @@ class ViewerState(QObject):
         if preset not in presets:
             raise SegviewerError(f"internal: window preset {preset!r} is not offered")
         self.volume = volume
+        self.greys = GreySource(volume.data)
         self.image_path = path
         self.window_presets = dict(presets)
         self.window_preset = preset
@@ -147,6 +154,7 @@ class ViewerState(QObject):
             self.prediction_path = None
             self.provenance = {}
             self.label_result = None
+            self.slices = None
         if self.reference is not None and self.reference.shape != volume.shape:
             self._drop_reference()
         self.changed.emit(Change.DATA)
@@ -183,6 +191,7 @@ class ViewerState(QObject):
         self.provenance = dict(provenance)
         if mask_settings is not None:
             self.mask_settings = mask_settings
+        self.slices = None if prediction is None else SliceSource(prediction, self.mask_settings)
         self._set_table(table)
         if prediction is not None and not 0 <= self.display_class < prediction.n_classes:
             self.display_class = min(1, prediction.n_classes - 1)
@@ -206,8 +215,11 @@ class ViewerState(QObject):
         self.changed.emit(Change.DATA)
 
     def set_label_result(self, result: LabelResult | None) -> None:
-        """The whole-volume labels (and class counts) of the current prediction."""
+        """The whole-volume labels (and class counts) of the current prediction, for the
+        current mask settings; slices are looked up in them from now on."""
         self.label_result = result
+        if result is not None and self.slices is not None:
+            self.slices.set_labels(result, self.mask_settings)
         self.changed.emit(Change.LABEL_RESULT)
 
     def set_reference(
@@ -386,7 +398,21 @@ class ViewerState(QObject):
             self.min_confidence_value = MIN_CONFIDENCE.check(settings.min_confidence)
         if settings != self.mask_settings:
             self.mask_settings = settings
+            if self.slices is not None:
+                self.slices.set_settings(settings)  # per slice until the new labels are in
             self.changed.emit(Change.LABELS)
+
+    def set_stat_volume(self, stat: str, class_index: int | None, volume: np.ndarray) -> None:
+        """A whole-volume heatmap map (normalised, ``core.masks.iter_stat``) of the current
+        prediction: its slices are looked up from now on (the values do not change)."""
+        if self.slices is not None:
+            self.slices.set_stat(stat, class_index, True, volume)
+
+    def set_windowed(self, level: float, width: float, volume: np.ndarray) -> None:
+        """The whole image windowed to uint8 for ``level`` / ``width``: grey slices are
+        looked up while that window is shown (the pixels do not change)."""
+        if self.greys is not None:
+            self.greys.set_windowed(level, width, volume)
 
     def set_threshold(self, threshold: float) -> None:
         self.set_mask_settings(replace(self.mask_settings, threshold=THRESHOLD.check(threshold)))

@@ -4,6 +4,7 @@ classes (one contiguous pass per voxel), the thread pool, memory maps, every vie
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -237,9 +238,16 @@ def test_closing_the_generator_stops_the_pool(monkeypatch: pytest.MonkeyPatch) -
 
     gen = masks._run_chunks(1000, work, 2)
     assert next(gen) == 0
-    gen.close()  # a cancelled job: queued chunks are dropped, the pool shut down
-    assert len(ran) <= 6
-    assert not [t for t in threading.enumerate() if t.name.startswith("segviewer-volume")]
+    gen.close()  # a cancelled job: queued chunks are dropped, running ones finished
+    n = len(ran)
+    assert n <= 6
+    time.sleep(0.05)
+    assert len(ran) == n  # nothing runs for it any more
+    # the pool is shared: two jobs at once interleave on the same threads, each in order
+    a = masks._run_chunks(20, lambda i: None, 2)
+    b = masks._run_chunks(20, lambda i: None, 2)
+    assert [(x, y) for x, y in zip(a, b, strict=True)] == [(i, i) for i in range(20)]
+    assert len([t for t in threading.enumerate() if t.name.startswith("segviewer-volume2")]) <= 2
 
     def boom(i: int) -> None:
         if i == 3:
@@ -249,3 +257,32 @@ def test_closing_the_generator_stops_the_pool(monkeypatch: pytest.MonkeyPatch) -
         list(masks._run_chunks(10, boom, 2))
     with pytest.raises(SegviewerError, match="workers"):
         list(masks._run_chunks(10, work, 0))
+
+
+def test_wide_path_beyond_253_classes_gives_uint16_labels() -> None:
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((6, 7, 300)).astype(np.float32)
+    x[0, 0, 299] = 50.0  # the last class wins: label 299 needs uint16
+    x[1, 1, 5] = np.nan
+    lab = labels_from_block(np.moveaxis(x, -1, 0), L, 300, MaskSettings())
+    assert lab.dtype == np.uint16
+    want = np.argmax(x, -1).astype(np.uint16)
+    want[1, 1] = reserved_labels(np.uint16)[1]
+    np.testing.assert_array_equal(lab, want)
+    assert lab[0, 0] == 299
+
+
+def test_whole_volume_probabilities_of_wide_channels_last_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(masks, "_BLOCK_VOXELS", 64)  # several pieces per chunk
+    cl = wide_logits((5, 12, 13), 30, 15)
+    pred = make_pred(cl, (5, 12, 13), "DHWC", 30)
+    got = run_to_end(masks.iter_probabilities(pred))
+    x = cl.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        want = np.moveaxis(e / e.sum(-1, keepdims=True), -1, 0)
+    ok = ref_labels(cl) != INV8
+    assert (~ok).sum() == 4 and np.isnan(got[:, ~ok]).all()  # invalid voxels: NaN
+    np.testing.assert_allclose(got[:, ok], want[:, ok], atol=2e-6)

@@ -10,6 +10,7 @@ import pytest
 
 from segviewer.core.layout import detect_layout
 from segviewer.core.masks import (
+    LabelResult,
     binary_mask_from_block,
     chunk_plan,
     iter_labels,
@@ -481,6 +482,7 @@ def test_large_blocks_are_processed_in_pieces_with_identical_results(
     whole_p = probabilities_from_block(x, L)
     monkeypatch.setattr(masks, "_BLOCK_VOXELS", 50)  # 56 voxels per slice: one slice a piece
     assert len(masks._block_pieces(x, 1)) == 9
+    assert len(masks._block_pieces(x, 1, labels=True)) == 3  # labels: 200-voxel pieces
     np.testing.assert_array_equal(labels_from_block(x, L, 3, s), whole_lab)
     np.testing.assert_array_equal(stats_from_block(x, L, "entropy"), whole_ent)
     np.testing.assert_array_equal(probabilities_from_block(x, L), whole_p)
@@ -496,21 +498,29 @@ def test_streaming_keeps_memory_small_and_reports_progress_often() -> None:
     _, ranges = chunk_plan(pred)
     assert len(ranges) >= 8  # several progress reports, so a cancel is honoured quickly
 
-    tracemalloc.start()
-    try:
-        progress: list[Progress] = []
-        res = run_to_end(iter_labels(pred, MaskSettings(min_confidence=0.4)), progress.append)
-        _, peak_labels = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        conf = run_to_end(iter_stat(pred, "entropy"))
-        _, peak_stat = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert [p.done for p in progress] == list(range(1, len(ranges) + 1))
-    # output (2 MB labels / 8.4 MB float32) plus cache-sized work buffers (about 0.5 MB
-    # each), never a copy of the 33.5 MB input or a volume-sized float32 temporary (8.4 MB)
-    assert peak_labels < res.labels.nbytes + 6_000_000
-    assert peak_stat < conf.nbytes + 6_000_000
+    def peaks(workers: int) -> tuple[int, int, list[Progress], np.ndarray]:
+        tracemalloc.start()
+        try:
+            progress: list[Progress] = []
+            gen = iter_labels(pred, MaskSettings(min_confidence=0.4), workers=workers)
+            res = run_to_end(gen, progress.append)
+            _, peak_labels = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            conf = run_to_end(iter_stat(pred, "entropy", workers=workers))
+            _, peak_stat = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert [p.done for p in progress] == list(range(1, len(ranges) + 1))
+        return peak_labels - res.labels.nbytes, peak_stat - conf.nbytes, progress, res.labels
+
+    # beyond the output (2 MB labels / 8.4 MB float32): chunk-sized work buffers per thread
+    # (a 2**18-voxel chunk: 1 MB per float32 buffer), never a copy of the 33.5 MB input or
+    # a volume-sized float32 temporary (8.4 MB)
+    extra_labels, extra_stat, _, _ = peaks(1)
+    assert extra_labels < 6_000_000 and extra_stat < 6_000_000
+    extra_labels, extra_stat, progress, labels = peaks(2)
+    assert extra_labels < 2 * 6_000_000 and extra_stat < 2 * 6_000_000
+    res = LabelResult(labels, np.zeros(4, np.int64))
     np.testing.assert_array_equal(
         res.labels, labels_from_block(raw, L, 4, MaskSettings(min_confidence=0.4))
     )

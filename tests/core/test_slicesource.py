@@ -3,6 +3,7 @@ hand-over of background results (stale ones refused)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,16 @@ import pytest
 from segviewer.core.layout import detect_layout
 from segviewer.core.masks import stats_from_block
 from segviewer.core.orientation import VIEWS, display_axes, take_slice
+from segviewer.core.overlay import window_to_uint8
 from segviewer.core.progress import run_to_end
-from segviewer.core.slicesource import SliceSource
-from segviewer.core.types import MaskSettings, Prediction, PredictionKind, SegviewerError
+from segviewer.core.slicesource import GreySource, SliceSource
+from segviewer.core.types import (
+    MaskSettings,
+    Prediction,
+    PredictionKind,
+    Progress,
+    SegviewerError,
+)
 
 AFFINE = np.diag([-1.0, 1.0, 2.0, 1.0])  # a flipped axis and anisotropic voxels
 
@@ -49,6 +57,9 @@ def test_slices_before_and_after_the_whole_volume_labels(tmp_path: Path, c: int)
         for i in range(ref.shape[axes.slice_axis]):
             np.testing.assert_array_equal(src.labels(axes, i), take_slice(ref, axes, i))
     settings = src.settings
+    assert inspect.isgeneratorfunction(SliceSource.labels_job)  # a worker can run it
+    assert inspect.isgeneratorfunction(SliceSource.stat_job)
+    assert inspect.isgeneratorfunction(GreySource.window_job)
     res = run_to_end(src.labels_job(workers=2))
     assert src.set_labels(res, settings)
     assert src.has_labels
@@ -63,7 +74,7 @@ def test_slices_before_and_after_the_whole_volume_labels(tmp_path: Path, c: int)
 def test_stale_labels_are_refused_and_new_settings_drop_the_map(tmp_path: Path) -> None:
     src, cl = make_source(tmp_path)
     old = src.settings
-    job = src.labels_job(workers=1)
+    job = src.labels_job(old, workers=1)
     assert src.set_settings(MaskSettings(min_confidence=0.2))
     assert not src.set_settings(MaskSettings(min_confidence=0.2))
     assert not src.set_labels(run_to_end(job), old)  # made with the old settings
@@ -116,3 +127,30 @@ def test_label_maps_have_no_statistics(tmp_path: Path) -> None:
     np.testing.assert_array_equal(src.labels(axes, 1), take_slice(lm, axes, 1))
     with pytest.raises(SegviewerError, match="no probabilities"):
         src.stat(axes, 1, "entropy")
+
+
+def test_grey_slices_before_and_after_the_windowed_volume() -> None:
+    rng = np.random.default_rng(3)
+    img = rng.integers(-200, 3000, (9, 10, 11)).astype(np.int16)
+    grey = GreySource(img)
+    assert grey.wants_volume and not GreySource(img, max_voxels=100).wants_volume
+    axes = display_axes(AFFINE, "sagittal")
+    want = window_to_uint8(take_slice(img, axes, 4), 500.0, 1000.0)
+    np.testing.assert_array_equal(grey.grey(axes, 4, 500.0, 1000.0), want)
+    progress: list[Progress] = []
+    vol = run_to_end(grey.window_job(500.0, 1000.0, chunk_voxels=220), progress.append)
+    assert len(progress) == 5 and progress[-1].done == 9  # two slices a chunk
+    grey.set_windowed(500.0, 1000.0, vol)
+    assert grey.has_window(500.0, 1000.0) and not grey.has_window(500.0, 999.0)
+    for view in VIEWS:
+        ax = display_axes(AFFINE, view)
+        for i in range(img.shape[ax.slice_axis]):
+            got = grey.grey(ax, i, 500.0, 1000.0)
+            assert np.shares_memory(got, vol)  # a lookup
+            np.testing.assert_array_equal(got, window_to_uint8(take_slice(img, ax, i), 500, 1000))
+    # another window (a drag in progress): the slice alone, right away
+    other = grey.grey(axes, 4, 100.0, 50.0)
+    assert not np.shares_memory(other, vol)
+    np.testing.assert_array_equal(other, window_to_uint8(take_slice(img, axes, 4), 100.0, 50.0))
+    with pytest.raises(SegviewerError, match="windowed image"):
+        grey.set_windowed(1.0, 2.0, np.zeros((9, 10, 11), np.int16))

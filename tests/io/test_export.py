@@ -104,6 +104,8 @@ def test_parse_slices() -> None:
     assert parse_slices("0,4,8", 94) == (0, 4, 8)
     assert parse_slices("::40", 94) == (0, 40, 80)
     assert parse_slices("-1", 94) == (93,)
+    assert parse_slices("93", 94) == (93,)  # the last slice, by its own number
+    assert parse_slices("90:", 94) == (90, 91, 92, 93)
     assert parse_slices("all", 3) == (0, 1, 2)
     with pytest.raises(SegviewerError, match="cannot read the slice selection"):
         parse_slices("a:b", 94)
