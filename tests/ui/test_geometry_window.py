@@ -169,3 +169,18 @@ def test_class_table_offset_in_the_window(
     window.classes_offset_action.setChecked(False)
     wait_idle(qtbot, window)
     assert window.state.table.names[0] == "Grey_Matter"
+
+
+def test_scripting_api_resamples_in_world_space(qtbot: Any, demo_dir: Path, tmp_path: Path) -> None:
+    from segviewer.ui import api
+
+    src = nib.load(demo_dir / "tissue_prob.nii.gz")
+    labels = np.asarray(src.dataobj).argmax(axis=-1).astype(np.uint8)
+    aff = src.affine @ np.diag([2.0, 2.0, 2.0, 1.0])  # the same field at 4 mm
+    nib.save(nib.Nifti1Image(labels[::2, ::2, ::2], aff), tmp_path / "coarse.nii.gz")
+    v = api.view(demo_dir / "t1.nii.gz", tmp_path / "coarse.nii.gz", resample=True, show=False)
+    qtbot.addWidget(v.window)
+    pred = v.state.prediction
+    assert pred is not None and pred.resampling is not None
+    assert pred.resampling.geometry == "world" and pred.resampling.from_spacing == (4.0, 4.0, 4.0)
+    assert np.mean(np.asarray(pred.channels_first()) == labels) > 0.85
