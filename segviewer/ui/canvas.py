@@ -581,6 +581,11 @@ class SliceCanvas(QWidget):
         vol, axes = self.state.volume, self.axes
         if vol is None or axes is None:
             return
+        if not orientation.orientation_known(vol):
+            # no patient directions in the file: no letters (the toolbar says so)
+            for lab in self._letters.values():
+                lab.setText("")
+            return
         # World direction of one screen row down / one column right: the affine's column of
         # that image axis, reversed when the screen order is flipped (works for 1-voxel axes).
         down = np.asarray(vol.affine[:3, axes.row_axis], float) * (-1.0 if axes.flip_rows else 1.0)
