@@ -175,6 +175,9 @@ class ViewerController(QObject):
             OpenKind.MODEL: self._open_model_request,
             OpenKind.REFERENCE: lambda r: self.open_reference(r.path),
         }
+        #: Review notes to record with an export (a test-set feature sets it: the open case's
+        #: notes); ``None`` or an empty list records none.
+        self.review_notes_provider: Callable[[], list[dict[str, Any]]] | None = None
         self.state.changed.connect(self._state_changed)
 
     # == reporting =============================================================================
@@ -976,6 +979,12 @@ class ViewerController(QObject):
             if on_done is not None:
                 on_done(result)
 
+        if self.review_notes_provider is not None and not getattr(request, "review_notes", ()):
+            import dataclasses
+
+            notes = tuple(self.review_notes_provider() or ())
+            if notes:
+                request = dataclasses.replace(request, review_notes=notes)
         return self.runner.start(
             "export",
             run_export,
