@@ -84,6 +84,27 @@ __all__ = [
 #: Default top-probability threshold below which a voxel counts as low-confidence.
 LOW_CONFIDENCE = 0.8
 
+#: The per-class metrics of a case or a slice, in the order every table writes them
+#: (``io.evaluate``'s CSV files, the window's case and slice tables).
+METRIC_COLUMNS: tuple[str, ...] = (
+    "n_pred",
+    "n_ref",
+    "tp",
+    "fp",
+    "fn",
+    "dice",
+    "iou",
+    "sensitivity",
+    "precision",
+    "volume_pred_ml",
+    "volume_ref_ml",
+    "volume_diff_ml",
+    "hd95_mm",
+    "assd_mm",
+    "mean_entropy",
+    "low_confidence_share",
+)
+
 #: The per-class metrics, in output column order, with whether higher is better (None: no
 #: direction, e.g. a volume difference).
 METRICS: dict[str, bool | None] = {

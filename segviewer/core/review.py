@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from segviewer.core import compare as _compare
-from segviewer.core.metrics import CaseMetrics, UncertaintySums
+from segviewer.core.metrics import METRIC_COLUMNS, CaseMetrics, UncertaintySums
 from segviewer.core.types import Progress, SegviewerError
 
 __all__ = [
@@ -598,26 +598,7 @@ def _truthy(value: Any) -> bool:
 
 #: Columns of :func:`slice_rows` (``core.metrics.ClassMetrics`` fields plus slice and
 #: class); those without a value in a case (no reference, no class scores) are left out.
-SLICE_COLUMNS: tuple[str, ...] = (
-    "slice",
-    "class",
-    "n_pred",
-    "n_ref",
-    "tp",
-    "fp",
-    "fn",
-    "dice",
-    "iou",
-    "sensitivity",
-    "precision",
-    "volume_pred_ml",
-    "volume_ref_ml",
-    "volume_diff_ml",
-    "hd95_mm",
-    "assd_mm",
-    "mean_entropy",
-    "low_confidence_share",
-)
+SLICE_COLUMNS: tuple[str, ...] = ("slice", "class", *METRIC_COLUMNS)
 _REFERENCE_COLUMNS = {
     "n_ref",
     "tp",

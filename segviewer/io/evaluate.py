@@ -61,7 +61,13 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.core.metrics import LOW_CONFIDENCE, METRICS, CaseMetrics, ClassMetrics
+from segviewer.core.metrics import (
+    LOW_CONFIDENCE,
+    METRIC_COLUMNS,
+    METRICS,
+    CaseMetrics,
+    ClassMetrics,
+)
 from segviewer.core.types import MaskSettings, Progress, SegviewerError
 from segviewer.io.atomic import atomic_path, check_writable_dir
 from segviewer.io.common import jsonable
@@ -84,24 +90,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-_METRIC_COLUMNS = (
-    "n_pred",
-    "n_ref",
-    "tp",
-    "fp",
-    "fn",
-    "dice",
-    "iou",
-    "sensitivity",
-    "precision",
-    "volume_pred_ml",
-    "volume_ref_ml",
-    "volume_diff_ml",
-    "hd95_mm",
-    "assd_mm",
-    "mean_entropy",
-    "low_confidence_share",
-)
+_METRIC_COLUMNS = METRIC_COLUMNS
 #: Columns of ``cases.csv`` (one row per case, model and class). ``model`` is ``a`` (the
 #: ``prediction`` column) or ``b`` (``prediction_b``); ``axis`` / ``worst_slice`` say where
 #: to look first (image axis, 0-based slice); ``dice_a_b`` is the Dice of the two

@@ -35,7 +35,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from segviewer.core import review
-from segviewer.core.metrics import CaseMetrics, UncertaintySums
+from segviewer.core.metrics import METRICS, CaseMetrics, UncertaintySums
 from segviewer.core.types import MaskSettings, Prediction, Progress, SegviewerError
 from segviewer.io.notes import ReviewNotes, notes_path_for
 from segviewer.io.testset import Case, CaseList
@@ -56,21 +56,7 @@ __all__ = [
 ]
 
 #: Case-level metric columns the case table shows from a measurement in the window, in order.
-CASE_METRICS = (
-    "dice",
-    "iou",
-    "sensitivity",
-    "precision",
-    "volume_pred_ml",
-    "volume_ref_ml",
-    "volume_diff_ml",
-    "fp",
-    "fn",
-    "hd95_mm",
-    "assd_mm",
-    "mean_entropy",
-    "low_confidence_share",
-)
+CASE_METRICS: tuple[str, ...] = tuple(METRICS)  # core.metrics.METRICS: name -> higher is better
 
 
 def is_test_set(source: str | os.PathLike[str]) -> bool:
