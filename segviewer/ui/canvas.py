@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import signals_blocked
 
-from segviewer.core import compare, orientation, overlay
+from segviewer.core import colours, compare, orientation, overlay
 from segviewer.core.types import label_dtype
 from segviewer.ui.state import Change, ViewerState
 
@@ -46,13 +46,12 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 #: Colour maps of the heatmap displays (names understood by core.overlay.colormap_lut).
 HEATMAP_CMAP = {"probability": "inferno", "confidence": "viridis", "entropy": "magma"}
-#: "Errors vs reference" colours: false positives red-orange, false negatives blue. The pair
-#: stays apart for red-green colour blindness (blue against a warm hue), and neither is a
-#: default class colour's twin, so an error never reads as a class.
-ERROR_FP_COLOR = (255, 64, 32)
-ERROR_FN_COLOR = (32, 144, 255)
-#: Errors are drawn at least this opaque whatever the overlay opacity (they must stand out);
-#: agreeing voxels (true positives) at half the overlay opacity, in the class colour.
+#: "Errors vs reference": false positives and false negatives are drawn in the two colours
+#: ``core.colours.error_colors`` picks away from every visible class colour of the table (and
+#: from black, white and the reserved magenta), so an error never reads as a class; agreeing
+#: voxels (true positives) are drawn as the class's outline only, never as a fill that could
+#: be mistaken for an error colour. Errors are drawn at least this opaque whatever the
+#: overlay opacity (they must stand out).
 ERROR_MIN_ALPHA = 0.75
 
 
@@ -198,6 +197,11 @@ class SliceCanvas(QWidget):
         self._legend_key: tuple[int, int] | None = None
         self._legend_html = ""
         self._colorbar_key: tuple[str, str, str] | None = None
+        self._error_rgb_key: tuple[int, int] | None = None
+        self._error_rgb: tuple[tuple[int, int, int], tuple[int, int, int]] = (
+            (255, 64, 32),
+            (32, 144, 255),
+        )
         self._active = True  # hidden canvases (single-view layout) skip rendering
         self._dirty = False
         self._rect_size: tuple[int, int] = (0, 0)
@@ -488,9 +492,11 @@ class SliceCanvas(QWidget):
             return out
         if st.display == "errors" and st.reference is not None:
             codes = self._error_slice()
-            return overlay.compose(
-                grey, codes, self._error_lut(), mode=st.mode, outline_width=st.outline_width
-            )
+            # agreement is drawn as its outline only: interior true positives are cleared
+            tp = (codes == compare.ERROR_TP).view(np.uint8)
+            edge = overlay.outline(tp, st.outline_width)
+            codes = np.where((tp == 1) & (edge == 0), np.uint8(0), codes).astype(codes.dtype)
+            return overlay.compose(grey, codes, self._error_lut(), mode="fill")
         if st.display in ("labels", "errors"):
             labels = self._labels_slice()
             return overlay.compose(
@@ -524,16 +530,31 @@ class SliceCanvas(QWidget):
             self._labels_slice(), ref, st.error_class, n_classes=st.n_classes()
         )
 
-    def _error_lut(self) -> np.ndarray:
-        """``(256, 4)`` RGBA for error codes: TP dim class colour, FP red-orange, FN blue."""
+    def error_rgb(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """``(fp_rgb, fn_rgb)``: the errors view's colours, away from every visible class
+        colour of the table (``core.colours.error_colors``); recomputed when colours change."""
         st = self.state
+        if st.table is None:
+            return self._error_rgb
+        key = (id(st.table), st.lut_version)
+        if key != self._error_rgb_key:
+            shown = [c.color for c in st.table.classes if c.index > 0 and st.visible[c.index]]
+            self._error_rgb = colours.error_colors(shown or [c.color for c in st.table.classes])
+            self._error_rgb_key = key
+        return self._error_rgb
+
+    def _error_lut(self) -> np.ndarray:
+        """``(256, 4)`` RGBA for error codes: TP the class colour (opaque, drawn on the
+        agreement's outline only), FP and FN in :meth:`error_rgb`."""
+        st = self.state
+        fp_rgb, fn_rgb = self.error_rgb()
         lut = np.zeros((256, 4), np.uint8)
         strong = round(255 * max(st.opacity, ERROR_MIN_ALPHA))
-        lut[compare.ERROR_FP] = (*ERROR_FP_COLOR, strong)
+        lut[compare.ERROR_FP] = (*fp_rgb, strong)
         k = st.error_class
         if k is not None and st.table is not None:
-            lut[compare.ERROR_TP] = (*st.table[k].color, round(255 * st.opacity * 0.5))
-            lut[compare.ERROR_FN] = (*ERROR_FN_COLOR, strong)
+            lut[compare.ERROR_TP] = (*st.table[k].color, 255)
+            lut[compare.ERROR_FN] = (*fn_rgb, strong)
         return lut
 
     def error_count_here(self) -> int | None:
@@ -656,19 +677,27 @@ class SliceCanvas(QWidget):
                 f"&nbsp;{text}"
             )
 
+        def outline_swatch(rgb: tuple[int, int, int], text: str) -> str:
+            r, g, b = rgb
+            return (
+                f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9633;</span>'
+                f"&nbsp;{text}"
+            )
+
+        fp_rgb, fn_rgb = self.error_rgb()
         k = st.error_class
         if k is None:
             rows = [
                 "<b>Errors vs reference: all classes</b>",
-                swatch(ERROR_FP_COLOR, "red-orange: prediction ≠ reference"),
+                swatch(fp_rgb, "prediction ≠ reference"),
             ]
         else:
             name = _html_escape(st.table[k].name)
             rows = [
                 f"<b>Errors vs reference: {name}</b>",
-                swatch(st.table[k].color, f"dim: {name} in both (agree)"),
-                swatch(ERROR_FP_COLOR, "red-orange: false positive (predicted only)"),
-                swatch(ERROR_FN_COLOR, "blue: false negative (reference only)"),
+                outline_swatch(st.table[k].color, f"outline: {name} in both (agree)"),
+                swatch(fp_rgb, "false positive (predicted only)"),
+                swatch(fn_rgb, "false negative (reference only)"),
             ]
         n = self.error_count_here()
         if n is not None:
