@@ -53,6 +53,17 @@ HEATMAP_CMAP = {"probability": "inferno", "confidence": "viridis", "entropy": "m
 #: be mistaken for an error colour. Errors are drawn at least this opaque whatever the
 #: overlay opacity (they must stand out).
 ERROR_MIN_ALPHA = 0.75
+#: The class legend lists the classes on the shown slice, largest first, and never takes more
+#: than LEGEND_MAX_SHARE of the canvas's area nor more than LEGEND_MAX_ROWS class rows; the
+#: classes left out are counted in a "+N more" line. Names longer than LEGEND_NAME_CHARS are
+#: cut with "…" (the class panel shows them whole).
+LEGEND_MAX_SHARE = 0.25
+LEGEND_MAX_ROWS = 12
+LEGEND_NAME_CHARS = 26
+#: While a class is highlighted (hovered in the class panel), the other classes are drawn at
+#: this fraction of their opacity and the highlighted one at least HIGHLIGHT_MIN_ALPHA opaque.
+HIGHLIGHT_DIM = 0.2
+HIGHLIGHT_MIN_ALPHA = 0.8
 
 
 def qimage_to_array(image: QImage) -> np.ndarray:
@@ -194,7 +205,8 @@ class SliceCanvas(QWidget):
         self._grey_key: tuple[Any, ...] | None = None
         self._last_hover: tuple[int, int, int] | None = None
         # what the legend and colour bar show, so a slice switch does not rebuild them
-        self._legend_key: tuple[int, int] | None = None
+        self._legend_key: tuple[Any, ...] | None = None
+        self.legend_rows: list[int] = []  # the classes the legend lists, in its order
         self._legend_html = ""
         self._colorbar_key: tuple[str, str, str] | None = None
         self._error_rgb_key: tuple[int, int] | None = None
@@ -205,7 +217,7 @@ class SliceCanvas(QWidget):
         self._active = True  # hidden canvases (single-view layout) skip rendering
         self._dirty = False
         self._rect_size: tuple[int, int] = (0, 0)
-        self.legend_here = True  # the three-view shows the class legend once, not thrice
+        self.legend_here = True  # each pane lists the classes of its own slice
 
         self.graphics = _GraphicsView(self)
         self.graphics.setBackground(QColor(0, 0, 0))
@@ -593,7 +605,13 @@ class SliceCanvas(QWidget):
         size = 256 if label_dtype(st.prediction.n_classes) == np.uint8 else 65536
         key = (st.lut_version, size)
         if self._lut is None or key != self._lut_key:
-            self._lut = overlay.build_lut(st.table, st.visible, st.opacity, size)
+            lut = overlay.build_lut(st.table, st.visible, st.opacity, size)
+            k = st.highlight
+            if k is not None and 0 < k < len(st.table) and st.visible[k]:
+                n = len(st.table)
+                lut[1:n, 3] = np.round(lut[1:n, 3] * HIGHLIGHT_DIM).astype(np.uint8)
+                lut[k, 3] = round(255 * max(st.opacity, HIGHLIGHT_MIN_ALPHA))
+            self._lut = lut
             self._lut_key = key
         return self._lut
 
@@ -645,18 +663,10 @@ class SliceCanvas(QWidget):
         if show_legend and errors and st.table is not None:
             text = self._error_legend()
         elif show_legend and st.table is not None:
-            key = (id(st.table), st.lut_version)
-            if key != self._legend_key:  # rebuilt when the classes or colours change only
-                rows = []
-                for info in st.table.classes:
-                    if info.index == 0 or not st.visible[info.index]:
-                        continue
-                    r, g, b = info.color
-                    rows.append(
-                        f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
-                        f"&nbsp;{_html_escape(info.name)}"
-                    )
-                self._legend_html = "<br>".join(rows[:30]) if rows else "(all classes hidden)"
+            present = self.classes_on_slice()
+            key = (id(st.table), st.lut_version, tuple(present), self.width(), self.height())
+            if key != self._legend_key:  # rebuilt when the classes on the slice change
+                self._legend_html = self._fit_legend(present)
                 self._legend_key = key
             text = self._legend_html
         if text is not None and text != self._legend.text():
@@ -664,6 +674,61 @@ class SliceCanvas(QWidget):
             self._legend.adjustSize()
         self._legend.setVisible(show_legend)
         self._place_legend()
+
+    def classes_on_slice(self) -> list[int]:
+        """Visible classes (not background) on the shown slice, largest area first."""
+        st = self.state
+        if st.slices is None or st.table is None or self.axes is None or self.index < 0:
+            return []
+        labels = self._labels_slice()
+        n = len(st.table)
+        counts = np.bincount(labels.ravel(), minlength=n)[:n]
+        counts[0] = 0
+        counts[~np.asarray(st.visible, bool)] = 0
+        order = np.argsort(-counts, kind="stable")
+        return [int(k) for k in order if counts[k] > 0]
+
+    def _legend_text(self, present: list[int], rows: int, chars: int) -> str:
+        st = self.state
+        assert st.table is not None
+        lines = []
+        for k in present[:rows]:
+            info = st.table[k]
+            r, g, b = info.color
+            name = info.name
+            if len(name) > chars:
+                name = name[: max(chars - 1, 1)] + "…"
+            weight = "font-weight: bold;" if st.highlight == k else ""
+            lines.append(
+                f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
+                f'&nbsp;<span style="{weight}">{_html_escape(name)}</span>'
+            )
+        if len(present) > rows:
+            lines.append(f"+{len(present) - rows} more")
+        if not present:
+            lines.append("(no class on this slice)")
+        return "<br>".join(lines)
+
+    def _fit_legend(self, present: list[int]) -> str:
+        """The legend's text with as many rows (and as long names) as fit its share of the
+        canvas: at most LEGEND_MAX_SHARE of the area, 60 % of the height, 90 % of the width."""
+        w, h = max(self.width(), 1), max(self.height(), 1)
+        budget = LEGEND_MAX_SHARE * w * h
+        rows = min(len(present), LEGEND_MAX_ROWS)
+        chars = LEGEND_NAME_CHARS
+        while True:
+            text = self._legend_text(present, rows, chars)
+            self._legend.setText(text)
+            hint = self._legend.sizeHint()
+            fits = hint.width() * hint.height() <= budget and hint.height() <= 0.6 * h
+            if hint.width() > 0.9 * w and chars > 8:
+                chars -= 2
+                continue
+            if fits or rows == 0:
+                self.legend_rows = present[:rows]
+                self._legend.adjustSize()
+                return text
+            rows -= 1
 
     def _error_legend(self) -> str:
         """Rich text saying what the "errors vs reference" colours mean."""
@@ -723,15 +788,17 @@ class SliceCanvas(QWidget):
         self._legend_beside = beside
         self._grid.removeWidget(self._legend)
         self._side.removeWidget(self._legend)
-        self._legend.setWordWrap(not beside)
         if beside:
             self._side.insertWidget(0, self._legend, 0, Qt.AlignmentFlag.AlignTop)
         else:
-            self._grid.addWidget(self._legend, 5, 0, 1, 4)
+            self._grid.addWidget(self._legend, 5, 0, 1, 4, Qt.AlignmentFlag.AlignLeft)
 
     def resizeEvent(self, ev: Any) -> None:  # noqa: N802
         super().resizeEvent(ev)
-        self._place_legend()
+        if self._active and self.axes is not None:
+            self._update_overlays()  # the legend's share follows the pane's size
+        else:
+            self._place_legend()
 
     def showEvent(self, ev: Any) -> None:  # noqa: N802
         super().showEvent(ev)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt
 from PySide6.QtGui import QAction, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -73,6 +73,10 @@ class ClassPanel(QWidget):
         self.table.setColumnWidth(COL_COLOR, 28)
         self.table.itemChanged.connect(self._item_changed)
         self.table.cellClicked.connect(self._cell_clicked)
+        # hovering a row highlights its class on the canvases (the others dimmed)
+        self.table.setMouseTracking(True)
+        self.table.cellEntered.connect(self._cell_entered)
+        self.table.viewport().installEventFilter(self)
 
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -270,6 +274,23 @@ class ClassPanel(QWidget):
         self._updating = False
         if self._counts is not None and st.volume is not None:
             self.set_counts(self._counts, st.volume.spacing)
+
+    def _cell_entered(self, row: int, col: int) -> None:
+        k = self.class_at(row)
+        self.state.set_highlight(k if k is not None and k > 0 else None)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if obj is self.table.viewport() and event.type() == QEvent.Type.Leave:
+            self.state.set_highlight(None)
+        return super().eventFilter(obj, event)
+
+    def class_at(self, row: int) -> int | None:
+        """The class index shown on table row ``row`` (None for no row)."""
+        item = self.table.item(row, COL_NAME)
+        if item is None:
+            return None
+        value = item.data(Qt.ItemDataRole.UserRole)
+        return row if value is None else int(value)
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if self._updating or item.column() != COL_VISIBLE:

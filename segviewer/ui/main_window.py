@@ -108,8 +108,6 @@ class MainWindow(QMainWindow):
         # Canvases: the first is the single view; all three form the linked three-view. The
         # readout has its own line under them: notices in the status bar never hide it.
         self.canvases = [SliceCanvas(self.state, v) for v in orientation.VIEWS]
-        for canvas in self.canvases[1:]:
-            canvas.legend_here = False
         self.canvas_area = QWidget()
         row = QHBoxLayout(self.canvas_area)
         row.setContentsMargins(0, 0, 0, 0)

@@ -1,0 +1,137 @@
+"""Readable at many classes: the legend follows the slice and stays inside its share of every
+pane, hovering a class highlights it, the class panel's names stay readable (issue 12)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QRect
+from ui_helpers import many_class_case, wait_idle
+
+from segviewer.core import orientation
+from segviewer.ui.canvas import LEGEND_MAX_ROWS, LEGEND_MAX_SHARE
+
+
+def _rect(w: Any, canvas: Any) -> QRect:
+    return QRect(w.mapTo(canvas, w.rect().topLeft()), w.size())
+
+
+def _on_slice(canvas: Any, labels: np.ndarray) -> list[int]:
+    """Classes on the canvas's slice from the whole-volume labels, largest first."""
+    sl = orientation.take_slice(labels, canvas.axes, canvas.index)
+    counts = np.bincount(sl.ravel(), minlength=256)
+    counts[0] = 0
+    order = np.argsort(-counts, kind="stable")
+    return [int(k) for k in order if counts[k] > 0]
+
+
+def _check_legends(win: Any, labels: np.ndarray) -> int:
+    checked = 0
+    for canvas in win.canvases:
+        if not canvas.isVisible():
+            continue
+        legend = canvas._legend
+        assert legend.isVisible(), canvas.view
+        present = _on_slice(canvas, labels)
+        rows = canvas.legend_rows
+        assert rows == present[: len(rows)], (canvas.view, rows, present)
+        assert 1 <= len(rows) <= LEGEND_MAX_ROWS or not present
+        text = legend.text()
+        names = win.state.table.names
+        for k in rows:
+            assert names[k][:20] in text
+        left_out = len(present) - len(rows)
+        assert (f"+{left_out} more" in text) == (left_out > 0), (canvas.view, left_out)
+        r = _rect(legend, canvas)
+        assert canvas.rect().contains(r), (canvas.view, r, canvas.rect())
+        area = canvas.width() * canvas.height()
+        assert r.width() * r.height() <= LEGEND_MAX_SHARE * area + 1, (canvas.view, r)
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("size", [(1000, 700), (1400, 900)])
+def test_legend_lists_the_classes_on_the_slice_within_its_share(
+    demo_window: Any, qtbot: Any, size: tuple[int, int]
+) -> None:
+    win = demo_window
+    win.resize(*size)
+    labels = win.label_result.labels
+    win.state.set_layout("three")
+    qtbot.wait(20)
+    assert _check_legends(win, labels) == 3
+    # a slice at the edge of the head: fewer classes, and the legend follows it
+    win.canvases[0].set_slice(5)
+    qtbot.wait(10)
+    assert _check_legends(win, labels) == 3
+    win.state.set_layout("axial")
+    qtbot.wait(10)
+    win.canvas.set_slice(52)
+    assert _check_legends(win, labels) == 1
+
+
+@pytest.fixture
+def many_window(demo_window: Any, qtbot: Any) -> Any:
+    win = demo_window
+    pred, table = many_class_case(win.label_result.labels)
+    with qtbot.waitSignal(win.labels_ready, timeout=30_000):
+        win.set_prediction(pred, table=table)
+    wait_idle(qtbot, win)
+    assert win.state.n_classes() == 114
+    return win
+
+
+@pytest.mark.parametrize("size", [(1000, 700), (1600, 1000)])
+def test_legend_at_114_classes_in_all_three_panes(
+    many_window: Any, qtbot: Any, size: tuple[int, int]
+) -> None:
+    win = many_window
+    win.resize(*size)
+    labels = win.label_result.labels
+    for layout in ("three", "axial", "coronal"):
+        win.state.set_layout(layout)
+        qtbot.wait(20)
+        for canvas in win.canvases:
+            if canvas.isVisible():
+                canvas.set_slice(canvas.n_slices() // 2)
+        qtbot.wait(10)
+        assert _check_legends(win, labels) >= 1
+        shown = [c for c in win.canvases if c.isVisible()]
+        # the middle axial slice holds more classes than fit: "+N more" is there (a coronal
+        # slice crosses one band of regions: few classes)
+        assert layout == "coronal" or any(
+            len(_on_slice(c, labels)) > len(c.legend_rows) for c in shown
+        )
+        assert all(c.legend_rows for c in shown)
+
+
+def test_hovering_a_class_row_highlights_it_on_the_canvas(demo_window: Any, qtbot: Any) -> None:
+    win = demo_window
+    canvas = win.canvas
+    canvas.set_slice(52)
+    st = win.state
+    before = canvas._compose_slice().copy()
+    labels = orientation.take_slice(win.label_result.labels, canvas.axes, canvas.index)
+    grey = canvas._grey.astype(int)
+    panel = win.class_panel
+    panel.table.cellEntered.emit(1, 2)  # the mouse enters row 1 (grey matter)
+    assert st.highlight == 1
+    after = canvas._compose_slice()
+    other = labels == 2
+    hl = labels == 1
+    # white matter pulled towards the anatomy, grey matter drawn more strongly
+    d_before = np.abs(before[other, :3].astype(int) - grey[other, None]).mean()
+    d_after = np.abs(after[other, :3].astype(int) - grey[other, None]).mean()
+    assert d_after < 0.5 * d_before, (d_before, d_after)
+    g_before = np.abs(before[hl, :3].astype(int) - grey[hl, None]).mean()
+    g_after = np.abs(after[hl, :3].astype(int) - grey[hl, None]).mean()
+    assert g_after > g_before
+    # leaving the table ends the highlight
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.sendEvent(panel.table.viewport(), QEvent(QEvent.Type.Leave))
+    assert st.highlight is None
+    assert np.array_equal(canvas._compose_slice(), before)
