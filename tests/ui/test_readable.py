@@ -135,3 +135,66 @@ def test_hovering_a_class_row_highlights_it_on_the_canvas(demo_window: Any, qtbo
     QApplication.sendEvent(panel.table.viewport(), QEvent(QEvent.Type.Leave))
     assert st.highlight is None
     assert np.array_equal(canvas._compose_slice(), before)
+
+
+def test_class_panel_at_114_classes_names_readable_search_sort_type_to_find(
+    many_window: Any, qtbot: Any
+) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QFontMetrics
+
+    from segviewer.ui.class_panel import COL_NAME
+
+    win = many_window
+    win.resize(1400, 900)
+    qtbot.wait(20)
+    panel = win.class_panel
+    table = panel.table
+    names = win.state.table.names
+    assert table.rowCount() == 114 and not table.wordWrap()
+    width = table.columnWidth(COL_NAME) - 8  # the cell's text margins
+    fm = QFontMetrics(table.font())
+    one_line = fm.height() * 1.5
+    for row in range(table.rowCount()):
+        k = panel.class_at(row)
+        item = table.item(row, COL_NAME)
+        assert item.toolTip() == f"{k}: {names[k]}"
+        shown = fm.elidedText(item.text(), Qt.TextElideMode.ElideRight, width)
+        # never the index alone: the index and at least the name's first 6 characters show
+        assert shown.startswith(f"{k}  {names[k][:6]}"), (k, shown, width)
+        assert table.rowHeight(row) <= one_line
+    # search: "region 7" finds classes 7 and 70..79 (names say "region k")
+    panel.search.setText("region 7 ")
+    assert panel.matches() == [7]
+    panel.search.setText("white matter")
+    found = panel.matches()
+    assert found and all("white matter" in names[k] for k in found)
+    assert len(found) == sum("white matter" in n for n in names)
+    panel.search.clear()
+    assert len(panel.matches()) == 114
+    # sort by volume (largest first, background kept on top) and by name
+    counts = win.label_result.counts
+    panel.set_sort("volume")
+    order = [panel.class_at(r) for r in range(114)]
+    assert order[0] == 0
+    vols = [int(counts[k]) for k in order[1:]]
+    assert vols == sorted(vols, reverse=True)
+    assert panel.row_text(order[1])[1] == f"{int(counts[order[1]]):,}"
+    panel.sort_combo.setCurrentIndex(1)  # by name
+    assert panel.sort_key == "name"
+    order = [panel.class_at(r) for r in range(1, 114)]
+    assert [names[k].casefold() for k in order] == sorted(n.casefold() for n in names[1:])
+    # the checkbox of a sorted row toggles its own class
+    row = panel.row_of(50)
+    table.item(row, 0).setCheckState(Qt.CheckState.Unchecked)
+    assert win.state.visible[50] is False and win.state.visible[row] is True or row == 50
+    win.state.set_visible(50, True)
+    panel.set_sort("index")
+    # type-to-find: letters typed in the list go to the search box; Enter toggles the match
+    table.setFocus()
+    for ch in "region 42 ":
+        qtbot.keyClick(table if not panel.search.hasFocus() else panel.search, ch)
+    assert panel.search.text() == "region 42 "
+    assert panel.matches() == [42]
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)
+    assert win.state.visible[42] is False
