@@ -208,7 +208,7 @@ class SliceCanvas(QWidget):
         self._legend_key: tuple[Any, ...] | None = None
         self.legend_rows: list[int] = []  # the classes the legend lists, in its order
         self._legend_html = ""
-        self._colorbar_key: tuple[str, str, str] | None = None
+        self._colorbar_key: tuple[str, ...] | None = None
         self._error_rgb_key: tuple[int, int] | None = None
         self._error_rgb: tuple[tuple[int, int, int], tuple[int, int, int]] = (
             (255, 64, 32),
@@ -516,14 +516,15 @@ class SliceCanvas(QWidget):
             )
         # Heatmap over the anatomy, blended at the overlay opacity so the anatomy stays
         # readable underneath (a heatmap alone hides where in the brain one is); one table
-        # lookup per pixel, invalid (NaN) voxels show the anatomy alone.
+        # lookup per pixel, invalid (NaN) voxels show the anatomy alone. Confidence and
+        # entropy are drawn inside the predicted foreground only (by default): confident
+        # background would otherwise tint the whole head.
+        values = self._stat_slice()
+        if st.display in ("confidence", "entropy") and st.heat_foreground_only:
+            values = np.where(self._labels_slice() == 0, np.float32(np.nan), values)
+        vmin, vmax = self.stat_range()
         return overlay.compose_heatmap(
-            grey,
-            self._stat_slice(),
-            0.0,
-            self._stat_max(),
-            HEATMAP_CMAP[st.display],
-            opacity=st.opacity,
+            grey, values, vmin, vmax, HEATMAP_CMAP[st.display], opacity=st.opacity
         )
 
     def _labels_slice(self) -> np.ndarray:
@@ -595,9 +596,18 @@ class SliceCanvas(QWidget):
         cls = st.display_class if st.display == "probability" else None
         return st.slices.stat(self.axes, self.index, st.display, cls, True)
 
-    def _stat_max(self) -> float:
-        """Upper end of the heatmap scale: probabilities and normalised entropy are in [0, 1]."""
-        return 1.0
+    def stat_range(self) -> tuple[float, float]:
+        """The heatmap's colour range, scaled for the class count C: probability 0..1;
+        confidence (the top probability) 1/C..1, its possible range; entropy / ln C from 0
+        to that of a four-way tie, ln 4 / ln C (capped at 1), so that at 114 classes a
+        two-way tie (0.15) is not drawn near black."""
+        st = self.state
+        n = max(st.n_classes(), 2)
+        if st.display == "confidence":
+            return 1.0 / n, 1.0
+        if st.display == "entropy":
+            return 0.0, min(1.0, math.log(4) / math.log(n))
+        return 0.0, 1.0
 
     def _current_lut(self) -> np.ndarray:
         st = self.state
@@ -646,15 +656,18 @@ class SliceCanvas(QWidget):
         errors = has_pred and st.display == "errors" and st.reference is not None
         heat = has_pred and st.display not in ("labels", "errors")
         if heat:
+            where = " (in prediction)" if st.heat_foreground_only else ""
             titles = {
                 "probability": f"P({st.table[st.display_class].name})" if st.table else "P",
-                "confidence": "confidence",
-                "entropy": "entropy/ln C",
+                "confidence": "confidence" + where,
+                "entropy": f"entropy/ln {st.n_classes()}" + where,
             }
-            bar = (st.display, f"{self._stat_max():.2g}", titles[st.display])
+            vmin, vmax = self.stat_range()
+            top = f"≥{vmax:.2g}" if st.display == "entropy" and vmax < 1.0 else f"{vmax:.2g}"
+            bar = (st.display, f"{vmin:.2g}", top, titles[st.display])
             if bar != self._colorbar_key:  # a slice switch leaves the colour bar alone
                 self._colorbar.set_map(
-                    overlay.colormap_lut(HEATMAP_CMAP[st.display]), "0", bar[1], bar[2]
+                    overlay.colormap_lut(HEATMAP_CMAP[st.display]), bar[1], bar[2], bar[3]
                 )
                 self._colorbar_key = bar
         self._colorbar.setVisible(heat)

@@ -114,6 +114,8 @@ class ViewerState(QObject):
         self.cursor: tuple[int, int, int] = (0, 0, 0)
         self.layout: str = "axial"
         self.show_legend: bool = True
+        #: confidence / entropy heatmaps drawn inside the predicted foreground only
+        self.heat_foreground_only: bool = True
         #: the class hovered in the class panel: drawn strongly, the others dimmed (None: off)
         self.highlight: int | None = None
         self.show_crosshair: bool = False
@@ -340,6 +342,12 @@ class ViewerState(QObject):
             raise SegviewerError(f"a colour is three integers 0..255, got {rgb!r}")
         self.table = self.table.with_color(index, (int(rgb[0]), int(rgb[1]), int(rgb[2])))
         self._lut_changed()
+
+    def set_heat_foreground_only(self, on: bool) -> None:
+        """Draw the confidence / entropy heatmap inside the predicted foreground only."""
+        if bool(on) != self.heat_foreground_only:
+            self.heat_foreground_only = bool(on)
+            self.changed.emit(Change.DISPLAY)
 
     def set_highlight(self, index: int | None) -> None:
         """Highlight class ``index`` on the canvases (the others dimmed); None ends it."""

@@ -198,3 +198,64 @@ def test_class_panel_at_114_classes_names_readable_search_sort_type_to_find(
     assert panel.matches() == [42]
     qtbot.keyClick(panel.search, Qt.Key.Key_Return)
     assert win.state.visible[42] is False
+
+
+def test_heatmaps_inside_the_prediction_scaled_for_the_class_count(
+    demo_window: Any, qtbot: Any
+) -> None:
+    import math
+
+    from segviewer.core.layout import detect_layout
+    from segviewer.core.types import Prediction, PredictionKind, Volume
+
+    win = demo_window
+    st = win.state
+    # a 114-class probability map on the demo at half resolution (8-bit like the demo's):
+    # each voxel 200/255 on its class, 55/255 on the next one; background certain
+    many, table = many_class_case(win.label_result.labels)
+    labels = np.asarray(many.data)[::2, ::2, ::2]
+    vol = st.volume
+    affine = vol.affine.copy()
+    affine[:3, :3] *= 2
+    win.set_image(Volume(np.ascontiguousarray(vol.data[::2, ::2, ::2]), affine))
+    prob = np.zeros((*labels.shape, 114), np.uint8)
+    ii = np.indices(labels.shape)
+    fg = labels > 0
+    prob[(*ii[:, fg], labels[fg])] = 200
+    prob[(*ii[:, fg], labels[fg] % 113 + 1)] = 55
+    prob[(*ii[:, ~fg], np.zeros(int((~fg).sum()), int))] = 255
+    layout = detect_layout(prob.shape, labels.shape)
+    pred = Prediction(prob, PredictionKind.PROBABILITIES, layout, 114, source="<114 probs>")
+    with qtbot.waitSignal(win.labels_ready, timeout=30_000):
+        win.set_prediction(pred, table=table)
+    wait_idle(qtbot, win)
+    assert st.n_classes() == 114
+    c = win.canvas
+    c.set_slice(24)
+    labels = orientation.take_slice(win.label_result.labels, c.axes, c.index)
+    st.set_opacity(1.0)
+    st.set_display("confidence")
+    frame = np.asarray(c._compose_slice())
+    grey = c._grey
+    bg = labels == 0
+    assert bg.any() and (~bg).any()
+    # background shows the anatomy alone; the prediction is coloured
+    assert np.array_equal(frame[bg, 0], grey[bg]) and np.array_equal(frame[bg, 2], grey[bg])
+    assert np.abs(frame[~bg, :3].astype(int) - grey[~bg, None]).mean() > 20
+    # the colour bar states the range: confidence runs from 1/C to 1
+    assert c.stat_range() == (1 / 114, 1.0)
+    assert c._colorbar._labels == ("1", f"{1 / 114:.2g}")
+    assert "in prediction" in c._colorbar._title
+    # switched off: the background is coloured too
+    win.overlay_controls.heat_fg_check.setChecked(False)
+    assert st.heat_foreground_only is False
+    frame2 = np.asarray(c._compose_slice())
+    assert np.abs(frame2[bg, :3].astype(int) - grey[bg, None]).mean() > 20
+    win.overlay_controls.heat_fg_check.setChecked(True)
+    # entropy / ln C up to a four-way tie: a two-way tie is a third of the scale, not 15 %
+    st.set_display("entropy")
+    lo, hi = c.stat_range()
+    assert lo == 0.0 and hi == pytest.approx(math.log(4) / math.log(114))
+    assert c._colorbar._labels[0] == f"≥{hi:.2g}" and c._colorbar._title.startswith(
+        "entropy/ln 114"
+    )
