@@ -630,16 +630,7 @@ class SliceCanvas(QWidget):
         vol, axes = self.state.volume, self.axes
         if vol is None or axes is None:
             return
-        # World direction of one screen row down / one column right: the affine's column of
-        # that image axis, reversed when the screen order is flipped (works for 1-voxel axes).
-        down = np.asarray(vol.affine[:3, axes.row_axis], float) * (-1.0 if axes.flip_rows else 1.0)
-        right = np.asarray(vol.affine[:3, axes.col_axis], float) * (-1.0 if axes.flip_cols else 1.0)
-        letters = {
-            "top": _direction_letter(-down),
-            "bottom": _direction_letter(down),
-            "left": _direction_letter(-right),
-            "right": _direction_letter(right),
-        }
+        letters = orientation.edge_letters(vol.affine, axes)
         for k, lab in self._letters.items():
             lab.setText(letters[k])
 
@@ -838,13 +829,6 @@ class SliceCanvas(QWidget):
         if ijk != self._last_hover:
             self._last_hover = ijk
             self.hovered.emit(ijk)
-
-
-def _direction_letter(v: np.ndarray) -> str:
-    """Anatomical letter of the dominant direction of a RAS+ vector (``"R"``, ``"P"``, ...)."""
-    k = int(np.argmax(np.abs(v)))
-    pos, neg = (("R", "L"), ("A", "P"), ("S", "I"))[k]
-    return pos if v[k] >= 0 else neg
 
 
 def _html_escape(text: str) -> str:

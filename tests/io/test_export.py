@@ -202,6 +202,10 @@ def test_demo_full_export(
         ov = _png(out / "overlays" / f"overlay_axial_slice{s:04d}.png")
         rows, cols = want.shape
         assert ov.shape[0] >= rows and ov.shape[1] > cols  # legend panel to the right
+        # the slice lies where the manifest says (caption, letters, scale bar around it)
+        box = _overlay_box(out, s)
+        assert box[2:] == [rows, cols]
+        ov = ov[box[0] : box[0] + rows, box[1] : box[1] + cols]
         grey = window_to_uint8(np.asarray(take_slice(vol.data, axes, s)), 80.0, 160.0)
         a = round(255 * 0.6) / 255
         for k in (1, 2):
@@ -552,3 +556,9 @@ def test_export_without_reference_has_null_comparison_and_refuses_errors(
             )
         )
     assert not (tmp_path / "s").exists()
+
+
+def _overlay_box(out: Path, s: int) -> list[int]:
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    name = f"overlays/overlay_axial_slice{s:04d}.png"
+    return next(f["image_box"] for f in manifest["files"] if f["path"] == name)
