@@ -37,7 +37,11 @@ __all__ = [
     "nice_length",
     "render_slice",
     "fit_width",
+    "every_nth_slice",
+    "slice_picture",
     "upscale",
+    "with_legend",
+    "worst_slices",
     "write_picture",
 ]
 
@@ -184,6 +188,13 @@ def _draw_legend(
         )
         y += line_h
     return np.asarray(canvas).copy()
+
+
+def with_legend(picture: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """``picture`` with a legend panel of ``entries`` (:func:`legend_entries`) to its right."""
+    if not entries:
+        return picture
+    return _draw_legend(picture, entries, int(np.clip(max(picture.shape[:2]) / 48, 12, 28)))
 
 
 def annotated_slice(
@@ -439,3 +450,80 @@ def write_picture(
     with atomic_path(target, force=force) as tmp:
         img.save(tmp, format="PDF" if fmt == "pdf" else "PNG", dpi=(dpi, dpi), resolution=dpi)
     return target
+
+
+def slice_picture(
+    volume: Any,
+    labels: np.ndarray,
+    table: Any,
+    lut: np.ndarray,
+    view: str,
+    index: int,
+    *,
+    window: tuple[float, float],
+    radiological: bool = True,
+    mode: str = "fill",
+    outline_width: int = 1,
+    visible: Sequence[bool] | None = None,
+    scale: int | None = None,
+    legend: bool = True,
+) -> np.ndarray:
+    """One report picture of ``volume`` / whole-volume ``labels`` (image grid): slice
+    ``index`` of ``view`` as the window shows it, with caption, orientation letters, scale
+    bar and the legend of the classes on it."""
+    from segviewer.core import orientation
+    from segviewer.core.overlay import window_to_uint8
+
+    axes = orientation.display_axes(volume.affine, view, radiological)
+    n = int(volume.shape[axes.slice_axis])
+    if not 0 <= index < n:
+        raise SegviewerError(f"slice {index} is outside the {view} view's 0..{n - 1}")
+    grey = window_to_uint8(
+        np.asarray(orientation.take_slice(volume.data, axes, index)), window[0], window[1]
+    )
+    lab = np.ascontiguousarray(orientation.take_slice(labels, axes, index))
+    known = orientation.orientation_known(volume)
+    info = SliceInfo(
+        view=view,
+        index=int(index),
+        n_slices=n,
+        position=orientation.slice_position(volume.affine, axes, index, volume.shape),
+        letters=orientation.edge_letters(volume.affine, axes) if known else {},
+        col_spacing=float(axes.col_spacing),
+    )
+    return annotated_slice(
+        np.ascontiguousarray(grey),
+        lab,
+        lut,
+        table,
+        mode=mode,
+        outline_width=outline_width,
+        legend=legend,
+        visible=visible,
+        scale=scale,
+        pixel_aspect=axes.row_spacing / axes.col_spacing,
+        info=info,
+    )
+
+
+def every_nth_slice(labels: np.ndarray, axes: Any, step: int, limit: int = 64) -> list[int]:
+    """Every ``step``-th slice of a view between the first and last slice holding a class
+    (the whole range when none does), at most ``limit`` of them."""
+    if step < 1:
+        raise SegviewerError(f"a lightbox shows every Nth slice with N >= 1, got {step}")
+    n = int(labels.shape[axes.slice_axis])
+    other = tuple(a for a in range(3) if a != axes.slice_axis)
+    has = np.flatnonzero(np.any(labels != 0, axis=other))
+    # display order: slice index = voxel index along the slice axis (never flipped)
+    lo, hi = (int(has[0]), int(has[-1])) if has.size else (0, n - 1)
+    return list(range(lo, hi + 1, step))[:limit]
+
+
+def worst_slices(per_slice_errors: np.ndarray, k: int) -> list[int]:
+    """The ``k`` slices with the most errors (ties: lower index first), in slice order,
+    leaving out slices without any error."""
+    counts = np.asarray(per_slice_errors)
+    if k < 1:
+        raise SegviewerError(f"the number of worst slices must be 1 or more, got {k}")
+    order = np.argsort(-counts, kind="stable")[:k]
+    return sorted(int(i) for i in order if counts[i] > 0)

@@ -346,6 +346,14 @@ class MainWindow(QMainWindow):
         dlg.show()
         return dlg
 
+    def show_picture_dialog(self) -> Any:
+        """File > Save report picture (slice, three views, lightbox; PNG or PDF)."""
+        from segviewer.ui.export_dialog import ReportPictureDialog
+
+        dlg = ReportPictureDialog(self.controller, self.canvas.view, self)
+        dlg.show()
+        return dlg
+
     def save_logits(self, path: str | os.PathLike[str] | None = None) -> Job | None:
         """File > Save logits: asks for a path when ``path`` is None (the dialog confirms
         overwriting), then ``controller.save_logits``."""
@@ -477,6 +485,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
         self.export_action = add(file_menu, "&Export…", self.show_export_dialog, "Ctrl+E")
+        self.picture_action = add(file_menu, "Save report &picture…", self.show_picture_dialog)
         add(file_menu, "&Save screenshot…", self.save_screenshot, "Ctrl+Shift+S")
         self.save_logits_action = add(file_menu, "Save &logits…", self.save_logits)
         file_menu.addSeparator()

@@ -259,3 +259,52 @@ def test_heatmaps_inside_the_prediction_scaled_for_the_class_count(
     assert c._colorbar._labels[0] == f"≥{hi:.2g}" and c._colorbar._title.startswith(
         "entropy/ln 114"
     )
+
+
+def test_report_pictures_from_the_window(demo_window: Any, qtbot: Any, tmp_path: Any) -> None:
+    from PIL import Image
+
+    from segviewer.io.render import every_nth_slice
+
+    win = demo_window
+    win.show_dialogs = False
+    win.state.set_cursor((49, 58, 47))
+    dlg = win.show_picture_dialog()
+    # one slice, rescaled to 800 px wide at 300 dpi
+    dlg.path_edit.setText(str(tmp_path / "slice.png"))
+    dlg.width_spin.setValue(800)
+    path = dlg.save()
+    assert path is not None
+    with Image.open(path) as im:
+        assert im.size[0] == 800 and round(im.info["dpi"][0]) == 300
+    # natural size: the same picture as io.render draws for the slice at the cursor
+    dlg.width_spin.setValue(0)
+    direct = win.controller.report_picture("slice", view="axial")
+    assert direct.shape[1] > 512  # enlarged slice + margins + legend
+    # three views at the crosshair, as PDF
+    dlg.kind_combo.setCurrentIndex(1)
+    assert not dlg.view_combo.isEnabled()
+    dlg.path_edit.setText(str(tmp_path / "three.pdf"))
+    assert dlg.save() is not None
+    assert (tmp_path / "three.pdf").read_bytes()[:5] == b"%PDF-"
+    three = win.controller.report_picture("three")
+    assert three.shape[1] > 3 * 300  # three annotated views side by side
+    # lightbox: every 10th slice holding a class
+    dlg.kind_combo.setCurrentIndex(2)
+    dlg.every_spin.setValue(10)
+    dlg.path_edit.setText(str(tmp_path / "lightbox.png"))
+    assert dlg.save() is not None
+    axes = win.canvas.axes
+    slices = every_nth_slice(win.label_result.labels, axes, 10)
+    assert 5 <= len(slices) <= 12 and slices == sorted(slices)
+    # the K worst slices need a reference: refused with a message, nothing written
+    dlg.kind_combo.setCurrentIndex(3)
+    dlg.path_edit.setText(str(tmp_path / "worst.png"))
+    assert dlg.save() is None and not (tmp_path / "worst.png").exists()
+    assert "reference" in win.statusBar().currentMessage()
+    ref = np.roll(win.label_result.labels, 2, axis=1)
+    win.set_reference(ref, source="<shifted>")
+    wait_idle(qtbot, win)
+    dlg.worst_spin.setValue(4)
+    assert dlg.save() is not None
+    assert (tmp_path / "worst.png").stat().st_size > 1000
