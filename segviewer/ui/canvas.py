@@ -56,7 +56,7 @@ ERROR_MIN_ALPHA = 0.75
 #: The class legend lists the classes on the shown slice, largest first, and never takes more
 #: than LEGEND_MAX_SHARE of the canvas's area nor more than LEGEND_MAX_ROWS class rows; the
 #: classes left out are counted in a "+N more" line. Names longer than LEGEND_NAME_CHARS are
-#: cut with "…" (the class panel shows them whole).
+#: cut in the middle with "…" (the class panel's tooltips show them whole).
 LEGEND_MAX_SHARE = 0.25
 LEGEND_MAX_ROWS = 12
 LEGEND_NAME_CHARS = 26
@@ -700,8 +700,9 @@ class SliceCanvas(QWidget):
             info = st.table[k]
             r, g, b = info.color
             name = info.name
-            if len(name) > chars:
-                name = name[: max(chars - 1, 1)] + "…"
+            if len(name) > chars:  # cut in the middle: both ends of a name tell classes apart
+                tail = max((chars - 1) // 3, 1)
+                name = name[: max(chars - 1 - tail, 1)] + "…" + name[-tail:]
             weight = "font-weight: bold;" if st.highlight == k else ""
             lines.append(
                 f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'

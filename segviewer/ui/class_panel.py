@@ -63,7 +63,11 @@ class ClassPanel(QWidget):
         self.volume_unit = "ml"  # or "mm³"
 
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Find class (type in the list; Enter toggles)")
+        self.search.setPlaceholderText("Find class…")
+        self.search.setToolTip(
+            "Shows the classes whose index or name contains the text; typing in the list "
+            "comes here too. Enter shows/hides the first class found"
+        )
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._filter)
         self.search.returnPressed.connect(self._toggle_first_match)
@@ -76,9 +80,10 @@ class ClassPanel(QWidget):
 
         self.table = QTableWidget(0, 6)
         self.table.setHorizontalHeaderLabels(["", "", "Class", "Voxels", "Volume (ml)", "Dice"])
-        # one line per name, cut at the right with "…" (the tooltip has it whole)
+        # one line per name, cut in the middle with "…" (the index and both ends of the name
+        # stay: atlas names often differ at the end); the tooltip has it whole
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.installEventFilter(self)
         dice_header = self.table.horizontalHeaderItem(COL_DICE)
         if dice_header is not None:
