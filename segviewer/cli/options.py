@@ -387,6 +387,12 @@ def export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-legend", action="store_true", help="no legend on overlays")
     p.add_argument(
+        "--no-annotate",
+        action="store_true",
+        help="overlays without caption (view, slice, position in mm), orientation letters "
+        "and scale bar",
+    )
+    p.add_argument(
         "--scale",
         type=int,
         default=0,

@@ -146,9 +146,22 @@ class ExportDialog(QDialog):
         self.mode_combo.setCurrentText(st.mode)
         self.legend_check = QCheckBox("Legend")
         self.legend_check.setChecked(st.show_legend)
+        self.annotate_check = QCheckBox("Caption, orientation letters, scale bar")
+        self.annotate_check.setChecked(True)
+        self.annotate_check.setToolTip(
+            "Annotated slices say their view, slice index and position in mm, carry the "
+            "orientation letters at their edges and a scale bar"
+        )
+        self.scale_spin = QSpinBox()
+        self.scale_spin.setRange(0, 16)
+        self.scale_spin.setSpecialValueText("automatic (≥ 512 px)")
+        self.scale_spin.setSuffix(" ×")
+        self.scale_spin.setToolTip("Enlarge annotated slices this many times (nearest neighbour)")
         lf.addRow("Opacity", self.opacity_spin)
         lf.addRow("Style", self.mode_combo)
+        lf.addRow("Enlarge", self.scale_spin)
         lf.addRow(self.legend_check)
+        lf.addRow(self.annotate_check)
 
         self.folder_edit = QLineEdit(
             str(Path(controller.settings.last_folder()) / "segviewer_export")
@@ -237,6 +250,8 @@ class ExportDialog(QDialog):
             outline_width=st.outline_width,
             window=(st.level, st.width),
             legend=self.legend_check.isChecked(),
+            annotate=self.annotate_check.isChecked(),
+            scale=self.scale_spin.value() or None,
             force=self.force_check.isChecked(),
             settings=st.mask_settings,
             radiological=st.radiological,
