@@ -233,6 +233,8 @@ class SliceCanvas(QWidget):
             line.setZValue(10)
             self.viewbox.addItem(line, ignoreBounds=True)
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+        self._outline_drawn = 0  # outline width (slice pixels) of the frame shown
+        self.viewbox.sigRangeChanged.connect(self._zoomed)
 
         # The texts around the image sit in their own rows and columns of a grid around the
         # view (not floating on it), so at any pane size none covers another or the image:
@@ -403,6 +405,30 @@ class SliceCanvas(QWidget):
             return None
         return int(self._labels_slice()[row, col])
 
+    def outline_voxels(self) -> int:
+        """Outline width in slice pixels for ``state.outline_width`` *screen* pixels at the
+        current zoom: the fewest slice pixels at least that wide on screen (never below 1:
+        zoomed in, one slice pixel is already wider). Falls back to the state's width when
+        the view has no size yet."""
+        w = int(self.state.outline_width)
+        if self.axes is None:
+            return w
+        try:
+            mm_per_px = float(self.viewbox.viewPixelSize()[0])
+        except Exception:  # noqa: BLE001 - a view not laid out yet has no pixel size
+            return w
+        if not (math.isfinite(mm_per_px) and 0 < mm_per_px < 1e4):
+            return w
+        return max(1, math.ceil(w * mm_per_px / self.axes.col_spacing - 1e-6))
+
+    def _zoomed(self) -> None:
+        """Re-draw when the zoom changes the outline's width in slice pixels."""
+        st = self.state
+        outlined = st.mode in ("outline", "both") or st.display == "errors"
+        width = self.outline_voxels()
+        if outlined and width != self._outline_drawn and self._active and st.volume is not None:
+            self._render()
+
     def frame(self) -> np.ndarray | None:
         """The RGBA uint8 ``(rows, cols, 4)`` image currently drawn (None before data)."""
         img = self.image_item.image
@@ -466,6 +492,7 @@ class SliceCanvas(QWidget):
             with signals_blocked(self.slider):
                 self.slider.setValue(self.index)
         rgba = self._compose_slice()
+        self._outline_drawn = self.outline_voxels()
         self.image_item.setImage(rgba, autoLevels=False)
         if self._rect_size != rgba.shape[:2]:
             # setRect scales by the *current* image's size, so it must follow setImage
@@ -506,13 +533,13 @@ class SliceCanvas(QWidget):
             codes = self._error_slice()
             # agreement is drawn as its outline only: interior true positives are cleared
             tp = (codes == compare.ERROR_TP).view(np.uint8)
-            edge = overlay.outline(tp, st.outline_width)
+            edge = overlay.outline(tp, self.outline_voxels())
             codes = np.where((tp == 1) & (edge == 0), np.uint8(0), codes).astype(codes.dtype)
             return overlay.compose(grey, codes, self._error_lut(), mode="fill")
         if st.display in ("labels", "errors"):
             labels = self._labels_slice()
             return overlay.compose(
-                grey, labels, self._current_lut(), mode=st.mode, outline_width=st.outline_width
+                grey, labels, self._current_lut(), mode=st.mode, outline_width=self.outline_voxels()
             )
         # Heatmap over the anatomy, blended at the overlay opacity so the anatomy stays
         # readable underneath (a heatmap alone hides where in the brain one is); one table

@@ -179,7 +179,9 @@ def test_outline_mode_draws_only_boundaries(demo_window: Any) -> None:
     interior = fill_mask & ~out_mask
     grey = outline[interior][:, :3]
     assert np.all(grey[:, 0] == grey[:, 1]) and np.all(grey[:, 1] == grey[:, 2])
-    win.outline_spin.setValue(3)
+    # the width is in screen pixels: 20 of them span several (enlarged) slice pixels
+    win.outline_spin.setValue(20)
+    assert win.canvas.outline_voxels() > 1
     thick = count_rgb(win.canvas.frame(), WHITE_MATTER)
     assert thick > n_out
 

@@ -310,3 +310,40 @@ def test_report_pictures_from_the_window(demo_window: Any, qtbot: Any, tmp_path:
     dlg.worst_spin.setValue(4)
     assert dlg.save() is not None
     assert (tmp_path / "worst.png").stat().st_size > 1000
+
+
+def test_outline_width_is_in_screen_pixels(demo_window: Any, qtbot: Any) -> None:
+    import math
+
+    from segviewer.core import overlay
+
+    win = demo_window
+    win.resize(1200, 800)
+    qtbot.wait(20)
+    c = win.canvas
+    st = win.state
+    st.set_mode("outline", 10)
+    mm_per_px = float(c.viewbox.viewPixelSize()[0])
+    voxel_px = c.axes.col_spacing / mm_per_px  # screen pixels per slice pixel
+    assert voxel_px > 2  # the demo slice is shown enlarged
+    want = math.ceil(10 / voxel_px - 1e-6)
+    assert c.outline_voxels() == want and want >= 2
+
+    def drawn(width: int) -> np.ndarray:
+        labels = c._labels_slice()
+        return overlay.compose(
+            c._grey, labels, c._current_lut(), mode="outline", outline_width=width
+        )
+
+    assert np.array_equal(c.frame(), drawn(want))
+    # zoomed in 4x: a slice pixel is wider on screen, the outline takes fewer of them
+    c.viewbox.scaleBy((0.25, 0.25))
+    qtbot.wait(20)
+    narrower = c.outline_voxels()
+    assert narrower < want
+    assert np.array_equal(c.frame(), drawn(narrower))
+    # the outline is opaque in the class colour whatever the opacity
+    st.set_opacity(0.2)
+    frame = c.frame()
+    edge = overlay.outline(c._labels_slice(), narrower) == 2
+    assert np.all(frame[edge][:, :3] == np.array(st.table[2].color, np.uint8))
