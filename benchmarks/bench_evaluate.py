@@ -20,6 +20,7 @@ worker measured in the same run. All metrics are on (per-slice HD95 / ASSD too) 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -133,17 +134,24 @@ def main(argv: list[str] | None = None) -> int:
             if res.failed:
                 print(f"  workers={w}: FAILED {res.failed}", file=sys.stderr)
                 return 1
-            start = res.summary["timing"].get("startup_seconds", 0.0)
-            rows.append((w, wall, start, res.seconds, res.cases_per_second))
+            timing = res.summary["timing"]
+            start = timing.get("startup_seconds", 0.0)
+            cpu = timing.get("cpu_seconds_per_case", float("nan"))
+            rows.append((w, wall, start, res.seconds, res.cases_per_second, cpu))
         base = next((r[4] for r in rows if r[0] == 1), None)
         print(
-            f"{'workers':>8} {'wall s':>8} {'start s':>8} {'cases s':>8} {'cases/s':>8} {'vs 1':>6}"
+            f"{'workers':>8} {'wall s':>8} {'start s':>8} {'cases s':>8} {'cases/s':>8} "
+            f"{'vs 1':>6} {'CPU s/case':>10}"
         )
-        for w, wall, start, sec, cps in rows:
+        for w, wall, start, sec, cps, cpu in rows:
             rel = f"{cps / base:.2f}x" if base else ""
-            print(
-                f"{w if w else 'in-proc':>8} {wall:8.1f} {start:8.1f} {sec:8.1f} {cps:8.3f} {rel:>6}"
-            )
+            name = str(w) if w else "in-proc"
+            print(f"{name:>8} {wall:8.1f} {start:8.1f} {sec:8.1f} {cps:8.3f} {rel:>6} {cpu:10.2f}")
+        print(
+            f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end; on "
+            "a busy machine wall-clock speed-ups are capped, CPU s/case is the load-independent "
+            "cost of one case"
+        )
     finally:
         if not args.dir:
             shutil.rmtree(tmp, ignore_errors=True)

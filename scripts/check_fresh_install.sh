@@ -4,12 +4,14 @@
 # virtual environment, PEP 668). The commands are read from the README's first ```bash
 # block, so the README cannot drift from what is checked.
 #
-# usage: scripts/check_fresh_install.sh [--full] [--python PYTHON] [--keep]
+# usage: scripts/check_fresh_install.sh [--model | --full] [--python PYTHON] [--keep]
 #
 #   (default)  quick: command 1 without [model] (no TensorFlow download), the demo window
 #              drawn offscreen into a PNG (--screenshot), `segviewer --version` and
 #              `segviewer doctor`; then command 2 without [model] and a few test files
 #              (command line, doctor, desktop entry, portability, layering). A few minutes.
+#   --model    both install commands as written (with TensorFlow: the demo runs the bundled
+#              model), the same few test files plus their TensorFlow tests.
 #   --full     both commands exactly as written (TensorFlow and the whole suite): about as
 #              long as CI itself.
 #   --python   the interpreter to check (it becomes `python3` for the commands).
@@ -25,6 +27,7 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) mode=full ;;
+    --model) mode=model ;;
     --python) python="$2"; shift ;;
     --keep) keep=1 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -61,10 +64,13 @@ install_test="${commands[1]}"
 
 # The window needs no display for --screenshot; a script cannot close an open window.
 install_demo="${install_demo/segviewer --demo/segviewer --demo --screenshot demo.png}"
+subset="tests/cli tests/test_layers.py tests/test_portability.py"
 if [ "$mode" = quick ]; then
   install_demo="${install_demo//\[model\]/}"
   install_test="${install_test//,model\]/]}"
-  install_test="${install_test/python -m pytest/python -m pytest -q -m \"not slow and not tf\" tests/cli tests/test_layers.py tests/test_portability.py}"
+  install_test="${install_test/python -m pytest/python -m pytest -q -m \"not slow and not tf\" $subset}"
+elif [ "$mode" = model ]; then
+  install_test="${install_test/python -m pytest/python -m pytest -q -m \"not slow\" $subset}"
 fi
 
 echo "check_fresh_install: $("$python" --version) ($python), $mode check of $(git -C "$repo" rev-parse --short HEAD)"
@@ -89,11 +95,11 @@ import numpy as np
 from PIL import Image
 
 import segviewer
-from segviewer.cli.desktop import icon_file
+from segviewer.io.bundled import icon_path
 
 # A real install (not the clone): the wheel must carry the demo data and the icon.
 assert ".venv" in Path(segviewer.__file__).parts, segviewer.__file__
-assert icon_file(".png").is_file() and icon_file(".svg").is_file()
+assert icon_path(".png").is_file() and icon_path(".svg").is_file()
 with Image.open(os.environ["DEMO_PNG"]) as im:
     pixels = np.asarray(im.convert("RGB"))
 assert pixels.shape[0] >= 300 and pixels.shape[1] >= 400, pixels.shape
@@ -103,7 +109,7 @@ EOF
 )
 .venv/bin/segviewer --version
 doctor_args=()
-[ "$mode" = quick ] && doctor_args=(--no-tensorflow)
+if [ "$mode" = quick ]; then doctor_args=(--no-tensorflow); fi
 .venv/bin/segviewer doctor "${doctor_args[@]}"
 echo "check_fresh_install: command 1 passed in $((SECONDS - start)) s"
 

@@ -119,7 +119,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "segviewer/ui/export_dialog.py",
         "slices = tuple(range(a, b + 1))",
         "slices = tuple(range(a, b))",
-        ("tests/ui/test_promises.py", "tests/ui/test_app_api.py"),
+        ("tests/ui/test_window_promises.py", "tests/ui/test_app_api.py"),
         "the export dialog's range includes its last slice",
     ),
     Mutation(
@@ -127,7 +127,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "segviewer/ui/export_dialog.py",
         "s.setRange(0, n - 1)",
         "s.setRange(0, n - 2)",
-        ("tests/ui/test_promises.py",),
+        ("tests/ui/test_window_promises.py",),
         "the export dialog's range reaches the last slice",
     ),
     Mutation(
@@ -136,7 +136,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            self.visible[index] = bool(visible)\n            self._lut_changed()",
         "            self.visible[index] = bool(visible)\n            self._lut_changed()\n"
         "            self.changed.emit(Change.LABELS)",
-        ("tests/ui/test_promises.py",),
+        ("tests/ui/test_window_promises.py",),
         "toggling a class never recomputes masks",
     ),
     Mutation(

@@ -41,11 +41,18 @@ def test_core_imports_neither_qt_nor_tensorflow() -> None:
         "segviewer.cli.export",
         "segviewer.cli.compare",
         "segviewer.cli.window",
+        "segviewer.io.evaluate",
+        "segviewer.cli.evaluate",
     ],
 )
 def test_io_and_cli_do_not_import_qt_or_tensorflow(module: str) -> None:
     mods = _loaded_after(f"import {module}")
     assert not mods & set(HEAVY), mods & set(HEAVY)
+
+
+def test_evaluate_imports_dask_only_when_it_runs() -> None:
+    mods = _loaded_after("import segviewer.io.evaluate, segviewer.cli.evaluate")
+    assert not mods & {"dask", "distributed"}
 
 
 def test_ui_does_not_import_tensorflow() -> None:

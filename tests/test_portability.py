@@ -16,6 +16,7 @@ import json
 import shutil
 import signal
 import types
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,10 @@ from segviewer.io.writers import write_nifti, write_npy, write_png
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segviewer"
 
-#: Names that exist on POSIX only: using one needs a fallback next to it (a try/except
-#: ImportError or AttributeError, or a hasattr/getattr/sys.platform guard). A line that has
-#: one says so with ``# portable: <the fallback>``.
+#: Names that exist on POSIX only. Using one needs a fallback around it: a ``try`` whose
+#: handler catches what the missing name raises elsewhere (ImportError, AttributeError,
+#: OSError), or an ``if`` that asks first (``hasattr``, ``getattr``, ``sys.platform``,
+#: ``os.name``). Anything else may say so on its line with ``# portable: <the fallback>``.
 POSIX_ONLY_MODULES = {"resource", "fcntl", "termios", "pwd", "grp", "posix"}
 POSIX_ONLY_ATTRIBUTES = {
     ("os", "fork"),
@@ -60,19 +62,47 @@ POSIX_ONLY_ATTRIBUTES = {
     ("signal", "alarm"),
     ("signal", "setitimer"),
 }
+_FALLBACK_ERRORS = {"ImportError", "ModuleNotFoundError", "AttributeError", "OSError", "Exception"}
+_ASKING = ("hasattr", "getattr", "sys.platform", "os.name", "platform.system")
+
+
+def _guarded(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether ``node`` sits in a try/except or an if that provides the fallback."""
+    child, parent = node, parents.get(node)
+    while parent is not None:
+        if isinstance(parent, ast.Try) and child in parent.body:
+            for handler in parent.handlers:
+                names = (
+                    {ast.unparse(e) for e in handler.type.elts}
+                    if isinstance(handler.type, ast.Tuple)
+                    else {ast.unparse(handler.type)}
+                    if handler.type is not None
+                    else {"Exception"}
+                )
+                if names & _FALLBACK_ERRORS:
+                    return True
+        if isinstance(parent, (ast.If, ast.IfExp)) and any(
+            a in ast.unparse(parent.test) for a in _ASKING
+        ):
+            return True
+        child, parent = parent, parents.get(parent)
+    return False
 
 
 def _findings(path: Path) -> list[str]:
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
+    tree = ast.parse(text)
+    parents = {c: p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
     out = []
 
     def flag(node: ast.AST, what: str) -> None:
-        line = lines[node.lineno - 1]  # type: ignore[attr-defined]
-        if "# portable:" not in line:
-            out.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {what}")  # type: ignore[attr-defined]
+        lineno = getattr(node, "lineno", 0)
+        if "# portable:" in lines[lineno - 1] or _guarded(node, parents):
+            return
+        out.append(f"{path.relative_to(PACKAGE.parent)}:{lineno}: {what}")
 
-    for node in ast.walk(ast.parse(text)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] in POSIX_ONLY_MODULES:
@@ -103,7 +133,10 @@ def test_the_scan_finds_what_it_looks_for(tmp_path: Path) -> None:
     try:
         bad.write_text(
             "import resource\nimport os, signal\nos.fork()\nsignal.signal(signal.SIGHUP, None)\n"
-            "open('/proc/self/status')\nimport fcntl  # portable: guarded by try/except\n",
+            "open('/proc/self/status')\nimport fcntl  # portable: guarded by try/except\n"
+            "try:\n    import termios\nexcept ImportError:\n    termios = None\n"
+            "if hasattr(os, 'fork'):\n    os.fork()\n"
+            "try:\n    os.getuid()\nexcept ValueError:\n    pass\n",
             encoding="utf-8",
         )
         found = _findings(bad)
@@ -114,6 +147,7 @@ def test_the_scan_finds_what_it_looks_for(tmp_path: Path) -> None:
         "os.fork",
         "signal.SIGHUP",
         "path '/proc/self/status'",
+        "os.getuid",  # a handler that does not catch what a missing name raises
     ]
 
 
@@ -221,6 +255,7 @@ def test_export_and_manifest_with_odd_paths(odd_dir: Path, demo_dir: Path) -> No
         what=frozenset({"binary", "labels", "overlays"}),
         formats=frozenset({"nifti", "png"}),
         slices=(40,),
+        full_paths=True,  # the manifest records the odd paths themselves
     )
     result = run_to_end(run_export(vol, pred, table, request))
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -231,6 +266,12 @@ def test_export_and_manifest_with_odd_paths(odd_dir: Path, demo_dir: Path) -> No
     assert all("\\" not in p and not Path(p).is_absolute() for p in listed)
     assert sorted(out / p for p in listed) == sorted(result.files)
     assert all((out / p).is_file() for p in listed)
+    # by default the manifest names the sources by file name only (no folder names)
+    result = run_to_end(
+        run_export(vol, pred, table, replace(request, full_paths=False, force=True))
+    )
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["sources"]["image"]["path"] == "t1.nii.gz"
 
 
 def test_recent_files_keep_odd_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,7 +338,11 @@ def test_windows_paths_survive_in_the_manifest_and_names_are_windows_safe(
     table = ClassTable(tuple(ClassInfo(i, n, (i * 30, 0, 0)) for i, n in enumerate(names)))
     out = tmp_path / "out"
     request = ExportRequest(
-        out_dir=out, what=frozenset({"binary"}), formats=frozenset({"npy", "png"}), slices=(40,)
+        out_dir=out,
+        what=frozenset({"binary"}),
+        formats=frozenset({"npy", "png"}),
+        slices=(40,),
+        full_paths=True,
     )
     prob8 = np.zeros((*vol.shape, len(names)), np.float32)
     prob8[..., :3] = np.asarray(pred.channels_first()).transpose(1, 2, 3, 0)
@@ -314,3 +359,28 @@ def test_windows_paths_survive_in_the_manifest_and_names_are_windows_safe(
             assert part.split(".")[0].upper() not in {"CON", "PRN", "AUX", "NUL"}, part
     masks = {e["path"].casefold() for e in manifest["files"] if e["path"].endswith(".npy")}
     assert len(masks) == len(names) - 1  # Liver and liver: two files on NTFS too
+
+
+def test_readme_install_commands_use_a_venv_on_posix_and_windows() -> None:
+    """The README's first commands work where pip refuses the system Python (PEP 668): each
+    creates a virtual environment and installs into it; PowerShell mirrors the POSIX lines
+    (scripts/check_fresh_install.sh runs the POSIX ones)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+    def block(lang: str) -> list[str]:
+        m = re.search(rf"```{lang}\n(.*?)```", readme, re.S)
+        assert m, lang
+        return [ln for ln in m.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
+
+    posix, powershell = block("bash"), block("powershell")
+    assert len(posix) == len(powershell) == 2
+    for sh, ps in zip(posix, powershell, strict=True):
+        assert sh.startswith("python3 -m venv .venv && .venv/bin/python -m pip install ")
+        assert ps.startswith("py -m venv .venv; .venv\\Scripts\\python -m pip install ")
+        target = re.search(r'pip install (-e )?"([^"]+)"', sh)
+        assert target and f'pip install {target.group(1) or ""}"{target.group(2)}"' in ps
+        last_sh = sh.rsplit("&& ", 1)[1].replace(".venv/bin/", "")
+        last_ps = ps.rsplit("; ", 1)[1].replace(".venv\\Scripts\\", "")
+        assert last_sh == last_ps

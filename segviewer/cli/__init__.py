@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from segviewer.cli.terminal import guarded
+from segviewer.cli.terminal import guarded, survive_sigbus
 
 __all__ = ["main"]
 
@@ -79,10 +79,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return guarded(lambda: _desktop_entry(args))
     if args and args[0] in SUBCOMMANDS:
         run = _subcommand(args[0])
-        return guarded(lambda: run(args[1:]), verbose="--verbose" in args)
+        verbose = "--verbose" in args
+        if args[0] == "export":
+            # a memory-mapped input truncated mid-export (SIGBUS) gets one line, no leftovers
+            return survive_sigbus(
+                lambda: guarded(lambda: run(args[1:]), verbose=verbose), _out_arg(args)
+            )
+        return guarded(lambda: run(args[1:]), verbose=verbose)
     from segviewer.cli.window import run as run_window
 
     return run_window(args)
+
+
+def _out_arg(args: Sequence[str]) -> str | None:
+    """The value of ``--out`` in an export's arguments (``--out DIR`` or ``--out=DIR``)."""
+    for i, a in enumerate(args):
+        if a == "--out" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--out="):
+            return a.split("=", 1)[1]
+    return None
 
 
 def _subcommand(name: str) -> Callable[[Sequence[str]], int]:

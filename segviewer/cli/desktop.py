@@ -4,7 +4,7 @@ Linux (freedesktop.org)
     ``$XDG_DATA_HOME/applications/segviewer.desktop`` (default ``~/.local/share``), the icon
     in ``icons/hicolor`` (256 px PNG and SVG) and a MIME package ``mime/packages/
     segviewer.xml`` that names ``.nii``, ``.nii.gz``, ``.nrrd``/``.nhdr`` and ``.dcm`` files, so
-    a file manager offers segviewer for them. The MIME and desktop databases are refreshed
+    a file manager offers segviewer for them (suffixes from :mod:`segviewer.io.sniff`). The MIME and desktop databases are refreshed
     when their tools are installed.
 Windows
     A Start-menu shortcut (``segviewer.lnk``, created through PowerShell's WScript.Shell) with
@@ -21,7 +21,6 @@ install wrote.
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import plistlib
 import shutil
@@ -33,13 +32,15 @@ from pathlib import Path
 
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
+from segviewer.io.bundled import icon_path
+from segviewer.io.sniff import DICOM_SUFFIXES, NIFTI_SUFFIXES, NRRD_SUFFIXES
 
 __all__ = [
     "MIME_TYPES",
     "DesktopResult",
     "desktop_exec",
     "desktop_file_text",
-    "icon_file",
+    "icon_path",
     "install",
     "mime_package_xml",
     "uninstall",
@@ -47,12 +48,18 @@ __all__ = [
 
 APP_ID = "segviewer"
 
-#: (MIME type, description, glob patterns) of the files segviewer opens from a file manager.
-#: application/dicom is already known to shared-mime-info; naming it again only adds the glob.
+#: (MIME type, description, glob patterns) of the files segviewer opens from a file manager,
+#: from the suffix lists in :mod:`segviewer.io.sniff` (Analyze .hdr/.img pairs are left out:
+#: other programs own those suffixes). application/dicom is already known to
+#: shared-mime-info; naming it again only adds the globs.
 MIME_TYPES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("application/x-nifti", "NIfTI image", ("*.nii", "*.nii.gz")),
-    ("application/x-nrrd", "NRRD image", ("*.nrrd", "*.nhdr")),
-    ("application/dicom", "DICOM image", ("*.dcm",)),
+    (
+        "application/x-nifti",
+        "NIfTI image",
+        tuple(f"*{s}" for s in NIFTI_SUFFIXES if s.startswith(".nii")),
+    ),
+    ("application/x-nrrd", "NRRD image", tuple(f"*{s}" for s in NRRD_SUFFIXES)),
+    ("application/dicom", "DICOM image", tuple(f"*{s}" for s in DICOM_SUFFIXES)),
 )
 
 
@@ -63,16 +70,6 @@ class DesktopResult:
     written: list[Path] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def icon_file(suffix: str = ".png") -> Path:
-    """The bundled application icon (``.png`` 256 px or ``.svg``)."""
-    path = Path(
-        str(importlib.resources.files("segviewer.resources") / "icons" / f"segviewer{suffix}")
-    )
-    if not path.is_file():
-        raise SegviewerError(f"the bundled icon {path} is missing; reinstall segviewer")
-    return path
 
 
 # ----------------------------------------------------------------------------------------
@@ -182,8 +179,8 @@ def _refresh(tool: str, args: list[str], result: DesktopResult, why: str) -> Non
 def _install_linux(command: Sequence[str], data_home: Path) -> DesktopResult:
     result = DesktopResult()
     paths = _linux_paths(data_home)
-    _write(paths["png"], icon_file(".png").read_bytes(), result)
-    _write(paths["svg"], icon_file(".svg").read_bytes(), result)
+    _write(paths["png"], icon_path(".png").read_bytes(), result)
+    _write(paths["svg"], icon_path(".svg").read_bytes(), result)
     _write(paths["mime"], mime_package_xml().encode("utf-8"), result)
     _write(paths["desktop"], desktop_file_text(command).encode("utf-8"), result)
     _refresh(
@@ -249,7 +246,7 @@ def _install_windows(python: str, env: Mapping[str, str]) -> DesktopResult:
     result = DesktopResult()
     paths = _windows_paths(env)
     paths["ico"].parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(icon_file(".png")) as im, atomic_path(paths["ico"], force=True) as tmp:
+    with Image.open(icon_path(".png")) as im, atomic_path(paths["ico"], force=True) as tmp:
         im.save(tmp, format="ICO", sizes=[(16, 16), (32, 32), (48, 48), (256, 256)])
     result.written.append(paths["ico"])
     shell = shutil.which("powershell") or shutil.which("pwsh")
@@ -315,7 +312,7 @@ def _install_macos(python: str, home: Path) -> DesktopResult:
     launcher.chmod(0o755)
     icns = contents / "Resources" / "segviewer.icns"
     icns.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(icon_file(".png")) as im, atomic_path(icns, force=True) as tmp:
+    with Image.open(icon_path(".png")) as im, atomic_path(icns, force=True) as tmp:
         im.save(tmp, format="ICNS")
     result.written.append(icns)
     result.notes.append(

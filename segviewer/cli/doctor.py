@@ -289,6 +289,26 @@ def _settings_fallback() -> str:
     return os.path.join(config, "segviewer", "segviewer.ini")
 
 
+def _platform_fix(err: str, xcb: Check | None) -> str:
+    """How to get a platform plugin that does not start, from Qt's own message."""
+    low = err.lower()
+    if "could not connect to display" in low or "cannot open display" in low:
+        shown = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or "(none)"
+        return (
+            f"no display server answers at {shown}: start segviewer from the desktop session "
+            "(or ssh -X); without one, QT_QPA_PLATFORM=offscreen segviewer ... --screenshot "
+            "out.png, or segviewer info / export / compare"
+        )
+    if "xcb" in low:
+        if xcb is not None and xcb.status == MISSING:
+            return f"Qt's xcb plugin cannot load its libraries: {xcb.fix}"
+        return (
+            "Qt's xcb plugin cannot load: sudo apt install libxcb-cursor0 (Debian/Ubuntu), or "
+            "try QT_QPA_PLATFORM=wayland"
+        )
+    return "see the display lines above; QT_DEBUG_PLUGINS=1 segviewer shows Qt's details"
+
+
 def _qt_checks() -> list[Check]:
     binding, loaded = _qt_binding()
     checks = [binding, _display_check()]
@@ -304,13 +324,9 @@ def _qt_checks() -> list[Check]:
     probe = _qt_probe()
     if "error" in probe:
         err = str(probe["error"])
-        fix = "see the display and X11 lines above"
-        if "xcb" in err:
-            fix = (
-                "Qt's xcb plugin cannot load: sudo apt install libxcb-cursor0 (and the other "
-                "X11 libraries above), or try QT_QPA_PLATFORM=wayland"
-            )
-        checks.append(Check("platform plugin", MISSING, err, fix, required=True))
+        checks.append(
+            Check("platform plugin", MISSING, err, _platform_fix(err, xcb), required=True)
+        )
         checks.append(Check("settings", INFO, override or _settings_fallback()))
         return checks
     screen = f", screen {probe['screen']}" if probe.get("screen") else ""

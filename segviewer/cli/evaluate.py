@@ -29,6 +29,10 @@ class _CaseLines(ProgressBar):
             err(f"segviewer: [{p.done}/{p.total}] {p.message}")
 
 
+def _cases(n: int) -> str:
+    return f"{n} case" if n == 1 else f"{n} cases"
+
+
 def run(argv: Sequence[str]) -> int:
     ns = parse(evaluate_parser(), argv)
     if isinstance(ns, int):
@@ -68,9 +72,14 @@ def run(argv: Sequence[str]) -> int:
             if math.isfinite(result.cases_per_second)
             else ""
         )
-        where = f"{result.workers} workers" if result.workers else "in this process"
+        where = (
+            f"{result.workers} worker{'s' if result.workers != 1 else ''}"
+            if result.workers
+            else "in this process"
+        )
         print(
-            f"{result.n_evaluated} cases evaluated in {result.seconds:.1f} s ({where}{speed})"
+            f"{_cases(result.n_evaluated - len(result.failed))} evaluated in "
+            f"{result.seconds:.1f} s ({where}{speed})"
             + (f", {result.n_resumed} already done" if result.n_resumed else "")
             + (f", {len(result.failed)} failed" if result.failed else "")
             + f"; report: {result.out_dir / 'report.html'}"

@@ -13,11 +13,10 @@ from segviewer.cli.options import info_parser, series_arg
 from segviewer.cli.terminal import one_line, parse
 from segviewer.core.classes import rgb_to_hex
 from segviewer.core.types import SegviewerError
+from segviewer.io.sniff import NUMPY_SUFFIXES, is_class_table
 
 __all__ = ["run"]
 
-_CLASS_TABLE_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".ctbl", ".lut", ".label", ".labels")
-_PREDICTION_SUFFIXES = (".npy", ".npz")
 #: Acquisition facts worth a line in ``info`` (readers never store patient fields).
 _INFO_METADATA = (
     "modality",
@@ -53,8 +52,7 @@ def run(argv: Sequence[str]) -> int:
             reports.append(report)
             failed += 1
             continue
-        suffix = path.suffix.lower()
-        if suffix in _CLASS_TABLE_SUFFIXES and path.is_file():
+        if is_class_table(path) and path.is_file():
             try:
                 report["class_table"] = _describe_table(path, ns.classes_offset)
             except SegviewerError as exc:
@@ -64,8 +62,10 @@ def run(argv: Sequence[str]) -> int:
                 report["image"] = describe_image(path, frame=ns.frame, series=series_arg(ns.series))
             except SegviewerError as exc:
                 errors["image"] = str(exc)
+            # NumPy files are predictions by their nature; others only against an image, when
+            # they cannot be read as an image, or when they hold several volumes.
             as_prediction = (
-                suffix in _PREDICTION_SUFFIXES
+                path.name.lower().endswith(NUMPY_SUFFIXES)
                 or image_shape is not None
                 or "image" not in report
                 or int(report.get("image", {}).get("n_frames", 1)) > 1

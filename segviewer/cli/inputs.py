@@ -4,7 +4,6 @@ class table, mask settings and reference; and the bundled demo's files."""
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from segviewer.cli.terminal import ProgressBar, drive
 from segviewer.core.classes import ClassTable
 from segviewer.core.orientation import orientation_known
 from segviewer.core.types import MaskSettings, Prediction, SegviewerError, Volume
+from segviewer.io.bundled import demo_model_path, demo_paths
 
 __all__ = ["Inputs", "demo_model_path", "demo_paths", "load_inputs", "load_reference"]
 
@@ -71,6 +71,8 @@ def load_inputs(
         )
         warnings += table_warnings
 
+    if prediction_path and not ns.model and not ns.resample:
+        _check_shapes_from_headers(image_path, str(prediction_path), ns.layout)
     volume = load_image(image_path, frame=ns.frame, series=series_arg(ns.series))
     warnings += [str(w) for w in volume.metadata.get("warnings", ())]
     provenance: dict[str, Any] | None = None
@@ -131,6 +133,35 @@ def load_inputs(
     return Inputs(volume, prediction, table, settings, provenance, warnings)
 
 
+def _check_shapes_from_headers(image_path: str, prediction_path: str, layout: str | None) -> None:
+    """Refuse a prediction that cannot fit the image from both headers, before the (possibly
+    gigabytes of) image data is read. Formats without a cheap header are checked later, by
+    the readers, with the same message."""
+    from segviewer.core.layout import ShapeMismatch, detect_layout
+    from segviewer.io.images import header_shape
+    from segviewer.io.predictions import describe_prediction
+
+    try:
+        image_shape = header_shape(image_path)
+        if image_shape is None or Path(prediction_path).suffix.lower() not in (
+            ".npy",
+            ".nii",
+            ".gz",
+        ):
+            return
+        raw_shape = tuple(int(d) for d in describe_prediction(prediction_path)["shape"])
+    except (SegviewerError, KeyError, TypeError, ValueError):
+        return  # the full readers report what is wrong with either file
+    try:
+        detect_layout(raw_shape, image_shape, explicit=layout)
+    except ShapeMismatch as exc:  # the message load_prediction gives, earlier
+        raise ShapeMismatch(
+            f"{prediction_path}: {exc}", exc.resample_possible, exc.fitting_layouts
+        ) from None
+    except SegviewerError as exc:
+        raise SegviewerError(f"{prediction_path}: {exc}") from None
+
+
 def load_reference(
     path: str,
     volume: Volume,
@@ -169,23 +200,3 @@ def load_reference(
 def _table_from_card(names: Sequence[str], colors: Sequence[str] | None) -> ClassTable:
     """Class table from a model card's ``class_names`` / ``class_colors`` (``#rrggbb``)."""
     return ClassTable.from_names(names, colors)
-
-
-def demo_paths() -> tuple[Path, Path, Path]:
-    """The bundled demo: ``(t1.nii.gz, tissue_prob.nii.gz, classes.json)``."""
-    demo = importlib.resources.files("segviewer.resources") / "demo"
-    t1, prob, classes = (
-        Path(str(demo / n)) for n in ("t1.nii.gz", "tissue_prob.nii.gz", "classes.json")
-    )
-    for p in (t1, prob, classes):
-        if not p.is_file():
-            raise SegviewerError(f"the bundled demo file {p} is missing; reinstall segviewer")
-    return t1, prob, classes
-
-
-def demo_model_path() -> Path:
-    """The bundled demo model (a small 2-D U-Net for the demo T1; card next to it)."""
-    path = Path(str(importlib.resources.files("segviewer.resources") / "demo" / "model.keras"))
-    if not path.is_file():
-        raise SegviewerError(f"the bundled demo model {path} is missing; reinstall segviewer")
-    return path

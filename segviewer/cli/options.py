@@ -521,6 +521,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "--worst", type=int, default=5, metavar="N", help="worst cases in the report (default 5)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress and no summary line")
+    add_verbose_option(p)
     return p
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "guarded",
     "handle_termination",
     "library_noise",
+    "survive_sigbus",
     "stop_on_termination",
     "Terminated",
     "one_line",
@@ -96,10 +97,108 @@ def stop_on_termination() -> Iterator[None]:
             name = signal.Signals(num).name
         except ValueError:
             name = f"signal {num}"
+        # one is enough: a second (closing a terminal sends SIGHUP to every process of it)
+        # must not interrupt the cleanup the first one started
+        for sig in termination_signals():
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                signal.signal(sig, signal.SIG_IGN)
         raise Terminated(num, name)
 
     with handle_termination(handler):
         yield
+
+
+def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
+    """Run ``func`` (a whole export) in a child process, so that SIGBUS ends it with one line.
+
+    Reading a memory-mapped input that another program truncates raises SIGBUS, which no
+    Python code can catch: the process dies at once. The export checks the sizes of its
+    mapped inputs between blocks, but blocks read in parallel can still fault. Here the
+    parent only waits: if the child dies of SIGBUS, it removes the child's staging folder in
+    ``out_dir`` and prints one ``segviewer: error:`` line (exit 2). Ctrl-C and termination
+    signals sent to the parent are passed on (the child acts on the first of each). Runs ``func`` in this process where forking is not
+    possible or not safe (Windows, other threads running, output captured in-process).
+    """
+    if (
+        not hasattr(os, "fork")
+        or not hasattr(signal, "SIGBUS")
+        or threading.active_count() > 1
+        or sys.stdout is not sys.__stdout__
+        or sys.stderr is not sys.__stderr__
+    ):
+        return func()
+    _flush_std()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the child does the work, with every handler of a normal run
+        rc = 70
+        try:
+            _die_with_parent(parent)
+            signal.signal(signal.SIGINT, _interrupt_once)
+            rc = func()
+        finally:
+            with contextlib.suppress(BaseException):
+                _flush_std()
+            os._exit(rc)
+
+    def pass_on(num: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, num)
+
+    old_int = signal.signal(signal.SIGINT, pass_on)
+    try:
+        with handle_termination(pass_on):
+            while True:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+    if os.WIFSIGNALED(status):
+        num = os.WTERMSIG(status)
+        if num == signal.SIGBUS:
+            if out_dir:
+                import shutil
+                from pathlib import Path
+
+                for d in Path(out_dir).expanduser().glob(f".segviewer-staging-{pid}-*"):
+                    shutil.rmtree(d, ignore_errors=True)
+            return fail(
+                "an input file shrank while it was being read (SIGBUS: another program "
+                "truncated or replaced a memory-mapped file); the export was stopped and "
+                "nothing was written; run it again when the file is complete"
+            )
+        err(f"segviewer: stopped by {signal.Signals(num).name}")
+        return 128 + num
+    return os.waitstatus_to_exitcode(status)
+
+
+def _interrupt_once(_num: int, _frame: FrameType | None) -> None:
+    """Ctrl-C in the export's child: a terminal sends it to the child and the parent, which
+    passes it on; the second must not interrupt the cleanup the first started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: get SIGKILL when the parent dies (``kill -9`` of segviewer stops the export too)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before that took effect
+        os._exit(128 + int(signal.SIGKILL))
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
 
 
 @contextlib.contextmanager
@@ -291,7 +390,10 @@ def comparison_table(comparison: Comparison, names: dict[int, str]) -> str:
     """Per-class agreement as aligned text columns, then the overall accuracy."""
     head = ("class", "dice", "jaccard", "sensitivity", "precision", "pred ml", "ref ml", "diff %")
     rows = []
+    many = len(comparison.per_class) > 64  # a stray label: list the classes that occur
     for c in comparison.per_class:
+        if many and c.absent_in_both:
+            continue
         diff = c.volume_diff_percent
         rows.append(
             (

@@ -171,6 +171,10 @@ class Comparison:
     n_ignored: int
     n_pred_unlabelled: int
     voxel_volume_mm3: float
+    #: The classes the rows / columns of ``confusion`` stand for when it is not the full
+    #: ``(n_classes, n_classes)`` matrix: beyond :data:`DENSE_MAX_CLASSES` classes only those
+    #: that occur in either map get a row and a column (65,534 classes would need 32 GiB).
+    confusion_classes: tuple[int, ...] | None = None
 
     @property
     def n_classes(self) -> int:
@@ -198,7 +202,16 @@ class Comparison:
             "voxel_volume_mm3": self.voxel_volume_mm3,
             "mean_dice_foreground": self.mean_dice(),
             "confusion": self.confusion.tolist(),
-            "classes": [c.as_dict() for c in self.per_class],
+            **(
+                {"confusion_classes": list(self.confusion_classes)}
+                if self.confusion_classes is not None
+                else {}
+            ),
+            "classes": [
+                c.as_dict()
+                for c in self.per_class
+                if self.confusion_classes is None or not c.absent_in_both
+            ],
         }
 
 
@@ -303,9 +316,11 @@ def iter_compare(
             f"the voxel volume must be a positive number of mm³, got {voxel_volume_mm3}"
         )
     n = n_classes
-    jc = np.zeros((n + 1, n + 1), dtype=np.int64)
     p = pred_labels.reshape(1) if pred_labels.ndim == 0 else pred_labels
     r = ref_labels.reshape(1) if ref_labels.ndim == 0 else ref_labels
+    if n > DENSE_MAX_CLASSES:
+        return (yield from _iter_compare_sparse(p, r, n, float(voxel_volume_mm3)))
+    jc = np.zeros((n + 1, n + 1), dtype=np.int64)
     ranges = _ranges(p.shape)
     for done, (s, e) in enumerate(ranges, start=1):
         # one pass: row / column n of the joint counts is "no class" (reserved, out of range)
@@ -348,6 +363,66 @@ def comparison_from_counts(joint: np.ndarray, voxel_volume_mm3: float = 1.0) -> 
         n_ignored=total - n_scored,
         n_pred_unlabelled=int(jc[n, :n].sum()),
         voxel_volume_mm3=float(voxel_volume_mm3),
+    )
+
+
+#: Beyond this many classes the confusion matrix has rows and columns only for the classes
+#: that occur (:attr:`Comparison.confusion_classes`).
+DENSE_MAX_CLASSES = 1024
+
+
+def _iter_compare_sparse(
+    p: np.ndarray, r: np.ndarray, n: int, voxel_volume_mm3: float
+) -> Generator[Progress, None, Comparison]:
+    """:func:`iter_compare` for very many classes: count only the classes that occur.
+
+    Two passes over the chunks: which classes occur (in ``0 .. n-1``) in either map, then
+    the joint counts of those, remapped to ``0 .. m-1`` (``m``: "no class").
+    """
+    ranges = _ranges(p.shape)
+    steps = 2 * len(ranges)
+    seen: set[int] = set()
+    for done, (s, e) in enumerate(ranges, start=1):
+        for block in (p[s:e], r[s:e]):
+            u = np.unique(np.asarray(block))
+            seen.update(int(v) for v in u[(u >= 0) & (u < n)])
+        yield Progress(done, steps, "comparing with the reference (classes present)")
+    cls = np.array(sorted(seen), dtype=np.int64)
+    m = int(cls.size)
+
+    def compact(block: np.ndarray) -> np.ndarray:
+        v = np.asarray(block, dtype=np.int64).ravel()
+        i = np.searchsorted(cls, v)
+        hit = (i < m) & (cls[np.minimum(i, max(m - 1, 0))] == v) if m else np.zeros(v.shape, bool)
+        return np.where(hit, i, m)
+
+    jc = np.zeros((m + 1) * (m + 1), dtype=np.int64)
+    for done, (s, e) in enumerate(ranges, start=len(ranges) + 1):
+        code = compact(p[s:e]) * (m + 1) + compact(r[s:e])
+        jc += np.bincount(code, minlength=(m + 1) * (m + 1))
+        yield Progress(done, steps, f"comparing with the reference ({e}/{p.shape[0]})")
+    jcm = jc.reshape(m + 1, m + 1)
+    cm = np.ascontiguousarray(jcm[:m, :m])
+    ref_counts = jcm[:, :m].sum(axis=0)
+    n_scored = int(ref_counts.sum())
+    n_pred = cm.sum(axis=1)
+    tp = np.diag(cm)
+    where = {int(k): j for j, k in enumerate(cls)}
+    per_class = tuple(
+        _agreement(k, int(tp[j]), int(n_pred[j]), int(ref_counts[j]), voxel_volume_mm3)
+        if (j := where.get(k)) is not None
+        else _agreement(k, 0, 0, 0, voxel_volume_mm3)
+        for k in range(n)
+    )
+    return Comparison(
+        per_class=per_class,
+        accuracy=_ratio(int(tp.sum()), n_scored),
+        n_voxels=n_scored,
+        confusion=cm,
+        n_ignored=int(jc.sum()) - n_scored,
+        n_pred_unlabelled=int(jcm[m, :m].sum()),
+        voxel_volume_mm3=voxel_volume_mm3,
+        confusion_classes=tuple(int(k) for k in cls),
     )
 
 

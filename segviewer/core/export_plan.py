@@ -140,7 +140,9 @@ def safe_component(name: str, index: int) -> str:
     return text.encode("utf-8")[:100].decode("utf-8", "ignore").rstrip(" .") or f"class{index}"
 
 
-def default_classes(table: Any, counts: Sequence[int]) -> tuple[tuple[int, ...], list[str]]:
+def default_classes(
+    table: Any, counts: Sequence[int], *, label_map: bool = True
+) -> tuple[tuple[int, ...], list[str]]:
     """The classes an export writes masks for when none are chosen, and notes for the user.
 
     A class is exported when some voxel holds it or the class table names it (a name other
@@ -153,7 +155,10 @@ def default_classes(table: Any, counts: Sequence[int]) -> tuple[tuple[int, ...],
     table
         The class table (``len(table)`` classes, ``table[k].name``).
     counts
-        Voxels per class of the label map (``counts[k]``; shorter than the table is fine).
+        Voxels per class of the label map (``counts[k]``; shorter than the table is fine);
+        for a model's channels, nonzero for every class the model outputs.
+    label_map
+        ``counts`` are voxel counts of a label map (far-out labels are reported).
     """
     n = len(table)
     present = [k for k in range(1, min(n, len(counts))) if int(counts[k]) > 0]
@@ -162,7 +167,7 @@ def default_classes(table: Any, counts: Sequence[int]) -> tuple[tuple[int, ...],
     chosen = tuple(sorted(set(present) | set(named)))
     notes: list[str] = []
     top_named = max(named, default=0)
-    far = [k for k in present if k > max(2 * top_named, 255) and k not in named]
+    far = [k for k in present if k > max(2 * top_named, 255) and k not in named and label_map]
     if far:
         shown = ", ".join(f"{k} ({int(counts[k])} voxels)" for k in far[:5])
         notes.append(

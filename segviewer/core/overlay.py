@@ -228,7 +228,8 @@ def build_lut(
         Overlay opacity 0..1 for visible classes (alpha ``round(255 * opacity)``).
     size
         Number of entries: 256 for uint8 label maps (up to 254 classes), 65536 for uint16;
-        None picks from ``len(table)``.
+        None picks from ``len(table)``. Table entries beyond ``size - 3`` are left out (no
+        label of that size holds them).
     show_uncertain, show_invalid
         Whether the reserved UNCERTAIN (``size - 2``) and INVALID (``size - 1``) entries are
         drawn (in ``UNCERTAIN_COLOR`` / ``INVALID_COLOR`` at the same opacity).
@@ -244,19 +245,19 @@ def build_lut(
         size = 256 if n <= 254 else 65536
     if size not in (256, 65536):
         raise SegviewerError(f"internal: lookup table size must be 256 or 65536, got {size}")
-    if n > size - 2:
-        raise SegviewerError(
-            f"{n} classes do not fit a {size}-entry lookup table (2 entries are reserved)"
-        )
     if not 0.0 <= opacity <= 1.0:
         raise SegviewerError(f"opacity must be between 0 and 1, got {opacity}")
     vis = np.ones(n, dtype=bool) if visible is None else np.asarray(visible, dtype=bool)
     if vis.shape != (n,):
         raise SegviewerError(f"internal: {vis.size} visibility flags for a table of {n} classes")
+    # A label map of this size holds classes 0 .. size - 3 only (the last two values are
+    # reserved): a table with more entries (a class table listing index 65533 next to a
+    # 3-class prediction) has nothing to draw beyond them.
+    shown = min(n, size - 2)
     alpha = int(round(255 * opacity))
     lut = np.zeros((size, 4), dtype=np.uint8)
-    lut[:n, :3] = table.colors
-    lut[:n, 3] = np.where(vis, alpha, 0)
+    lut[:shown, :3] = table.colors[:shown]
+    lut[:shown, 3] = np.where(vis[:shown], alpha, 0)
     lut[0, 3] = 0  # background is never drawn
     uncertain, invalid = reserved_labels(np.uint8 if size == 256 else np.uint16)
     lut[uncertain] = (*UNCERTAIN_COLOR, alpha if show_uncertain else 0)

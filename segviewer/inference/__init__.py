@@ -21,7 +21,13 @@ from segviewer.inference.card import (  # noqa: E402
     parse_overrides,
     save_card,
 )
-from segviewer.inference.model import ModelHandle, TrustRequired, iter_open_model, open_model
+from segviewer.inference.model import (  # noqa: E402
+    ModelHandle,
+    TrustRequired,
+    device_description,
+    iter_open_model,
+    open_model,
+)
 from segviewer.inference.runner import predict, save_logits
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "ModelHandle",
     "card_for_model",
     "card_path_for",
+    "device_description",
     "find_card",
     "iter_open_model",
     "load_card",

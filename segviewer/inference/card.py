@@ -291,12 +291,9 @@ def load_card(path: str | os.PathLike[str]) -> ModelCard:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise SegviewerError(f"cannot read model card {p}: {e.strerror or e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SegviewerError(
-            f"model card {p} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
-        ) from None
+    from segviewer.io.common import load_json
+
+    data = load_json(text, f"model card {p}")  # hostile nesting / huge numbers: one line
     return ModelCard.from_dict(data, source=f"model card {p}")
 
 

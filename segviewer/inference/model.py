@@ -17,12 +17,11 @@ The model card's ``input_layout`` overrides the guess.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
 import zipfile
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ __all__ = [
     "file_sha256",
     "tf_version",
     "with_input_layout",
+    "device_description",
     "MAX_CHANNELS_FIRST",
 ]
 
@@ -93,6 +93,11 @@ class ModelHandle:
         a multiple of it); ``None`` if unknown (SavedModel: found by trying at run time).
     notes
         Sentences on how the above were decided, for ``info`` and the export manifest.
+    channels_first
+        The model takes ``(N, C, ...)`` inputs (see :data:`MAX_CHANNELS_FIRST`); it is run by
+        transposing input and output.
+    device
+        Where TensorFlow runs it (:func:`device_description`), e.g. ``"CPU"``.
     """
 
     path: Path
@@ -111,6 +116,7 @@ class ModelHandle:
     output_names: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     channels_first: bool = False
+    device: str = ""
     input_shape: tuple[int | None, ...] = ()
     output_shape: tuple[int | None, ...] = ()
     model: Any = field(default=None, repr=False)  # keras.Model or the SavedModel's signature
@@ -137,6 +143,7 @@ class ModelHandle:
             "name": self.name,
             "rank": self.rank,
             "input_layout": self.layout_name,
+            "device": self.device,
             "input_shape": list(self.input_shape),
             "input_size": list(self.input_size),
             "input_channels": self.input_channels,
@@ -147,6 +154,29 @@ class ModelHandle:
             "trusted": self.trusted,
             "notes": list(self.notes),
         }
+
+
+def device_description() -> str:
+    """The device TensorFlow runs on by default: ``"GPU:0 (NVIDIA H100 ...)"`` or ``"CPU"``.
+
+    Imports TensorFlow. The first visible GPU is TensorFlow's default device; without one (no
+    CUDA build, no driver) everything runs on the CPU.
+    """
+    import tensorflow as tf
+
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+    except Exception:  # noqa: BLE001 - a broken CUDA setup must not stop CPU inference
+        gpus = []
+    if not gpus:
+        return "CPU"
+    try:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        name = str(details.get("device_name", "")) if isinstance(details, Mapping) else ""
+    except Exception:  # noqa: BLE001
+        name = ""
+    extra = f", {len(gpus)} GPUs visible" if len(gpus) > 1 else ""
+    return f"GPU:0 ({name or 'GPU'}{extra})"
 
 
 def tf_version() -> str:
@@ -222,6 +252,7 @@ def iter_open_model(
     else:
         handle = _load_keras(p, fmt, digest, trust, custom)
     handle.trusted = trust
+    handle.device = device_description()
     yield Progress(3, 3, f"loaded {p.name}")
     return handle
 
@@ -260,10 +291,13 @@ def _sniff_format(p: Path) -> str:
 
 def _read_config(p: Path, fmt: str) -> Any:
     """The model's architecture JSON, read without Keras (None for SavedModel)."""
+    from segviewer.io.common import load_json
+
+    what = f"the architecture of model {p}"
     try:
         if fmt == "keras":
             with zipfile.ZipFile(p) as z:
-                return json.loads(z.read("config.json"))
+                return load_json(z.read("config.json"), what)
         if fmt == "h5":
             import h5py
 
@@ -274,7 +308,7 @@ def _read_config(p: Path, fmt: str) -> Any:
                     f"{p} is an HDF5 file without a model architecture (weights only?); save "
                     "the whole model (model.save('model.keras')) and open that"
                 )
-            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            return load_json(raw.decode() if isinstance(raw, bytes) else raw, what)
     except (OSError, ValueError, KeyError) as e:
         raise SegviewerError(f"cannot read the architecture of model {p}: {e}") from None
     return None

@@ -21,7 +21,12 @@ import numpy as np
 
 from segviewer.core.types import Prediction, PredictionKind, Progress, SegviewerError, Volume
 from segviewer.inference.card import ModelCard, find_card, load_card
-from segviewer.inference.model import ModelHandle, iter_open_model, with_input_layout
+from segviewer.inference.model import (
+    ModelHandle,
+    device_description,
+    iter_open_model,
+    with_input_layout,
+)
 from segviewer.inference.preprocess import (
     crop_spatial,
     normalize,
@@ -426,29 +431,6 @@ def _check_card(handle: ModelHandle, card: ModelCard) -> None:
         )
     if problems:
         raise SegviewerError(f"model card does not fit model {name}: " + "; ".join(problems))
-
-
-def device_description() -> str:
-    """The device TensorFlow runs on by default: ``"GPU:0 (NVIDIA H100 ...)"`` or ``"CPU"``.
-
-    Imports TensorFlow. The first visible GPU is TensorFlow's default device; without one (no
-    CUDA build, no driver) everything runs on the CPU.
-    """
-    import tensorflow as tf
-
-    try:
-        gpus = tf.config.list_physical_devices("GPU")
-    except Exception:  # noqa: BLE001 - a broken CUDA setup must not stop CPU inference
-        gpus = []
-    if not gpus:
-        return "CPU"
-    try:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        name = str(details.get("device_name", "")) if isinstance(details, Mapping) else ""
-    except Exception:  # noqa: BLE001
-        name = ""
-    extra = f", {len(gpus)} GPUs visible" if len(gpus) > 1 else ""
-    return f"GPU:0 ({name or 'GPU'}{extra})"
 
 
 def _input_range(norm: np.ndarray, card: ModelCard) -> tuple[float, float] | None:

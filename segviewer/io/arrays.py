@@ -145,10 +145,18 @@ def npy_header(fp: Any, what: str) -> NpyHeader:
         else:
             raise ValueError(f"unsupported .npy format version {version}")
         offset = int(fp.tell())
-    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy parses the header text with tokenize and
+        # ast: a damaged header raises ValueError, SyntaxError, tokenize.TokenError, ...
+        if "max_header_size" in str(exc):  # numpy's advice (allow_pickle=True) is not ours
+            raise SegviewerError(
+                f"{what}: the .npy header is far larger than any array needs (over 10,000 "
+                "bytes); the file is corrupt or hostile, save the array again with numpy.save"
+            ) from exc
         raise SegviewerError(
-            f"{what}: not a NumPy .npy array ({exc}); if it is a pickle, segviewer refuses it "
-            "because unpickling can run code: re-save it with numpy.save"
+            f"{what}: not a NumPy .npy array ({_first_line(exc)}); if it is a pickle, segviewer "
+            "refuses it because unpickling can run code: re-save it with numpy.save"
         ) from exc
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise SegviewerError(
@@ -167,6 +175,12 @@ def npy_header(fp: Any, what: str) -> NpyHeader:
             "Re-save a numeric array, e.g. numpy.save(path, np.asarray(a, dtype=np.float32))"
         )
     return NpyHeader(tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype), offset)
+
+
+def _first_line(exc: BaseException) -> str:
+    """A library's message made one short line (some span lines or run for paragraphs)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def read_npy_header(path: Path) -> NpyHeader:
@@ -454,13 +468,20 @@ def _gzip_isize(path: Path) -> int | None:
 
 
 def read_gzip_voxels(
-    data: NiftiDataFile, shape: tuple[int, ...], dtype: np.dtype[Any], skip: int = 0
+    data: NiftiDataFile,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    skip: int = 0,
+    *,
+    to_end: bool = True,
 ) -> np.ndarray:
     """Stream ``shape`` voxels (Fortran order) out of a gzipped file into one new array.
 
     Decompresses straight into the array (no second copy of the data in memory, unlike
     reading the whole stream first), starting ``skip`` bytes after the voxel offset (a
-    later frame of a 4-D file). The caller has size-checked ``shape``.
+    later frame of a 4-D file). The caller has size-checked ``shape``. With ``to_end`` (the
+    last or only frame) the rest of the stream is read too, so a file cut inside its gzip
+    trailer is refused instead of shown.
 
     Raises
     ------
@@ -479,6 +500,10 @@ def read_gzip_voxels(
                 if not n:
                     break
                 got += n
+            if got == len(buf) and to_end:
+                # on to the end of the stream: its CRC and length trailer must be there too
+                while gz.read(1 << 20):
+                    pass
     except READ_ERRORS as exc:
         raise SegviewerError(
             f"{data.path}: the compressed voxels could not be read ({type(exc).__name__}: {exc});"
@@ -770,15 +795,15 @@ def open_tiff(path: Path) -> Iterator[Any]:
     """
     import tifffile
 
-    errors: tuple[type[BaseException], ...] = (tifffile.TiffFileError, *READ_ERRORS)
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise SegviewerError(f"{path}: the TIFF holds no image data")
             yield tif
-    except SegviewerError:
+    except (SegviewerError, MemoryError, KeyboardInterrupt):
         raise
-    except errors as exc:
+    except Exception as exc:  # noqa: BLE001 - tifffile parses damaged files with struct and
+        # arithmetic: struct.error, ZeroDivisionError, ... as well as its own TiffFileError
         raise SegviewerError(
             f"{path}: the TIFF could not be read ({type(exc).__name__}: {exc}); it is truncated "
             "or corrupt, export it again"

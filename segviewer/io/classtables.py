@@ -39,7 +39,7 @@ from segviewer.core.classes import (
 )
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
-from segviewer.io.common import check_input_file
+from segviewer.io.common import check_input_file, load_json
 
 __all__ = [
     "load_class_table",
@@ -279,49 +279,12 @@ def _int(token: str, where: str, what: str) -> int:
 
 #: Longest number a class table may hold (class indices stop at 65533).
 _MAX_DIGITS = 18
-#: Deepest JSON nesting a class table needs is 3 ({"classes": [{"color": [...]}]}); a document
-#: nested far deeper is refused before parsing (json's recursion would fail or take long).
+#: Deepest JSON nesting a class table needs is 3 ({"classes": [{"color": [...]}]}).
 _MAX_JSON_DEPTH = 32
 
 
-def _json_depth(text: str) -> int:
-    """Deepest nesting of ``[``/``{`` in a JSON text, strings skipped (one pass, no parsing)."""
-    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
-    depth = deepest = 0
-    for ch in bare:
-        if ch in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > _MAX_JSON_DEPTH:
-                    break
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a class table can hold")
-
-
 def _parse_json(text: str, path: Path) -> list[Entry]:
-    if _json_depth(text) > _MAX_JSON_DEPTH:
-        raise SegviewerError(
-            f"{path}: the JSON is nested more than {_MAX_JSON_DEPTH} levels deep; a class table "
-            'is {"classes": [{"index": 0, "name": "background", "color": "#000000"}, ...]}'
-        )
-    try:
-        doc = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise SegviewerError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from exc
-    except (ValueError, RecursionError) as exc:
-        # NaN / Infinity (refused above), numbers of thousands of digits
-        raise SegviewerError(
-            f"{path}: the JSON holds a value no class table can have ({str(exc)[:80]}); the "
-            "file is corrupt or not a class table"
-        ) from exc
+    doc = load_json(text, str(path), max_depth=_MAX_JSON_DEPTH, finite=True)
     items = doc.get("classes") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise SegviewerError(

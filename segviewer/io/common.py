@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -173,6 +174,66 @@ def record_warnings(sink: list[str]) -> Iterator[None]:
         msg = text.splitlines()[0] if text else type(w.message).__name__
         if msg not in sink:
             sink.append(msg)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of ``[`` / ``{`` in a JSON text (strings skipped; nothing parsed)."""
+    bare = _JSON_STRING.sub('""', text).encode("utf-8", "replace")
+    codes = np.frombuffer(bare, dtype=np.uint8)
+    if codes.size == 0:
+        return 0
+    step = (np.isin(codes, (91, 123))).astype(np.int64) - np.isin(codes, (93, 125))
+    return int(max(0, np.cumsum(step).max()))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number segviewer accepts here")
+
+
+def load_json(text: str | bytes, what: str, *, max_depth: int = 200, finite: bool = False) -> Any:
+    """``json.loads`` for files a user hands segviewer: hostile input gives one clear error.
+
+    Parameters
+    ----------
+    text
+        The JSON text.
+    what
+        How messages name it, e.g. ``"model card m.json"``.
+    max_depth
+        Deepest nesting accepted: a document of 100,000 nested brackets is refused before
+        parsing (``json`` would recurse until ``RecursionError``, or hang a worker thread).
+    finite
+        Refuse ``NaN`` / ``Infinity`` (not JSON, but Python's json accepts them).
+
+    Raises
+    ------
+    SegviewerError
+        Invalid JSON, too deep, a non-finite constant with ``finite``, or a number of
+        thousands of digits (over Python's integer-string limit).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if json_depth(text) > max_depth:
+        raise SegviewerError(
+            f"{what}: the JSON is nested more than {max_depth} levels deep; the file is "
+            "corrupt or not what segviewer expects"
+        )
+    try:
+        if finite:
+            return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SegviewerError(
+            f"{what}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise SegviewerError(
+            f"{what}: the JSON holds a value segviewer cannot accept ({str(exc)[:80]}); the "
+            "file is corrupt"
+        ) from exc
 
 
 def jsonable(value: Any) -> Any:

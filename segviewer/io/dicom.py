@@ -519,7 +519,8 @@ def _arrange(
     normal = np.cross(iops[0][:3], iops[0][3:])
     if min(row_norm, col_norm) < 1e-6 or np.linalg.norm(normal) < 1e-3 * row_norm * col_norm:
         raise SegviewerError(
-            f"{where}: ImageOrientationPatient {list(iops[0])} does not describe two "
+            f"{where}: ImageOrientationPatient {[round(float(v), 6) for v in iops[0]]} does not "
+            "describe two "
             "independent directions; the header is corrupt, re-export the series"
         )
     row_dir = iops[0][:3] / row_norm
@@ -587,6 +588,7 @@ def _arrange(
 
 
 def _decode(ds: Any, path: Path) -> np.ndarray:
+    _check_native_length(ds, path)
     try:
         return np.asarray(ds.pixel_array)
     except MemoryError:
@@ -604,11 +606,37 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
             if getattr(ts, "is_compressed", False)
             else "the file is truncated or corrupt, copy or export it again"
         )
-        first_line = str(exc).split(" - ")[0].strip()
+        first_line = " ".join(str(exc).split(" - ")[0].split())[:200]
         raise SegviewerError(
             f"{path}: the pixel data could not be decoded (transfer syntax {ts_name}: "
             f"{first_line}); {hint}"
         ) from exc
+
+
+def _check_native_length(ds: Any, path: Path) -> None:
+    """Refuse uncompressed pixel data shorter than Rows x Columns x frames needs.
+
+    pydicom only warns about it and pads the missing pixels, which would show a truncated
+    copy as a complete image.
+    """
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if getattr(ts, "is_compressed", False) or "PixelData" not in ds:
+        return
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        have = len(ds.PixelData)
+    except (AttributeError, TypeError, ValueError):
+        return  # _decode reports what is missing
+    need = (rows * cols * frames * spp * bits + 7) // 8
+    if have < need:
+        raise SegviewerError(
+            f"{path}: the pixel data has {have} bytes but {rows} x {cols} pixels"
+            f"{f' x {frames} frames' if frames > 1 else ''} need {need}; the file is truncated, "
+            "copy or export it again"
+        )
 
 
 def _luminance(arr: np.ndarray, ds: Any, notes: list[str]) -> np.ndarray:

@@ -64,6 +64,7 @@ __all__ = [
     "property_codes",
     "read_seg",
     "seg_class_table",
+    "seg_unavailable",
     "source_instances",
     "write_seg",
 ]
@@ -144,6 +145,21 @@ def is_dicom_seg(path: str | os.PathLike[str]) -> bool:
 
 # --------------------------------------------------------------------------------------------
 # source instances
+
+
+def seg_unavailable(volume: Volume) -> str | None:
+    """Why no SEG can be exported for this image (a dialog's disabled option says it), or None.
+
+    Cheap (no file access); :func:`source_instances` makes the full check before writing.
+    """
+    if volume.format != "dicom":
+        return (
+            f"a DICOM SEG refers to the DICOM images it segments; this image was read from "
+            f"{volume.format}"
+        )
+    if not volume.metadata.get("series_uid") and not Path(volume.source).is_file():
+        return "the DICOM image has no series UID to reference"
+    return None
 
 
 def _lps_affine(volume: Volume) -> np.ndarray:
@@ -525,8 +541,22 @@ def _segments(seg: Any) -> list[tuple[int, str, tuple[int, int, int]]]:
 
 def seg_class_table(path: str | os.PathLike[str]) -> ClassTable:
     """Background plus one class per segment (label = segment number), named and coloured
-    as the SEG's segment labels and recommended display colours."""
-    seg = _open_seg(Path(path))
+    as the SEG's segment labels and recommended display colours (header only: the pixel data
+    is not read)."""
+    import pydicom
+
+    p = Path(path)
+    check_input_file(p)
+    caught: list[str] = []
+    try:
+        with record_warnings(caught):
+            seg = pydicom.dcmread(p, stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad files
+        raise SegviewerError(
+            f"{p}: not a readable DICOM file ({type(exc).__name__}: {exc})"
+        ) from None
+    if str(seg.get("SOPClassUID", "")) != _SEG_SOP_CLASS or "SegmentSequence" not in seg:
+        raise SegviewerError(f"{p}: not a DICOM Segmentation object (SEG)")
     entries: list[tuple[int, str, Sequence[int]]] = [(0, "background", (0, 0, 0))]
     seen: set[str] = {"background"}
     for number, label, rgb in _segments(seg):
@@ -596,9 +626,20 @@ def read_seg(
     arr = np.asarray(vol.array)
     if arr.ndim == 3:
         arr = arr[..., None]
+    seg_affine = np.array(vol.affine, dtype=np.float64)
+    if arr.shape[0] == 1:
+        # one plane: the spacing between slices is undefined in the SEG, so take the image's
+        # along the axis normal to the plane (else no integer match is possible)
+        normal = seg_affine[:3, 0] / max(float(np.linalg.norm(seg_affine[:3, 0])), 1e-12)
+        for ax in range(3):
+            col = lps[:3, ax]
+            cos = float(normal @ col) / max(float(np.linalg.norm(col)), 1e-12)
+            if abs(abs(cos) - 1.0) < 1e-3:
+                seg_affine[:3, 0] = col * np.sign(cos)
+                break
     moved = hd.Volume(
         arr,
-        affine=vol.affine,
+        affine=seg_affine,
         coordinate_system="PATIENT",
         channels={"SegmentNumber": [n for n, _, _ in segments][: arr.shape[-1]]},
     )

@@ -78,6 +78,8 @@ __all__ = [
     "evaluate_case",
     "run_evaluation",
     "read_rows",
+    "Evaluation",
+    "open_evaluation",
 ]
 
 SCHEMA_VERSION = 1
@@ -203,7 +205,9 @@ class CaseResult:
     error
         One line saying why the case failed, or None.
     seconds
-        Time the case took.
+        Time the case took (wall clock).
+    cpu_seconds
+        CPU time of the thread that computed it (independent of how busy the machine was).
     """
 
     case_id: str
@@ -211,6 +215,7 @@ class CaseResult:
     picture: bytes | None = None
     error: str | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -321,6 +326,7 @@ def iter_evaluate_case(
     from segviewer.io.predictions import load_prediction, load_reference
 
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     total = 1000
     warnings: list[str] = []
     yield Progress(0, total, "reading the image")
@@ -486,7 +492,9 @@ def iter_evaluate_case(
         "picture_slice": pic_slice,
     }
     yield Progress(total, total, "finished")
-    return CaseResult(case.id, record, picture, None, time.perf_counter() - t0)
+    return CaseResult(
+        case.id, record, picture, None, time.perf_counter() - t0, time.thread_time() - c0
+    )
 
 
 def _card_entries(card: Any) -> Iterator[tuple[str, Sequence[int]]]:
@@ -587,21 +595,21 @@ def _picture(
         lut = build_lut(err_table, None, 0.85, 256)
         lut[1, 3] = 80
         panels.append((f"errors of {table[k].name} (A)", draw(codes, err_table, lut)))
-    font = ImageFont.load_default(size=16)
-    pad = 8
-    head = 26
+    font = ImageFont.load_default(size=26)
+    pad = 10
+    head = 36
     width_px = sum(p.shape[1] for _, p in panels) + pad * (len(panels) + 1)
     height_px = max(p.shape[0] for _, p in panels) + head * 2 + pad
     canvas = Image.new("RGB", (width_px, height_px), (24, 24, 24))
     d = ImageDraw.Draw(canvas)
-    d.text((pad, 4), title, fill=(240, 240, 240), font=font)
+    d.text((pad, 5), title, fill=(240, 240, 240), font=font)
     x = pad
     for label, arr in panels:
         d.text((x, head + 2), label, fill=(220, 220, 220), font=font)
         canvas.paste(Image.fromarray(arr), (x, head * 2))
         x += arr.shape[1] + pad
     buf = io.BytesIO()
-    canvas.save(buf, format="PNG", optimize=True)
+    canvas.save(buf, format="PNG", compress_level=6)  # optimize=True cost ~0.3 s a case
     return buf.getvalue()
 
 
@@ -672,6 +680,7 @@ def _write_result(out_dir: Path, result: CaseResult, fingerprint: str) -> None:
     rec = dict(result.record)
     rec["fingerprint"] = fingerprint
     rec["seconds"] = round(result.seconds, 3)
+    rec["cpu_seconds"] = round(result.cpu_seconds, 3)
     rec["picture"] = None
     if result.picture is not None:
         png = out_dir / _CASES_DIR / f"{_safe_name(result.case_id)}.png"
@@ -777,6 +786,7 @@ def run_evaluation(
         else:
             todo.append(c)
     failed: list[tuple[str, str]] = []
+    cpu: list[float] = []
     done = n_resumed
     yield Progress(done, total, f"{n_resumed} cases already done" if n_resumed else "starting")
     t0 = time.perf_counter()
@@ -794,7 +804,7 @@ def run_evaluation(
                         break
                     yield Progress(done * 1000 + int(p.done), total * 1000, f"{c.id}: {p.message}")
                 done += 1
-                _record(out, result, fingerprints, failed)
+                _record(out, result, fingerprints, failed, cpu)
                 yield Progress(done, total, _done_message(result, failed))
         else:
             gen_d = _on_dask(todo, opts, workers, scheduler, client)
@@ -814,7 +824,7 @@ def run_evaluation(
                     continue
                 assert isinstance(item, CaseResult)
                 done += 1
-                _record(out, item, fingerprints, failed)
+                _record(out, item, fingerprints, failed, cpu)
                 yield Progress(done, total, _done_message(item, failed))
     seconds = time.perf_counter() - t0
     n_eval = len(todo)
@@ -831,6 +841,7 @@ def run_evaluation(
             "cases_evaluated": n_eval,
             "cases_resumed": n_resumed,
             "cases_per_second": cps,
+            "cpu_seconds_per_case": float(np.mean(cpu)) if cpu else math.nan,
             "workers": n_workers,
         },
     )
@@ -854,9 +865,14 @@ def _done_message(result: CaseResult, failed: Sequence[tuple[str, str]]) -> str:
 
 
 def _record(
-    out: Path, result: CaseResult, fingerprints: Mapping[str, str], failed: list[tuple[str, str]]
+    out: Path,
+    result: CaseResult,
+    fingerprints: Mapping[str, str],
+    failed: list[tuple[str, str]],
+    cpu: list[float],
 ) -> None:
     if result.ok:
+        cpu.append(result.cpu_seconds)
         try:
             _write_result(out, result, fingerprints[result.case_id])
             return
@@ -875,6 +891,11 @@ def _in_process(case: Case, options: EvaluateOptions) -> Generator[Progress, Non
 
 
 _READY = object()  # _on_dask's sign that the workers are up
+#: Dask settings of the local cluster's workers (README: set them on your own cluster too).
+_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+}
 
 
 def _on_dask(
@@ -889,6 +910,7 @@ def _on_dask(
     import logging
 
     try:
+        import dask
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:  # pragma: no cover - a dependency
         raise SegviewerError(
@@ -912,13 +934,24 @@ def _on_dask(
             else:
                 n = workers if workers is not None else _default_workers(len(todo))
                 yield Progress(0, 1, f"starting a local Dask cluster of {n} workers")
-                cluster = LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
+                try:
+                    # Dask's sampling profiler (every 10 ms) and GIL monitor compete for the
+                    # GIL with the case's Python loops: a case took 2x longer (wall clock, on
+                    # a busy machine) with them on (benchmarks/README.md). The workers get the
+                    # config at spawn.
+                    with dask.config.set(_WORKER_CONFIG):
+                        cluster = LocalCluster(
+                            n_workers=n,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address=":0",  # any free port: 8787 may be taken
+                            silence_logs=logging.ERROR,
+                        )
+                except (OSError, RuntimeError, TimeoutError) as exc:
+                    raise SegviewerError(
+                        f"cannot start a local Dask cluster of {n} workers ({exc}); run with "
+                        "--workers 0 to evaluate in this process"
+                    ) from None
                 stack.callback(cluster.close)
                 client = Client(cluster)
             if own_client:
@@ -1216,3 +1249,69 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                         row[k] = v
         out.append(row)
     return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation folder opened for reading (the window's ``--evaluation DIR``).
+
+    Attributes
+    ----------
+    out_dir
+        The folder.
+    summary
+        ``summary.json``.
+    """
+
+    out_dir: Path
+    summary: dict[str, Any]
+
+    def case_rows(self) -> list[dict[str, Any]]:
+        """``cases.csv`` (one row per case, model and class), values typed."""
+        return read_rows(self.out_dir / "cases.csv")
+
+    def slice_rows(self, case_id: str) -> list[dict[str, Any]]:
+        """One case's ``slices.csv`` rows, read from its small per-case file (so a window
+        never loads the whole ``slices.csv`` of a large test set). Review-note columns are
+        not included (they live in the notes sidecar)."""
+        rec = _load_record(_record_path(self.out_dir, case_id))
+        if rec is None:
+            raise SegviewerError(
+                f"{self.out_dir} has no results for case {case_id!r}; it failed or was not "
+                "evaluated (run evaluate again with --resume)"
+            )
+        cols = list(rec["slices"]["columns"])
+        return [dict(zip(cols, r, strict=True)) for r in rec["slices"]["rows"]]
+
+    def picture(self, case_id: str) -> Path | None:
+        """The case's worst-slice picture, if it has one."""
+        p = self.out_dir / _CASES_DIR / f"{_safe_name(case_id)}.png"
+        return p if p.is_file() else None
+
+
+def open_evaluation(out_dir: str | os.PathLike[str]) -> Evaluation:
+    """Open a folder written by :func:`run_evaluation`.
+
+    Raises
+    ------
+    SegviewerError
+        Not an evaluation folder (no ``summary.json``), or a newer schema.
+    """
+    d = Path(out_dir).expanduser()
+    p = d / "summary.json"
+    if not p.is_file():
+        raise SegviewerError(
+            f"{d} is not an evaluation folder (no summary.json); run 'segviewer evaluate "
+            "CASES --out DIR' first"
+        )
+    try:
+        summary = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SegviewerError(f"cannot read {p} ({exc}); run evaluate again") from None
+    version = summary.get("schema_version") if isinstance(summary, dict) else None
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise SegviewerError(
+            f"{p} has schema version {version!r}; this segviewer reads version "
+            f"{SCHEMA_VERSION} or older: update segviewer"
+        )
+    return Evaluation(d, summary)

@@ -352,6 +352,7 @@ def run_export(
     out_dir = Path(request.out_dir).expanduser()
     # refuse at once what needs no label map: an unwritable folder, an existing export
     # without --force (its manifest is always planned), links out of the folder
+    check_path_lengths(str(out_dir), [MANIFEST_NAME])
     _check_out_dir(out_dir, [MANIFEST_NAME], request.force)
     guard = _MappedGuard([volume.data, prediction.data, reference])
 
@@ -369,10 +370,10 @@ def run_export(
         except StopIteration as stop:
             result = stop.value
             break
-        guard.check()
         yield Progress(
             int(steps_labels * p.fraction), total, p.message or "computing the label map"
         )
+        guard.check()  # before the next block is read: a shrunk file would raise SIGBUS
     guard.check()
     done = steps_labels
     labels = result.labels
@@ -388,10 +389,17 @@ def run_export(
             + (f" (e.g. voxels {[tuple(int(i) for i in e) for e in examples]})" if examples else "")
         )
     classes = request.classes
-    if classes is None and prediction.kind == PredictionKind.LABELS:
-        # a label map's class count comes from its largest value: one stray voxel of 65533
-        # must not plan 65,533 masks. (A model's channels are its classes, all exported.)
-        classes, class_notes = default_classes(table, [int(c) for c in counts])
+    if classes is None:
+        # a label map's class count comes from its largest value, a class table's from its
+        # largest index: one stray voxel (or entry) of 65533 must not plan 65,533 masks. A
+        # model's channels are its classes: all of them count as present.
+        held = [int(c) for c in counts]
+        if prediction.kind != PredictionKind.LABELS:
+            n_pred = min(int(prediction.n_classes), len(table))
+            held = [1] * n_pred + [0] * (len(table) - n_pred)
+        classes, class_notes = default_classes(
+            table, held, label_map=prediction.kind == PredictionKind.LABELS
+        )
         warnings += class_notes
     plan = plan_export(
         table,
@@ -429,10 +437,10 @@ def run_export(
                 except StopIteration as stop:
                     comparison = stop.value
                     break
-                guard.check()
                 yield Progress(
                     done + int(steps_compare * p.fraction), total, "comparing with the reference"
                 )
+                guard.check()
             done += steps_compare
             if comparison.n_ignored:
                 warnings.append(
@@ -451,10 +459,10 @@ def run_export(
                 except StopIteration as stop:
                     probs = np.asarray(stop.value, dtype=np.float32)
                     break
-                guard.check()
                 yield Progress(
                     done + int(200 * p.fraction), total, p.message or "computing probabilities"
                 )
+                guard.check()
             done += 200
 
         # ---- overlays need a window and a colour table -------------------------------------
@@ -497,8 +505,8 @@ def run_export(
             done = files_from + int(i * per_file)
             target = staging / f.path
             target.parent.mkdir(parents=True, exist_ok=True)
-            guard.check()
             yield Progress(done, total, f"writing {f.path}")
+            guard.check()
             if f.format == "dicom-seg":
                 seg_entry = _write_seg(
                     f,
@@ -732,7 +740,7 @@ def _write_seg(
         allow_identifiers=request.allow_identifiers,
         fractional=fractional,
         provenance=provenance,
-        prediction_source=None if provenance else str(prediction.source),
+        prediction_source=str(prediction.source),
         force=request.force,
         sources=sources,
     )
@@ -765,6 +773,15 @@ _PARTIAL_RE = re.compile(r"^\.(?P<stem>.+)\.partial-[0-9a-f]{8}(?P<suffix>(\.[^.
 def _check_out_dir(out_dir: Path, rel_paths: list[str], force: bool) -> None:
     """The output folder can take these files: writable, no clash without ``force``, and no
     link (or ``..``) that would put a file outside it."""
+    try:
+        _check_out_dir_unguarded(out_dir, rel_paths, force)
+    except OSError as exc:  # a name too long, a folder we may not look into, ...
+        raise SegviewerError(
+            f"cannot use the output folder {out_dir} ({exc.strerror or exc}); choose another"
+        ) from exc
+
+
+def _check_out_dir_unguarded(out_dir: Path, rel_paths: list[str], force: bool) -> None:
     if out_dir.exists():
         check_writable_dir(out_dir)
         root = out_dir.resolve()
@@ -851,7 +868,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except (PermissionError, OSError):
         return True  # someone else's process: leave its folder alone
-    return True
+    try:  # Linux: a killed process nobody has reaped yet (a zombie) is dead too
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _remove_stale(out_dir: Path, rel_paths: list[str]) -> list[str]:

@@ -31,6 +31,7 @@ from segviewer.io.arrays import (
     open_nifti,
     open_npy,
     read_gzip_voxels,
+    read_npy_header,
     read_npz,
     read_nrrd,
     read_nrrd_header,
@@ -148,6 +149,34 @@ def _dispatch(p: Path, frame: int, series: str | int | None) -> Volume:
         f"{p}: unknown image format {suffix or '(no file ending)'!r}; segviewer reads "
         f"{SUPPORTED_IMAGE_FORMATS}"
     )
+
+
+def header_shape(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """The image shape :func:`load_image` will return, from the header alone, or None.
+
+    Known for NIfTI and ``.npy`` (the formats whose data can be gigabytes behind a small
+    header); None for the others. Lets ``segviewer export`` refuse a prediction of the wrong
+    shape before reading a large image. Raises :class:`SegviewerError` like the readers.
+    """
+    p = Path(os.fspath(path)).expanduser()
+    if not p.is_file():
+        return None
+    suffix = compound_suffix(p)
+    if suffix in _NIFTI_SUFFIXES:
+        shape = tuple(int(d) for d in open_nifti(p).shape)
+        if len(shape) < 2 or any(d != 1 for d in shape[4:]):
+            return None
+        s3 = (shape + (1, 1))[:3]
+        return (s3[0], s3[1], s3[2])
+    if suffix == ".npy":  # as _array_to_volume: singletons dropped beyond 3-D, 2-D is one slice
+        dims = list(read_npy_header(p).shape)
+        if len(dims) > 3:
+            dims = [d for d in dims if d != 1]
+        if len(dims) == 2:
+            return (1, dims[0], dims[1])
+        if len(dims) == 3:
+            return (dims[0], dims[1], dims[2])
+    return None
 
 
 def describe_image(
@@ -407,7 +436,11 @@ def _load_nifti(path: Path, frame: int) -> Volume:
         # Stream the frame out of the gzip into one array: nibabel would first read the
         # whole file into memory and then copy it (twice the image, and all frames of 4-D).
         raw = read_gzip_voxels(
-            voxels, spatial, dtype_on_disk, skip=frame * frame_elems * dtype_on_disk.itemsize
+            voxels,
+            spatial,
+            dtype_on_disk,
+            skip=frame * frame_elems * dtype_on_disk.itemsize,
+            to_end=frame == n_frames - 1,
         )
         data = native(raw)
         if scaled:

@@ -646,11 +646,37 @@ def describe_prediction(path: str | os.PathLike[str]) -> dict[str, Any]:
                 pages=len(tf.pages),
                 memory_mapped=False,
             )
-    kind = np.dtype(info["dtype"]).kind
+    dt = info["dtype"]
+    kind = _dtype_kind(dt)
+    if kind not in "iubf":
+        # structured, void, text, complex, date or RGB data (an RGB24 NIfTI): no prediction
+        raise SegviewerError(
+            f"{p}: the values are of type {dt} ({_KIND_NAMES.get(kind, 'not numbers')}); a "
+            "prediction holds integers (labels) or floats (logits / probabilities)"
+        )
     info["values"] = (
         "integer: a label map" if kind in "iub" else "float: logits, probabilities or sigmoid"
     )
     return info
+
+
+_KIND_NAMES = {
+    "V": "structured or raw bytes",
+    "U": "text",
+    "S": "text",
+    "c": "complex numbers",
+    "M": "dates",
+    "m": "time spans",
+    "O": "Python objects",
+}
+
+
+def _dtype_kind(name: str) -> str:
+    """The kind letter of a dtype name; ``"V"`` for names numpy cannot parse back (``void24``)."""
+    try:
+        return np.dtype(str(name)).kind
+    except TypeError:
+        return "V"
 
 
 # --------------------------------------------------------------------------------------------
@@ -1351,7 +1377,7 @@ def _describe_dicom_seg(p: Path) -> dict[str, Any]:
 
     try:
         ds = pydicom.dcmread(p, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError) as exc:
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:  # fmt: skip
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise SegviewerError(
             f"{p}: cannot be read as DICOM ({reason}); the file is damaged or not DICOM"

@@ -54,6 +54,7 @@ _TABLE_METRICS = (
 )
 _PLOT_METRICS = _TABLE_METRICS
 _UNIT_RANGE = {"dice", "iou", "sensitivity", "precision", "mean_entropy", "low_confidence_share"}
+_NON_NEGATIVE = {"hd95_mm", "assd_mm", "volume_pred_ml", "volume_ref_ml", "fp", "fn"}
 _MODEL_COLORS = {"a": "#2b7bd6", "b": "#e8830c"}
 
 _CSS = """
@@ -87,6 +88,23 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _nice_ticks(lo: float, hi: float, *, non_negative: bool) -> list[float]:
+    """About five round tick values covering ``[lo, hi]`` (steps 1, 2, 2.5 or 5 x 10^k)."""
+    if non_negative:
+        lo = max(0.0, lo)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1.0, hi + 1.0
+        if non_negative:
+            lo = max(0.0, lo)
+    raw = (hi - lo) / 4
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    start = math.floor(lo / step) * step
+    stop = math.ceil(hi / step) * step
+    n = int(round((stop - start) / step))
+    return [round(start + i * step, 10) for i in range(n + 1)]
+
+
 def distribution_svg(
     metric: str, groups: Sequence[tuple[str, str, Sequence[float]]], width: int = 560
 ) -> str:
@@ -102,16 +120,11 @@ def distribution_svg(
     row_h, top, left, right, bottom = 26, 30, 150, 16, 34
     height = top + row_h * max(1, len(groups)) + bottom
     vals = [v for _, _, vs in groups for v in vs]
-    if metric in _UNIT_RANGE:
-        lo, hi = 0.0, 1.0
-    elif vals:
-        lo, hi = min(vals), max(vals)
-        if hi - lo < 1e-9:
-            lo, hi = lo - 1.0, hi + 1.0
-        pad = 0.05 * (hi - lo)
-        lo, hi = lo - pad, hi + pad
+    if metric in _UNIT_RANGE or not vals:
+        ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
     else:
-        lo, hi = 0.0, 1.0
+        ticks = _nice_ticks(min(vals), max(vals), non_negative=metric in _NON_NEGATIVE)
+    lo, hi = ticks[0], ticks[-1]
     x0, x1 = left, width - right
 
     def x(v: float) -> float:
@@ -126,12 +139,12 @@ def distribution_svg(
         f"{html.escape(_LABELS.get(metric, metric) + hint)}</text>",
     ]
     y_axis = top + row_h * max(1, len(groups)) + 4
-    for t in np.linspace(lo, hi, 5):
+    for t in ticks:
         xt = x(float(t))
         parts.append(
             f'<line x1="{xt:.1f}" y1="{top - 4}" x2="{xt:.1f}" y2="{y_axis}" stroke="#eee"/>'
             f'<text x="{xt:.1f}" y="{y_axis + 14}" font-size="10" text-anchor="middle">'
-            f"{float(t):.3g}</text>"
+            f"{float(t):g}</text>"
         )
     for i, (label, model, vs) in enumerate(groups):
         yc = top + row_h * i + row_h / 2
@@ -299,7 +312,11 @@ def write_report(
     timing = (
         f"{t.get('cases_evaluated', 0)} cases computed in {t.get('seconds', 0):.1f} s"
         + (f" ({cps:.3f} cases/s" if isinstance(cps, float) and math.isfinite(cps) else " (")
-        + f", {t.get('workers', 0)} workers"
+        + (
+            f", {t['workers']} worker{'s' if t['workers'] != 1 else ''}"
+            if t.get("workers")
+            else ", in one process"
+        )
         + (f", {t['startup_seconds']:.1f} s to start them" if t.get("startup_seconds") else "")
         + ")"
         + (f"; {t['cases_resumed']} resumed from an earlier run" if t.get("cases_resumed") else "")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib.resources
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from segviewer.io.bundled import demo_model_path, demo_paths, icon_path
 
 __all__ = [
     "build_parser",
@@ -20,21 +22,6 @@ __all__ = [
     "model_options",
     "run_app",
 ]
-
-
-def demo_paths() -> tuple[Path, Path, Path]:
-    """The bundled demo: ``(t1.nii.gz, tissue_prob.nii.gz, classes.json)``."""
-    demo = importlib.resources.files("segviewer.resources") / "demo"
-    return (
-        Path(str(demo / "t1.nii.gz")),
-        Path(str(demo / "tissue_prob.nii.gz")),
-        Path(str(demo / "classes.json")),
-    )
-
-
-def demo_model_path() -> Path:
-    """The bundled demo model (a small 2-D U-Net for the demo T1; card next to it)."""
-    return Path(str(importlib.resources.files("segviewer.resources") / "demo" / "model.keras"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,11 +49,13 @@ def ensure_app() -> object:
         app.setOrganizationName("segviewer")
         app.setApplicationName("segviewer")
         app.setDesktopFileName("segviewer")  # Wayland: match --install-desktop-entry's file
-        icon = importlib.resources.files("segviewer.resources") / "icons" / "segviewer.png"
-        if icon.is_file():
-            from PySide6.QtGui import QIcon
+        from PySide6.QtGui import QIcon
 
-            app.setWindowIcon(QIcon(str(icon)))
+        from segviewer.core.types import SegviewerError
+
+        # an installation without the icon still opens the window
+        with contextlib.suppress(SegviewerError):
+            app.setWindowIcon(QIcon(str(icon_path(".png"))))
         apply_theme(app)
     return app
 

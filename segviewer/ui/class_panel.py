@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import signals_blocked
 
 from segviewer.core.classes import rgb_to_hex
 from segviewer.ui.state import Change, ViewerState
@@ -57,8 +58,10 @@ class ClassPanel(QWidget):
         self.state = state
         self._counts: np.ndarray | None = None
         self._voxel_mm3 = 1.0
-        self._updating = False
-        self._order: list[int] = []  # class shown on each row
+        #: class index shown on each row, in the chosen order (every class for a table of
+        #: up to ALL_ROWS entries)
+        self._order: list[int] = []
+        self._hidden_note = ""
         self.sort_key = "index"
         self.volume_unit = "ml"  # or "mm³"
 
@@ -164,24 +167,24 @@ class ClassPanel(QWidget):
             notes.append(f"{n_uncertain:,} voxels below the minimum confidence (uncertain)")
         if n_invalid:
             notes.append(f"{n_invalid:,} voxels with NaN/inf values (invalid)")
+        if self._hidden_note:
+            notes.append(self._hidden_note)
         self.summary.setText("; ".join(notes))
 
     def _show_volumes(self) -> None:
-        self._updating = True
-        for row in range(self.table.rowCount()):
-            k = self._order[row]
-            if self._counts is None or k >= len(self._counts):
-                vox, vol = "…", "…"
-            else:
-                n = int(self._counts[k])
-                mm3 = n * self._voxel_mm3
-                vox = f"{n:,}"
-                vol = f"{mm3:,.0f}" if self.volume_unit == "mm³" else f"{mm3 / 1000:,.2f}"
-            for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
-                item = self.table.item(row, col)
-                if item is not None:
-                    item.setText(text)
-        self._updating = False
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            for row, k in enumerate(self._order):
+                if self._counts is None or k >= len(self._counts):
+                    vox, vol = "…", "…"
+                else:
+                    n = int(self._counts[k])
+                    mm3 = n * self._voxel_mm3
+                    vox = f"{n:,}"
+                    vol = f"{mm3:,.0f}" if self.volume_unit == "mm³" else f"{mm3 / 1000:,.2f}"
+                for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
+                    item = self.table.item(row, col)
+                    if item is not None:
+                        item.setText(text)
 
     def set_volume_unit(self, unit: str) -> None:
         """Volumes in ``"ml"`` (default) or ``"mm³"``."""
@@ -225,39 +228,41 @@ class ClassPanel(QWidget):
             return
         comp: Any = st.comparison
         names = st.table.names if st.table is not None else ()
-        self._updating = True
-        for row in range(self.table.rowCount()):
-            k = self._order[row]
-            item = self.table.item(row, COL_DICE)
-            if item is None:
-                item = QTableWidgetItem()
-                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(row, COL_DICE, item)
-            if comp is None or k >= len(comp.per_class):
-                item.setText("…")
-                item.setToolTip("Comparing with the reference…")
-                continue
-            c = comp.per_class[k]
-            item.setText(_fmt(c.dice))
-            name = names[k] if k < len(names) else f"class {k}"
-            absent = (
-                "\n(absent from both: nothing to find, nothing found)" if c.absent_in_both else ""
-            )
-            item.setToolTip(
-                f"{name} vs reference{absent}\n"
-                f"Dice {_fmt(c.dice)}   Jaccard {_fmt(c.jaccard)}\n"
-                f"Sensitivity {_fmt(c.sensitivity)}   Precision {_fmt(c.precision)}\n"
-                f"False positives {c.fp:,} voxels   False negatives {c.fn:,} voxels\n"
-                f"Volume: predicted {c.volume_pred_mm3:,.0f} mm³, reference "
-                f"{c.volume_ref_mm3:,.0f} mm³"
-                + (
-                    f" ({c.volume_diff_percent:+.1f} %)"
-                    if math.isfinite(c.volume_diff_percent)
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            for row, k in enumerate(self._order):
+                item = self.table.item(row, COL_DICE)
+                if item is None:
+                    item = QTableWidgetItem()
+                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                    self.table.setItem(row, COL_DICE, item)
+                if comp is None or k >= len(comp.per_class):
+                    item.setText("…")
+                    item.setToolTip("Comparing with the reference…")
+                    continue
+                c = comp.per_class[k]
+                item.setText(_fmt(c.dice))
+                name = names[k] if k < len(names) else f"class {k}"
+                absent = (
+                    "\n(absent from both: nothing to find, nothing found)"
+                    if c.absent_in_both
                     else ""
                 )
-            )
-        self._updating = False
+                item.setToolTip(
+                    f"{name} vs reference{absent}\n"
+                    f"Dice {_fmt(c.dice)}   Jaccard {_fmt(c.jaccard)}\n"
+                    f"Sensitivity {_fmt(c.sensitivity)}   Precision {_fmt(c.precision)}\n"
+                    f"False positives {c.fp:,} voxels   False negatives {c.fn:,} voxels\n"
+                    f"Volume: predicted {c.volume_pred_mm3:,.0f} mm³, reference "
+                    f"{c.volume_ref_mm3:,.0f} mm³"
+                    + (
+                        f" ({c.volume_diff_percent:+.1f} %)"
+                        if math.isfinite(c.volume_diff_percent)
+                        else ""
+                    )
+                )
 
     def row_text(self, index: int) -> tuple[str, str, str]:
         """``(name, voxels, volume)`` as displayed for class ``index`` (tests, a11y)."""
@@ -281,7 +286,7 @@ class ClassPanel(QWidget):
 
     # -- internals -------------------------------------------------------------------------
     def _state_changed(self, what: Change) -> None:
-        if what in (Change.DATA, Change.LUT):
+        if what in (Change.DATA, Change.LUT) or (what == Change.LABEL_RESULT and self._filtered()):
             self._rebuild()
         if what in (Change.DATA, Change.LABEL_RESULT):
             self._show_counts()
@@ -302,62 +307,92 @@ class ClassPanel(QWidget):
             n_invalid=int(res.n_invalid),
         )
 
-    def _sorted(self, n: int) -> list[int]:
-        st = self.state
-        if self.sort_key == "name" and st.table is not None:
-            return sorted(range(n), key=lambda k: (k != 0, st.table[k].name.casefold()))  # type: ignore[index]
-        if self.sort_key == "volume" and self._counts is not None and len(self._counts) == n:
-            counts = self._counts
-            return sorted(range(n), key=lambda k: (k != 0, -int(counts[k]), k))
-        return list(range(n))
+    def _sorted(self, rows: list[int]) -> list[int]:
+        """``rows`` (class indices) in the chosen order; background stays first."""
+        table = self.state.table
+        if self.sort_key == "name" and table is not None:
+            return sorted(rows, key=lambda k: (k != 0, table[k].name.casefold()))
+        counts = self._counts
+        if self.sort_key == "volume" and counts is not None:
+            n = len(counts)
+            return sorted(rows, key=lambda k: (k != 0, -int(counts[k]) if k < n else 0, k))
+        return list(rows)
+
+    def _filtered(self) -> bool:
+        table = self.state.table
+        return table is not None and len(table) > ALL_ROWS
+
+    def _rows_for(self, n: int) -> tuple[list[int], str]:
+        """Class indices to list, and a note on those left out ("" when all are listed)."""
+        if n <= ALL_ROWS:
+            return list(range(n)), ""
+        table = self.state.table
+        assert table is not None
+        res = self.state.label_result
+        counts = np.asarray(res.counts) if res is not None else np.zeros(0, np.int64)
+        present = np.flatnonzero(counts[:n]).tolist()
+        named = [k for k in range(1, n) if table[k].name != f"class {k}"]
+        rows = sorted({0, *present, *named})
+        note = (
+            f"listing {min(len(rows), MAX_ROWS):,} of {n:,} classes: those a voxel holds or the "
+            "class table names"
+        )
+        return rows[:MAX_ROWS], note
 
     def _rebuild(self) -> None:
         st = self.state
         table = st.table
-        self._updating = True
-        n = 0 if table is None or st.prediction is None else len(table)
-        if self.table.rowCount() != n:
-            self.table.setRowCount(n)
-            self._counts = None if self._counts is None or len(self._counts) != n else self._counts
-        self._order = self._sorted(n)
-        for row, i in enumerate(self._order):
-            assert table is not None
-            info = table[i]
-            check = self.table.item(row, COL_VISIBLE)
-            if check is None:
-                check = QTableWidgetItem()
-                self.table.setItem(row, COL_VISIBLE, check)
-            check.setFlags(
-                Qt.ItemFlag.ItemIsUserCheckable
-                | Qt.ItemFlag.ItemIsEnabled
-                | Qt.ItemFlag.ItemIsSelectable
-            )
-            check.setCheckState(Qt.CheckState.Checked if st.visible[i] else Qt.CheckState.Unchecked)
-            check.setToolTip(
-                "Background is never drawn" if i == 0 else f"Show/hide (key {i})" if i < 10 else ""
-            )
-            swatch = self.table.item(row, COL_COLOR)
-            if swatch is None:
-                swatch = QTableWidgetItem()
-                self.table.setItem(row, COL_COLOR, swatch)
-            swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-            swatch.setBackground(QColor(*info.color))
-            swatch.setToolTip(f"{rgb_to_hex(info.color)} — click to change")
-            for col in (COL_NAME, COL_VOXELS, COL_VOLUME):
-                item = self.table.item(row, col)
-                if item is None:
-                    item = QTableWidgetItem("…")
-                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                    if col != COL_NAME:
-                        item.setTextAlignment(
-                            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                        )
-                    self.table.setItem(row, col, item)
-                if col == COL_NAME:
-                    item.setText(f"{i}  {info.name}")
-                    item.setToolTip(f"{i}: {info.name}")
-                    item.setData(Qt.ItemDataRole.UserRole, i)
-        self._updating = False
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            n_classes = 0 if table is None or st.prediction is None else len(table)
+            rows, self._hidden_note = self._rows_for(n_classes)
+            if self.table.rowCount() != len(rows):
+                self.table.setRowCount(len(rows))
+            if self._counts is not None and len(self._counts) > n_classes:
+                self._counts = None
+            self._order = self._sorted(rows)
+            for row, i in enumerate(self._order):
+                assert table is not None
+                info = table[i]
+                check = self.table.item(row, COL_VISIBLE)
+                if check is None:
+                    check = QTableWidgetItem()
+                    self.table.setItem(row, COL_VISIBLE, check)
+                check.setFlags(
+                    Qt.ItemFlag.ItemIsUserCheckable
+                    | Qt.ItemFlag.ItemIsEnabled
+                    | Qt.ItemFlag.ItemIsSelectable
+                )
+                check.setCheckState(
+                    Qt.CheckState.Checked if st.visible[i] else Qt.CheckState.Unchecked
+                )
+                check.setToolTip(
+                    "Background is never drawn"
+                    if i == 0
+                    else f"Show/hide (key {i})"
+                    if i < 10
+                    else ""
+                )
+                swatch = self.table.item(row, COL_COLOR)
+                if swatch is None:
+                    swatch = QTableWidgetItem()
+                    self.table.setItem(row, COL_COLOR, swatch)
+                swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                swatch.setBackground(QColor(*info.color))
+                swatch.setToolTip(f"{rgb_to_hex(info.color)} — click to change")
+                for col in (COL_NAME, COL_VOXELS, COL_VOLUME):
+                    item = self.table.item(row, col)
+                    if item is None:
+                        item = QTableWidgetItem("…")
+                        item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                        if col != COL_NAME:
+                            item.setTextAlignment(
+                                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                            )
+                        self.table.setItem(row, col, item)
+                    if col == COL_NAME:
+                        item.setText(f"{i}  {info.name}")
+                        item.setToolTip(f"{i}: {info.name}")
+                        item.setData(Qt.ItemDataRole.UserRole, i)
         self._show_volumes()
         self._filter(self.search.text())
 
@@ -411,7 +446,7 @@ class ClassPanel(QWidget):
         return row if value is None else int(value)
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
-        if self._updating or item.column() != COL_VISIBLE:
+        if item.column() != COL_VISIBLE:
             return
         k = self.class_at(item.row())
         if k is not None:
@@ -452,3 +487,11 @@ class ClassPanel(QWidget):
 def _fmt(value: float) -> str:
     """A ratio with 3 decimals; "–" when it is undefined (NaN: nothing to divide by)."""
     return "–" if not math.isfinite(value) else f"{value:.3f}"
+
+
+#: Up to this many classes every class gets a row; beyond (a class table listing index 65533,
+#: a label map with a stray value) only background, the classes some voxel holds and the
+#: classes the table names are listed, at most MAX_ROWS of them: 65,534 rows of widgets
+#: froze the window for minutes.
+ALL_ROWS = 256
+MAX_ROWS = 2000

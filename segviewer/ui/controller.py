@@ -249,7 +249,7 @@ class ViewerController(QObject):
     def submit(self, requests: Iterable[OpenRequest]) -> None:
         """Replace the loading queue with ``requests`` and start the first."""
         self._queue.requests = list(requests)
-        self._advance()
+        self.advance()
 
     def queued(self) -> list[OpenRequest]:
         """Requests still waiting (the one being loaded is not among them)."""
@@ -258,8 +258,14 @@ class ViewerController(QObject):
     def cancel_queue(self) -> None:
         self._queue.requests.clear()
 
-    def _advance(self) -> None:
-        """Start the next queued request (called when the previous one succeeded)."""
+    def register_opener(self, kind: OpenKind, opener: Callable[[OpenRequest], Job | None]) -> None:
+        """Open requests of ``kind`` with ``opener`` (a feature in its own module adds its
+        kind of file this way). The opener starts the work and calls :meth:`advance` when it
+        succeeded; a failure goes to :meth:`report_error`, which stops the queue."""
+        self._openers[kind] = opener
+
+    def advance(self) -> None:
+        """Start the next queued request (an opener calls it when its request succeeded)."""
         if not self._queue.requests:
             return
         request = self._queue.requests.pop(0)
@@ -316,7 +322,7 @@ class ViewerController(QObject):
             self.settings.add_recent("image", path)
             self._apply_image(result.volume, result.windows, result.default_preset(), path)
             self._series = series
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "image",
@@ -411,8 +417,12 @@ class ViewerController(QObject):
             return None
         self.settings.remember_folder(path)
 
-        def done(pred: Prediction) -> None:
+        def done(loaded: jobs.LoadedPrediction) -> None:
+            pred = loaded.prediction
             self.settings.add_recent("prediction", path)
+            if loaded.names is not None and self._user_table is None:
+                # the names the writing tool stored with the file (SEG segments, dseg.tsv...)
+                self.report(f"Class names from {loaded.names_source}")
             self.set_prediction(
                 pred,
                 {
@@ -423,8 +433,9 @@ class ViewerController(QObject):
                     "notes": list(pred.notes),
                 },
                 path=path,
+                table=loaded.names if self._user_table is None else None,
             )
-            self._advance()
+            self.advance()
 
         def failed(exc: BaseException) -> None:
             if (
@@ -446,6 +457,8 @@ class ViewerController(QObject):
             layout,
             kind,
             resample,
+            self.state.volume.affine,
+            self._user_table is None,
             label=f"Loading {Path(path).name}",
             on_result=done,
             on_error=failed,
@@ -541,7 +554,7 @@ class ViewerController(QObject):
         def done(table: ClassTable) -> None:
             self.settings.add_recent("classes", path)
             self.set_class_table(table, path=path)
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "classes",
@@ -687,7 +700,7 @@ class ViewerController(QObject):
                 + (" — " + " ".join(warnings) if warnings else ""),
                 seconds=30 if warnings else 10,
             )
-            self._advance()
+            self.advance()
 
         return self.runner.start(
             "reference",
@@ -946,7 +959,7 @@ class ViewerController(QObject):
             card=r.card,
             overrides=r.overrides,
             run=True,
-            then=self._advance,
+            then=self.advance,
         )
         if job is None:
             self.cancel_queue()

@@ -48,6 +48,7 @@ FORMATS = (
     ("nifti", "NIfTI (keeps the image geometry)"),
     ("png", "PNG per slice"),
     ("npy", "NumPy .npy"),
+    ("dicom-seg", "DICOM SEG (one file for the PACS; masks, or probabilities as FRACTIONAL)"),
 )
 
 
@@ -109,6 +110,26 @@ class ExportDialog(QDialog):
             cb.setChecked(key == "nifti")
             self.format_checks[key] = cb
             fl.addWidget(cb)
+        # A SEG carries the patient's and study's identifiers: an explicit, separate choice.
+        from segviewer.io.dicomseg import IDENTIFIER_NOTICE, seg_unavailable
+
+        self.identifiers_check = QCheckBox("Include patient and study identifiers (DICOM SEG)")
+        self.identifiers_check.setToolTip(
+            f"{IDENTIFIER_NOTICE}. No other export carries them; a SEG is only written when "
+            "this is ticked."
+        )
+        self.identifiers_note = QLabel(IDENTIFIER_NOTICE + ".")
+        self.identifiers_note.setWordWrap(True)
+        self.identifiers_note.setStyleSheet("color: #e0b060;")
+        fl.addWidget(self.identifiers_check)
+        fl.addWidget(self.identifiers_note)
+        seg_check = self.format_checks["dicom-seg"]
+        why_not = seg_unavailable(st.volume)
+        if why_not is not None:
+            seg_check.setEnabled(False)
+            seg_check.setToolTip(why_not)
+        seg_check.toggled.connect(self._seg_toggled)
+        self._seg_toggled(seg_check.isChecked())
 
         slices_box = QGroupBox("Slices (PNG outputs)")
         sg = QGridLayout(slices_box)
@@ -221,7 +242,13 @@ class ExportDialog(QDialog):
         if not what:
             raise SegviewerError("choose at least one thing to export (masks, label map, ...)")
         if not formats and what - {"overlays"}:
-            raise SegviewerError("choose at least one format (NIfTI, PNG or NumPy)")
+            raise SegviewerError("choose at least one format (NIfTI, PNG, NumPy or DICOM SEG)")
+        allow_identifiers = "dicom-seg" in formats and self.identifiers_check.isChecked()
+        if "dicom-seg" in formats and not allow_identifiers:
+            raise SegviewerError(
+                "a DICOM SEG carries the patient and study identifiers; tick 'Include patient "
+                "and study identifiers' to write one, or untick DICOM SEG"
+            )
         if not classes and what & {"binary", "overlays"}:
             raise SegviewerError("tick at least one class for binary masks / overlays")
         folder = self.folder_edit.text().strip()
@@ -255,6 +282,7 @@ class ExportDialog(QDialog):
             force=self.force_check.isChecked(),
             settings=st.mask_settings,
             radiological=st.radiological,
+            allow_identifiers=allow_identifiers,
         )
 
     def start(self) -> Job | None:
@@ -278,6 +306,13 @@ class ExportDialog(QDialog):
         assert st.volume is not None
         axes = orientation.display_axes(st.volume.affine, self.view_combo.currentText())
         return int(st.cursor[axes.slice_axis])
+
+    def _seg_toggled(self, on: bool) -> None:
+        """The identifiers choice is offered (and explained) only with DICOM SEG."""
+        self.identifiers_check.setVisible(on)
+        self.identifiers_note.setVisible(on)
+        if not on:
+            self.identifiers_check.setChecked(False)
 
     def _view_changed(self, view: str) -> None:
         st = self.controller.state

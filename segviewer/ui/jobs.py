@@ -26,6 +26,7 @@ __all__ = [
     "WINDOW_PRESETS",
     "ComparedReference",
     "LoadedImage",
+    "LoadedPrediction",
     "LoadedReference",
     "SeriesChoice",
     "compare_job",
@@ -151,17 +152,40 @@ def compare_job(
     return ComparedReference(comparison, counts)
 
 
+@dataclass(frozen=True)
+class LoadedPrediction:
+    """A prediction read in a worker, and the class names its writing tool stored with it
+    (DICOM SEG segments, BIDS ``_dseg.tsv``, nnU-Net ``dataset.json``...; see
+    ``io.classtables.class_table_beside``), or None."""
+
+    prediction: Prediction
+    names: ClassTable | None = None
+    names_source: str = ""
+
+
 def load_prediction_job(
     path: str,
     image_shape: tuple[int, int, int],
     layout: str | None,
     kind: str | None,
     resample: bool = False,
-) -> Generator[Progress, None, Prediction]:
+    image_affine: np.ndarray | None = None,
+    want_names: bool = False,
+) -> Generator[Progress, None, LoadedPrediction]:
     from segviewer.io.predictions import load_prediction
 
     yield Progress(0, 1, f"{'Resampling' if resample else 'Reading'} {Path(path).name}")
-    return load_prediction(path, image_shape, layout=layout, kind=kind, resample=resample)
+    pred = load_prediction(
+        path, image_shape, layout=layout, kind=kind, resample=resample, image_affine=image_affine
+    )
+    if not want_names:
+        return LoadedPrediction(pred)
+    from segviewer.io.classtables import class_table_beside
+
+    beside = class_table_beside(path)
+    if beside is None:
+        return LoadedPrediction(pred)
+    return LoadedPrediction(pred, beside[0], beside[1])
 
 
 def load_classes_job(path: str) -> Generator[Progress, None, ClassTable]:

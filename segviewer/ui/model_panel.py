@@ -149,6 +149,8 @@ class ModelDialog(QDialog):
             ("format", "Format"),
             ("rank", "Type"),
             ("input", "Input size"),
+            ("layout", "Input layout"),
+            ("device", "Runs on"),
             ("channels", "Channels in → out"),
             ("kind", "Output"),
             ("classes", "Classes"),
@@ -348,6 +350,8 @@ class ModelDialog(QDialog):
             "2-D: runs slice by slice" if h.rank == 2 else "3-D: runs on the whole volume"
         )
         f["input"].setText(size(h.input_size))
+        f["layout"].setText(h.layout_name)
+        f["device"].setText(h.device or "—")
         f["channels"].setText(f"{h.input_channels} → {h.output_channels}")
         if h.output_kind is None:
             kind = "decided from the values on the first batch"

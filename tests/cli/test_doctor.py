@@ -126,3 +126,38 @@ def test_doctor_reports_tensorflow_and_its_devices() -> None:
     assert check.status == "ok" and check.value.startswith(tf.__version__ + ";")
     for d in tf.config.list_physical_devices():
         assert d.name.split("device:")[-1] in check.value
+
+
+def test_platform_plugin_failures_get_the_right_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Qt's own messages for the two usual failures on Linux."""
+    monkeypatch.setenv("DISPLAY", ":99")
+    fix = doctor._platform_fix("qt.qpa.xcb: could not connect to display :99 ...", None)
+    assert "no display server answers at :99" in fix and "QT_QPA_PLATFORM=offscreen" in fix
+    libs = doctor.Check("X11 libraries", doctor.MISSING, "", "sudo apt install libxcb-icccm4")
+    fix = doctor._platform_fix('Could not load the Qt platform plugin "xcb" in ""', libs)
+    assert fix.endswith("sudo apt install libxcb-icccm4")
+    assert "libxcb-cursor0" in doctor._platform_fix('plugin "xcb" ...', None)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11 display on Linux")
+def test_doctor_on_an_x11_display_that_cannot_start(tmp_path: Path) -> None:
+    """For real on this machine: DISPLAY points at no server, so the xcb plugin cannot start and
+    doctor exits 1 with a MISSING platform-plugin line and a fix."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    env.update(DISPLAY=":387", SEGVIEWER_SETTINGS=str(tmp_path / "s.ini"))
+    env.pop("WAYLAND_DISPLAY", None)
+    r = subprocess.run(
+        [sys.executable, "-m", "segviewer", "doctor", "--no-tensorflow", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    checks = {c["name"]: c for c in json.loads(r.stdout)}
+    plugin = checks["platform plugin"]
+    assert plugin["status"] == "missing" and plugin["required"] and "xcb" in plugin["value"]
+    assert "apt install" in plugin["fix"] or "no display server" in plugin["fix"]

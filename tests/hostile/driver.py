@@ -18,6 +18,7 @@ A job is ``{"argv": [...], "cwd": DIR, "out": PREFIX, "timeout": SECONDS}``; a r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -79,9 +80,31 @@ def _digest(folder: str) -> str:
 
 def run_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run ``jobs`` one after another in forked children; return one result per job."""
-    import segviewer.cli  # noqa: F401  - import once, before forking
-    import segviewer.io.images  # noqa: F401
-    import segviewer.io.predictions  # noqa: F401
+    import importlib
+
+    # import once, before forking: each child then starts with the libraries loaded
+    for name in (
+        "segviewer.cli",
+        "segviewer.cli.info",
+        "segviewer.cli.export",
+        "segviewer.cli.compare",
+        "segviewer.io.images",
+        "segviewer.io.predictions",
+        "segviewer.io.export",
+        "segviewer.io.classtables",
+        "segviewer.core.masks",
+        "segviewer.core.compare",
+        "segviewer.io.render",
+        "nibabel",
+        "pydicom",
+        "pydicom.pixels",
+        "PIL.Image",
+        "PIL.PngImagePlugin",
+        "tifffile",
+        "nrrd",
+    ):
+        with contextlib.suppress(ImportError):  # a module another segviewer may not have
+            importlib.import_module(name)
 
     results = []
     for job in jobs:

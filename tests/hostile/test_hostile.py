@@ -113,8 +113,18 @@ class Corpus:
         # the previous export every failing --force export must leave intact
         self._job(
             "previous",
-            ["export", str(g.image), "--prediction", str(g.prediction), "--out", str(self.prev),
-             "--what", "binary,labels", "--format", "npy,nifti"],
+            [
+                "export",
+                str(g.image),
+                "--prediction",
+                str(g.prediction),
+                "--out",
+                str(self.prev),
+                "--what",
+                "binary,labels",
+                "--format",
+                "npy,nifti",
+            ],
             None,
         )
         batches: dict[str, list[str]] = {}
@@ -127,29 +137,111 @@ class Corpus:
             watch = {"watch": str(self.prev)}
             if c.role == "image":
                 pred = str(c.prediction or g.prediction)
-                self._job("export", ["export", str(c.path), "--prediction", pred, "--out", out,
-                                     "--what", "binary,labels", "--format", "npy", *force,
-                                     *c.extra], name, fresh=fresh, **watch)
-                self._job("compare", ["compare", str(c.path), "--prediction", pred,
-                                      "--reference", pred], name)
+                self._job(
+                    "export",
+                    [
+                        "export",
+                        str(c.path),
+                        "--prediction",
+                        pred,
+                        "--out",
+                        out,
+                        "--what",
+                        "binary,labels",
+                        "--format",
+                        "npy",
+                        *force,
+                        *c.extra,
+                    ],
+                    name,
+                    fresh=fresh,
+                    **watch,
+                )
+                self._job(
+                    "compare",
+                    ["compare", str(c.path), "--prediction", pred, "--reference", pred],
+                    name,
+                )
             elif c.role == "prediction":
-                self._job("export", ["export", str(g.image), "--prediction", str(c.path),
-                                     "--out", out, "--what", "binary,labels", "--format", "npy",
-                                     *force, *c.extra], name, fresh=fresh, **watch)
+                self._job(
+                    "export",
+                    [
+                        "export",
+                        str(g.image),
+                        "--prediction",
+                        str(c.path),
+                        "--out",
+                        out,
+                        "--what",
+                        "binary,labels",
+                        "--format",
+                        "npy",
+                        *force,
+                        *c.extra,
+                    ],
+                    name,
+                    fresh=fresh,
+                    **watch,
+                )
+                self._job(
+                    "compare",
+                    [
+                        "compare",
+                        str(g.image),
+                        "--prediction",
+                        str(c.path),
+                        "--reference",
+                        str(g.reference),
+                    ],
+                    name,
+                )
             elif c.role == "classes":
-                self._job("export", ["export", str(g.image), "--prediction", str(g.prediction),
-                                     "--classes", str(c.path), "--out", out, "--what",
-                                     "binary,labels", "--format", "npy,png", *force, *c.extra],
-                          name, fresh=fresh, **watch)
+                self._job(
+                    "export",
+                    [
+                        "export",
+                        str(g.image),
+                        "--prediction",
+                        str(g.prediction),
+                        "--classes",
+                        str(c.path),
+                        "--out",
+                        out,
+                        "--what",
+                        "binary,labels",
+                        "--format",
+                        "npy,png",
+                        *force,
+                        *c.extra,
+                    ],
+                    name,
+                    fresh=fresh,
+                    **watch,
+                )
             elif c.role == "reference":
-                self._job("compare", ["compare", str(g.image), "--prediction", str(g.prediction),
-                                      "--reference", str(c.path), "--json"], name)
+                self._job(
+                    "compare",
+                    [
+                        "compare",
+                        str(g.image),
+                        "--prediction",
+                        str(g.prediction),
+                        "--reference",
+                        str(c.path),
+                        "--json",
+                    ],
+                    name,
+                )
         for role, names in batches.items():
             for k in range(0, len(names), INFO_BATCH):
                 chunk = names[k : k + INFO_BATCH]
                 extra = ["--image", str(g.image)] if role == "prediction" else []
-                self._job("info", ["info", "--json", *extra,
-                                   *[str(self.cases[n].path) for n in chunk]], None, batch=chunk)
+                self._job(
+                    "info",
+                    ["info", "--json", *extra, *[str(self.cases[n].path) for n in chunk]],
+                    None,
+                    batch=chunk,
+                )
 
     def run(self) -> None:
         before = _tree(self.root / "corpus")
@@ -167,12 +259,27 @@ class Corpus:
         else:  # pragma: no cover - non-POSIX: one interpreter per job, memory not measured
             results = []
             for job in self.jobs:
-                with open(job["out"] + ".stdout", "wb") as o, open(job["out"] + ".stderr", "wb") as e:
-                    r = subprocess.run([sys.executable, "-m", "segviewer", *job["argv"]],
-                                       cwd=job["cwd"], env=_env(), stdout=o, stderr=e,
-                                       timeout=RUN_TIMEOUT)
-                results.append({**job, "rc": r.returncode, "maxrss_kib": None,
-                                "timed_out": False, "watch_digest": None})
+                with (
+                    open(job["out"] + ".stdout", "wb") as o,
+                    open(job["out"] + ".stderr", "wb") as e,
+                ):
+                    r = subprocess.run(
+                        [sys.executable, "-m", "segviewer", *job["argv"]],
+                        cwd=job["cwd"],
+                        env=_env(),
+                        stdout=o,
+                        stderr=e,
+                        timeout=RUN_TIMEOUT,
+                    )
+                results.append(
+                    {
+                        **job,
+                        "rc": r.returncode,
+                        "maxrss_kib": None,
+                        "timed_out": False,
+                        "watch_digest": None,
+                    }
+                )
         self.corpus_changes = sorted(
             k for k, v in _tree(self.root / "corpus").items() if before.get(k) != v
         ) + sorted(set(before) - set(_tree(self.root / "corpus")))
@@ -226,7 +333,14 @@ def _check_run(case: generate.Case, r: dict[str, Any], corpus: Corpus) -> None:
         rep = r["report"]
         assert isinstance(rep, dict), f"no JSON report for this file\n{_describe(r)}"
         if case.expect == "error":
-            assert "error" in rep, f"read as {sorted(rep)}\n{_describe(r)}"
+            # info describes what it can read (a prediction's header, the series of a folder)
+            # and says what it cannot: something must have been refused or flagged
+            flagged = (
+                "error" in rep
+                or "not_readable_as" in rep
+                or ("image" in rep and "shape" not in rep["image"])
+            )
+            assert flagged, f"read as {sorted(rep)}\n{_describe(r)}"
         if case.expect == "ok":
             assert "error" not in rep, _describe(r)
         if "error" in rep:
@@ -256,21 +370,23 @@ def _check_run(case: generate.Case, r: dict[str, Any], corpus: Corpus) -> None:
 
 
 def _window_loaders(case: generate.Case, good: generate.Good) -> None:
-    """The functions the window runs in its workers to open files (no Qt widgets needed)."""
+    """The functions the window runs in its workers to open files (segviewer/ui/jobs.py)."""
+    import numpy as np
+
+    from segviewer.core.progress import run_to_end
     from segviewer.core.types import SegviewerError
-    from segviewer.ui import main_window as mw
+    from segviewer.ui import jobs
 
     try:
+        # the jobs are generators (progress, cancel between steps): run each to its end
         if case.role == "image":
-            mw._load_image_job(str(case.path), 0, None)
+            run_to_end(jobs.load_image_job(str(case.path), 0, None))
         elif case.role == "prediction":
-            mw._load_prediction_job(str(case.path), generate.SHAPE, None, None, False)
+            run_to_end(jobs.load_prediction_job(str(case.path), generate.SHAPE, None, None))
         elif case.role == "classes":
-            mw._load_classes_job(str(case.path))
+            run_to_end(jobs.load_classes_job(str(case.path)))
         elif case.role == "reference":
-            from segviewer.io.predictions import load_reference
-
-            load_reference(str(case.path), generate.SHAPE, n_classes_hint=3)
+            run_to_end(jobs.load_reference_job(str(case.path), generate.SHAPE, 3, np.eye(4)))
     except SegviewerError as exc:
         assert "\n" not in str(exc).strip(), str(exc)
         assert case.expect != "ok", str(exc)

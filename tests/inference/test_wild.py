@@ -189,3 +189,4 @@ def test_device_is_recorded(brain3d: tuple[Path, Any], anat_volume: Volume) -> N
     else:
         assert prov["device"] == "CPU"
     assert prov["notes"][0].endswith(f"on {prov['device']}")
+    assert open_model(path).device == prov["device"] == prov["model"]["device"]

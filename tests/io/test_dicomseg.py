@@ -168,7 +168,9 @@ def test_seg_needs_consent_and_a_dicom_image(volume, tmp_path: Path, demo_dir: P
     with pytest.raises(SegviewerError, match="identifiers.*--allow-identifiers"):
         _export(volume, pred, tmp_path / "a", formats=frozenset({"dicom-seg"}), classes=(1,))
     assert not (tmp_path / "a").exists()
+    assert dicomseg.seg_unavailable(volume) is None
     nifti = load_image(demo_dir / "t1.nii.gz")
+    assert "read from nifti" in str(dicomseg.seg_unavailable(nifti))
     npred = prediction_from_array(np.zeros(nifti.shape, np.uint8), nifti.shape, n_classes_hint=4)
     with pytest.raises(SegviewerError, match="refers to the DICOM images.*nifti"):
         _export(
@@ -397,3 +399,58 @@ def test_seg_from_pydicom_test_data_opens_on_its_grid() -> None:
     expected = np.asarray(seg.get_volume(combine_segments=True, relabel=False).array)
     np.testing.assert_array_equal(np.asarray(pred.data), expected)
     assert int(np.count_nonzero(pred.data)) > 0
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "eCT_Supplemental.dcm"])
+def test_single_slice_and_enhanced_multiframe_sources(name: str, tmp_path: Path) -> None:
+    """One 2-D MR slice (no spacing between slices) and an enhanced multi-frame CT (plane
+    positions per frame in functional groups): the SEG references them and reads back."""
+    from pydicom.data import get_testdata_file
+
+    vol = load_image(Path(str(get_testdata_file(name))))
+    lab = (np.asarray(vol.data) > np.median(np.asarray(vol.data))).astype(np.uint8)
+    path = tmp_path / "s.dcm"
+    info = dicomseg.write_seg(
+        vol, [lab == 1], ClassTable.default(2), [1], path, allow_identifiers=True
+    )
+    assert info["frames"] == vol.shape[0]
+    ds = pydicom.dcmread(path)
+    src = pydicom.dcmread(str(get_testdata_file(name)), stop_before_pixels=True)
+    for fr in ds.PerFrameFunctionalGroupsSequence:
+        ref = fr.DerivationImageSequence[0].SourceImageSequence[0]
+        assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
+    np.testing.assert_array_equal(dicomseg.read_seg(path, vol.shape, vol.affine).data, lab)
+
+
+def test_source_without_patient_geometry_is_refused(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    vol = load_image(Path(str(get_testdata_file("emri_small.dcm"))))  # no frame of reference
+    with pytest.raises(SegviewerError, match="cannot build a DICOM SEG.*Frame of Reference"):
+        dicomseg.write_seg(
+            vol,
+            [np.ones(vol.shape, bool)],
+            ClassTable.default(2),
+            [1],
+            tmp_path / "s.dcm",
+            allow_identifiers=True,
+        )
+    assert not (tmp_path / "s.dcm").exists()
+
+
+def test_algorithm_identification_names_the_model(volume, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = _labels(volume)
+    digest = "0123456789abcdef" * 4
+    provenance = {"model": {"path": "/models/brain_unet.keras", "sha256": digest}, "device": "CPU"}
+    path = tmp_path / "m.dcm"
+    dicomseg.write_seg(
+        volume, [lab == 1], TABLE, [1], path, allow_identifiers=True, provenance=provenance
+    )
+    alg = pydicom.dcmread(path).SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert alg.AlgorithmName == "segviewer (brain_unet.keras)"
+    assert alg.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
+    params = str(alg.AlgorithmParameters)
+    assert "brain_unet.keras" in params and digest in params and "CPU" in params
+    from segviewer import __version__
+
+    assert alg.AlgorithmVersion == __version__

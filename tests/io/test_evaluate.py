@@ -22,6 +22,7 @@ from segviewer.io.evaluate import (
     SLICE_COLUMNS,
     EvaluateOptions,
     evaluate_case,
+    open_evaluation,
     read_rows,
     run_evaluation,
 )
@@ -215,7 +216,7 @@ def test_dask_local_cluster_threads_gives_the_same_rows(
             n_workers=2,
             threads_per_worker=1,
             processes=False,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: 8787 may be taken
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,
@@ -230,6 +231,7 @@ def test_dask_local_cluster_threads_gives_the_same_rows(
     assert (tmp_path / "out" / "slices.csv").read_text() == (ref_out / "slices.csv").read_text()
 
 
+@pytest.mark.slow
 def test_dask_worker_processes(test_set: tuple[Path, dict], tmp_path: Path, demo_dir: Path) -> None:
     """The default path: a local cluster of worker processes started and stopped here."""
     root, _ = test_set
@@ -369,3 +371,80 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(SegviewerError, match="is a file"):
         run_to_end(run_evaluation(tmp_path / "s", tmp_path / "file"))
     assert math.isnan(float("nan"))
+
+
+def test_joins_an_existing_scheduler_by_address(
+    test_set: tuple[Path, dict], tmp_path: Path, demo_dir: Path
+) -> None:
+    from dask.distributed import LocalCluster
+
+    root, _ = test_set
+    opts = EvaluateOptions(distances=False, slice_distances=False)
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        reports: list[Progress] = []
+        result = run_to_end(
+            run_evaluation(root, tmp_path / "out", opts, scheduler=cluster.scheduler_address),
+            reports.append,
+        )
+        assert result.workers == 2 and result.n_evaluated == 3 and not result.failed
+        assert any("connecting to the Dask scheduler" in p.message for p in reports)
+        # the cluster is someone else's: still running after the evaluation
+        assert len(cluster.scheduler_info["workers"]) == 2
+
+
+def test_open_evaluation_reads_one_case_at_a_time(
+    evaluated: tuple[Path, Any, list[Progress]], tmp_path: Path
+) -> None:
+    out, _, _ = evaluated
+    ev = open_evaluation(out)
+    assert ev.summary["n_cases"] == 3
+    assert len(ev.case_rows()) == 18
+    rows = ev.slice_rows("shifted")
+    all_rows = [r for r in read_rows(out / "slices.csv") if r["case"] == "shifted"]
+    assert len(rows) == len(all_rows)
+    for a, b in zip(rows, all_rows, strict=True):
+        assert a["slice"] == b["slice"] and a["class"] == b["class"] and a["fp"] == b["fp"]
+        assert a["dice"] == pytest.approx(b["dice"], rel=1e-6)
+    pic = ev.picture("shifted")
+    assert pic is not None and pic.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SegviewerError, match="no results for case 'nope'"):
+        ev.slice_rows("nope")
+    with pytest.raises(SegviewerError, match="not an evaluation folder"):
+        open_evaluation(tmp_path)
+
+
+def test_coronal_slices_run_along_the_coronal_axis(
+    test_set: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from segviewer.core.orientation import display_axes
+
+    root, truth = test_set
+    out = tmp_path / "out"
+    opts = EvaluateOptions(view="coronal", distances=False, slice_distances=False)
+    run_to_end(run_evaluation(root, out, opts, workers=0))
+    affine = nib.load(root / "images" / "perfect.nii.gz").affine
+    axis = display_axes(affine, "coronal").slice_axis
+    assert axis == 1  # a RAS image: coronal slices run along axis 1
+    srows = [
+        r
+        for r in read_rows(out / "slices.csv")
+        if (r["case"], r["model"], r["class_index"]) == ("shifted", "a", 2)
+    ]
+    assert {r["axis"] for r in srows} == {axis}
+    assert [r["slice"] for r in srows] == list(range(truth["ref"].shape[axis]))
+    lab = truth["labels_a"]["shifted"]
+    for r in srows[::7]:
+        p = np.take(lab, r["slice"], axis=axis) == 2
+        q = np.take(truth["ref"], r["slice"], axis=axis) == 2
+        assert (r["tp"], r["fp"], r["fn"]) == (
+            int((p & q).sum()),
+            int((p & ~q).sum()),
+            int((~p & q).sum()),
+        )

@@ -215,8 +215,8 @@ def test_error_slices_walk_down_and_back_up(controller: Any) -> None:
 def test_requests_are_typed_and_dispatched_by_kind(controller: Any, demo_dir: Path) -> None:
     c = controller
     seen: list[OpenRequest] = []
-    c._openers[OpenKind.IMAGE] = lambda r: seen.append(r)
-    c._openers[OpenKind.CLASSES] = lambda r: (seen.append(r), c._advance())
+    c.register_opener(OpenKind.IMAGE, lambda r: seen.append(r))
+    c.register_opener(OpenKind.CLASSES, lambda r: (seen.append(r), c.advance()))
     c.submit(
         [OpenRequest(OpenKind.CLASSES, "a.json"), OpenRequest(OpenKind.IMAGE, "b.nii", frame=2)]
     )

@@ -20,7 +20,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
 
 from segviewer.core import orientation
 
@@ -193,12 +193,15 @@ def test_hover_readout_values(demo_window: Any, qtbot: Any, demo_dir: Path) -> N
     for fx, fy in ((0.5, 0.5), (0.42, 0.38), (0.6, 0.62)):
         pos = QPoint(int(vp.width() * fx), int(vp.height() * fy))
         qtbot.mouseMove(vp, pos)
+        # In suite order, offscreen Qt sometimes routes QTest's move nowhere (an earlier test's
+        # window had the mouse); pyqtgraph's scene signal is what a real move ends in.
+        c.graphics.scene().sigMouseMoved.emit(QPointF(c.graphics.mapToScene(pos)))
         scene = c.viewbox.mapSceneToView(c.graphics.mapToScene(pos))
         row = int(scene.y() // c.axes.row_spacing)
         col = int(scene.x() // c.axes.col_spacing)
         ijk = orientation.display_to_voxel(c.axes, c.index, row, col, shape=win.state.volume.shape)
         want = f"voxel ({ijk[0]}, {ijk[1]}, {ijk[2]})"
-        qtbot.waitUntil(lambda want=want: want in win.readout.text(), timeout=3000)
+        qtbot.waitUntil(lambda want=want: want in win.readout.text(), timeout=15_000)
         text = win.readout.text()
         probs = p[ijk] / p[ijk].sum()  # the window renormalises 8-bit probabilities to sum 1
         if probs.max() < 0.5:  # a near tie: the class is still argmax, but skip the risk
