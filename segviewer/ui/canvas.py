@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -261,6 +261,9 @@ class SliceCanvas(QWidget):
             "color: #f0f0f0; font-size: 12px; background: rgb(24,24,24); padding: 4px;"
         )
         self._legend.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # hovering a legend row highlights its class (as hovering it in the class panel)
+        self._legend.setMouseTracking(True)
+        self._legend.installEventFilter(self)
         self._colorbar = ColorBar()
         self._colorbar.setMinimumHeight(80)
         self._colorbar.setMaximumHeight(260)
@@ -824,6 +827,27 @@ class SliceCanvas(QWidget):
             self._side.insertWidget(0, self._legend, 0, Qt.AlignmentFlag.AlignTop)
         else:
             self._grid.addWidget(self._legend, 5, 0, 1, 4, Qt.AlignmentFlag.AlignLeft)
+
+    def legend_row_at(self, y: float) -> int | None:
+        """The class of the legend row at height ``y`` (legend coordinates), or None."""
+        st = self.state
+        if not self.legend_rows or st.display != "labels":
+            return None
+        n_lines = len(self.legend_rows) + (1 if self._legend.text().endswith("more") else 0)
+        m = self._legend.contentsMargins()
+        inner = self._legend.height() - m.top() - m.bottom() - 8  # 4 px padding each side
+        row = int((y - m.top() - 4) // max(inner / max(n_lines, 1), 1.0))
+        return self.legend_rows[row] if 0 <= row < len(self.legend_rows) else None
+
+    def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 (Qt name)
+        if obj is self._legend:
+            if ev.type() == QEvent.Type.MouseMove:
+                k = self.legend_row_at(ev.position().y())
+                if k != self.state.highlight:
+                    self.state.set_highlight(k)
+            elif ev.type() == QEvent.Type.Leave and self.state.highlight is not None:
+                self.state.set_highlight(None)
+        return super().eventFilter(obj, ev)
 
     def resizeEvent(self, ev: Any) -> None:  # noqa: N802
         super().resizeEvent(ev)

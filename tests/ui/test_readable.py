@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QRect
+from PySide6.QtCore import QRect, Qt
 from ui_helpers import many_class_case, wait_idle
 
 from segviewer.core import orientation
@@ -347,3 +347,34 @@ def test_outline_width_is_in_screen_pixels(demo_window: Any, qtbot: Any) -> None
     frame = c.frame()
     edge = overlay.outline(c._labels_slice(), narrower) == 2
     assert np.all(frame[edge][:, :3] == np.array(st.table[2].color, np.uint8))
+
+
+def test_hovering_a_legend_row_highlights_its_class(many_window: Any, qtbot: Any) -> None:
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    win = many_window
+    win.resize(1400, 900)
+    win.state.set_layout("axial")
+    c = win.canvas
+    c.set_slice(47)
+    qtbot.wait(20)
+    rows = list(c.legend_rows)
+    assert len(rows) >= 3
+    legend = c._legend
+    line = (legend.height() - 8) / (len(rows) + 1)  # + the "+N more" line
+    for i in (0, 2):
+        y = 4 + line * (i + 0.5)
+        ev = QMouseEvent(
+            QEvent.Type.MouseMove,
+            QPointF(20, y),
+            QPointF(legend.mapToGlobal(QPointF(20, y).toPoint())),
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QApplication.sendEvent(legend, ev)
+        assert win.state.highlight == rows[i], (i, win.state.highlight, rows)
+    QApplication.sendEvent(legend, QEvent(QEvent.Type.Leave))
+    assert win.state.highlight is None
