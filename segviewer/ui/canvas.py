@@ -207,6 +207,7 @@ class SliceCanvas(QWidget):
         # what the legend and colour bar show, so a slice switch does not rebuild them
         self._legend_key: tuple[Any, ...] | None = None
         self.legend_rows: list[int] = []  # the classes the legend lists, in its order
+        self._legend_w = 0  # the legend's width for its text (its size hint's, kept)
         self._legend_html = ""
         self._colorbar_key: tuple[str, ...] | None = None
         self._error_rgb_key: tuple[int, int] | None = None
@@ -705,7 +706,7 @@ class SliceCanvas(QWidget):
             text = self._legend_html
         if text is not None and text != self._legend.text():
             self._legend.setText(text)
-            self._legend.adjustSize()
+            self._legend_w = self._legend.sizeHint().width()
         self._legend.setVisible(show_legend)
         self._place_legend()
 
@@ -761,7 +762,7 @@ class SliceCanvas(QWidget):
                 continue
             if fits or rows == 0:
                 self.legend_rows = present[:rows]
-                self._legend.adjustSize()
+                self._legend_w = hint.width()
                 return text
             rows -= 1
 
@@ -817,7 +818,7 @@ class SliceCanvas(QWidget):
     def _place_legend(self) -> None:
         """Beside the image in a wide pane; under it, across the pane, in a narrow one (the
         legend is never drawn over the image or another text)."""
-        beside = self.width() >= 3 * max(self._legend.sizeHint().width(), 120)
+        beside = self.width() >= 3 * max(self._legend_w, 120)
         if beside == self._legend_beside and self._legend.parent() is not None:
             return
         self._legend_beside = beside
