@@ -286,7 +286,7 @@ def add_window_display_options(p: argparse.ArgumentParser) -> None:
         "--outline-width",
         type=lambda t: int(_bounded(OUTLINE_WIDTH)(t)),
         metavar="PX",
-        help=f"outline width {OUTLINE_WIDTH.minimum:g}..{OUTLINE_WIDTH.maximum:g} pixels",
+        help=f"outline width {OUTLINE_WIDTH.minimum:g}..{OUTLINE_WIDTH.maximum:g} screen pixels",
     )
     g.add_argument("--display", choices=DISPLAYS, help="what the overlay shows (default labels)")
     g.add_argument(
@@ -381,7 +381,9 @@ def export_parser() -> argparse.ArgumentParser:
         "--outline", action="store_true", help="draw class outlines instead of filled areas"
     )
     p.add_argument("--mode", choices=("fill", "outline", "both"), help="overlay drawing mode")
-    p.add_argument("--outline-width", type=int, default=1, metavar="PX")
+    p.add_argument(
+        "--outline-width", type=int, default=1, metavar="PX", help="outline width in slice pixels"
+    )
     p.add_argument(
         "--window", metavar="LEVEL,WIDTH", help="grey window for overlays (default automatic)"
     )
