@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/run.py                  # everything, default repeats
-    python benchmarks/run.py --only masks     # kernels: masks, overlay
+    python benchmarks/run.py --only masks     # kernels: masks, overlay, resample
     python benchmarks/run.py --only switch,open   # speed targets: switch, heatmap, volume,
                                               # open, gap, startup (bench_speed.py)
     python benchmarks/run.py --small          # kernels on a 9 MB logits volume
@@ -26,7 +26,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from _common import Row, format_table  # noqa: E402
 
-KERNELS = ("masks", "overlay")
+KERNELS = ("masks", "overlay", "resample")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         import bench_overlay
 
         rows += bench_overlay.run(1 if args.smoke else args.repeat or 50)
+    if "resample" in names:
+        import bench_resample
+
+        rows += bench_resample.run(1 if args.smoke else args.repeat or 5, args.small or args.smoke)
     if rows:
         print(format_table(rows), flush=True)
     cases = [n for n in names if n in bench_speed.CASES]

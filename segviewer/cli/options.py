@@ -182,9 +182,11 @@ def add_mask_options(p: argparse.ArgumentParser) -> None:
     add_model_options(p)
 
 
-def add_view_option(p: argparse.ArgumentParser, *, three: bool, help: str) -> None:
+def add_view_option(
+    p: argparse.ArgumentParser, *, three: bool, help: str, default: str | None = "axial"
+) -> None:
     p.add_argument(
-        "--view", choices=(*VIEWS, "three") if three else VIEWS, default="axial", help=help
+        "--view", choices=(*VIEWS, "three") if three else VIEWS, default=default, help=help
     )
 
 
@@ -233,7 +235,13 @@ def window_parser() -> argparse.ArgumentParser:
     )
     add_image_options(p)
     add_model_options(p)
-    add_view_option(p, three=True, help="the view to show first (default axial)")
+    add_view_option(
+        p,
+        three=True,
+        default=None,
+        help="the view to show first (default: the image's acquisition plane; a 2-D slice "
+        "in its own plane)",
+    )
     p.add_argument(
         "--slice",
         type=int,

@@ -129,7 +129,7 @@ def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
         return func()
     _flush_std()
     parent = os.getpid()
-    pid = os.fork()
+    pid = os.fork()  # portable: only after the hasattr(os, 'fork') return above
     if pid == 0:  # the child does the work, with every handler of a normal run
         rc = 70
         try:
@@ -158,7 +158,7 @@ def survive_sigbus(func: Callable[[], int], out_dir: str | None) -> int:
         signal.signal(signal.SIGINT, old_int)
     if os.WIFSIGNALED(status):
         num = os.WTERMSIG(status)
-        if num == signal.SIGBUS:
+        if num == signal.SIGBUS:  # portable: POSIX only (checked on entry)
             if out_dir:
                 import shutil
                 from pathlib import Path
@@ -190,9 +190,10 @@ def _die_with_parent(parent: int) -> None:
 
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        # PR_SET_PDEATHSIG; portable: Linux only (returned above elsewhere)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # portable: Linux only
     if os.getppid() != parent:  # the parent died before that took effect
-        os._exit(128 + int(signal.SIGKILL))
+        os._exit(128 + int(signal.SIGKILL))  # portable: Linux only (returned above elsewhere)
 
 
 def _flush_std() -> None:

@@ -395,7 +395,7 @@ class ClassTable:
             return (
                 f"class 0 of the class table is {first!r}, not a background row: if the "
                 "table's indices start at 0 for the first structure, every name is off by one; "
-                "use --classes-offset 1 (in the window: Classes offset 1)"
+                "use --classes-offset 1 (in the window: Classes > Table starts at the first structure)"
             )
         if n_classes != len(self.classes) + 1:
             return None
@@ -403,7 +403,7 @@ class ClassTable:
             f"the class table looks shifted by one: it has no background row (class 0 is "
             f"{first!r}) and the prediction has {n_classes} classes, one more than the table's "
             f"{len(self.classes)} rows, so every name would be off by one (background shown "
-            f"as {first!r}); use --classes-offset 1 (in the window: Classes offset 1)"
+            f"as {first!r}); use --classes-offset 1 (in the window: Classes > Table starts at the first structure)"
         )
 
     def safe_filename(self, index: int) -> str:

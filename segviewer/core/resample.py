@@ -49,7 +49,7 @@ __all__ = [
 
 #: A logit that softmax turns into probability ~0 next to a logit of 0 (exp(-100) ~ 4e-44).
 _LOW_LOGIT = -100.0
-_DEFAULT_BYTES = 64 * 1024**2
+_DEFAULT_BYTES = 32 * 1024**2
 
 
 def same_grid(

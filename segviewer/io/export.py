@@ -147,6 +147,10 @@ class ExportRequest:
         folder named after a patient does not travel with every export).
     free_text
         Copy free-text DICOM fields (SeriesDescription) into the manifest.
+    review_notes
+        Review notes of this case (``io.notes.Note.as_dict`` rows: case, axis, slice,
+        verdict, comment, updated), recorded in the manifest's ``review_notes``; the window
+        passes those of the open test-set case. The reviewer's own text: no DICOM field.
     """
 
     out_dir: Path | str
@@ -168,6 +172,7 @@ class ExportRequest:
     allow_identifiers: bool = False
     full_paths: bool = False
     free_text: bool = False
+    review_notes: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.opacity <= 1.0:
@@ -656,6 +661,7 @@ def run_export(
             # an empty dict means "no model": null
             "provenance": _private_provenance(provenance, request.full_paths) or None,
             "comparison": comparison_out,
+            "review_notes": [dict(n) for n in request.review_notes],
             "voxel_volume_mm3": vox_mm3,
             "n_invalid": n_invalid,
             "n_uncertain": n_uncertain,

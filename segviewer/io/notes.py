@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from segviewer.core.types import SegviewerError
 from segviewer.io.atomic import atomic_path
@@ -88,6 +89,17 @@ class Note:
             raise SegviewerError(f"the axis of a slice note must be 0, 1 or 2, got {self.axis}")
         if self.slice is not None and self.slice < 0:
             raise SegviewerError(f"slice indices are 0-based, got {self.slice}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The note as a plain record (an export manifest's ``review_notes`` entry)."""
+        return {
+            "case": self.case,
+            "axis": self.axis,
+            "slice": self.slice,
+            "verdict": self.verdict,
+            "comment": self.comment,
+            "updated": self.updated,
+        }
 
     @property
     def key(self) -> Key:

@@ -355,12 +355,14 @@ def _as_prediction(
     image_shape: tuple[int, int, int],
     layout: str | None,
     kind: str | None,
+    resample: bool = False,
 ) -> Prediction:
     if isinstance(pred, Prediction):
         return pred
     from segviewer.io.predictions import prediction_from_array
 
-    return prediction_from_array(pred, image_shape, layout=layout, kind=kind)
+    # an array has no geometry: resampling scales it by shape (and says so)
+    return prediction_from_array(pred, image_shape, layout=layout, kind=kind, resample=resample)
 
 
 def view(
@@ -373,6 +375,7 @@ def view(
     show: bool = True,
     reference: PathOrArray | None = None,
     remember_settings: bool = False,
+    resample: bool = False,
 ) -> Viewer:
     """Open a viewer window on an image and (optionally) a prediction.
 
@@ -393,6 +396,9 @@ def view(
     reference
         Reference segmentation (ground truth) to compare the prediction with, as for
         :meth:`Viewer.set_reference`.
+    resample
+        Put a prediction of another grid onto the image grid, as ``--resample``: in world
+        space for files with geometry (NIfTI, NRRD), by shape for arrays.
     remember_settings
         Read and write the user's saved settings (window size, opacity, recent files) as
         the interactive window does. Off by default: a script gives the same picture on
@@ -435,10 +441,11 @@ def view(
                 raise SegviewerError("the image did not load")
             shape = win.state.volume.shape
             win.set_prediction(
-                _as_prediction(prediction, shape, layout, kind_s), {"source": "<array>"}
+                _as_prediction(prediction, shape, layout, kind_s, resample),
+                {"source": "<array>"},
             )
         else:
-            win.open_prediction(prediction, layout=layout, kind=kind_s)
+            win.open_prediction(prediction, layout=layout, kind=kind_s, resample=resample)
         viewer.wait_idle()
     win.error_shown.disconnect(errors.append)
     win.show_dialogs = True

@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         win.show_dialogs = False
     if args.view == "three":
         win.set_three_view(True)
-    elif args.view != "axial":
+    elif args.view:
         win.set_view(args.view)
 
     def first_image(_: object) -> None:
@@ -187,6 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--reference is compared with a prediction on an image; give the image "
             "too: segviewer IMAGE --prediction P --reference R"
         )
+    if args.classes_offset:
+        try:
+            win.controller.set_classes_offset(args.classes_offset)
+        except SegviewerError as e:
+            win.close()
+            return _fail(str(e))
+        from superqt.utils import signals_blocked
+
+        with signals_blocked(win.classes_offset_action):
+            win.classes_offset_action.setChecked(args.classes_offset == 1)
     from segviewer.ui.testset_session import is_test_set
 
     if args.evaluation is not None or (image is not None and is_test_set(image)):

@@ -661,6 +661,11 @@ class SliceCanvas(QWidget):
         vol, axes = self.state.volume, self.axes
         if vol is None or axes is None:
             return
+        if not orientation.orientation_known(vol):
+            # no patient directions in the file: no letters (the toolbar says so)
+            for lab in self._letters.values():
+                lab.setText("")
+            return
         letters = orientation.edge_letters(vol.affine, axes)
         for k, lab in self._letters.items():
             lab.setText(letters[k])

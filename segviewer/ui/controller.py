@@ -29,6 +29,7 @@ from segviewer.core import masks
 from segviewer.core.classes import ClassTable
 from segviewer.core.compare import rank_error_slices
 from segviewer.core.errors import SegviewerError, ShapeMismatch
+from segviewer.core.orientation import initial_view, orientation_known
 from segviewer.core.types import MaskSettings, Prediction, Volume
 from segviewer.io import sniff
 from segviewer.ui import jobs
@@ -105,6 +106,13 @@ class ViewerView(Protocol):
 
     def choose_series(self, folder: str, series: list[Any]) -> str | None: ...
 
+    def choose_reading(
+        self, path: str, choices: Any, image_shape: tuple[int, int, int]
+    ) -> tuple[str | None, str | None, bool] | None:
+        """Layout, kind and whether to resample (``io.predictions.PredictionChoices`` holds
+        the detected values and the alternatives); None cancels."""
+        ...
+
 
 @dataclass
 class _ErrorWalk:
@@ -156,6 +164,8 @@ class ViewerController(QObject):
         self.model = ModelSession(self, self)
         self._queue = _Queue()
         self._user_table: ClassTable | None = None
+        self._user_table_raw: ClassTable | None = None  # as read, before classes_offset
+        self.classes_offset = 0
         self._labelled: Prediction | None = None  # the prediction the labels job is for
         self._error_walk: _ErrorWalk | None = None
         self._openers: dict[OpenKind, Callable[[OpenRequest], Job | None]] = {
@@ -165,6 +175,9 @@ class ViewerController(QObject):
             OpenKind.MODEL: self._open_model_request,
             OpenKind.REFERENCE: lambda r: self.open_reference(r.path),
         }
+        #: Review notes to record with an export (a test-set feature sets it: the open case's
+        #: notes); ``None`` or an empty list records none.
+        self.review_notes_provider: Callable[[], list[dict[str, Any]]] | None = None
         self.state.changed.connect(self._state_changed)
 
     # == reporting =============================================================================
@@ -379,6 +392,12 @@ class ViewerController(QObject):
         st = self.state
         had_pred, had_ref = st.prediction is not None, st.reference is not None
         st.set_volume(volume, windows, preset, path=path)
+        # the acquisition plane (a 2-D slice in its own plane), unless the user chose a view;
+        # any other view of a single slice would be a one-voxel stripe
+        if st.layout != "three" and (not st.layout_chosen or 1 in volume.shape):
+            plane = initial_view(volume)
+            if plane != st.layout:
+                st.set_layout(plane, chosen=False)
         if had_pred and st.prediction is None:
             self.runner.cancel("labels")
             self.report("The prediction was closed: its shape does not match the new image")
@@ -431,10 +450,13 @@ class ViewerController(QObject):
                     "requested_layout": layout,
                     "requested_kind": kind,
                     "notes": list(pred.notes),
+                    "resampling": None if pred.resampling is None else pred.resampling.as_dict(),
                 },
                 path=path,
                 table=loaded.names if self._user_table is None else None,
             )
+            if pred.resampling is not None:
+                self.report(pred.resampling.describe(), seconds=30)
             self.advance()
 
         def failed(exc: BaseException) -> None:
@@ -459,10 +481,50 @@ class ViewerController(QObject):
             resample,
             self.state.volume.affine,
             self._user_table is None,
+            orientation_known(self.state.volume),
             label=f"Loading {Path(path).name}",
             on_result=done,
             on_error=failed,
         )
+
+    def open_prediction_asking(self, path: str | os.PathLike[str]) -> Job | None:
+        """File > Open prediction: detect the layout and kind, let the user confirm or change
+        them (``ViewerView.choose_reading``; resampling is offered only when no axis order
+        fits exactly), then open. Without an interactive view it opens as detected."""
+        path = str(path)
+        volume = self.state.volume
+        if volume is None:
+            return self.open_prediction(path)
+        if not (self.interactive and self.view is not None):
+            return self.open_prediction(path)
+        view = self.view
+
+        def done(choices: Any) -> None:
+            answer = view.choose_reading(path, choices, volume.shape)
+            if answer is not None:
+                layout, kind, resample = answer
+                self.open_prediction(path, layout=layout, kind=kind, resample=resample)
+
+        return self.runner.start(
+            "prediction",
+            jobs.prediction_choices_job,
+            path,
+            volume.shape,
+            label=f"Reading {Path(path).name}",
+            on_result=done,
+            on_error=self.report_error,
+        )
+
+    def set_classes_offset(self, offset: int) -> None:
+        """Move every row of the user's class table up by ``offset`` (``--classes-offset``;
+        Classes > Table starts at the first structure): for tables whose row 0 is a
+        structure, not the background. Applies to the table shown and to later ones."""
+        offset = int(offset)
+        if offset < 0:
+            raise SegviewerError(f"a class-table offset must be 0 or more, got {offset}")
+        self.classes_offset = offset
+        if self._user_table_raw is not None:
+            self.set_class_table(self._user_table_raw, path=self.state.classes_path)
 
     def fit_table(
         self, n_classes: int, table: ClassTable | None = None
@@ -566,7 +628,10 @@ class ViewerController(QObject):
         )
 
     def set_class_table(self, table: ClassTable, *, path: str | None = None) -> None:
-        """Use these names/colours (fitted to the prediction's class count, with a warning)."""
+        """Use these names/colours (fitted to the prediction's class count, with a warning;
+        moved up by :attr:`classes_offset`)."""
+        self._user_table_raw = table
+        table = table.shifted(self.classes_offset)
         self._user_table = table
         st = self.state
         if path is not None:
@@ -1022,6 +1087,12 @@ class ViewerController(QObject):
             if on_done is not None:
                 on_done(result)
 
+        if self.review_notes_provider is not None and not getattr(request, "review_notes", ()):
+            import dataclasses
+
+            notes = tuple(self.review_notes_provider() or ())
+            if notes:
+                request = dataclasses.replace(request, review_notes=notes)
         return self.runner.start(
             "export",
             run_export,

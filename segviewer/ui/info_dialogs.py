@@ -43,7 +43,7 @@ def image_info_text(state: ViewerState) -> str:
     if vol is None:
         return "No image is loaded."
     data = vol.data
-    codes = "".join(orientation.axis_codes(vol.affine))
+    codes = orientation.orientation_code(vol)  # "unknown" rather than made-up letters
     sp = ", ".join(f"{v:.4g}" for v in vol.spacing)
     lines = [
         f"Source: {vol.source}",
@@ -84,8 +84,10 @@ def prediction_details_text(state: ViewerState) -> str:
         f"Raw shape: {tuple(p.data.shape)}  layout: {getattr(p.layout, 'name', '?')}",
         *p.notes,
     ]
+    if p.resampling is not None:
+        lines.append(f"Resampling: {p.resampling.describe()}")
     for k, v in state.provenance.items():
-        if k not in ("source", "notes"):
+        if k not in ("source", "notes", "resampling"):
             lines.append(f"{k}: {v}")
     return "\n".join(str(x) for x in lines)
 

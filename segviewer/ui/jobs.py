@@ -171,12 +171,19 @@ def load_prediction_job(
     resample: bool = False,
     image_affine: np.ndarray | None = None,
     want_names: bool = False,
+    image_geometry: bool | None = None,
 ) -> Generator[Progress, None, LoadedPrediction]:
     from segviewer.io.predictions import load_prediction
 
     yield Progress(0, 1, f"{'Resampling' if resample else 'Reading'} {Path(path).name}")
     pred = load_prediction(
-        path, image_shape, layout=layout, kind=kind, resample=resample, image_affine=image_affine
+        path,
+        image_shape,
+        layout=layout,
+        kind=kind,
+        resample=resample,
+        image_affine=image_affine,
+        image_geometry=image_geometry,
     )
     if not want_names:
         return LoadedPrediction(pred)
@@ -186,6 +193,16 @@ def load_prediction_job(
     if beside is None:
         return LoadedPrediction(pred)
     return LoadedPrediction(pred, beside[0], beside[1])
+
+
+def prediction_choices_job(
+    path: str, image_shape: tuple[int, int, int]
+) -> Generator[Progress, None, Any]:
+    """The detected layout and kind of a prediction file and the alternatives (the dialog's)."""
+    from segviewer.io.predictions import prediction_choices
+
+    yield Progress(0, 1, f"Reading {Path(path).name}")
+    return prediction_choices(path, image_shape)
 
 
 def load_classes_job(path: str) -> Generator[Progress, None, ClassTable]:

@@ -242,6 +242,18 @@ class MainWindow(QMainWindow):
             return None
         return dialog.chosen_uid()
 
+    def choose_reading(
+        self, path: str, choices: Any, image_shape: tuple[int, int, int]
+    ) -> tuple[str | None, str | None, bool] | None:
+        """Open prediction: layout and kind (detected ones preselected, in words), resampling
+        only when no axis order fits. Tests and scripts may replace this method."""
+        from segviewer.ui.prediction_dialog import PredictionDialog
+
+        dialog = PredictionDialog(path, choices, image_shape, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return dialog.chosen()
+
     # == views ================================================================================
     def set_view(self, view: str) -> None:
         """Show ``view`` (axial/coronal/sagittal) in the single-view layout."""
@@ -462,7 +474,9 @@ class MainWindow(QMainWindow):
         self.open_prediction_action = add(
             file_menu,
             "Open &prediction…",
-            lambda: self._ask_open("Open prediction", sniff.PREDICTION_FILTER, c.open_prediction),
+            lambda: self._ask_open(
+                "Open prediction", sniff.PREDICTION_FILTER, c.open_prediction_asking
+            ),
             "Ctrl+P",
         )
         add(
@@ -521,6 +535,16 @@ class MainWindow(QMainWindow):
         self.close_reference_action = add(ref, "&Close reference", c.close_reference)
         self.reference_menu = ref
         classes = mb.addMenu("&Classes")
+        self.classes_offset_action = QAction(
+            "Table starts at the first structure (offset &1)", self, checkable=True
+        )
+        self.classes_offset_action.setToolTip(
+            "For class tables whose row 0 is a structure, not the background: row k names "
+            "label k + 1 (--classes-offset 1)"
+        )
+        self.classes_offset_action.toggled.connect(lambda on: c.set_classes_offset(1 if on else 0))
+        classes.addAction(self.classes_offset_action)
+        classes.addSeparator()
         add(classes, "Show &all", lambda: self.state.set_all_visible(True), "A")
         add(classes, "Show &none", lambda: self.state.set_all_visible(False), "N")
         for k in range(1, 10):

@@ -113,6 +113,7 @@ class ViewerState(QObject):
         self.window_preset: str = ""
         self.cursor: tuple[int, int, int] = (0, 0, 0)
         self.layout: str = "axial"
+        self.layout_chosen = False  # the user picked the view (else the acquisition plane)
         self.show_legend: bool = True
         #: confidence / entropy heatmaps drawn inside the predicted foreground only
         self.heat_foreground_only: bool = True
@@ -465,10 +466,15 @@ class ViewerState(QObject):
             self.cursor = (i, j, k)
             self.changed.emit(Change.CURSOR)
 
-    def set_layout(self, layout: str) -> None:
-        """``"axial"``, ``"coronal"``, ``"sagittal"`` (one view) or ``"three"``."""
+    def set_layout(self, layout: str, *, chosen: bool = True) -> None:
+        """``"axial"``, ``"coronal"``, ``"sagittal"`` (one view) or ``"three"``.
+
+        ``chosen`` False: the window's own pick (the image's acquisition plane,
+        ``core.orientation.initial_view``), which a later image may change; a user's choice
+        (``--view``, the toolbar) is kept for the next images."""
         if layout not in LAYOUTS:
             raise SegviewerError(f"view must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        self.layout_chosen = self.layout_chosen or chosen
         if layout != self.layout:
             self.layout = layout
             self.changed.emit(Change.LAYOUT)

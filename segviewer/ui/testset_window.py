@@ -51,6 +51,8 @@ class TestSetFeature(QObject):
         self.compare_view = CompareView()
         self.compare = CompareDriver(self.controller, self.compare_view, self)
         self.session.pair_ready.connect(self._pair_ready)
+        # an export of the open case records its review notes in the manifest
+        self.controller.review_notes_provider = self._notes_for_export
 
         self.dock = QDockWidget("Test set", window)
         self.dock.setObjectName("testset_dock")
@@ -65,6 +67,12 @@ class TestSetFeature(QObject):
         self.compare_dock.hide()
         self._build_actions()
         self.driver.opened.connect(self._opened)
+
+    def _notes_for_export(self) -> list[dict[str, Any]]:
+        case = self.session.current
+        if case is None:
+            return []
+        return [n.as_dict() for n in self.session.notes.for_case(case) if not n.is_empty]
 
     # -- menus ---------------------------------------------------------------------------
     def _action(self, text: str, slot: Any, shortcut: str | None = None) -> QAction:

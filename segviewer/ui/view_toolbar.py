@@ -12,13 +12,15 @@ from segviewer.core import orientation
 from segviewer.ui.jobs import CUSTOM_PRESET, SCANNER_PRESET, WINDOW_PRESETS
 from segviewer.ui.state import Change, ViewerState
 
-__all__ = ["CONVENTION_TEXT", "ViewToolbar"]
+__all__ = ["CONVENTION_TEXT", "UNKNOWN_TEXT", "ViewToolbar"]
 
 #: What the convention label says for radiological / neurological views.
 CONVENTION_TEXT = {
     True: "  Radiological: patient right on screen left ",
     False: "  Neurological: patient left on screen left ",
 }
+#: What it says instead when the image carries no patient orientation (no claim at all).
+UNKNOWN_TEXT = "  Orientation unknown: no patient directions in the file "
 
 
 class ViewToolbar(QToolBar):
@@ -108,11 +110,19 @@ class ViewToolbar(QToolBar):
         elif what is Change.ORIENTATION:
             with signals_blocked(self.radiological_action):
                 self.radiological_action.setChecked(st.radiological)
-            self.convention_label.setText(CONVENTION_TEXT[st.radiological])
+            self._show_convention()
         elif what in (Change.WINDOW, Change.DATA):
             if what is Change.DATA:
                 self._show_frames()
+                self._show_convention()
             self._show_presets()
+
+    def _show_convention(self) -> None:
+        """The convention, or "orientation unknown" (and no toggle) for images without it."""
+        st = self.state
+        known = st.volume is None or orientation.orientation_known(st.volume)
+        self.convention_label.setText(CONVENTION_TEXT[st.radiological] if known else UNKNOWN_TEXT)
+        self.radiological_action.setEnabled(known)
 
     def _show_frames(self) -> None:
         st = self.state

@@ -147,6 +147,18 @@ def test_slice_table_click_goes_there_and_notes(qtbot: Any, ts_window: Any, tmp_
     st.set_filter("")
     srow = next(r for r in st.model.rows if r["slice"] == target)
     assert srow["verdict"] == "unsure"
+    # an export of this case records its notes in the manifest
+    import json
+
+    from segviewer.io.export import ExportRequest
+
+    with qtbot.waitSignal(win.controller.notified, timeout=60_000):
+        win.controller.run_export(ExportRequest(out_dir=tmp_path / "export"))
+    wait_idle(qtbot, win)
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    got = {(n["slice"], n["verdict"], n["comment"]) for n in manifest["review_notes"]}
+    assert got == {(None, "reject", "check the thalamus"), (target, "unsure", "")}
+    assert all(n["case"] == "case2" for n in manifest["review_notes"])
 
 
 def test_two_predictions_side_by_side_pixels(qtbot: Any, ts_window: Any) -> None:
