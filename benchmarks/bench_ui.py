@@ -76,6 +76,30 @@ def bench_switch(n: int) -> dict[str, float]:
             vp.repaint()
             times.append(time.perf_counter() - t0)
         results["class toggle"] = statistics.median(times) * 1e3
+        # The legend that follows the slice, on and off in the same run (its cost is the
+        # difference), with the demo's 3 classes and a 114-class atlas-like label map.
+        v.set_mode("fill")
+        v.set_display("labels")
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+        from make_screenshots import many_class_case
+
+        for tag in ("3 classes", "114 classes"):
+            if tag == "114 classes":
+                pred, table = many_class_case(win.label_result.labels)
+                win.set_prediction(pred, table=table)
+                v.wait_idle()
+            for legend in (True, False):
+                win.state.set_options(legend=legend)
+                times = []
+                for k in range(n):
+                    idx = 10 + (k * 37) % (n_slices - 20)
+                    t0 = time.perf_counter()
+                    canvas.set_slice(idx)
+                    vp.repaint()
+                    times.append(time.perf_counter() - t0)
+                results[f"{tag}, legend {'on' if legend else 'off'}"] = (
+                    statistics.median(times) * 1e3
+                )
         v.close()
     return results
 
@@ -91,7 +115,7 @@ def main() -> int:
     )
     print(f"launch -> screenshot done: median {statistics.median(total):.2f} s")
     for name, ms in bench_switch(a.switches).items():
-        print(f"{name:>16}: median {ms:.2f} ms per switch (n={a.switches})")
+        print(f"{name:>24}: median {ms:.2f} ms per switch (n={a.switches})")
     return 0
 
 

@@ -6,6 +6,10 @@ Writes main.png, class_toggles.png, outline.png, heatmap.png, export_dialog.png,
 three_view.png, model.png (the model dialog over the window after running the bundled
 model) and errors.png (the model's grey matter against the reference tissue probabilities:
 "Errors vs reference" on the slice with the most errors); the last two need TensorFlow.
+many_classes.png shows a 114-class atlas-like label map made from the demo (each tissue
+class split into 38 regions, long names): the legend lists the classes of each pane's
+slice, the class panel is searchable and sorted by volume. report_three_view.png and
+report_lightbox.png are File > Save report picture's three views and lightbox.
 case_table.png, slice_table.png and side_by_side.png show a test set built from the demo
 (four cases, two predictions each; see :func:`demo_test_set`).
 All through the public Python API (``segviewer.ui.api.view``).
@@ -110,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     win.reset_zoom()
     shot("three_view.png")
 
+    # 6b. Report pictures (File > Save report picture): three views and a lightbox.
+    from segviewer.io.render import write_picture
+
+    for kind, name in (("three", "report_three_view.png"), ("lightbox", "report_lightbox.png")):
+        if wanted(name):
+            pic = win.controller.report_picture(kind, view="axial", every=8, width=1400)
+            write_picture(pic, out / name, dpi=150, force=True)
+            print(f"wrote {out / name}")
+
     # 7. The model dialog over the window, after running the bundled model on the demo T1.
     if wanted("model.png"):
         model_shot(v, out / "model.png")
@@ -117,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     # 8. Errors vs reference: the bundled model's prediction against the tissue probabilities.
     if wanted("errors.png"):
         errors_shot(v, prob, out / "errors.png")
+
+    # 9. A 114-class label map: legend per pane, class panel sorted by volume.
+    if wanted("many_classes.png"):
+        many_class_shot(v, out / "many_classes.png")
     v.close()
 
     # 9-11. A test set: case table, slice table, two predictions side by side.
@@ -124,6 +141,54 @@ def main(argv: list[str] | None = None) -> int:
         testset_shots(out, wanted)
     settings_dir.cleanup()
     return 0
+
+
+def many_class_case(labels: Any, n_classes: int = 114) -> tuple[Any, Any]:
+    """A label prediction with ``n_classes`` classes (long names) made from the demo tissue
+    labels by splitting each tissue class into regions of the volume, as an atlas looks."""
+    import numpy as np
+
+    from segviewer.core.classes import ClassTable, default_color
+    from segviewer.core.layout import detect_layout
+    from segviewer.core.types import Prediction, PredictionKind
+
+    per = -(-(n_classes - 1) // 3)
+    half = -(-per // 2)
+    i0 = np.arange(labels.shape[0])[:, None, None] * 2 // labels.shape[0]
+    i1 = np.arange(labels.shape[1])[None, :, None] * half // labels.shape[1]
+    region = (i0 * half + i1) % per
+    t = labels.astype(np.int64)
+    out = np.where((t > 0) & (t < 4), 1 + ((t - 1) * per + region) % (n_classes - 1), 0)
+    tissues = ("cortical grey matter", "cerebral white matter", "cerebrospinal fluid")
+    entries = [(0, "background", (0, 0, 0))] + [
+        (
+            k,
+            f"{('Left', 'Right')[k % 2]} {tissues[(k - 1) // per % 3]} region {k}",
+            default_color(k),
+        )
+        for k in range(1, n_classes)
+    ]
+    table, _ = ClassTable.from_entries(entries)
+    layout = detect_layout(out.shape, labels.shape, has_class_axis=False)
+    pred = Prediction(
+        out.astype(np.uint8), PredictionKind.LABELS, layout, n_classes, source="114 classes"
+    )
+    return pred, table
+
+
+def many_class_shot(v: Any, path: Path) -> None:
+    """The window on a 114-class label map, three views, class panel sorted by volume."""
+    win = v.window
+    pred, table = many_class_case(win.label_result.labels)
+    win.set_prediction(pred, table=table)
+    v.wait_idle()
+    v.set_view("three")
+    win.state.set_cursor((40, 60, 52))
+    win.class_panel.set_sort("volume")
+    win.reset_zoom()
+    v.wait_idle()
+    win.grab().save(str(path), "PNG")
+    print(f"wrote {path}")
 
 
 def model_shot(v: Any, path: Path) -> None:

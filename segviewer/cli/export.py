@@ -78,6 +78,7 @@ def run(argv: Sequence[str]) -> int:
         outline_width=ns.outline_width,
         window=window,
         legend=not ns.no_legend,
+        annotate=not ns.no_annotate,
         force=ns.force,
         settings=inputs.settings,
         radiological=not ns.neurological,

@@ -294,7 +294,7 @@ def add_window_display_options(p: argparse.ArgumentParser) -> None:
         "--outline-width",
         type=lambda t: int(_bounded(OUTLINE_WIDTH)(t)),
         metavar="PX",
-        help=f"outline width {OUTLINE_WIDTH.minimum:g}..{OUTLINE_WIDTH.maximum:g} pixels",
+        help=f"outline width {OUTLINE_WIDTH.minimum:g}..{OUTLINE_WIDTH.maximum:g} screen pixels",
     )
     g.add_argument("--display", choices=DISPLAYS, help="what the overlay shows (default labels)")
     g.add_argument(
@@ -389,11 +389,19 @@ def export_parser() -> argparse.ArgumentParser:
         "--outline", action="store_true", help="draw class outlines instead of filled areas"
     )
     p.add_argument("--mode", choices=("fill", "outline", "both"), help="overlay drawing mode")
-    p.add_argument("--outline-width", type=int, default=1, metavar="PX")
+    p.add_argument(
+        "--outline-width", type=int, default=1, metavar="PX", help="outline width in slice pixels"
+    )
     p.add_argument(
         "--window", metavar="LEVEL,WIDTH", help="grey window for overlays (default automatic)"
     )
     p.add_argument("--no-legend", action="store_true", help="no legend on overlays")
+    p.add_argument(
+        "--no-annotate",
+        action="store_true",
+        help="overlays without caption (view, slice, position in mm), orientation letters "
+        "and scale bar",
+    )
     p.add_argument(
         "--scale",
         type=int,

@@ -61,6 +61,8 @@ __all__ = [
     "display_to_voxel",
     "voxel_to_display",
     "voxel_to_world",
+    "edge_letters",
+    "slice_position",
     "orientation_known",
     "orientation_code",
     "acquisition_view",
@@ -466,3 +468,39 @@ def initial_view(volume: ImageLike, chosen: str | None = None) -> str:
         return chosen
     hint = 0 if volume.format == "dicom" else None  # DICOM slices are stacked along axis 0
     return acquisition_view(volume.affine, volume.shape, slice_axis=hint)
+
+
+def edge_letters(affine: np.ndarray, axes: DisplayAxes) -> dict[str, str]:
+    """Anatomical letter at each edge of a view: ``{"top", "bottom", "left", "right"}``.
+
+    The world direction of one screen row down / one column right is the affine's column of
+    that image axis, reversed when the screen order is flipped (so it works for one-voxel
+    axes too); the letter is that of its dominant RAS+ component.
+    """
+    a = np.asarray(affine, dtype=np.float64)
+    down = a[:3, axes.row_axis] * (-1.0 if axes.flip_rows else 1.0)
+    right = a[:3, axes.col_axis] * (-1.0 if axes.flip_cols else 1.0)
+
+    def letter(v: np.ndarray) -> str:
+        k = int(np.argmax(np.abs(v)))
+        return _LETTERS[k][0] if v[k] >= 0 else _LETTERS[k][1]
+
+    return {
+        "top": letter(-down),
+        "bottom": letter(down),
+        "left": letter(-right),
+        "right": letter(right),
+    }
+
+
+def slice_position(
+    affine: np.ndarray, axes: DisplayAxes, index: int, shape: Sequence[int]
+) -> tuple[str, float]:
+    """Where slice ``index`` lies: the world axis it is across (``"x"``, ``"y"`` or ``"z"``,
+    RAS+) and the slice centre's coordinate along it in mm."""
+    ijk = [(n - 1) / 2.0 for n in shape[:3]]
+    ijk[axes.slice_axis] = float(index)
+    world = voxel_to_world(affine, ijk)
+    col = np.asarray(affine, dtype=np.float64)[:3, axes.slice_axis]
+    k = int(np.argmax(np.abs(col)))
+    return "xyz"[k], float(world[k])

@@ -371,8 +371,10 @@ def compose(
         ``(256, 4)`` (uint8 labels) or ``(65536, 4)`` uint8 RGBA from :func:`build_lut`.
     mode
         ``"fill"``: every labelled pixel blended at its lookup alpha; ``"outline"``: only
-        outline pixels (:func:`outline`), at the lookup alpha; ``"both"``: fill at the lookup
-        alpha and the outline drawn opaque in the class colour.
+        outline pixels (:func:`outline`), drawn opaque in the class colour whatever the
+        opacity (a 1-pixel line at half opacity is too faint to review boundaries by; hidden
+        classes stay hidden); ``"both"``: fill at the lookup alpha and the outline drawn
+        opaque in the class colour.
     outline_width
         Outline thickness in pixels.
     out
@@ -415,6 +417,7 @@ def compose(
         raise SegviewerError(f"internal: labels must be uint8 or uint16, got {labels.dtype}")
     if mode == "outline":
         lab = outline(lab, outline_width)
+        sub = _opaque(sub)
     idx: np.ndarray
     if mode == "both":
         rows = sub.shape[0]

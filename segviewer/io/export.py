@@ -126,6 +126,10 @@ class ExportRequest:
         (1st-99th percentile).
     legend
         Burn a legend into overlay pictures.
+    annotate
+        Give overlay pictures a caption (view, slice index, position in mm), orientation
+        letters at the edges and a scale bar (``io.render.SliceInfo``); the manifest then
+        records where the slice lies in each picture (``image_box``).
     force
         Overwrite existing files.
     settings
@@ -160,6 +164,7 @@ class ExportRequest:
     outline_width: int = 1
     window: tuple[float, float] | None = None
     legend: bool = True
+    annotate: bool = True
     force: bool = False
     settings: MaskSettings = field(default_factory=MaskSettings)
     radiological: bool = True
@@ -321,7 +326,7 @@ def run_export(
     from segviewer.core.masks import binary_mask_from_block, iter_labels, iter_probabilities
     from segviewer.core.orientation import display_axes, take_slice
     from segviewer.core.overlay import auto_window, build_lut, window_to_uint8
-    from segviewer.io.render import annotated_slice
+    from segviewer.io.render import render_slice
     from segviewer.io.writers import write_nifti, write_npy, write_png
 
     # ---- checks and plan: nothing is written before all of these pass ----------------------
@@ -523,6 +528,7 @@ def run_export(
                 )
                 file_entries.append(seg_entry)
                 continue
+            extra: dict[str, Any] = {}
             arr = _write_one(
                 f,
                 target,
@@ -540,8 +546,9 @@ def run_export(
                 table=table,
                 pixel_aspect=pixel_aspect,
                 writers=(write_nifti, write_png, write_npy),
-                render=annotated_slice,
+                render=render_slice,
                 window_to_uint8=window_to_uint8,
+                extra=extra,
             )
             entry: dict[str, Any] = {
                 "path": f.path,
@@ -553,6 +560,7 @@ def run_export(
                 "view": f.view,
                 "shape": list(arr.shape),
                 "dtype": str(arr.dtype),
+                **extra,
             }
             if f.what in ("binary", "errors") and f.slice_index is None:
                 entry["voxels"] = int(np.count_nonzero(arr))
@@ -637,6 +645,7 @@ def run_export(
                 "mode": request.mode,
                 "outline_width": request.outline_width,
                 "legend": request.legend,
+                "annotate": request.annotate,
                 "what": sorted(what),
                 "formats": sorted(request.formats),
                 "classes": list(plan.classes),
@@ -1089,8 +1098,11 @@ def _write_one(
     writers: tuple[Any, Any, Any],
     render: Any,
     window_to_uint8: Any,
+    extra: dict[str, Any] | None = None,
 ) -> np.ndarray:
-    """Write one planned file; returns the array written (for the manifest's shape/dtype)."""
+    """Write one planned file; returns the array written (for the manifest's shape/dtype).
+    ``extra`` receives what the manifest adds for the file (an overlay's ``image_box``: where
+    the slice lies in the picture, ``[top, left, height, width]``)."""
     write_nifti, write_png, write_npy = writers
     force = request.force
     arr: np.ndarray
@@ -1124,7 +1136,20 @@ def _write_one(
             np.asarray(take_slice(volume.data, axes, f.slice_index)), window[0], window[1]
         )
         lab = np.ascontiguousarray(take_slice(labels, axes, f.slice_index))
-        arr = render(
+        info = None
+        if request.annotate:
+            from segviewer.core.orientation import edge_letters, orientation_known, slice_position
+            from segviewer.io.render import SliceInfo
+
+            info = SliceInfo(
+                view=axes.view,
+                index=int(f.slice_index),
+                n_slices=int(volume.shape[axes.slice_axis]),
+                position=slice_position(volume.affine, axes, f.slice_index, volume.shape),
+                letters=edge_letters(volume.affine, axes) if orientation_known(volume) else {},
+                col_spacing=float(axes.col_spacing),
+            )
+        arr, box = render(
             np.ascontiguousarray(grey),
             lab,
             lut,
@@ -1135,7 +1160,10 @@ def _write_one(
             visible=visible,
             scale=request.scale,
             pixel_aspect=pixel_aspect,
+            info=info,
         )
+        if extra is not None:
+            extra["image_box"] = [int(v) for v in box]
         write_png(arr, target, force=force)
         return arr
     else:  # pragma: no cover - plan_export only produces the kinds above

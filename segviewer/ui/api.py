@@ -143,6 +143,26 @@ class Viewer:
             write_png(rgba, path, force=True)
         return rgba
 
+    def picture(
+        self,
+        kind: str = "slice",
+        path: str | os.PathLike[str] | None = None,
+        *,
+        dpi: float = 150.0,
+        **options: Any,
+    ) -> np.ndarray:
+        """A report picture as shown now (``ViewerController.report_picture``): ``"slice"``,
+        ``"three"`` (views at the crosshair), ``"lightbox"`` (``every=N``) or ``"worst"``
+        (``worst=K``, needs a reference); ``view=``, ``width=`` pixels. Saved to ``path``
+        (PNG or PDF by suffix, at ``dpi``) when given; returns the RGB array."""
+        from segviewer.io.render import write_picture
+
+        self.wait_idle()
+        rgb = self.window.controller.report_picture(kind, **options)
+        if path is not None:
+            write_picture(rgb, Path(path), dpi=dpi, force=True)
+        return rgb
+
     # -- reference segmentation ---------------------------------------------------------------
     def set_reference(self, reference: PathOrArray | None, *, layout: str | None = None) -> Any:
         """Compare the prediction with a reference segmentation (ground truth); blocks until

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import signals_blocked
 
-from segviewer.core import compare, orientation, overlay
+from segviewer.core import colours, compare, orientation, overlay
 from segviewer.core.types import label_dtype
 from segviewer.ui.state import Change, ViewerState
 
@@ -46,14 +46,24 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 #: Colour maps of the heatmap displays (names understood by core.overlay.colormap_lut).
 HEATMAP_CMAP = {"probability": "inferno", "confidence": "viridis", "entropy": "magma"}
-#: "Errors vs reference" colours: false positives red-orange, false negatives blue. The pair
-#: stays apart for red-green colour blindness (blue against a warm hue), and neither is a
-#: default class colour's twin, so an error never reads as a class.
-ERROR_FP_COLOR = (255, 64, 32)
-ERROR_FN_COLOR = (32, 144, 255)
-#: Errors are drawn at least this opaque whatever the overlay opacity (they must stand out);
-#: agreeing voxels (true positives) at half the overlay opacity, in the class colour.
+#: "Errors vs reference": false positives and false negatives are drawn in the two colours
+#: ``core.colours.error_colors`` picks away from every visible class colour of the table (and
+#: from black, white and the reserved magenta), so an error never reads as a class; agreeing
+#: voxels (true positives) are drawn as the class's outline only, never as a fill that could
+#: be mistaken for an error colour. Errors are drawn at least this opaque whatever the
+#: overlay opacity (they must stand out).
 ERROR_MIN_ALPHA = 0.75
+#: The class legend lists the classes on the shown slice, largest first, and never takes more
+#: than LEGEND_MAX_SHARE of the canvas's area nor more than LEGEND_MAX_ROWS class rows; the
+#: classes left out are counted in a "+N more" line. Names longer than LEGEND_NAME_CHARS are
+#: cut in the middle with "…" (the class panel's tooltips show them whole).
+LEGEND_MAX_SHARE = 0.25
+LEGEND_MAX_ROWS = 12
+LEGEND_NAME_CHARS = 26
+#: While a class is highlighted (hovered in the class panel), the other classes are drawn at
+#: this fraction of their opacity and the highlighted one at least HIGHLIGHT_MIN_ALPHA opaque.
+HIGHLIGHT_DIM = 0.2
+HIGHLIGHT_MIN_ALPHA = 0.8
 
 
 def qimage_to_array(image: QImage) -> np.ndarray:
@@ -195,13 +205,20 @@ class SliceCanvas(QWidget):
         self._grey_key: tuple[Any, ...] | None = None
         self._last_hover: tuple[int, int, int] | None = None
         # what the legend and colour bar show, so a slice switch does not rebuild them
-        self._legend_key: tuple[int, int] | None = None
+        self._legend_key: tuple[Any, ...] | None = None
+        self.legend_rows: list[int] = []  # the classes the legend lists, in its order
+        self._legend_w = 0  # the legend's width for its text (its size hint's, kept)
         self._legend_html = ""
-        self._colorbar_key: tuple[str, str, str] | None = None
+        self._colorbar_key: tuple[str, ...] | None = None
+        self._error_rgb_key: tuple[int, int] | None = None
+        self._error_rgb: tuple[tuple[int, int, int], tuple[int, int, int]] = (
+            (255, 64, 32),
+            (32, 144, 255),
+        )
         self._active = True  # hidden canvases (single-view layout) skip rendering
         self._dirty = False
         self._rect_size: tuple[int, int] = (0, 0)
-        self.legend_here = True  # the three-view shows the class legend once, not thrice
+        self.legend_here = True  # each pane lists the classes of its own slice
 
         self.graphics = _GraphicsView(self)
         self.graphics.setBackground(QColor(0, 0, 0))
@@ -217,6 +234,8 @@ class SliceCanvas(QWidget):
             line.setZValue(10)
             self.viewbox.addItem(line, ignoreBounds=True)
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+        self._outline_drawn = 0  # outline width (slice pixels) of the frame shown
+        self.viewbox.sigRangeChanged.connect(self._zoomed)
 
         # The texts around the image sit in their own rows and columns of a grid around the
         # view (not floating on it), so at any pane size none covers another or the image:
@@ -243,6 +262,9 @@ class SliceCanvas(QWidget):
             "color: #f0f0f0; font-size: 12px; background: rgb(24,24,24); padding: 4px;"
         )
         self._legend.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # hovering a legend row highlights its class (as hovering it in the class panel)
+        self._legend.setMouseTracking(True)
+        self._legend.installEventFilter(self)
         self._colorbar = ColorBar()
         self._colorbar.setMinimumHeight(80)
         self._colorbar.setMaximumHeight(260)
@@ -387,6 +409,30 @@ class SliceCanvas(QWidget):
             return None
         return int(self._labels_slice()[row, col])
 
+    def outline_voxels(self) -> int:
+        """Outline width in slice pixels for ``state.outline_width`` *screen* pixels at the
+        current zoom: the fewest slice pixels at least that wide on screen (never below 1:
+        zoomed in, one slice pixel is already wider). Falls back to the state's width when
+        the view has no size yet."""
+        w = int(self.state.outline_width)
+        if self.axes is None:
+            return w
+        try:
+            mm_per_px = float(self.viewbox.viewPixelSize()[0])
+        except Exception:  # noqa: BLE001 - a view not laid out yet has no pixel size
+            return w
+        if not (math.isfinite(mm_per_px) and 0 < mm_per_px < 1e4):
+            return w
+        return max(1, math.ceil(w * mm_per_px / self.axes.col_spacing - 1e-6))
+
+    def _zoomed(self) -> None:
+        """Re-draw when the zoom changes the outline's width in slice pixels."""
+        st = self.state
+        outlined = st.mode in ("outline", "both") or st.display == "errors"
+        width = self.outline_voxels()
+        if outlined and width != self._outline_drawn and self._active and st.volume is not None:
+            self._render()
+
     def frame(self) -> np.ndarray | None:
         """The RGBA uint8 ``(rows, cols, 4)`` image currently drawn (None before data)."""
         img = self.image_item.image
@@ -450,6 +496,7 @@ class SliceCanvas(QWidget):
             with signals_blocked(self.slider):
                 self.slider.setValue(self.index)
         rgba = self._compose_slice()
+        self._outline_drawn = self.outline_voxels()
         self.image_item.setImage(rgba, autoLevels=False)
         if self._rect_size != rgba.shape[:2]:
             # setRect scales by the *current* image's size, so it must follow setImage
@@ -488,24 +535,27 @@ class SliceCanvas(QWidget):
             return out
         if st.display == "errors" and st.reference is not None:
             codes = self._error_slice()
-            return overlay.compose(
-                grey, codes, self._error_lut(), mode=st.mode, outline_width=st.outline_width
-            )
+            # agreement is drawn as its outline only: interior true positives are cleared
+            tp = (codes == compare.ERROR_TP).view(np.uint8)
+            edge = overlay.outline(tp, self.outline_voxels())
+            codes = np.where((tp == 1) & (edge == 0), np.uint8(0), codes).astype(codes.dtype)
+            return overlay.compose(grey, codes, self._error_lut(), mode="fill")
         if st.display in ("labels", "errors"):
             labels = self._labels_slice()
             return overlay.compose(
-                grey, labels, self._current_lut(), mode=st.mode, outline_width=st.outline_width
+                grey, labels, self._current_lut(), mode=st.mode, outline_width=self.outline_voxels()
             )
         # Heatmap over the anatomy, blended at the overlay opacity so the anatomy stays
         # readable underneath (a heatmap alone hides where in the brain one is); one table
-        # lookup per pixel, invalid (NaN) voxels show the anatomy alone.
+        # lookup per pixel, invalid (NaN) voxels show the anatomy alone. Confidence and
+        # entropy are drawn inside the predicted foreground only (by default): confident
+        # background would otherwise tint the whole head.
+        values = self._stat_slice()
+        if st.display in ("confidence", "entropy") and st.heat_foreground_only:
+            values = np.where(self._labels_slice() == 0, np.float32(np.nan), values)
+        vmin, vmax = self.stat_range()
         return overlay.compose_heatmap(
-            grey,
-            self._stat_slice(),
-            0.0,
-            self._stat_max(),
-            HEATMAP_CMAP[st.display],
-            opacity=st.opacity,
+            grey, values, vmin, vmax, HEATMAP_CMAP[st.display], opacity=st.opacity
         )
 
     def _labels_slice(self) -> np.ndarray:
@@ -524,16 +574,31 @@ class SliceCanvas(QWidget):
             self._labels_slice(), ref, st.error_class, n_classes=st.n_classes()
         )
 
-    def _error_lut(self) -> np.ndarray:
-        """``(256, 4)`` RGBA for error codes: TP dim class colour, FP red-orange, FN blue."""
+    def error_rgb(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """``(fp_rgb, fn_rgb)``: the errors view's colours, away from every visible class
+        colour of the table (``core.colours.error_colors``); recomputed when colours change."""
         st = self.state
+        if st.table is None:
+            return self._error_rgb
+        key = (id(st.table), st.lut_version)
+        if key != self._error_rgb_key:
+            shown = [c.color for c in st.table.classes if c.index > 0 and st.visible[c.index]]
+            self._error_rgb = colours.error_colors(shown or [c.color for c in st.table.classes])
+            self._error_rgb_key = key
+        return self._error_rgb
+
+    def _error_lut(self) -> np.ndarray:
+        """``(256, 4)`` RGBA for error codes: TP the class colour (opaque, drawn on the
+        agreement's outline only), FP and FN in :meth:`error_rgb`."""
+        st = self.state
+        fp_rgb, fn_rgb = self.error_rgb()
         lut = np.zeros((256, 4), np.uint8)
         strong = round(255 * max(st.opacity, ERROR_MIN_ALPHA))
-        lut[compare.ERROR_FP] = (*ERROR_FP_COLOR, strong)
+        lut[compare.ERROR_FP] = (*fp_rgb, strong)
         k = st.error_class
         if k is not None and st.table is not None:
-            lut[compare.ERROR_TP] = (*st.table[k].color, round(255 * st.opacity * 0.5))
-            lut[compare.ERROR_FN] = (*ERROR_FN_COLOR, strong)
+            lut[compare.ERROR_TP] = (*st.table[k].color, 255)
+            lut[compare.ERROR_FN] = (*fn_rgb, strong)
         return lut
 
     def error_count_here(self) -> int | None:
@@ -562,9 +627,18 @@ class SliceCanvas(QWidget):
         cls = st.display_class if st.display == "probability" else None
         return st.slices.stat(self.axes, self.index, st.display, cls, True)
 
-    def _stat_max(self) -> float:
-        """Upper end of the heatmap scale: probabilities and normalised entropy are in [0, 1]."""
-        return 1.0
+    def stat_range(self) -> tuple[float, float]:
+        """The heatmap's colour range, scaled for the class count C: probability 0..1;
+        confidence (the top probability) 1/C..1, its possible range; entropy / ln C from 0
+        to that of a four-way tie, ln 4 / ln C (capped at 1), so that at 114 classes a
+        two-way tie (0.15) is not drawn near black."""
+        st = self.state
+        n = max(st.n_classes(), 2)
+        if st.display == "confidence":
+            return 1.0 / n, 1.0
+        if st.display == "entropy":
+            return 0.0, min(1.0, math.log(4) / math.log(n))
+        return 0.0, 1.0
 
     def _current_lut(self) -> np.ndarray:
         st = self.state
@@ -572,7 +646,13 @@ class SliceCanvas(QWidget):
         size = 256 if label_dtype(st.prediction.n_classes) == np.uint8 else 65536
         key = (st.lut_version, size)
         if self._lut is None or key != self._lut_key:
-            self._lut = overlay.build_lut(st.table, st.visible, st.opacity, size)
+            lut = overlay.build_lut(st.table, st.visible, st.opacity, size)
+            k = st.highlight
+            if k is not None and 0 < k < len(st.table) and st.visible[k]:
+                n = len(st.table)
+                lut[1:n, 3] = np.round(lut[1:n, 3] * HIGHLIGHT_DIM).astype(np.uint8)
+                lut[k, 3] = round(255 * max(st.opacity, HIGHLIGHT_MIN_ALPHA))
+            self._lut = lut
             self._lut_key = key
         return self._lut
 
@@ -586,16 +666,7 @@ class SliceCanvas(QWidget):
             for lab in self._letters.values():
                 lab.setText("")
             return
-        # World direction of one screen row down / one column right: the affine's column of
-        # that image axis, reversed when the screen order is flipped (works for 1-voxel axes).
-        down = np.asarray(vol.affine[:3, axes.row_axis], float) * (-1.0 if axes.flip_rows else 1.0)
-        right = np.asarray(vol.affine[:3, axes.col_axis], float) * (-1.0 if axes.flip_cols else 1.0)
-        letters = {
-            "top": _direction_letter(-down),
-            "bottom": _direction_letter(down),
-            "left": _direction_letter(-right),
-            "right": _direction_letter(right),
-        }
+        letters = orientation.edge_letters(vol.affine, axes)
         for k, lab in self._letters.items():
             lab.setText(letters[k])
 
@@ -612,15 +683,18 @@ class SliceCanvas(QWidget):
         errors = has_pred and st.display == "errors" and st.reference is not None
         heat = has_pred and st.display not in ("labels", "errors")
         if heat:
+            where = " (in prediction)" if st.heat_foreground_only else ""
             titles = {
                 "probability": f"P({st.table[st.display_class].name})" if st.table else "P",
-                "confidence": "confidence",
-                "entropy": "entropy/ln C",
+                "confidence": "confidence" + where,
+                "entropy": f"entropy/ln {st.n_classes()}" + where,
             }
-            bar = (st.display, f"{self._stat_max():.2g}", titles[st.display])
+            vmin, vmax = self.stat_range()
+            top = f"≥{vmax:.2g}" if st.display == "entropy" and vmax < 1.0 else f"{vmax:.2g}"
+            bar = (st.display, f"{vmin:.2g}", top, titles[st.display])
             if bar != self._colorbar_key:  # a slice switch leaves the colour bar alone
                 self._colorbar.set_map(
-                    overlay.colormap_lut(HEATMAP_CMAP[st.display]), "0", bar[1], bar[2]
+                    overlay.colormap_lut(HEATMAP_CMAP[st.display]), bar[1], bar[2], bar[3]
                 )
                 self._colorbar_key = bar
         self._colorbar.setVisible(heat)
@@ -629,25 +703,73 @@ class SliceCanvas(QWidget):
         if show_legend and errors and st.table is not None:
             text = self._error_legend()
         elif show_legend and st.table is not None:
-            key = (id(st.table), st.lut_version)
-            if key != self._legend_key:  # rebuilt when the classes or colours change only
-                rows = []
-                for info in st.table.classes:
-                    if info.index == 0 or not st.visible[info.index]:
-                        continue
-                    r, g, b = info.color
-                    rows.append(
-                        f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
-                        f"&nbsp;{_html_escape(info.name)}"
-                    )
-                self._legend_html = "<br>".join(rows[:30]) if rows else "(all classes hidden)"
+            present = self.classes_on_slice()
+            key = (id(st.table), st.lut_version, tuple(present), self.width(), self.height())
+            if key != self._legend_key:  # rebuilt when the classes on the slice change
+                self._legend_html = self._fit_legend(present)
                 self._legend_key = key
             text = self._legend_html
         if text is not None and text != self._legend.text():
             self._legend.setText(text)
-            self._legend.adjustSize()
+            self._legend_w = self._legend.sizeHint().width()
         self._legend.setVisible(show_legend)
         self._place_legend()
+
+    def classes_on_slice(self) -> list[int]:
+        """Visible classes (not background) on the shown slice, largest area first."""
+        st = self.state
+        if st.slices is None or st.table is None or self.axes is None or self.index < 0:
+            return []
+        labels = self._labels_slice()
+        n = len(st.table)
+        counts = np.bincount(labels.ravel(), minlength=n)[:n]
+        counts[0] = 0
+        counts[~np.asarray(st.visible, bool)] = 0
+        order = np.argsort(-counts, kind="stable")
+        return [int(k) for k in order if counts[k] > 0]
+
+    def _legend_text(self, present: list[int], rows: int, chars: int) -> str:
+        st = self.state
+        assert st.table is not None
+        lines = []
+        for k in present[:rows]:
+            info = st.table[k]
+            r, g, b = info.color
+            name = info.name
+            if len(name) > chars:  # cut in the middle: both ends of a name tell classes apart
+                tail = max((chars - 1) // 3, 1)
+                name = name[: max(chars - 1 - tail, 1)] + "…" + name[-tail:]
+            weight = "font-weight: bold;" if st.highlight == k else ""
+            lines.append(
+                f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
+                f'&nbsp;<span style="{weight}">{_html_escape(name)}</span>'
+            )
+        if len(present) > rows:
+            lines.append(f"+{len(present) - rows} more")
+        if not present:
+            lines.append("(no class on this slice)")
+        return "<br>".join(lines)
+
+    def _fit_legend(self, present: list[int]) -> str:
+        """The legend's text with as many rows (and as long names) as fit its share of the
+        canvas: at most LEGEND_MAX_SHARE of the area, 60 % of the height, 90 % of the width."""
+        w, h = max(self.width(), 1), max(self.height(), 1)
+        budget = LEGEND_MAX_SHARE * w * h
+        rows = min(len(present), LEGEND_MAX_ROWS)
+        chars = LEGEND_NAME_CHARS
+        while True:
+            text = self._legend_text(present, rows, chars)
+            self._legend.setText(text)
+            hint = self._legend.sizeHint()
+            fits = hint.width() * hint.height() <= budget and hint.height() <= 0.6 * h
+            if hint.width() > 0.9 * w and chars > 8:
+                chars -= 2
+                continue
+            if fits or rows == 0:
+                self.legend_rows = present[:rows]
+                self._legend_w = hint.width()
+                return text
+            rows -= 1
 
     def _error_legend(self) -> str:
         """Rich text saying what the "errors vs reference" colours mean."""
@@ -661,19 +783,27 @@ class SliceCanvas(QWidget):
                 f"&nbsp;{text}"
             )
 
+        def outline_swatch(rgb: tuple[int, int, int], text: str) -> str:
+            r, g, b = rgb
+            return (
+                f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9633;</span>'
+                f"&nbsp;{text}"
+            )
+
+        fp_rgb, fn_rgb = self.error_rgb()
         k = st.error_class
         if k is None:
             rows = [
                 "<b>Errors vs reference: all classes</b>",
-                swatch(ERROR_FP_COLOR, "red-orange: prediction ≠ reference"),
+                swatch(fp_rgb, "prediction ≠ reference"),
             ]
         else:
             name = _html_escape(st.table[k].name)
             rows = [
                 f"<b>Errors vs reference: {name}</b>",
-                swatch(st.table[k].color, f"dim: {name} in both (agree)"),
-                swatch(ERROR_FP_COLOR, "red-orange: false positive (predicted only)"),
-                swatch(ERROR_FN_COLOR, "blue: false negative (reference only)"),
+                outline_swatch(st.table[k].color, f"outline: {name} in both (agree)"),
+                swatch(fp_rgb, "false positive (predicted only)"),
+                swatch(fn_rgb, "false negative (reference only)"),
             ]
         n = self.error_count_here()
         if n is not None:
@@ -693,21 +823,44 @@ class SliceCanvas(QWidget):
     def _place_legend(self) -> None:
         """Beside the image in a wide pane; under it, across the pane, in a narrow one (the
         legend is never drawn over the image or another text)."""
-        beside = self.width() >= 3 * max(self._legend.sizeHint().width(), 120)
+        beside = self.width() >= 3 * max(self._legend_w, 120)
         if beside == self._legend_beside and self._legend.parent() is not None:
             return
         self._legend_beside = beside
         self._grid.removeWidget(self._legend)
         self._side.removeWidget(self._legend)
-        self._legend.setWordWrap(not beside)
         if beside:
             self._side.insertWidget(0, self._legend, 0, Qt.AlignmentFlag.AlignTop)
         else:
-            self._grid.addWidget(self._legend, 5, 0, 1, 4)
+            self._grid.addWidget(self._legend, 5, 0, 1, 4, Qt.AlignmentFlag.AlignLeft)
+
+    def legend_row_at(self, y: float) -> int | None:
+        """The class of the legend row at height ``y`` (legend coordinates), or None."""
+        st = self.state
+        if not self.legend_rows or st.display != "labels":
+            return None
+        n_lines = len(self.legend_rows) + (1 if self._legend.text().endswith("more") else 0)
+        m = self._legend.contentsMargins()
+        inner = self._legend.height() - m.top() - m.bottom() - 8  # 4 px padding each side
+        row = int((y - m.top() - 4) // max(inner / max(n_lines, 1), 1.0))
+        return self.legend_rows[row] if 0 <= row < len(self.legend_rows) else None
+
+    def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 (Qt name)
+        if obj is self._legend:
+            if ev.type() == QEvent.Type.MouseMove:
+                k = self.legend_row_at(ev.position().y())
+                if k != self.state.highlight:
+                    self.state.set_highlight(k)
+            elif ev.type() == QEvent.Type.Leave and self.state.highlight is not None:
+                self.state.set_highlight(None)
+        return super().eventFilter(obj, ev)
 
     def resizeEvent(self, ev: Any) -> None:  # noqa: N802
         super().resizeEvent(ev)
-        self._place_legend()
+        if self._active and self.axes is not None:
+            self._update_overlays()  # the legend's share follows the pane's size
+        else:
+            self._place_legend()
 
     def showEvent(self, ev: Any) -> None:  # noqa: N802
         super().showEvent(ev)
@@ -734,13 +887,6 @@ class SliceCanvas(QWidget):
         if ijk != self._last_hover:
             self._last_hover = ijk
             self.hovered.emit(ijk)
-
-
-def _direction_letter(v: np.ndarray) -> str:
-    """Anatomical letter of the dominant direction of a RAS+ vector (``"R"``, ``"P"``, ...)."""
-    k = int(np.argmax(np.abs(v)))
-    pos, neg = (("R", "L"), ("A", "P"), ("S", "I"))[k]
-    return pos if v[k] >= 0 else neg
 
 
 def _html_escape(text: str) -> str:

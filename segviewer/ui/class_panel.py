@@ -1,5 +1,11 @@
 """The class list: visibility, colour, name, voxel count and volume of each class, and
-its Dice against the reference segmentation when one is loaded."""
+its Dice against the reference segmentation when one is loaded.
+
+Made for many classes (an atlas of 100+ structures): names on one line, cut with "…" and
+whole in their tooltip; a search box (also reached by typing in the table: type-to-find,
+Enter toggles the first match); sort by index, name or volume; volumes in ml (mm³ from the
+context menu). Rows are in the chosen order, so a row is mapped to its class through
+:meth:`ClassPanel.class_at` / :meth:`ClassPanel.row_of`."""
 
 from __future__ import annotations
 
@@ -8,14 +14,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QAction, QColor
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt
+from PySide6.QtGui import QAction, QColor, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QMenu,
     QPushButton,
     QTableWidget,
@@ -31,6 +39,8 @@ from segviewer.ui.state import Change, ViewerState
 __all__ = ["ClassPanel"]
 
 COL_VISIBLE, COL_COLOR, COL_NAME, COL_VOXELS, COL_VOLUME, COL_DICE = range(6)
+#: Orders the class list can be sorted in (volume: largest first).
+SORT_KEYS = ("index", "name", "volume")
 
 
 class ClassPanel(QWidget):
@@ -47,12 +57,37 @@ class ClassPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self._counts: np.ndarray | None = None
-        #: class index shown in each row (all classes for a table of up to ALL_ROWS entries)
-        self._rows: list[int] = []
+        self._voxel_mm3 = 1.0
+        #: class index shown on each row, in the chosen order (every class for a table of
+        #: up to ALL_ROWS entries)
+        self._order: list[int] = []
         self._hidden_note = ""
+        self.sort_key = "index"
+        self.volume_unit = "ml"  # or "mm³"
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Find class…")
+        self.search.setToolTip(
+            "Shows the classes whose index or name contains the text; typing in the list "
+            "comes here too. Enter shows/hides the first class found"
+        )
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self._filter)
+        self.search.returnPressed.connect(self._toggle_first_match)
+        self.sort_combo = QComboBox()
+        self.sort_combo.addItems([f"Sort by {k}" for k in SORT_KEYS])
+        self.sort_combo.setToolTip(
+            "Order of the list: class index, name, or volume (largest first)"
+        )
+        self.sort_combo.currentIndexChanged.connect(lambda i: self.set_sort(SORT_KEYS[i]))
 
         self.table = QTableWidget(0, 6)
-        self.table.setHorizontalHeaderLabels(["", "", "Class", "Voxels", "Volume (mm³)", "Dice"])
+        self.table.setHorizontalHeaderLabels(["", "", "Class", "Voxels", "Volume (ml)", "Dice"])
+        # one line per name, cut in the middle with "…" (the index and both ends of the name
+        # stay: atlas names often differ at the end); the tooltip has it whole
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.installEventFilter(self)
         dice_header = self.table.horizontalHeaderItem(COL_DICE)
         if dice_header is not None:
             dice_header.setToolTip(
@@ -60,6 +95,8 @@ class ClassPanel(QWidget):
                 "voxels); 1 = identical. Hover a value for sensitivity, precision, FP/FN"
             )
         self.table.verticalHeader().setVisible(False)
+        # compact one-line rows: 114 classes take a scroll, not a page each
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -76,6 +113,10 @@ class ClassPanel(QWidget):
         self.table.setColumnWidth(COL_COLOR, 28)
         self.table.itemChanged.connect(self._item_changed)
         self.table.cellClicked.connect(self._cell_clicked)
+        # hovering a row highlights its class on the canvases (the others dimmed)
+        self.table.setMouseTracking(True)
+        self.table.cellEntered.connect(self._cell_entered)
+        self.table.viewport().installEventFilter(self)
 
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -92,6 +133,10 @@ class ClassPanel(QWidget):
         buttons.addStretch(1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.sort_combo)
+        lay.addLayout(top)
         lay.addWidget(self.table, 1)
         lay.addLayout(buttons)
         lay.addWidget(self.summary)
@@ -107,23 +152,16 @@ class ClassPanel(QWidget):
         n_uncertain: int = 0,
         n_invalid: int = 0,
     ) -> None:
-        """Show whole-volume voxel counts (``(n_classes,)`` int) and volumes in mm³.
+        """Show whole-volume voxel counts (``(n_classes,)`` int) and volumes (ml or mm³).
 
         ``None`` means "being computed" (shown as "…").
         """
         self._counts = None if counts is None else np.asarray(counts, np.int64)
-        voxel_mm3 = float(np.prod(spacing)) if spacing is not None else 1.0
-        with signals_blocked(self.table):  # the write-back is not a user edit
-            for row, index in enumerate(self._rows):
-                if self._counts is None or index >= len(self._counts):
-                    vox, vol = "…", "…"
-                else:
-                    n = int(self._counts[index])
-                    vox, vol = f"{n:,}", f"{n * voxel_mm3:,.0f}"
-                for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
-                    item = self.table.item(row, col)
-                    if item is not None:
-                        item.setText(text)
+        self._voxel_mm3 = float(np.prod(spacing)) if spacing is not None else 1.0
+        if self.sort_key == "volume":
+            self._rebuild()
+        else:
+            self._show_volumes()
         notes = []
         if n_uncertain:
             notes.append(f"{n_uncertain:,} voxels below the minimum confidence (uncertain)")
@@ -133,9 +171,50 @@ class ClassPanel(QWidget):
             notes.append(self._hidden_note)
         self.summary.setText("; ".join(notes))
 
+    def _show_volumes(self) -> None:
+        with signals_blocked(self.table):  # the write-back is not a user edit
+            for row, k in enumerate(self._order):
+                if self._counts is None or k >= len(self._counts):
+                    vox, vol = "…", "…"
+                else:
+                    n = int(self._counts[k])
+                    mm3 = n * self._voxel_mm3
+                    vox = f"{n:,}"
+                    vol = f"{mm3:,.0f}" if self.volume_unit == "mm³" else f"{mm3 / 1000:,.2f}"
+                for col, text in ((COL_VOXELS, vox), (COL_VOLUME, vol)):
+                    item = self.table.item(row, col)
+                    if item is not None:
+                        item.setText(text)
+
+    def set_volume_unit(self, unit: str) -> None:
+        """Volumes in ``"ml"`` (default) or ``"mm³"``."""
+        if unit not in ("ml", "mm³"):
+            raise ValueError(f"volume unit must be ml or mm³, got {unit!r}")
+        self.volume_unit = unit
+        header = self.table.horizontalHeaderItem(COL_VOLUME)
+        if header is not None:
+            header.setText(f"Volume ({unit})")
+        self._show_volumes()
+
+    def set_sort(self, key: str) -> None:
+        """Order the rows by class ``"index"``, ``"name"`` or ``"volume"`` (largest first)."""
+        if key not in SORT_KEYS:
+            raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}, got {key!r}")
+        self.sort_key = key
+        if self.sort_combo.currentIndex() != SORT_KEYS.index(key):
+            self.sort_combo.setCurrentIndex(SORT_KEYS.index(key))
+        self._rebuild()
+
+    def row_of(self, index: int) -> int:
+        """The table row showing class ``index`` (-1 when it is not in the table)."""
+        try:
+            return self._order.index(index)
+        except ValueError:
+            return -1
+
     def dice_text(self, index: int) -> tuple[str, str]:
         """``(text, tooltip)`` of class ``index``'s Dice cell ("" when no reference)."""
-        item = self.table.item(self._row_of(index), COL_DICE)
+        item = self.table.item(self.row_of(index), COL_DICE)
         if item is None or self.table.isColumnHidden(COL_DICE):
             return "", ""
         return item.text(), item.toolTip()
@@ -150,7 +229,7 @@ class ClassPanel(QWidget):
         comp: Any = st.comparison
         names = st.table.names if st.table is not None else ()
         with signals_blocked(self.table):  # the write-back is not a user edit
-            for row, index in enumerate(self._rows):
+            for row, k in enumerate(self._order):
                 item = self.table.item(row, COL_DICE)
                 if item is None:
                     item = QTableWidgetItem()
@@ -159,13 +238,13 @@ class ClassPanel(QWidget):
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
                     self.table.setItem(row, COL_DICE, item)
-                if comp is None or index >= len(comp.per_class):
+                if comp is None or k >= len(comp.per_class):
                     item.setText("…")
                     item.setToolTip("Comparing with the reference…")
                     continue
-                c = comp.per_class[index]
+                c = comp.per_class[k]
                 item.setText(_fmt(c.dice))
-                name = names[index] if index < len(names) else f"class {index}"
+                name = names[k] if k < len(names) else f"class {k}"
                 absent = (
                     "\n(absent from both: nothing to find, nothing found)"
                     if c.absent_in_both
@@ -188,9 +267,9 @@ class ClassPanel(QWidget):
     def row_text(self, index: int) -> tuple[str, str, str]:
         """``(name, voxels, volume)`` as displayed for class ``index`` (tests, a11y)."""
         texts = []
-        row = self._row_of(index)
+        row = self.row_of(index)
         for c in (COL_NAME, COL_VOXELS, COL_VOLUME):
-            item = self.table.item(row, c) if row >= 0 else None
+            item = self.table.item(row, c)
             texts.append("" if item is None else item.text())
         return texts[0], texts[1], texts[2]
 
@@ -228,18 +307,50 @@ class ClassPanel(QWidget):
             n_invalid=int(res.n_invalid),
         )
 
+    def _sorted(self, rows: list[int]) -> list[int]:
+        """``rows`` (class indices) in the chosen order; background stays first."""
+        table = self.state.table
+        if self.sort_key == "name" and table is not None:
+            return sorted(rows, key=lambda k: (k != 0, table[k].name.casefold()))
+        counts = self._counts
+        if self.sort_key == "volume" and counts is not None:
+            n = len(counts)
+            return sorted(rows, key=lambda k: (k != 0, -int(counts[k]) if k < n else 0, k))
+        return list(rows)
+
+    def _filtered(self) -> bool:
+        table = self.state.table
+        return table is not None and len(table) > ALL_ROWS
+
+    def _rows_for(self, n: int) -> tuple[list[int], str]:
+        """Class indices to list, and a note on those left out ("" when all are listed)."""
+        if n <= ALL_ROWS:
+            return list(range(n)), ""
+        table = self.state.table
+        assert table is not None
+        res = self.state.label_result
+        counts = np.asarray(res.counts) if res is not None else np.zeros(0, np.int64)
+        present = np.flatnonzero(counts[:n]).tolist()
+        named = [k for k in range(1, n) if table[k].name != f"class {k}"]
+        rows = sorted({0, *present, *named})
+        note = (
+            f"listing {min(len(rows), MAX_ROWS):,} of {n:,} classes: those a voxel holds or the "
+            "class table names"
+        )
+        return rows[:MAX_ROWS], note
+
     def _rebuild(self) -> None:
         st = self.state
         table = st.table
         with signals_blocked(self.table):  # the write-back is not a user edit
             n_classes = 0 if table is None or st.prediction is None else len(table)
-            self._rows, self._hidden_note = self._rows_for(n_classes)
-            n = len(self._rows)
-            if self.table.rowCount() != n:
-                self.table.setRowCount(n)
+            rows, self._hidden_note = self._rows_for(n_classes)
+            if self.table.rowCount() != len(rows):
+                self.table.setRowCount(len(rows))
             if self._counts is not None and len(self._counts) > n_classes:
                 self._counts = None
-            for row, i in enumerate(self._rows):
+            self._order = self._sorted(rows)
+            for row, i in enumerate(self._order):
                 assert table is not None
                 info = table[i]
                 check = self.table.item(row, COL_VISIBLE)
@@ -268,69 +379,93 @@ class ClassPanel(QWidget):
                 swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 swatch.setBackground(QColor(*info.color))
                 swatch.setToolTip(f"{rgb_to_hex(info.color)} — click to change")
-                for col, text in (
-                    (COL_NAME, f"{i}  {info.name}"),
-                    (COL_VOXELS, "…"),
-                    (COL_VOLUME, "…"),
-                ):
+                for col in (COL_NAME, COL_VOXELS, COL_VOLUME):
                     item = self.table.item(row, col)
                     if item is None:
-                        item = QTableWidgetItem(text)
+                        item = QTableWidgetItem("…")
                         item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                         if col != COL_NAME:
                             item.setTextAlignment(
                                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                             )
                         self.table.setItem(row, col, item)
-                    elif col == COL_NAME:
-                        item.setText(text)
-        if self._counts is not None and st.volume is not None:
-            self.set_counts(self._counts, st.volume.spacing)
+                    if col == COL_NAME:
+                        item.setText(f"{i}  {info.name}")
+                        item.setToolTip(f"{i}: {info.name}")
+                        item.setData(Qt.ItemDataRole.UserRole, i)
+        self._show_volumes()
+        self._filter(self.search.text())
 
-    def _filtered(self) -> bool:
-        table = self.state.table
-        return table is not None and len(table) > ALL_ROWS
+    def _filter(self, text: str) -> None:
+        """Hide the rows whose index and name do not contain ``text`` (case-insensitive)."""
+        needle = text.lstrip().casefold()  # a trailing space ends a word ("region 7 ")
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, COL_NAME)
+            shown = not needle or (item is not None and needle in item.text().casefold())
+            self.table.setRowHidden(row, not shown)
 
-    def _rows_for(self, n: int) -> tuple[list[int], str]:
-        """Class indices to list, and a note on those left out ("" when all are listed)."""
-        if n <= ALL_ROWS:
-            return list(range(n)), ""
-        table = self.state.table
-        assert table is not None
-        res = self.state.label_result
-        counts = np.asarray(res.counts) if res is not None else np.zeros(0, np.int64)
-        present = np.flatnonzero(counts[:n]).tolist()
-        named = [k for k in range(1, n) if table[k].name != f"class {k}"]
-        rows = sorted({0, *present, *named})
-        note = (
-            f"listing {min(len(rows), MAX_ROWS):,} of {n:,} classes: those a voxel holds or the "
-            "class table names"
-        )
-        return rows[:MAX_ROWS], note
+    def matches(self) -> list[int]:
+        """Classes whose rows the search leaves shown, in row order."""
+        return [
+            self._order[r] for r in range(self.table.rowCount()) if not self.table.isRowHidden(r)
+        ]
 
-    def _row_of(self, index: int) -> int:
-        """The row showing class ``index``, -1 when it is not listed."""
-        try:
-            return self._rows.index(index)
-        except ValueError:
-            return -1
+    def _toggle_first_match(self) -> None:
+        found = [k for k in self.matches() if k > 0]
+        if found and self.search.text().strip():
+            self.state.toggle_visible(found[0])
+            self.table.selectRow(self.row_of(found[0]))
+
+    def _cell_entered(self, row: int, col: int) -> None:
+        k = self.class_at(row)
+        self.state.set_highlight(k if k is not None and k > 0 else None)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if obj is self.table.viewport() and event.type() == QEvent.Type.Leave:
+            self.state.set_highlight(None)
+        kinds = (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride)
+        if obj is self.table and event.type() in kinds and isinstance(event, QKeyEvent):
+            # type-to-find: letters typed in the list go to the search box (Enter there
+            # toggles the first match); digits stay the window's class keys
+            text = event.text()
+            plain = not event.modifiers() & ~Qt.KeyboardModifier.ShiftModifier
+            if plain and text and text.isprintable() and not text.isdigit() and text != " ":
+                event.accept()
+                if event.type() == QEvent.Type.KeyPress:
+                    self.search.setFocus()
+                    self.search.setText(self.search.text() + text)
+                return True
+        return super().eventFilter(obj, event)
+
+    def class_at(self, row: int) -> int | None:
+        """The class index shown on table row ``row`` (None for no row)."""
+        item = self.table.item(row, COL_NAME)
+        if item is None:
+            return None
+        value = item.data(Qt.ItemDataRole.UserRole)
+        return row if value is None else int(value)
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if item.column() != COL_VISIBLE:
             return
-        if 0 <= item.row() < len(self._rows):
-            self.state.set_visible(
-                self._rows[item.row()], item.checkState() == Qt.CheckState.Checked
-            )
+        k = self.class_at(item.row())
+        if k is not None:
+            self.state.set_visible(k, item.checkState() == Qt.CheckState.Checked)
 
     def _cell_clicked(self, row: int, col: int) -> None:
-        if col == COL_COLOR and 0 <= row < len(self._rows):
-            self.choose_color(self._rows[row])
+        k = self.class_at(row)
+        if col == COL_COLOR and k is not None:
+            self.choose_color(k)
 
     def _context_menu(self, pos: QPoint) -> None:
         at = self.table.rowAt(pos.y())
-        row = self._rows[at] if 0 <= at < len(self._rows) else -1
+        k = self.class_at(at) if at >= 0 else None
+        row = -1 if k is None else k
         menu = QMenu(self)
+        unit = QAction("Volumes in mm³", menu)
+        unit.setCheckable(True)
+        unit.setChecked(self.volume_unit == "mm³")
+        unit.toggled.connect(lambda on: self.set_volume_unit("mm³" if on else "ml"))
         if row >= 0 and self.state.table is not None:
             name = self.state.table[row].name
             only = QAction(f"Show only “{name}”", menu)
@@ -344,7 +479,14 @@ class ClassPanel(QWidget):
             act = QAction(text, menu)
             act.triggered.connect(lambda _=False, v=visible: self.state.set_all_visible(v))
             menu.addAction(act)
+        menu.addSeparator()
+        menu.addAction(unit)
         menu.exec(self.table.viewport().mapToGlobal(pos))
+
+
+def _fmt(value: float) -> str:
+    """A ratio with 3 decimals; "–" when it is undefined (NaN: nothing to divide by)."""
+    return "–" if not math.isfinite(value) else f"{value:.3f}"
 
 
 #: Up to this many classes every class gets a row; beyond (a class table listing index 65533,
@@ -353,8 +495,3 @@ class ClassPanel(QWidget):
 #: froze the window for minutes.
 ALL_ROWS = 256
 MAX_ROWS = 2000
-
-
-def _fmt(value: float) -> str:
-    """A ratio with 3 decimals; "–" when it is undefined (NaN: nothing to divide by)."""
-    return "–" if not math.isfinite(value) else f"{value:.3f}"

@@ -887,6 +887,114 @@ class ViewerController(QObject):
         )
         return target
 
+    # == report pictures =========================================================================
+    def report_picture(
+        self,
+        kind: str,
+        *,
+        view: str | None = None,
+        every: int = 5,
+        worst: int = 9,
+        width: int | None = None,
+    ) -> np.ndarray:
+        """A picture for a report, as shown now (colours, visibility, opacity, mode, window,
+        convention), from ``io.render``: ``"slice"`` (the view's slice at the cursor),
+        ``"lightbox"`` (every ``every``-th slice holding a class), ``"worst"`` (the ``worst``
+        slices with the most errors against the reference, captioned with their counts) or
+        ``"three"`` (the three views at the cursor). Every slice carries its caption,
+        orientation letters, scale bar and legend; ``width`` (pixels) rescales the whole.
+
+        Raises
+        ------
+        SegviewerError
+            Nothing to draw yet, no comparison for ``"worst"``, an unknown kind.
+        """
+        from segviewer.core import orientation, overlay
+        from segviewer.io import render
+
+        st = self.state
+        if st.volume is None or st.table is None or st.label_result is None:
+            raise SegviewerError("Open an image and a prediction first (and let its labels load)")
+        view = view or (st.layout if st.layout in orientation.VIEWS else "axial")
+        labels = st.label_result.labels
+        lut = overlay.build_lut(st.table, st.visible, st.opacity)
+        common: dict[str, Any] = dict(
+            window=(st.level, st.width),
+            radiological=st.radiological,
+            mode=st.mode,
+            outline_width=st.outline_width,
+            visible=st.visible,
+        )
+
+        def one(v: str, index: int, **kw: Any) -> np.ndarray:
+            return render.slice_picture(st.volume, labels, st.table, lut, v, index, **common, **kw)
+
+        cursor = st.cursor
+        if kind == "slice":
+            axes = orientation.display_axes(st.volume.affine, view, st.radiological)
+            pic = one(view, int(cursor[axes.slice_axis]))
+        elif kind == "three":
+            pics, caps = [], []
+            for v in orientation.VIEWS:
+                axes = orientation.display_axes(st.volume.affine, v, st.radiological)
+                pics.append(one(v, int(cursor[axes.slice_axis]), scale=None))
+                caps.append("")
+            ijk = ", ".join(str(int(c)) for c in cursor)
+            pic = render.montage(pics, caps, columns=3, title=f"Crosshair at voxel ({ijk})")
+        elif kind in ("lightbox", "worst"):
+            axes = orientation.display_axes(st.volume.affine, view, st.radiological)
+            if kind == "lightbox":
+                slices = render.every_nth_slice(labels, axes, every)
+                caps = [""] * len(slices)
+                title = f"{view.capitalize()}: every {every} slices"
+            else:
+                if st.error_counts is None:
+                    raise SegviewerError(
+                        "Open a reference segmentation first (and let the comparison finish): "
+                        "the worst slices are those with the most errors against it"
+                    )
+                per_axis = st.error_counts[axes.slice_axis]
+                row = per_axis.shape[0] - 1 if st.error_class is None else st.error_class
+                counts = np.asarray(per_axis[row])
+                slices = render.worst_slices(counts, worst)
+                if not slices:
+                    raise SegviewerError(f"No errors in the {view} view: no worst slices to show")
+                caps = [f"{int(counts[i]):,} error voxels" for i in slices]
+                what = "all classes" if st.error_class is None else st.table[st.error_class].name
+                title = f"{view.capitalize()}: the {len(slices)} slices with most errors ({what})"
+            pics = [one(view, i, legend=False, scale=2) for i in slices]
+            pic = render.montage(pics, caps, title=title)
+            shown = np.stack([orientation.take_slice(labels, axes, i) for i in slices])
+            pic = render.with_legend(pic, render.legend_entries(shown, st.table, st.visible))
+        else:
+            raise SegviewerError(
+                f"unknown picture {kind!r}; choose slice, three, lightbox or worst"
+            )
+        return render.fit_width(pic, width) if width else pic
+
+    def save_report_picture(
+        self,
+        path: str | os.PathLike[str],
+        kind: str = "slice",
+        *,
+        dpi: float = 150.0,
+        force: bool = False,
+        **options: Any,
+    ) -> Path | None:
+        """:meth:`report_picture` saved as PNG or PDF (by the suffix) at ``dpi``; reports
+        what it did; None when it could not."""
+        from segviewer.io.render import write_picture
+
+        try:
+            pic = self.report_picture(kind, **options)
+            target = write_picture(pic, Path(path), dpi=dpi, force=force)
+        except SegviewerError as exc:
+            self.report(f"Could not save the picture: {exc}", error=True)
+            return None
+        h, w = pic.shape[:2]
+        self.report(f"Saved {target} ({w} x {h} pixels, {dpi:g} dpi)", seconds=8)
+        return target
+
     # == model =================================================================================
     def _open_model_request(self, r: OpenRequest) -> Job | None:
         if not sniff.tensorflow_available():

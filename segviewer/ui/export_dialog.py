@@ -35,7 +35,7 @@ from segviewer.ui.controller import Notice, ViewerController
 from segviewer.ui.state import MODES
 from segviewer.ui.workers import Job
 
-__all__ = ["ExportDialog"]
+__all__ = ["PICTURE_KINDS", "ExportDialog", "ReportPictureDialog"]
 
 WHAT = (
     ("binary", "Binary mask per class"),
@@ -167,9 +167,22 @@ class ExportDialog(QDialog):
         self.mode_combo.setCurrentText(st.mode)
         self.legend_check = QCheckBox("Legend")
         self.legend_check.setChecked(st.show_legend)
+        self.annotate_check = QCheckBox("Caption, orientation letters, scale bar")
+        self.annotate_check.setChecked(True)
+        self.annotate_check.setToolTip(
+            "Annotated slices say their view, slice index and position in mm, carry the "
+            "orientation letters at their edges and a scale bar"
+        )
+        self.scale_spin = QSpinBox()
+        self.scale_spin.setRange(0, 16)
+        self.scale_spin.setSpecialValueText("automatic (≥ 512 px)")
+        self.scale_spin.setSuffix(" ×")
+        self.scale_spin.setToolTip("Enlarge annotated slices this many times (nearest neighbour)")
         lf.addRow("Opacity", self.opacity_spin)
         lf.addRow("Style", self.mode_combo)
+        lf.addRow("Enlarge", self.scale_spin)
         lf.addRow(self.legend_check)
+        lf.addRow(self.annotate_check)
 
         self.folder_edit = QLineEdit(
             str(Path(controller.settings.last_folder()) / "segviewer_export")
@@ -264,6 +277,8 @@ class ExportDialog(QDialog):
             outline_width=st.outline_width,
             window=(st.level, st.width),
             legend=self.legend_check.isChecked(),
+            annotate=self.annotate_check.isChecked(),
+            scale=self.scale_spin.value() or None,
             force=self.force_check.isChecked(),
             settings=st.mask_settings,
             radiological=st.radiological,
@@ -367,3 +382,104 @@ class ExportDialog(QDialog):
             self.controller.notified.disconnect(self._notified)
         except (RuntimeError, TypeError):  # already disconnected
             pass
+
+
+#: Report pictures the dialog offers: (kind for ``ViewerController.report_picture``, label).
+PICTURE_KINDS = (
+    ("slice", "This slice"),
+    ("three", "Three views at the crosshair"),
+    ("lightbox", "Lightbox: every Nth slice"),
+    ("worst", "Lightbox: the K slices with most errors"),
+)
+
+
+class ReportPictureDialog(QDialog):
+    """File > Save report picture: one slice, the three views at the crosshair, or a
+    lightbox montage, with caption, orientation letters, scale bar and legend; size in
+    pixels and resolution in dpi; PNG or PDF (by the file name)."""
+
+    def __init__(
+        self, controller: ViewerController, view: str, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Save report picture")
+        self.controller = controller
+        self.saved: Path | None = None
+        self.kind_combo = QComboBox()
+        for _, text in PICTURE_KINDS:
+            self.kind_combo.addItem(text)
+        self.view_combo = QComboBox()
+        self.view_combo.addItems([v.capitalize() for v in orientation.VIEWS])
+        self.view_combo.setCurrentIndex(orientation.VIEWS.index(view))
+        self.every_spin = QSpinBox()
+        self.every_spin.setRange(1, 100)
+        self.every_spin.setValue(5)
+        self.worst_spin = QSpinBox()
+        self.worst_spin.setRange(1, 64)
+        self.worst_spin.setValue(9)
+        self.width_spin = QSpinBox()
+        self.width_spin.setRange(0, 20000)
+        self.width_spin.setSingleStep(100)
+        self.width_spin.setSpecialValueText("natural size")
+        self.width_spin.setSuffix(" px")
+        self.dpi_spin = QSpinBox()
+        self.dpi_spin.setRange(10, 2400)
+        self.dpi_spin.setValue(300)
+        self.dpi_spin.setSuffix(" dpi")
+        self.path_edit = QLineEdit(str(Path.home() / "segviewer_picture.png"))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Picture", self.kind_combo)
+        form.addRow("View", self.view_combo)
+        form.addRow("Every Nth slice", self.every_spin)
+        form.addRow("Worst K slices", self.worst_spin)
+        form.addRow("Width", self.width_spin)
+        form.addRow("Resolution", self.dpi_spin)
+        form.addRow("File (.png or .pdf)", path_row)
+        self.save_button = QPushButton("Save")
+        self.save_button.clicked.connect(self.save)
+        close = QPushButton("Close")
+        close.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.save_button)
+        buttons.addWidget(close)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        self.kind_combo.currentIndexChanged.connect(self._kind_chosen)
+        self._kind_chosen()
+
+    def kind(self) -> str:
+        return PICTURE_KINDS[self.kind_combo.currentIndex()][0]
+
+    def _kind_chosen(self) -> None:
+        kind = self.kind()
+        self.view_combo.setEnabled(kind != "three")
+        self.every_spin.setEnabled(kind == "lightbox")
+        self.worst_spin.setEnabled(kind == "worst")
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save report picture", self.path_edit.text(), "PNG (*.png);;PDF (*.pdf)"
+        )
+        if path:
+            self.path_edit.setText(path)
+
+    def save(self, *, force: bool = True) -> Path | None:
+        """Save the chosen picture; returns its path (None when it could not, reported)."""
+        self.saved = self.controller.save_report_picture(
+            self.path_edit.text(),
+            self.kind(),
+            dpi=float(self.dpi_spin.value()),
+            force=force,
+            view=orientation.VIEWS[self.view_combo.currentIndex()],
+            every=self.every_spin.value(),
+            worst=self.worst_spin.value(),
+            width=self.width_spin.value() or None,
+        )
+        return self.saved

@@ -108,8 +108,6 @@ class MainWindow(QMainWindow):
         # Canvases: the first is the single view; all three form the linked three-view. The
         # readout has its own line under them: notices in the status bar never hide it.
         self.canvases = [SliceCanvas(self.state, v) for v in orientation.VIEWS]
-        for canvas in self.canvases[1:]:
-            canvas.legend_here = False
         self.canvas_area = QWidget()
         row = QHBoxLayout(self.canvas_area)
         row.setContentsMargins(0, 0, 0, 0)
@@ -360,6 +358,14 @@ class MainWindow(QMainWindow):
         dlg.show()
         return dlg
 
+    def show_picture_dialog(self) -> Any:
+        """File > Save report picture (slice, three views, lightbox; PNG or PDF)."""
+        from segviewer.ui.export_dialog import ReportPictureDialog
+
+        dlg = ReportPictureDialog(self.controller, self.canvas.view, self)
+        dlg.show()
+        return dlg
+
     def save_logits(self, path: str | os.PathLike[str] | None = None) -> Job | None:
         """File > Save logits: asks for a path when ``path`` is None (the dialog confirms
         overwriting), then ``controller.save_logits``."""
@@ -493,6 +499,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
         self.export_action = add(file_menu, "&Export…", self.show_export_dialog, "Ctrl+E")
+        self.picture_action = add(file_menu, "Save report &picture…", self.show_picture_dialog)
         add(file_menu, "&Save screenshot…", self.save_screenshot, "Ctrl+Shift+S")
         self.save_logits_action = add(file_menu, "Save &logits…", self.save_logits)
         file_menu.addSeparator()

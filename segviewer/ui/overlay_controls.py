@@ -100,7 +100,8 @@ class OverlayControls(QGroupBox):
             "Labels: the predicted class. Heatmaps: probability of one class, confidence (top "
             "probability) or entropy (uncertainty, nats). Errors vs reference: where the "
             "prediction disagrees with the reference segmentation, for the class chosen below "
-            "(red-orange false positive, blue false negative) or for all classes"
+            "(false positives and false negatives in two colours no class uses, agreement as "
+            "the class outline) or for all classes"
         )
         self.display_combo.currentIndexChanged.connect(self._display_chosen)
         form.addRow("Show", self.display_combo)
@@ -136,6 +137,12 @@ class OverlayControls(QGroupBox):
         row3.addWidget(self.legend_check)
         row3.addWidget(self.crosshair_check)
         form.addRow(row3)
+        self.heat_fg_check = QCheckBox("Heatmap inside prediction only")
+        self.heat_fg_check.setToolTip(
+            "Confidence and entropy drawn only where a class (not background) is predicted"
+        )
+        self.heat_fg_check.toggled.connect(state.set_heat_foreground_only)
+        form.addRow(self.heat_fg_check)
 
         state.changed.connect(self._state_changed)
         self.sync()
@@ -191,6 +198,7 @@ class OverlayControls(QGroupBox):
             self.threshold_spin,
             self.legend_check,
             self.crosshair_check,
+            self.heat_fg_check,
         )
         for w in widgets:
             with signals_blocked(w):
@@ -224,6 +232,8 @@ class OverlayControls(QGroupBox):
             self.legend_check.setChecked(st.show_legend)
         elif w is self.crosshair_check:
             self.crosshair_check.setChecked(st.show_crosshair)
+        elif w is self.heat_fg_check:
+            self.heat_fg_check.setChecked(st.heat_foreground_only)
 
     def _fill_class_combo(self) -> None:
         """Class choices for the display: every class; "All classes" too for the errors."""

@@ -115,6 +115,10 @@ class ViewerState(QObject):
         self.layout: str = "axial"
         self.layout_chosen = False  # the user picked the view (else the acquisition plane)
         self.show_legend: bool = True
+        #: confidence / entropy heatmaps drawn inside the predicted foreground only
+        self.heat_foreground_only: bool = True
+        #: the class hovered in the class panel: drawn strongly, the others dimmed (None: off)
+        self.highlight: int | None = None
         self.show_crosshair: bool = False
         self.radiological: bool = True  # patient right on screen left (clinical default)
         self.lut_version = 0  # bumped on every LUT change; canvases cache composed slices by it
@@ -339,6 +343,20 @@ class ViewerState(QObject):
             raise SegviewerError(f"a colour is three integers 0..255, got {rgb!r}")
         self.table = self.table.with_color(index, (int(rgb[0]), int(rgb[1]), int(rgb[2])))
         self._lut_changed()
+
+    def set_heat_foreground_only(self, on: bool) -> None:
+        """Draw the confidence / entropy heatmap inside the predicted foreground only."""
+        if bool(on) != self.heat_foreground_only:
+            self.heat_foreground_only = bool(on)
+            self.changed.emit(Change.DISPLAY)
+
+    def set_highlight(self, index: int | None) -> None:
+        """Highlight class ``index`` on the canvases (the others dimmed); None ends it."""
+        if index is not None:
+            self._check_class(index)
+        if index != self.highlight:
+            self.highlight = index
+            self._lut_changed()
 
     def set_opacity(self, opacity: float) -> None:
         value = OPACITY.check(opacity)

@@ -151,10 +151,13 @@ def test_demo_export_in_process(
     axes = display_axes(lab.affine, "axial")
     ov = _png(out / "overlays" / "overlay_axial_slice0041.png")
     want = take_slice(expected, axes, 41)
-    # Overlays are enlarged automatically (nearest neighbour) to at least 512 px.
-    s = ov.shape[0] // want.shape[0]
-    assert s >= 2 and max(ov.shape[:2]) >= 512 and ov.shape[0] == want.shape[0] * s
-    ov = ov[::s, ::s][: want.shape[0], : want.shape[1]]
+    # Overlays are enlarged automatically (nearest neighbour) to at least 512 px; the slice
+    # lies where the manifest says (caption, orientation letters and scale bar around it).
+    entry = next(f for f in m["files"] if f["path"] == "overlays/overlay_axial_slice0041.png")
+    top, left, h, w = entry["image_box"]
+    s = h // want.shape[0]
+    assert s >= 2 and max(h, w) >= 512 and h == want.shape[0] * s and w == want.shape[1] * s
+    ov = ov[top : top + h : s, left : left + w : s]
     level, width = m["settings"]["window"]
     t1 = np.asanyarray(nib.load(demo_dir / "t1.nii.gz").dataobj)
     grey = window_to_uint8(np.asarray(take_slice(t1, axes, 41)), level, width)

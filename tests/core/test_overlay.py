@@ -134,7 +134,12 @@ def test_compose_outline_and_both_modes() -> None:
     fill = compose(grey, lab, lut)
     ring = outline(lab) != 0
     out_only = compose(grey, lab, lut, mode="outline")
-    np.testing.assert_array_equal(out_only[ring], fill[ring])
+    # the outline is drawn opaque in the class colour whatever the fill opacity
+    full = compose(grey, lab, build_lut(table, None, opacity=1.0))
+    np.testing.assert_array_equal(out_only[ring], full[ring])
+    assert not np.array_equal(out_only[ring], fill[ring])
+    hidden = compose(grey, lab, build_lut(table, [True, False, True, True], 0.5), mode="outline")
+    np.testing.assert_array_equal(hidden[ring & (lab == 1)][:, 0], grey[ring & (lab == 1)])
     interior = (lab == 1) & ~ring
     np.testing.assert_array_equal(out_only[interior][:, 0], grey[interior])
     both = compose(grey, lab, lut, mode="both")

@@ -202,6 +202,10 @@ def test_demo_full_export(
         ov = _png(out / "overlays" / f"overlay_axial_slice{s:04d}.png")
         rows, cols = want.shape
         assert ov.shape[0] >= rows and ov.shape[1] > cols  # legend panel to the right
+        # the slice lies where the manifest says (caption, letters, scale bar around it)
+        box = _overlay_box(out, s)
+        assert box[2:] == [rows, cols]
+        ov = ov[box[0] : box[0] + rows, box[1] : box[1] + cols]
         grey = window_to_uint8(np.asarray(take_slice(vol.data, axes, s)), 80.0, 160.0)
         a = round(255 * 0.6) / 255
         for k in (1, 2):
@@ -552,3 +556,47 @@ def test_export_without_reference_has_null_comparison_and_refuses_errors(
             )
         )
     assert not (tmp_path / "s").exists()
+
+
+def _overlay_box(out: Path, s: int) -> list[int]:
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    name = f"overlays/overlay_axial_slice{s:04d}.png"
+    return next(f["image_box"] for f in manifest["files"] if f["path"] == name)
+
+
+def test_overlay_pictures_with_and_without_annotations(
+    tmp_path: Path, demo: tuple[Volume, Prediction, ClassTable, np.ndarray]
+) -> None:
+    """Annotated (the default): caption, letters and scale bar around the slice, which the
+    manifest locates; without: the slice at the picture's top-left, as the overlay alone."""
+    vol, pred, table, _ = demo
+    shapes = {}
+    for annotate in (True, False):
+        out = tmp_path / f"a{int(annotate)}"
+        request = ExportRequest(
+            out_dir=out,
+            what=frozenset({"overlays"}),
+            formats=frozenset({"png"}),
+            slices=(47,),
+            window=(80.0, 160.0),
+            scale=2,
+            annotate=annotate,
+            legend=False,
+        )
+        run_to_end(run_export(vol, pred, table, request))
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        entry = manifest["files"][0]
+        assert manifest["settings"]["annotate"] is annotate
+        pic = _png(out / entry["path"])
+        shapes[annotate] = pic
+        if annotate:
+            top, left, h, w = entry["image_box"]
+            assert top > 0 and left > 0 and pic.shape[0] > top + h
+        else:
+            assert entry["image_box"] == [0, 0, *pic.shape[:2]]
+    a, b = shapes[True], shapes[False]
+    assert a.shape[0] > b.shape[0] and a.shape[1] > b.shape[1]
+    # the slice itself is the same picture in both
+    manifest = json.loads((tmp_path / "a1" / "manifest.json").read_text(encoding="utf-8"))
+    t, lft, h, w = manifest["files"][0]["image_box"]
+    assert np.array_equal(a[t : t + h, lft : lft + w], b)

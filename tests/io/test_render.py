@@ -123,3 +123,115 @@ def test_bad_inputs(demo_slice: tuple[np.ndarray, np.ndarray, ClassTable]) -> No
         annotated_slice(grey, labels, lut, table, mode="glow")
     with pytest.raises(SegviewerError, match="2-D uint8"):
         annotated_slice(grey.astype(np.float32), labels, lut, table)
+
+
+def _info(**kw: object) -> object:
+    from segviewer.io.render import SliceInfo
+
+    base = dict(
+        view="axial",
+        index=47,
+        n_slices=94,
+        position=("z", 12.0),
+        letters={"top": "A", "bottom": "P", "left": "R", "right": "L"},
+        col_spacing=2.0,
+    )
+    base.update(kw)
+    return SliceInfo(**base)  # type: ignore[arg-type]
+
+
+def test_report_picture_has_caption_letters_and_scale_bar(
+    demo_slice: tuple[np.ndarray, np.ndarray, ClassTable],
+) -> None:
+    from segviewer.io.render import nice_length, render_slice
+
+    grey, labels, table = demo_slice
+    lut = build_lut(table, None, 0.5, 256)
+    pic, (top, left, h, w) = render_slice(
+        grey, labels, lut, table, legend=False, scale=4, info=_info()
+    )
+    # the slice is there, untouched, at the box
+    assert (h, w) == (grey.shape[0] * 4, grey.shape[1] * 4)
+    plain = annotated_slice(grey, labels, lut, table, legend=False, scale=4)
+    assert np.array_equal(pic[top : top + h, left : left + w], plain)
+    assert top > 0 and left > 0 and pic.shape[0] > top + h and pic.shape[1] > left + w
+    # orientation letters: each edge's margin carries its letter (drawn text differs from
+    # no letter, and "R" differs from "L")
+    bare, _ = render_slice(grey, labels, lut, table, legend=False, scale=4, info=_info(letters={}))
+    swapped, _ = render_slice(
+        grey,
+        labels,
+        lut,
+        table,
+        legend=False,
+        scale=4,
+        info=_info(letters={"top": "A", "bottom": "P", "left": "L", "right": "R"}),
+    )
+    margins = {
+        "top": pic[top - left : top, left : left + w],
+        "bottom": pic[top + h : top + h + left // 2, left : left + w],
+        "left": pic[top : top + h, :left],
+        "right": pic[top : top + h, left + w :],
+    }
+    bare_m = {
+        "top": bare[top - left : top, left : left + w],
+        "bottom": bare[top + h : top + h + left // 2, left : left + w],
+        "left": bare[top : top + h, :left],
+        "right": bare[top : top + h, left + w :],
+    }
+    for edge in margins:
+        assert np.count_nonzero(margins[edge] != bare_m[edge]) > 20, edge
+        assert bare_m[edge].max() == 0, edge  # nothing else in the letter margins
+    assert not np.array_equal(swapped[top : top + h, :left], margins["left"])
+    # caption: another slice index / position changes the caption strip only
+    other, _ = render_slice(
+        grey, labels, lut, table, legend=False, scale=4, info=_info(index=48, position=("z", 14.0))
+    )
+    assert not np.array_equal(other[: top - left], pic[: top - left])
+    assert np.array_equal(other[top:], pic[top:])
+    # scale bar: a bright bar under the slice, as long as the nice length at 0.5 mm / pixel
+    mm_per_px = 2.0 / 4
+    length = nice_length(w * mm_per_px / 3)
+    assert length == 50.0  # 98 columns of 2 mm = 196 mm; a third is 65 mm -> 50 mm
+    below = pic[top + h :, left:]
+    bright = np.all(below == 240, axis=-1)
+    longest = 0
+    for r in bright:
+        edges = np.flatnonzero(np.diff(np.r_[0, r.astype(np.int8), 0]))
+        if edges.size:
+            longest = max(longest, int(np.max(edges[1::2] - edges[::2])))
+    assert longest == round(length / mm_per_px), longest
+
+
+def test_nice_length() -> None:
+    from segviewer.io.render import nice_length
+
+    assert [nice_length(v) for v in (65.3, 49.0, 20.0, 7.0, 0.3)] == [50.0, 20.0, 20.0, 5.0, 0.2]
+    assert nice_length(0.0) == 0.0
+
+
+def test_montage_and_pdf(
+    tmp_path: Path, demo_slice: tuple[np.ndarray, np.ndarray, ClassTable]
+) -> None:
+    from PIL import Image
+
+    from segviewer.io.render import fit_width, montage, write_picture
+
+    grey, labels, table = demo_slice
+    lut = build_lut(table, None, 0.5, 256)
+    pics = [annotated_slice(grey, labels, lut, table, legend=False, scale=k) for k in (1, 2, 1)]
+    m = montage(pics, ["a", "b", "c"], columns=2, title="lightbox")
+    # two columns of cells as large as the largest picture, captions above each
+    assert m.shape[1] >= 2 * pics[1].shape[1] and m.shape[0] >= 2 * pics[1].shape[0]
+    small = fit_width(m, 400)
+    assert small.shape[1] == 400
+    pdf = write_picture(small, tmp_path / "m.pdf", dpi=300)
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    png = write_picture(small, tmp_path / "m.png", dpi=300)
+    with Image.open(png) as im:
+        assert im.size == (400, small.shape[0])
+        assert round(im.info["dpi"][0]) == 300
+    with pytest.raises(SegviewerError, match="already exists"):
+        write_picture(small, png)
+    with pytest.raises(SegviewerError, match="png or pdf"):
+        write_picture(small, tmp_path / "m.gif")

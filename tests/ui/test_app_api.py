@@ -111,6 +111,10 @@ def test_view_arrays_and_drive_the_viewer(qtbot: Any, tmp_path: Path) -> None:
     assert v.slice == 2
     shot = v.screenshot(tmp_path / "api.png")
     assert shot.ndim == 3 and shot.shape[2] == 4 and (tmp_path / "api.png").exists()
+    # a report picture of the slice: enlarged, framed (caption, scale bar), saved as PDF
+    pic = v.picture("slice", tmp_path / "slice.pdf", view=v.window.canvas.view)
+    assert pic.ndim == 3 and pic.shape[0] > 2 * 64 and pic.shape[1] > 2 * 80
+    assert (tmp_path / "slice.pdf").read_bytes()[:5] == b"%PDF-"
     with pytest.raises(SegviewerError, match="class 5 does not exist"):
         v.set_class_visible(5, False)
     with pytest.raises(SegviewerError, match="view must be one of"):

@@ -37,7 +37,11 @@ def test_demo_opens_with_overlay_and_whole_volume_counts(demo_window: Any) -> No
     name, voxels, volume = win.class_panel.row_text(2)
     assert name.endswith("white matter")
     assert voxels == f"{int(res.counts[2]):,}"
-    assert volume == f"{int(res.counts[2]) * 8:,.0f}"  # 2 mm isotropic: 8 mm³ per voxel
+    # 2 mm isotropic: 8 mm³ per voxel; shown in ml
+    assert volume == f"{int(res.counts[2]) * 8 / 1000:,.2f}"
+    win.class_panel.set_volume_unit("mm³")
+    assert win.class_panel.row_text(2)[2] == f"{int(res.counts[2]) * 8:,.0f}"
+    win.class_panel.set_volume_unit("ml")
     # The middle axial slice of a brain has both tissues in it.
     st.set_opacity(1.0)
     frame = win.canvas.frame()
@@ -175,7 +179,9 @@ def test_outline_mode_draws_only_boundaries(demo_window: Any) -> None:
     interior = fill_mask & ~out_mask
     grey = outline[interior][:, :3]
     assert np.all(grey[:, 0] == grey[:, 1]) and np.all(grey[:, 1] == grey[:, 2])
-    win.outline_spin.setValue(3)
+    # the width is in screen pixels: 20 of them span several (enlarged) slice pixels
+    win.outline_spin.setValue(20)
+    assert win.canvas.outline_voxels() > 1
     thick = count_rgb(win.canvas.frame(), WHITE_MATTER)
     assert thick > n_out
 

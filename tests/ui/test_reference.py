@@ -101,7 +101,19 @@ def test_dice_column_equals_core_compare(ref_window: Any) -> None:
     assert panel.table.isColumnHidden(5)
 
 
-def test_errors_display_colours_fp_red_and_fn_blue_on_screen(ref_window: Any, qtbot: Any) -> None:
+def _blend_expected(canvas: Any, ijk: tuple, rgb: tuple, opacity: float) -> np.ndarray:
+    """What the canvas should show at ``ijk``: ``rgb`` blended at ``opacity`` over the grey."""
+    index, row, col = orientation.voxel_to_display(
+        canvas.axes, ijk, shape=canvas.state.volume.shape
+    )
+    g = float(canvas._grey[row, col])
+    return np.rint(g * (1 - opacity) + np.asarray(rgb, float) * opacity).astype(int)
+
+
+def test_errors_display_colours_differ_from_every_class_colour(ref_window: Any, qtbot: Any) -> None:
+    from segviewer.core.colours import delta_e
+    from segviewer.ui.canvas import ERROR_MIN_ALPHA
+
     win, _, fp, fn = ref_window
     canvas = win.canvas
     canvas.set_slice(VIEW_SLICE)
@@ -112,24 +124,52 @@ def test_errors_display_colours_fp_red_and_fn_blue_on_screen(ref_window: Any, qt
     win.display_class_combo.setCurrentIndex(GREY)
     assert win.state.error_class == GREY
     qtbot.wait(20)
-    r, g, b = _screen_rgb(canvas, fp)
-    assert r > 170 and r - b > 100, (r, g, b)  # false positive: red-orange
-    r, g, b = _screen_rgb(canvas, fn)
-    assert b > 170 and b - r > 100, (r, g, b)  # false negative: blue
+    fp_rgb, fn_rgb = canvas.error_rgb()
+    class_rgb = [c.color for c in win.state.table.classes]
+    # the two error colours are far (CIE76 ΔE) from every class colour and from each other
+    for err in (fp_rgb, fn_rgb):
+        assert min(delta_e(err, c) for c in class_rgb) > 20, (err, class_rgb)
+    assert delta_e(fp_rgb, fn_rgb) > 20
+    a = max(win.state.opacity, ERROR_MIN_ALPHA)
+    seen_fp = _screen_rgb(canvas, fp)
+    seen_fn = _screen_rgb(canvas, fn)
+    assert np.abs(seen_fp - _blend_expected(canvas, fp, fp_rgb, a)).max() <= 3, seen_fp
+    assert np.abs(seen_fn - _blend_expected(canvas, fn, fn_rgb, a)).max() <= 3, seen_fn
+    # on screen too, an error pixel is closer to its error colour's blend than to any class
+    # colour blended the same way
+    for ijk, seen, own in ((fp, seen_fp, fp_rgb), (fn, seen_fn, fn_rgb)):
+        d_own = delta_e(seen, _blend_expected(canvas, ijk, own, a))
+        d_cls = min(delta_e(seen, _blend_expected(canvas, ijk, c, a)) for c in class_rgb[1:])
+        assert d_own + 10 < d_cls, (d_own, d_cls)
     legend = canvas._legend.text()
     assert "false positive" in legend and "false negative" in legend
+    assert "rgb({},{},{})".format(*fp_rgb) in legend and "rgb({},{},{})".format(*fn_rgb) in legend
     assert "2 error voxels on this slice" in legend
+    # agreement is drawn as the class outline only: inside a large grey-matter area (no
+    # error near) the screen shows the anatomy alone
+    labels = win.label_result.labels
+    z = VIEW_SLICE
+    sl = labels[:, :, z] == GREY
+    inner = sl.copy()
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (2, 0), (-2, 0), (0, 2), (0, -2)):
+        inner &= np.roll(np.roll(sl, dx, 0), dy, 1)
+    ii, jj = np.nonzero(inner)
+    far = np.hypot(ii - fp[0], jj - fp[1]) + 0 > 5
+    far &= np.hypot(ii - fn[0], jj - fn[1]) > 5
+    k = int(np.flatnonzero(far)[0])
+    tp = (int(ii[k]), int(jj[k]), z)
+    assert np.abs(_screen_rgb(canvas, tp) - _blend_expected(canvas, tp, (0, 0, 0), 0.0)).max() <= 2
     # "All classes": both voxels disagree, drawn in the disagreement colour.
     win.display_class_combo.setCurrentIndex(3)
     assert win.state.error_class is None
     qtbot.wait(20)
     for ijk in (fp, fn):
-        r, g, b = _screen_rgb(canvas, ijk)
-        assert r > 170 and r - b > 100, (r, g, b)
-    # Back to the labels display: no error colours at the false-negative voxel any more.
+        seen = _screen_rgb(canvas, ijk)
+        assert np.abs(seen - _blend_expected(canvas, ijk, fp_rgb, a)).max() <= 3, seen
+    # Back to the labels display: the false-negative voxel shows its class colour again.
     win.display_combo.setCurrentIndex(DISPLAYS.index("labels"))
-    r, g, b = _screen_rgb(canvas, fn)
-    assert not (b > 170 and b - r > 100)
+    seen = _screen_rgb(canvas, fn)
+    assert np.abs(seen - _blend_expected(canvas, fn, fn_rgb, a)).max() > 10
 
 
 def test_next_error_key_jumps_to_the_worst_slices(ref_window: Any, qtbot: Any) -> None:

@@ -156,6 +156,9 @@ def test_entropy_heatmap_pixels_are_the_entropy(demo_window: Any, demo_dir: Path
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -np.sum(np.where(p > 0, p * np.log(p), 0.0), axis=-1) / np.log(p.shape[-1])
     h_slice = orientation.take_slice(h, c.axes, c.index)
+    # drawn inside the predicted foreground only (the default): background shows the grey
+    labels = orientation.take_slice(win.label_result.labels, c.axes, c.index)
+    h_slice = np.where(labels == 0, np.nan, h_slice)
     grey = orientation.take_slice(st.volume.data, c.axes, c.index)
     grey8 = overlay.window_to_uint8(grey, st.level, st.width)
     heat = overlay.heatmap_rgba(h_slice.astype(np.float32), 0.0, 1.0, HEATMAP_CMAP["entropy"])
@@ -168,7 +171,9 @@ def test_entropy_heatmap_pixels_are_the_entropy(demo_window: Any, demo_dir: Path
     # and it is the entropy, not another statistic: confidence looks different
     conf = p.max(axis=-1)
     conf_heat = overlay.heatmap_rgba(
-        orientation.take_slice(conf, c.axes, c.index).astype(np.float32),
+        np.where(labels == 0, np.nan, orientation.take_slice(conf, c.axes, c.index)).astype(
+            np.float32
+        ),
         0.0,
         1.0,
         HEATMAP_CMAP["entropy"],
