@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.colours import error_colors
 from segviewer.core.metrics import (
     LOW_CONFIDENCE,
     METRIC_COLUMNS,
@@ -121,9 +122,6 @@ SLICE_COLUMNS: tuple[str, ...] = (
 )
 _CASES_DIR = "cases"
 _OUTPUTS = ("cases.csv", "slices.csv", "summary.json", "report.html")
-# same hues as the window's error overlay (segviewer/ui/canvas.py ERROR_*_COLOR)
-_FP_COLOR = (255, 64, 32)
-_FN_COLOR = (32, 144, 255)
 _TP_COLOR = (235, 235, 235)  # neutral: a class colour could be mistaken for an error hue
 
 
@@ -572,12 +570,14 @@ def _picture(
             k,
             n_classes=n,
         )
+        # the window's error colours: away from every class colour (core.colours)
+        fp_color, fn_color = error_colors([tuple(c) for c in table.colors[1:]])
         err_table, _ = ClassTable.from_entries(
             [
                 (0, "none", (0, 0, 0)),
                 (1, f"{table[k].name} found", _TP_COLOR),
-                (2, "false positive", _FP_COLOR),
-                (3, "false negative", _FN_COLOR),
+                (2, "false positive", fp_color),
+                (3, "false negative", fn_color),
             ]
         )
         # errors stand out (opaque), agreement is a faint neutral wash
