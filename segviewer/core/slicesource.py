@@ -35,7 +35,7 @@ from segviewer.core.types import (
     label_dtype,
 )
 
-__all__ = ["GreySource", "SliceSource", "StatKey"]
+__all__ = ["GreySource", "SliceSource", "StatKey", "iter_slice_class_counts"]
 
 #: A statistic map's identity: ``(stat, class_index, normalised)``.
 StatKey = tuple[str, int | None, bool]
@@ -74,6 +74,8 @@ class SliceSource:
         self._stats: OrderedDict[StatKey, np.ndarray] = OrderedDict()
         self._label_slices: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._stat_slices: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        # per-slice class counts along each image axis, of the whole-volume labels
+        self._slice_counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- settings --------------------------------------------------------------------------
     @property
@@ -87,6 +89,7 @@ class SliceSource:
             return False
         self._settings = settings
         self._labels = None
+        self._slice_counts = None
         self._label_slices.clear()
         return True
 
@@ -125,6 +128,8 @@ class SliceSource:
                 f"internal: labels must be {dt} {tuple(shape)} for this prediction, got "
                 f"{lab.dtype} {lab.shape}"
             )
+        if lab is not self._labels:
+            self._slice_counts = None  # counted on other labels
         self._labels = lab
         self._label_slices.clear()  # lookups from now on
         return True
@@ -145,6 +150,56 @@ class SliceSource:
         else:
             self._label_slices.move_to_end(key)
         return hit
+
+    # -- class counts per slice (the legend) -----------------------------------------------
+    @property
+    def has_slice_counts(self) -> bool:
+        """Whether every slice's class counts are in (:meth:`class_counts` is a lookup)."""
+        return self._slice_counts is not None
+
+    @property
+    def wants_slice_counts(self) -> bool:
+        """Whether :meth:`slice_counts_job` should run: uint8 whole-volume labels are in and
+        not yet counted."""
+        lab = self._labels
+        return lab is not None and lab.dtype == np.uint8 and self._slice_counts is None
+
+    def slice_counts_job(self) -> Generator[Progress, None, tuple[np.ndarray, ...]]:
+        """Count the classes of every slice along each axis in the whole-volume labels (a
+        generator function: run it on a worker once :meth:`set_labels` has the labels; give
+        the same labels and the result to :meth:`set_slice_counts`)."""
+        if self._labels is None or self._labels.dtype != np.uint8:
+            raise SegviewerError("internal: slice counts need whole-volume uint8 labels first")
+        return (yield from iter_slice_class_counts(self._labels))
+
+    def set_slice_counts(self, labels: np.ndarray, counts: tuple[np.ndarray, ...]) -> bool:
+        """Adopt :meth:`slice_counts_job`'s result, counted on ``labels``; refused (False)
+        when those are no longer the source's labels."""
+        if labels is not self._labels:
+            return False
+        shape = labels.shape
+        if len(counts) != 3 or any(
+            c.ndim != 2 or c.shape[0] != n for c, n in zip(counts, shape, strict=True)
+        ):
+            raise SegviewerError(
+                f"internal: slice counts must be (n_slices, values) per axis of {shape}"
+            )
+        self._slice_counts = (counts[0], counts[1], counts[2])
+        return True
+
+    def class_counts(self, axes: DisplayAxes, index: int) -> np.ndarray:
+        """``(n_classes,)`` int64 voxels of each class on one displayed slice (reserved
+        values not counted): a row of the per-slice table once :meth:`set_slice_counts` has
+        it, else counted on the slice's labels."""
+        n = self.prediction.n_classes
+        if self._slice_counts is not None:
+            row = self._slice_counts[axes.slice_axis][int(index)]
+            out = np.zeros(n, np.int64)
+            k = min(n, row.size)
+            out[:k] = row[:k]
+            return out
+        labels = self.labels(axes, index)
+        return np.bincount(labels.ravel(), minlength=n)[:n]
 
     # -- statistics ------------------------------------------------------------------------
     def _stat_key(self, stat: str, class_index: int | None, normalised: bool) -> StatKey:
@@ -277,6 +332,49 @@ class GreySource:
             )
         self._windowed = volume
         self._window = (float(level), float(width))
+
+
+def iter_slice_class_counts(
+    labels: np.ndarray, chunk_voxels: int = 1 << 20
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Voxels of each label value in every slice along each image axis.
+
+    Parameters
+    ----------
+    labels
+        ``(a0, a1, a2)`` uint8 label map (whole-volume labels of up to 254 classes; larger
+        tables' slices are counted one by one when shown).
+    chunk_voxels
+        Voxels counted between two yields (the counting holds the GIL; small steps keep the
+        GUI thread responsive).
+
+    Returns
+    -------
+    tuple of three ndarray
+        ``counts_k`` is ``(a_k, m)`` int64, ``m`` = the largest label present + 1: row ``i``
+        counts each label value in slice ``i`` across axis ``k``. One pass over the labels,
+        streamed along axis 0; yields :class:`Progress`.
+    """
+    if labels.ndim != 3 or labels.dtype != np.uint8:
+        raise SegviewerError(f"internal: labels must be 3-D uint8, got {labels.dtype}")
+    a0, a1, a2 = labels.shape
+    m = int(labels.max()) + 1 if labels.size else 1
+    c0 = np.zeros((a0, m), np.int64)
+    c1 = np.zeros(a1 * m, np.int64)
+    c2 = np.zeros(a2 * m, np.int64)
+    rows = (np.arange(a1, dtype=np.intp) * m)[:, None]  # label + m * position along axis 1
+    cols = (np.arange(a2, dtype=np.intp) * m)[None, :]  # along axis 2
+    step = max(1, chunk_voxels // max(1, a1 * a2))
+    for s in range(0, a0, step):
+        e = min(s + step, a0)
+        for i in range(s, e):
+            sl = labels[i]
+            by_row = np.bincount((sl + rows).ravel(), minlength=a1 * m)
+            c1 += by_row
+            c0[i] = by_row.reshape(a1, m).sum(axis=0)
+            c2 += np.bincount((sl + cols).ravel(), minlength=a2 * m)
+        yield Progress(e, a0, f"counting classes per slice ({e}/{a0})")
+    return c0, c1.reshape(a1, m), c2.reshape(a2, m)
 
 
 def _remember(

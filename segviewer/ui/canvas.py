@@ -38,6 +38,7 @@ from superqt.utils import signals_blocked
 
 from segviewer.core import colours, compare, orientation, overlay
 from segviewer.core.types import label_dtype
+from segviewer.ui.canvas_texts import LegendRow, LegendWidget, TextLabel
 from segviewer.ui.state import Change, ViewerState
 
 __all__ = ["ColorBar", "SliceCanvas", "qimage_to_array"]
@@ -204,11 +205,13 @@ class SliceCanvas(QWidget):
         self._grey: np.ndarray | None = None  # windowed uint8 slice
         self._grey_key: tuple[Any, ...] | None = None
         self._last_hover: tuple[int, int, int] | None = None
-        # what the legend and colour bar show, so a slice switch does not rebuild them
+        # what the legend and colour bar show, so a slice switch does not rebuild them: the
+        # legend's fit (rows, name length, reserved size) for the table, visibility and size
         self._legend_key: tuple[Any, ...] | None = None
+        self._legend_fit: tuple[int, int, QSize] = (0, 0, QSize(0, 0))
+        self._error_reserve: tuple[tuple[Any, ...], QSize] | None = None
         self.legend_rows: list[int] = []  # the classes the legend lists, in its order
-        self._legend_w = 0  # the legend's width for its text (its size hint's, kept)
-        self._legend_html = ""
+        self._legend_w = 0  # the legend's reserved width (decides beside / under the image)
         self._colorbar_key: tuple[str, ...] | None = None
         self._error_rgb_key: tuple[int, int] | None = None
         self._error_rgb: tuple[tuple[int, int, int], tuple[int, int, int]] = (
@@ -251,17 +254,15 @@ class SliceCanvas(QWidget):
             lab.setStyleSheet(style)
             lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
         info_style = "color: #e8e8e8; font-size: 12px;"
-        self._info = QLabel()
+        # the slice text changes on every switch: drawn from cached layouts, never
+        # re-laying the pane out (canvas_texts); the W/L text changes with the window only
+        self._info = TextLabel(color=QColor(0xE8, 0xE8, 0xE8), pixel_size=12)
         self._wl_label = QLabel()
-        for lab in (self._info, self._wl_label):
-            lab.setStyleSheet(info_style)
+        self._wl_label.setStyleSheet(info_style)
+        for text_widget in (self._info, self._wl_label):
             # a long text is cut in a very narrow pane rather than widening it
-            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self._legend = QLabel()
-        self._legend.setStyleSheet(
-            "color: #f0f0f0; font-size: 12px; background: rgb(24,24,24); padding: 4px;"
-        )
-        self._legend.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+            text_widget.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._legend = LegendWidget()
         # hovering a legend row highlights its class (as hovering it in the class panel)
         self._legend.setMouseTracking(True)
         self._legend.installEventFilter(self)
@@ -296,7 +297,7 @@ class SliceCanvas(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.slider.valueChanged.connect(self.set_slice)
-        self.slice_label = QLabel("–")
+        self.slice_label = TextLabel("–")
         self.slice_label.setMinimumWidth(90)
         bottom = QHBoxLayout()
         bottom.setContentsMargins(4, 0, 4, 0)
@@ -699,19 +700,27 @@ class SliceCanvas(QWidget):
                 self._colorbar_key = bar
         self._colorbar.setVisible(heat)
         show_legend = has_pred and st.show_legend and not heat and self.legend_here
-        text: str | None = None
         if show_legend and errors and st.table is not None:
-            text = self._error_legend()
+            rows = self._error_legend()
+            # room for the longest count seen (grows, never shrinks, while the errors shown
+            # are the same), so paging through slices does not move the image
+            ekey = (id(st.table), st.lut_version, st.error_class, self.width(), self.height())
+            need = self._legend.measure(rows)
+            if self._error_reserve is not None and self._error_reserve[0] == ekey:
+                need = need.expandedTo(self._error_reserve[1])
+            self._error_reserve = (ekey, need)
+            self._legend.set_rows(rows, need)
+            self._legend_w = need.width()
         elif show_legend and st.table is not None:
             present = self.classes_on_slice()
-            key = (id(st.table), st.lut_version, tuple(present), self.width(), self.height())
-            if key != self._legend_key:  # rebuilt when the classes on the slice change
-                self._legend_html = self._fit_legend(present)
+            key = (id(st.table), st.lut_version, self.width(), self.height())
+            if key != self._legend_key:  # fitted again when the table, colours or size change
+                self._legend_fit = self._fit_legend()
                 self._legend_key = key
-            text = self._legend_html
-        if text is not None and text != self._legend.text():
-            self._legend.setText(text)
-            self._legend_w = self._legend.sizeHint().width()
+            n_rows, chars, reserve = self._legend_fit
+            self.legend_rows = present[:n_rows]
+            self._legend.set_rows(self._legend_lines(present, n_rows, chars), reserve)
+            self._legend_w = reserve.width()
         self._legend.setVisible(show_legend)
         self._place_legend()
 
@@ -720,95 +729,86 @@ class SliceCanvas(QWidget):
         st = self.state
         if st.slices is None or st.table is None or self.axes is None or self.index < 0:
             return []
-        labels = self._labels_slice()
         n = len(st.table)
-        counts = np.bincount(labels.ravel(), minlength=n)[:n]
+        # a row of the per-slice counts once the controller has made them, else counted here
+        counts = np.zeros(n, np.int64)
+        got = st.slices.class_counts(self.axes, self.index)[:n]
+        counts[: got.size] = got
         counts[0] = 0
         counts[~np.asarray(st.visible, bool)] = 0
         order = np.argsort(-counts, kind="stable")
         return [int(k) for k in order if counts[k] > 0]
 
-    def _legend_text(self, present: list[int], rows: int, chars: int) -> str:
+    def _class_row(self, k: int, chars: int) -> LegendRow:
         st = self.state
         assert st.table is not None
-        lines = []
-        for k in present[:rows]:
-            info = st.table[k]
-            r, g, b = info.color
-            name = info.name
-            if len(name) > chars:  # cut in the middle: both ends of a name tell classes apart
-                tail = max((chars - 1) // 3, 1)
-                name = name[: max(chars - 1 - tail, 1)] + "…" + name[-tail:]
-            weight = "font-weight: bold;" if st.highlight == k else ""
-            lines.append(
-                f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
-                f'&nbsp;<span style="{weight}">{_html_escape(name)}</span>'
-            )
-        if len(present) > rows:
-            lines.append(f"+{len(present) - rows} more")
-        if not present:
-            lines.append("(no class on this slice)")
-        return "<br>".join(lines)
+        info = st.table[k]
+        name = info.name
+        if len(name) > chars:  # cut in the middle: both ends of a name tell classes apart
+            tail = max((chars - 1) // 3, 1)
+            name = name[: max(chars - 1 - tail, 1)] + "…" + name[-tail:]
+        return LegendRow(name, info.color, bold=st.highlight == k)
 
-    def _fit_legend(self, present: list[int]) -> str:
-        """The legend's text with as many rows (and as long names) as fit its share of the
-        canvas: at most LEGEND_MAX_SHARE of the area, 60 % of the height, 90 % of the width."""
+    def _legend_lines(self, present: list[int], rows: int, chars: int) -> list[LegendRow]:
+        lines = [self._class_row(k, chars) for k in present[:rows]]
+        if len(present) > rows:
+            lines.append(LegendRow(f"+{len(present) - rows} more"))
+        if not present:
+            lines.append(LegendRow("(no class here)"))
+        return lines
+
+    def _fit_legend(self) -> tuple[int, int, QSize]:
+        """``(rows, name length, size)``: as many class rows (and as long names) as fit the
+        legend's share of the canvas (at most LEGEND_MAX_SHARE of the area, 60 % of the
+        height, 90 % of the width) when every visible class is on the slice, and the size
+        that holds any slice's legend then, so a slice switch never re-lays the pane out."""
+        st = self.state
+        assert st.table is not None
         w, h = max(self.width(), 1), max(self.height(), 1)
         budget = LEGEND_MAX_SHARE * w * h
-        rows = min(len(present), LEGEND_MAX_ROWS)
+        visible = [k for k in range(1, len(st.table)) if st.visible[k]]
+        rows = min(len(visible), LEGEND_MAX_ROWS)
         chars = LEGEND_NAME_CHARS
+        empty = LegendRow("(no class here)")
         while True:
-            text = self._legend_text(present, rows, chars)
-            self._legend.setText(text)
-            hint = self._legend.sizeHint()
-            fits = hint.width() * hint.height() <= budget and hint.height() <= 0.6 * h
-            if hint.width() > 0.9 * w and chars > 8:
+            lines = [self._class_row(k, chars) for k in visible]
+            width = max((self._legend.row_width(r) for r in [*lines, empty]), default=0.0)
+            if len(visible) > rows:
+                width = max(width, self._legend.row_width(LegendRow(f"+{len(visible)} more")))
+            n_lines = max(rows + (1 if len(visible) > rows else 0), 1)
+            pad = 2 * LegendWidget.PAD
+            size = QSize(math.ceil(width) + pad, n_lines * self._legend.line_height + pad)
+            fits = size.width() * size.height() <= budget and size.height() <= 0.6 * h
+            if size.width() > 0.9 * w and chars > 8:
                 chars -= 2
                 continue
             if fits or rows == 0:
-                self.legend_rows = present[:rows]
-                self._legend_w = hint.width()
-                return text
+                return rows, chars, size
             rows -= 1
 
-    def _error_legend(self) -> str:
-        """Rich text saying what the "errors vs reference" colours mean."""
+    def _error_legend(self) -> list[LegendRow]:
+        """What the "errors vs reference" colours mean, and the errors on this slice."""
         st = self.state
         assert st.table is not None
-
-        def swatch(rgb: tuple[int, int, int], text: str) -> str:
-            r, g, b = rgb
-            return (
-                f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9632;</span>'
-                f"&nbsp;{text}"
-            )
-
-        def outline_swatch(rgb: tuple[int, int, int], text: str) -> str:
-            r, g, b = rgb
-            return (
-                f'<span style="color: rgb({r},{g},{b}); font-size: 15px;">&#9633;</span>'
-                f"&nbsp;{text}"
-            )
-
         fp_rgb, fn_rgb = self.error_rgb()
         k = st.error_class
         if k is None:
             rows = [
-                "<b>Errors vs reference: all classes</b>",
-                swatch(fp_rgb, "prediction ≠ reference"),
+                LegendRow("Errors vs reference: all classes", bold=True),
+                LegendRow("prediction ≠ reference", fp_rgb),
             ]
         else:
-            name = _html_escape(st.table[k].name)
+            name = st.table[k].name
             rows = [
-                f"<b>Errors vs reference: {name}</b>",
-                outline_swatch(st.table[k].color, f"outline: {name} in both (agree)"),
-                swatch(fp_rgb, "false positive (predicted only)"),
-                swatch(fn_rgb, "false negative (reference only)"),
+                LegendRow(f"Errors vs reference: {name}", bold=True),
+                LegendRow(f"outline: {name} in both (agree)", st.table[k].color, hollow=True),
+                LegendRow("false positive (predicted only)", fp_rgb),
+                LegendRow("false negative (reference only)", fn_rgb),
             ]
         n = self.error_count_here()
         if n is not None:
-            rows.append(f"{n:,} error voxels on this slice (E / Shift+E: worst slices)")
-        return "<br>".join(rows)
+            rows.append(LegendRow(f"{n:,} error voxels on this slice (E / Shift+E: worst slices)"))
+        return rows
 
     def overlay_widgets(self) -> list[QWidget]:
         """The texts and colour bar drawn around the image (visible or not)."""
@@ -839,11 +839,8 @@ class SliceCanvas(QWidget):
         st = self.state
         if not self.legend_rows or st.display != "labels":
             return None
-        n_lines = len(self.legend_rows) + (1 if self._legend.text().endswith("more") else 0)
-        m = self._legend.contentsMargins()
-        inner = self._legend.height() - m.top() - m.bottom() - 8  # 4 px padding each side
-        row = int((y - m.top() - 4) // max(inner / max(n_lines, 1), 1.0))
-        return self.legend_rows[row] if 0 <= row < len(self.legend_rows) else None
+        row = self._legend.row_at(y)
+        return self.legend_rows[row] if row is not None and row < len(self.legend_rows) else None
 
     def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 (Qt name)
         if obj is self._legend:
@@ -887,7 +884,3 @@ class SliceCanvas(QWidget):
         if ijk != self._last_hover:
             self._last_hover = ijk
             self.hovered.emit(ijk)
-
-
-def _html_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -657,6 +657,31 @@ class ViewerController(QObject):
             self._start_heatmap()
         if what in (Change.DATA, Change.WINDOW):
             self._start_window()
+        if what is Change.LABEL_RESULT:
+            self._start_slice_counts()
+
+    def _start_slice_counts(self) -> None:
+        """Count the classes of every slice once the whole-volume labels are in, in the
+        background, so the legend of a slice is a lookup (until then each shown slice is
+        counted alone)."""
+        st = self.state
+        src = st.slices
+        if src is None or not src.wants_slice_counts:
+            return
+        labels = src.volume_labels
+        assert labels is not None
+
+        def done(counts: tuple[np.ndarray, ...]) -> None:
+            if st.slices is src:
+                src.set_slice_counts(labels, counts)
+
+        self.runner.start(
+            "slice counts",
+            src.slice_counts_job,
+            label="Counting classes per slice",
+            on_result=done,
+            on_error=self.report_error,
+        )
 
     def _start_heatmap(self) -> None:
         """Compute the shown heatmap over the whole volume once, in the background; slices
