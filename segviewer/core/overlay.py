@@ -316,9 +316,18 @@ _BLEND_CACHE_MAX = 16
 _BLEND_LOCK = threading.Lock()
 
 
-def _blend_table(lut: np.ndarray) -> np.ndarray:
-    """``(len(lut) * 256,)`` uint32 view of RGBA ``grey * (1 - a) + colour * a`` per (label, grey)."""
-    key = lut.tobytes()
+def _as_argb32(rgba: np.ndarray) -> np.ndarray:
+    """A uint32 table of RGBA bytes as native-endian ``0xAARRGGBB`` values (read-only)."""
+    b = rgba.view(np.uint8).reshape(-1, 4).astype(np.uint32)
+    out = (b[:, 3] << 24) | (b[:, 0] << 16) | (b[:, 1] << 8) | b[:, 2]
+    out.setflags(write=False)
+    return out
+
+
+def _blend_table(lut: np.ndarray, argb32: bool = False) -> np.ndarray:
+    """``(len(lut) * 256,)`` uint32 view of RGBA ``grey * (1 - a) + colour * a`` per (label,
+    grey); with ``argb32`` the same colours as native ``0xAARRGGBB`` values."""
+    key = lut.tobytes() + (b"argb32" if argb32 else b"")
     with _BLEND_LOCK:
         hit = _BLEND_CACHE.get(key)
         if hit is not None:
@@ -336,6 +345,8 @@ def _blend_table(lut: np.ndarray) -> np.ndarray:
         rgb = grey * (np.float32(1.0) - a) + lut[drawn, None, :3].astype(np.float32) * a
         t[drawn, :, :3] = (rgb + np.float32(0.5)).astype(np.uint8)
     flat = t.reshape(-1, 4).view(np.uint32).reshape(-1)
+    if argb32:
+        flat = _as_argb32(flat)
     flat.setflags(write=False)  # shared between callers
     with _BLEND_LOCK:
         _BLEND_CACHE[key] = flat
@@ -358,6 +369,7 @@ def compose(
     mode: str = "fill",
     outline_width: int = 1,
     out: np.ndarray | None = None,
+    argb32: bool = False,
 ) -> np.ndarray:
     """Blend a label overlay onto a grey slice into one opaque RGBA image.
 
@@ -379,12 +391,16 @@ def compose(
         Outline thickness in pixels.
     out
         Optional C-contiguous ``(rows, cols, 4)`` uint8 output.
+    argb32
+        Write each pixel as one native-endian ``0xAARRGGBB`` 32-bit value (B, G, R, A bytes
+        on little-endian machines): Qt's ``QImage.Format_RGB32``, which it draws without a
+        conversion (about twice as fast as RGBA bytes), instead of R, G, B, A bytes.
 
     Returns
     -------
     numpy.ndarray
         ``(rows, cols, 4)`` uint8 RGBA, alpha 255: ``round(grey * (1 - a) + colour * a)`` per
-        channel with ``a = alpha / 255``.
+        channel with ``a = alpha / 255`` (or those values as ``0xAARRGGBB``, see ``argb32``).
     """
     if mode not in OVERLAY_MODES:
         raise SegviewerError(
@@ -421,7 +437,7 @@ def compose(
     idx: np.ndarray
     if mode == "both":
         rows = sub.shape[0]
-        table = _blend_table(np.concatenate([sub, _opaque(sub)]))
+        table = _blend_table(np.concatenate([sub, _opaque(sub)]), argb32)
         b = _boundary(lab, outline_width)
         idx = lab.astype(np.uint32)
         # outline pixels use the opaque half of the table (rows .. 2 rows - 1)
@@ -429,7 +445,7 @@ def compose(
         idx <<= np.uint32(8)
         idx |= grey_u8
     else:
-        table = _blend_table(sub)
+        table = _blend_table(sub, argb32)
         idx = lab.astype(np.uint32 if sub.shape[0] > 256 else np.uint16)
         idx <<= 8
         idx |= grey_u8
@@ -509,12 +525,13 @@ def heatmap_rgba(
     return out
 
 
-_HEAT_TABLES: OrderedDict[tuple[str, float], np.ndarray] = OrderedDict()
+_HEAT_TABLES: OrderedDict[tuple[str, float, bool], np.ndarray] = OrderedDict()
 
 
-def _heat_table(cmap: str, opacity: float) -> np.ndarray:
-    """``(257 * 256,)`` uint32 RGBA of (value level, grey): row 256 is a NaN (plain grey)."""
-    key = (cmap, opacity)
+def _heat_table(cmap: str, opacity: float, argb32: bool = False) -> np.ndarray:
+    """``(257 * 256,)`` uint32 RGBA of (value level, grey): row 256 is a NaN (plain grey);
+    with ``argb32`` as native ``0xAARRGGBB`` values."""
+    key = (cmap, opacity, argb32)
     with _BLEND_LOCK:
         hit = _HEAT_TABLES.get(key)
         if hit is not None:
@@ -530,6 +547,8 @@ def _heat_table(cmap: str, opacity: float) -> np.ndarray:
     t[256, :, :3] = np.arange(256, dtype=np.uint8)[:, None]
     t[:, :, 3] = 255
     flat = t.reshape(-1, 4).view(np.uint32).reshape(-1)
+    if argb32:
+        flat = _as_argb32(flat)
     flat.setflags(write=False)
     with _BLEND_LOCK:
         _HEAT_TABLES[key] = flat
@@ -547,6 +566,7 @@ def compose_heatmap(
     *,
     opacity: float = 1.0,
     out: np.ndarray | None = None,
+    argb32: bool = False,
 ) -> np.ndarray:
     """Blend a colour-mapped statistic onto a grey slice into one opaque RGBA image.
 
@@ -566,6 +586,8 @@ def compose_heatmap(
         Weight of the colour against the grey level, 0..1.
     out
         Optional C-contiguous ``(rows, cols, 4)`` uint8 output.
+    argb32
+        Native ``0xAARRGGBB`` pixels instead of RGBA bytes (see :func:`compose`).
 
     Returns
     -------
@@ -588,7 +610,7 @@ def compose_heatmap(
         out = np.empty((*shape, 4), dtype=np.uint8)
     elif out.shape != (*shape, 4) or out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise SegviewerError(f"internal: out must be C-contiguous uint8 {(*shape, 4)}")
-    table = _heat_table(cmap, float(opacity))
+    table = _heat_table(cmap, float(opacity), argb32)
     level = window_to_uint8(values, (vmin + vmax) / 2.0, vmax - vmin)
     idx = level.astype(np.uint32)
     nan = np.isnan(values)

@@ -21,15 +21,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QPointF, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPaintEvent, QStaticText
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QImage,
+    QPainter,
+    QPaintEvent,
+    QStaticText,
+)
 from PySide6.QtWidgets import QWidget
 
 __all__ = ["LegendRow", "LegendWidget", "TextLabel", "html_escape"]
 
 #: Strings laid out once per font (a legend shows a few of the table's names per slice).
-_STATIC_MAX = 4096
-_static: dict[tuple[str, str], QStaticText] = {}
-_advance: dict[tuple[str, str], float] = {}
+_CACHE_MAX = 4096
+#: Legend rows kept drawn (a row is its width x ~18 px x 4 bytes: ~10 kB).
+_IMAGES_MAX = 1024
 
 FILLED = "\u25a0"  # ■ the swatch of a class or an error colour
 HOLLOW = "\u25a1"  # □ an outline swatch (agreement drawn as the class outline)
@@ -39,29 +47,49 @@ def html_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _static_text(text: str, font: QFont) -> QStaticText:
-    key = (text, font.key())
-    st = _static.get(key)
-    if st is None:
-        if len(_static) >= _STATIC_MAX:
-            _static.clear()
-        st = QStaticText(text)
-        st.setTextFormat(Qt.TextFormat.PlainText)
-        st.setPerformanceHint(QStaticText.PerformanceHint.AggressiveCaching)
-        st.prepare(font=font)
-        _static[key] = st
-    return st
+class _Texts:
+    """Laid-out strings (``QStaticText``) and their advances, for one font."""
+
+    def __init__(self, font: QFont) -> None:
+        self.font = QFont(font)
+        self.metrics = QFontMetricsF(self.font)
+        self.ascent = self.metrics.ascent()
+        self.height = self.metrics.height()
+        self._static: dict[str, QStaticText] = {}
+        self._width: dict[str, float] = {}
+
+    def static(self, text: str) -> QStaticText:
+        st = self._static.get(text)
+        if st is None:
+            if len(self._static) >= _CACHE_MAX:
+                self._static.clear()
+            st = QStaticText(text)
+            st.setTextFormat(Qt.TextFormat.PlainText)
+            st.setPerformanceHint(QStaticText.PerformanceHint.AggressiveCaching)
+            st.prepare(font=self.font)
+            self._static[text] = st
+        return st
+
+    def width(self, text: str) -> float:
+        w = self._width.get(text)
+        if w is None:
+            if len(self._width) >= _CACHE_MAX:
+                self._width.clear()
+            w = self.metrics.horizontalAdvance(text)
+            self._width[text] = w
+        return w
 
 
-def _width(text: str, font: QFont) -> float:
-    key = (text, font.key())
-    w = _advance.get(key)
-    if w is None:
-        if len(_advance) >= _STATIC_MAX:
-            _advance.clear()
-        w = QFontMetricsF(font).horizontalAdvance(text)
-        _advance[key] = w
-    return w
+_texts: dict[str, _Texts] = {}
+
+
+def _texts_for(font: QFont) -> _Texts:
+    """The shared cache of one font (widgets look it up once, not per string)."""
+    key = font.key()
+    t = _texts.get(key)
+    if t is None:
+        t = _texts[key] = _Texts(font)
+    return t
 
 
 class TextLabel(QWidget):
@@ -88,6 +116,7 @@ class TextLabel(QWidget):
             f = QFont(self.font())
             f.setPixelSize(pixel_size)
             self.setFont(f)
+        self._texts = _texts_for(self.font())
         self.setText(text)
 
     def text(self) -> str:
@@ -97,34 +126,33 @@ class TextLabel(QWidget):
         if text == self._text:
             return
         self._text = text
-        w = math.ceil(_width(text, self.font()))
+        w = math.ceil(self._texts.width(text))
         if w > self._hint_w:
             self._hint_w = w
             self.updateGeometry()
         self.update()
 
     def sizeHint(self) -> QSize:  # noqa: N802
-        return QSize(self._hint_w, math.ceil(QFontMetricsF(self.font()).height()))
+        return QSize(self._hint_w, math.ceil(self._texts.height))
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         return QSize(0, self.sizeHint().height())
 
     def changeEvent(self, ev: QEvent) -> None:  # noqa: N802
         super().changeEvent(ev)
-        if ev.type() == QEvent.Type.FontChange:
-            self._hint_w = math.ceil(_width(self._text, self.font()))
+        if ev.type() == QEvent.Type.FontChange and hasattr(self, "_texts"):
+            self._texts = _texts_for(self.font())
+            self._hint_w = math.ceil(self._texts.width(self._text))
             self.updateGeometry()
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         if not self._text:
             return
         p = QPainter(self)
-        font = self.font()
-        p.setFont(font)
+        t = self._texts
+        p.setFont(t.font)
         p.setPen(self._color if self._color is not None else self.palette().windowText().color())
-        fm = QFontMetricsF(font)
-        y = (self.height() - fm.height()) / 2
-        p.drawStaticText(QPointF(0, y), _static_text(self._text, font))
+        p.drawStaticText(QPointF(0, (self.height() - t.height) / 2), t.static(self._text))
         p.end()
 
 
@@ -159,10 +187,12 @@ class LegendWidget(QWidget):
         bold.setBold(True)
         swatch = QFont(base)
         swatch.setPixelSize(15)
-        self._font, self._bold, self._swatch = base, bold, swatch
-        fms = [QFontMetricsF(f) for f in (base, bold, swatch)]
+        self._plain, self._bold, self._swatch = (_texts_for(f) for f in (base, bold, swatch))
+        fms = [t.metrics for t in (self._plain, self._bold, self._swatch)]
         self._ascent = max(m.ascent() for m in fms)
         self._line = math.ceil(self._ascent + max(m.descent() for m in fms))
+        self._row_widths: dict[LegendRow, float] = {}
+        self._row_images: dict[tuple[LegendRow, float], QImage] = {}
         self._rows: tuple[LegendRow, ...] = ()
         self._hint = QSize(0, 0)
         self._content = QSize(0, 0)
@@ -173,9 +203,15 @@ class LegendWidget(QWidget):
         return self._line
 
     def row_width(self, row: LegendRow) -> float:
-        w = _width(row.text, self._bold if row.bold else self._font)
-        if row.swatch is not None:
-            w += _width(HOLLOW if row.hollow else FILLED, self._swatch) + _width(" ", self._font)
+        w = self._row_widths.get(row)
+        if w is None:
+            w = (self._bold if row.bold else self._plain).width(row.text)
+            if row.swatch is not None:
+                glyph = HOLLOW if row.hollow else FILLED
+                w += self._swatch.width(glyph) + self._plain.width(" ")
+            if len(self._row_widths) >= _CACHE_MAX:
+                self._row_widths.clear()
+            self._row_widths[row] = w
         return w
 
     def measure(self, rows: Sequence[LegendRow]) -> QSize:
@@ -234,26 +270,41 @@ class LegendWidget(QWidget):
         return "<br>".join(out)
 
     # -- drawing ---------------------------------------------------------------------------
+    def _row_image(self, row: LegendRow, dpr: float) -> QImage:
+        """One row drawn once on the box's colour (a slice switch then copies pixels)."""
+        key = (row, dpr)
+        img = self._row_images.get(key)
+        if img is None:
+            w, h = math.ceil(self.row_width(row)), self._line
+            img = QImage(max(1, round(w * dpr)), max(1, round(h * dpr)), QImage.Format.Format_RGB32)
+            img.setDevicePixelRatio(dpr)
+            img.fill(self.BACKGROUND)
+            p = QPainter(img)
+            x = 0.0
+            if row.swatch is not None:
+                sw = self._swatch
+                glyph = HOLLOW if row.hollow else FILLED
+                p.setFont(sw.font)
+                p.setPen(QColor(*row.swatch))
+                p.drawStaticText(QPointF(0, self._ascent - sw.ascent), sw.static(glyph))
+                x = sw.width(glyph) + self._plain.width(" ")
+            texts = self._bold if row.bold else self._plain
+            p.setFont(texts.font)
+            p.setPen(self.FOREGROUND)
+            p.drawStaticText(QPointF(x, self._ascent - texts.ascent), texts.static(row.text))
+            p.end()
+            if len(self._row_images) >= _IMAGES_MAX:
+                self._row_images.clear()
+            self._row_images[key] = img
+        return img
+
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         if not self._rows:
             return
         p = QPainter(self)
         c = self._content
         p.fillRect(QRect(0, 0, c.width(), c.height()), self.BACKGROUND)
-        sw_ascent = QFontMetricsF(self._swatch).ascent()
-        gap = _width(" ", self._font)
+        dpr = self.devicePixelRatioF()
         for i, r in enumerate(self._rows):
-            base = self.PAD + i * self._line + self._ascent  # the row's baseline
-            x = float(self.PAD)
-            if r.swatch is not None:
-                glyph = HOLLOW if r.hollow else FILLED
-                p.setFont(self._swatch)
-                p.setPen(QColor(*r.swatch))
-                p.drawStaticText(QPointF(x, base - sw_ascent), _static_text(glyph, self._swatch))
-                x += _width(glyph, self._swatch) + gap
-            font = self._bold if r.bold else self._font
-            p.setFont(font)
-            p.setPen(self.FOREGROUND)
-            top = base - QFontMetricsF(font).ascent()
-            p.drawStaticText(QPointF(x, top), _static_text(r.text, font))
+            p.drawImage(QPointF(self.PAD, self.PAD + i * self._line), self._row_image(r, dpr))
         p.end()

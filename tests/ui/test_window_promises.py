@@ -150,7 +150,7 @@ def test_entropy_heatmap_pixels_are_the_entropy(demo_window: Any, demo_dir: Path
     st.set_display("entropy")
     c = win.canvas
     c.set_slice(40)
-    frame = np.asarray(c.image_item.image)
+    frame = c.frame()  # the RGBA image drawn
     # Independently: normalised entropy of the demo probabilities on that slice.
     p = _demo_probabilities(demo_dir)
     with np.errstate(divide="ignore", invalid="ignore"):
