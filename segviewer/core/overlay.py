@@ -431,6 +431,10 @@ def compose(
         lab = inverse.reshape(shape)
     elif labels.dtype != np.uint8:
         raise SegviewerError(f"internal: labels must be uint8 or uint16, got {labels.dtype}")
+    elif lut.shape[0] < 256 and labels.size and int(labels.max()) >= lut.shape[0]:
+        raise SegviewerError(
+            f"label {int(labels.max())} is beyond the {lut.shape[0]}-entry lookup table"
+        )
     if mode == "outline":
         lab = outline(lab, outline_width)
         sub = _opaque(sub)
@@ -449,7 +453,9 @@ def compose(
         idx = lab.astype(np.uint32 if sub.shape[0] > 256 else np.uint16)
         idx <<= 8
         idx |= grey_u8
-    np.take(table, idx, out=out.reshape(-1, 4).view(np.uint32).reshape(shape))
+    # every index is inside the table (checked above), so "wrap" never wraps; numpy's
+    # default "raise" mode costs about half as much again as the gather itself
+    np.take(table, idx, out=out.reshape(-1, 4).view(np.uint32).reshape(shape), mode="wrap")
     return out
 
 
@@ -618,5 +624,6 @@ def compose_heatmap(
         idx[nan] = 256
     idx <<= np.uint32(8)
     idx |= grey_u8
-    np.take(table, idx, out=out.reshape(-1, 4).view(np.uint32).reshape(shape))
+    # levels 0..256 by construction: inside the table ("wrap" is numpy's fast mode, see compose)
+    np.take(table, idx, out=out.reshape(-1, 4).view(np.uint32).reshape(shape), mode="wrap")
     return out

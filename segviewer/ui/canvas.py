@@ -377,7 +377,7 @@ class SliceCanvas(QWidget):
         n = self.n_slices()
         if n == 0 or self.axes is None or self.state.volume is None:
             return
-        index = int(np.clip(index, 0, n - 1))
+        index = min(max(int(index), 0), n - 1)
         if index == self.index:
             return
         _, row, col = orientation.voxel_to_display(

@@ -461,7 +461,7 @@ class ViewerState(QObject):
     def set_cursor(self, ijk: tuple[int, int, int]) -> None:
         if self.volume is None:
             return
-        i, j, k = (int(np.clip(v, 0, s - 1)) for v, s in zip(ijk, self.volume.shape, strict=True))
+        i, j, k = (min(max(int(v), 0), s - 1) for v, s in zip(ijk, self.volume.shape, strict=True))
         if (i, j, k) != self.cursor:
             self.cursor = (i, j, k)
             self.changed.emit(Change.CURSOR)
