@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from PySide6.QtCore import QEvent, QPointF, QRect, QSize, Qt
+import numpy as np
+from PySide6.QtCore import QEvent, QPointF, QSize, Qt
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -106,10 +107,17 @@ class TextLabel(QWidget):
         *,
         color: QColor | None = None,
         pixel_size: int | None = None,
+        background: QColor | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self._color = color
+        # an opaque widget spares Qt painting the widgets under it on every change
+        self._background = background
+        if background is None:
+            self.setAutoFillBackground(True)  # the window's colour
+        else:
+            self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self._text = ""
         self._hint_w = 0
         if pixel_size is not None:
@@ -146,9 +154,12 @@ class TextLabel(QWidget):
             self.updateGeometry()
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
-        if not self._text:
-            return
         p = QPainter(self)
+        if self._background is not None:
+            p.fillRect(self.rect(), self._background)
+        if not self._text:
+            p.end()
+            return
         t = self._texts
         p.setFont(t.font)
         p.setPen(self._color if self._color is not None else self.palette().windowText().color())
@@ -156,8 +167,7 @@ class TextLabel(QWidget):
         p.end()
 
 
-@dataclass(frozen=True)
-class LegendRow:
+class LegendRow(NamedTuple):
     """One legend line: a text, optionally after a colour swatch (filled or hollow), bold
     or not."""
 
@@ -179,8 +189,13 @@ class LegendWidget(QWidget):
     BACKGROUND = QColor(24, 24, 24)
     FOREGROUND = QColor(0xF0, 0xF0, 0xF0)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, surround: QColor | None = None, parent: QWidget | None = None) -> None:
+        """``surround``: the colour under the widget around the box (it paints it itself and
+        is opaque then, sparing Qt painting what lies under it)."""
         super().__init__(parent)
+        self._surround = surround
+        if surround is not None:
+            self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         base = QFont(self.font())
         base.setPixelSize(12)
         bold = QFont(base)
@@ -192,7 +207,10 @@ class LegendWidget(QWidget):
         self._ascent = max(m.ascent() for m in fms)
         self._line = math.ceil(self._ascent + max(m.descent() for m in fms))
         self._row_widths: dict[LegendRow, float] = {}
-        self._row_images: dict[tuple[LegendRow, float], QImage] = {}
+        self._row_px: dict[tuple[LegendRow, float], np.ndarray] = {}
+        self._box: QImage | None = None  # the box as drawn, made when first painted
+        self._box_buf = np.zeros((0, 0), np.uint32)
+        self._box_dpr = 1.0
         self._rows: tuple[LegendRow, ...] = ()
         self._hint = QSize(0, 0)
         self._content = QSize(0, 0)
@@ -232,6 +250,7 @@ class LegendWidget(QWidget):
         if rows != self._rows:
             self._rows = rows
             self._content = self.measure(rows)
+            self._box = None
             self.update()
         hint = self._content if reserve is None else reserve.expandedTo(self._content)
         if hint != self._hint:
@@ -270,11 +289,11 @@ class LegendWidget(QWidget):
         return "<br>".join(out)
 
     # -- drawing ---------------------------------------------------------------------------
-    def _row_image(self, row: LegendRow, dpr: float) -> QImage:
-        """One row drawn once on the box's colour (a slice switch then copies pixels)."""
+    def _row_pixels(self, row: LegendRow, dpr: float) -> np.ndarray:
+        """One row drawn once on the box's colour: ``(h, w)`` native 0xAARRGGBB pixels."""
         key = (row, dpr)
-        img = self._row_images.get(key)
-        if img is None:
+        px = self._row_px.get(key)
+        if px is None:
             w, h = math.ceil(self.row_width(row)), self._line
             img = QImage(max(1, round(w * dpr)), max(1, round(h * dpr)), QImage.Format.Format_RGB32)
             img.setDevicePixelRatio(dpr)
@@ -293,18 +312,42 @@ class LegendWidget(QWidget):
             p.setPen(self.FOREGROUND)
             p.drawStaticText(QPointF(x, self._ascent - texts.ascent), texts.static(row.text))
             p.end()
-            if len(self._row_images) >= _IMAGES_MAX:
-                self._row_images.clear()
-            self._row_images[key] = img
+            words = img.bytesPerLine() // 4
+            bits = np.frombuffer(img.constBits(), np.uint32, count=img.height() * words)
+            px = bits.reshape(img.height(), words)[:, : img.width()].copy()
+            if len(self._row_px) >= _IMAGES_MAX:
+                self._row_px.clear()
+            self._row_px[key] = px
+        return px
+
+    def _box_image(self) -> QImage:
+        """The box with its rows, put together from the rows' pixels (one copy per row)
+        and drawn with one call: a slice listing other classes costs no text layout."""
+        dpr = self.devicePixelRatioF()
+        if self._box is not None and self._box_dpr == dpr:
+            return self._box
+        c = self._content
+        buf = np.full(
+            (max(1, round(c.height() * dpr)), max(1, round(c.width() * dpr))),
+            np.uint32(self.BACKGROUND.rgb()),
+            np.uint32,
+        )
+        x = round(self.PAD * dpr)
+        for i, r in enumerate(self._rows):
+            px = self._row_pixels(r, dpr)
+            y = round((self.PAD + i * self._line) * dpr)
+            part = buf[y : y + px.shape[0], x : x + px.shape[1]]
+            part[...] = px[: part.shape[0], : part.shape[1]]
+        h, w = buf.shape
+        img = QImage(buf.data, w, h, buf.strides[0], QImage.Format.Format_RGB32)
+        img.setDevicePixelRatio(dpr)
+        self._box, self._box_buf, self._box_dpr = img, buf, dpr  # the image uses buf's memory
         return img
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
-        if not self._rows:
-            return
         p = QPainter(self)
-        c = self._content
-        p.fillRect(QRect(0, 0, c.width(), c.height()), self.BACKGROUND)
-        dpr = self.devicePixelRatioF()
-        for i, r in enumerate(self._rows):
-            p.drawImage(QPointF(self.PAD, self.PAD + i * self._line), self._row_image(r, dpr))
+        if self._surround is not None:
+            p.fillRect(self.rect(), self._surround)
+        if self._rows:
+            p.drawImage(QPointF(0, 0), self._box_image())
         p.end()
