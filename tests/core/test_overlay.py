@@ -15,6 +15,7 @@ from segviewer.core.overlay import (
     build_lut,
     colormap_lut,
     compose,
+    compose_heatmap,
     heatmap_rgba,
     outline,
     window_to_uint8,
@@ -179,6 +180,36 @@ def test_compose_rejects_mismatched_inputs() -> None:
         compose(grey[:10], lab, lut)
     with pytest.raises(SegviewerError, match="overlay mode"):
         compose(grey, lab, lut, mode="glow")
+
+
+def _argb_to_rgba(frame: np.ndarray) -> np.ndarray:
+    """Native 0xAARRGGBB pixels (read as uint32 values) back to R, G, B, A bytes."""
+    v = frame.view(np.uint32)[..., 0]
+    return np.stack([v >> 16, v >> 8, v, v >> 24], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["fill", "outline", "both"])
+def test_compose_argb32_is_the_same_picture_in_qts_pixel_format(mode: str) -> None:
+    grey, lab = _grey_and_labels()
+    lut = build_lut(ClassTable.default(4), [True, True, False, True], opacity=0.6)
+    rgba = compose(grey, lab, lut, mode=mode, outline_width=2)
+    argb = compose(grey, lab, lut, mode=mode, outline_width=2, argb32=True)
+    np.testing.assert_array_equal(_argb_to_rgba(argb), rgba)
+    values = np.linspace(0, 1, lab.size, dtype=np.float32).reshape(lab.shape)
+    values[3, 4] = np.nan
+    heat = compose_heatmap(grey, values, 0.0, 1.0, "magma", opacity=0.7)
+    heat32 = compose_heatmap(grey, values, 0.0, 1.0, "magma", opacity=0.7, argb32=True)
+    np.testing.assert_array_equal(_argb_to_rgba(heat32), heat)
+
+
+def test_compose_refuses_a_label_beyond_a_short_lut() -> None:
+    grey, lab = _grey_and_labels()
+    short = build_lut(ClassTable.default(4))[:3]
+    assert int(lab.max()) >= 3
+    with pytest.raises(SegviewerError, match="beyond the 3-entry lookup table"):
+        compose(grey, lab, short)
+    ok = np.minimum(lab, 2)
+    np.testing.assert_array_equal(compose(grey, ok, short), compose(grey, ok, short[:3]))
 
 
 @pytest.mark.parametrize("name", ["inferno", "viridis", "magma", "gray"])

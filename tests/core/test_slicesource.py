@@ -71,6 +71,40 @@ def test_slices_before_and_after_the_whole_volume_labels(tmp_path: Path, c: int)
             assert np.shares_memory(sl, res.labels)  # a lookup, nothing computed
 
 
+def test_class_counts_per_slice_counted_alone_then_looked_up(tmp_path: Path) -> None:
+    src, cl = make_source(tmp_path)
+    ref = reference(cl, 0.2)  # with reserved (uncertain) values, which are not counted
+    src.set_settings(MaskSettings(min_confidence=0.2))
+    n = src.prediction.n_classes
+
+    def expected(axes: object, i: int) -> np.ndarray:
+        sl = take_slice(ref, axes, i)  # type: ignore[arg-type]
+        return np.bincount(sl[sl < n].ravel(), minlength=n)
+
+    axes = display_axes(AFFINE, "coronal")
+    # before the whole-volume labels: the slice is counted alone
+    np.testing.assert_array_equal(src.class_counts(axes, 4), expected(axes, 4))
+    assert not src.wants_slice_counts and not src.has_slice_counts
+    with pytest.raises(SegviewerError, match="whole-volume"):
+        run_to_end(src.slice_counts_job())
+    labels = run_to_end(src.labels_job()).labels
+    assert src.set_labels(labels, src.settings)
+    assert src.wants_slice_counts
+    counts = run_to_end(src.slice_counts_job())
+    assert src.set_slice_counts(labels, counts)
+    assert src.has_slice_counts and not src.wants_slice_counts
+    for view in VIEWS:
+        axes = display_axes(AFFINE, view)
+        for i in range(ref.shape[axes.slice_axis]):
+            got = src.class_counts(axes, i)
+            assert got.dtype == np.int64 and got.shape == (n,)
+            np.testing.assert_array_equal(got, expected(axes, i))
+    # counts of other labels are refused; new settings drop them
+    assert not src.set_slice_counts(labels.copy(), counts)
+    src.set_settings(MaskSettings())
+    assert not src.has_slice_counts
+
+
 def test_stale_labels_are_refused_and_new_settings_drop_the_map(tmp_path: Path) -> None:
     src, cl = make_source(tmp_path)
     old = src.settings
