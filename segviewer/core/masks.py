@@ -23,6 +23,10 @@ over classes only, never over voxels:
   there is still no volume-sized temporary) and :class:`Progress` is yielded per chunk, in
   order, so the window can cancel it. Results do not depend on the number of threads.
 
+Where numba is installed, whole-volume labels of float32 logits / probabilities with 2-16
+classes (and no minimum confidence) go through a compiled single-pass kernel once it is ready
+(:mod:`segviewer.core.kernels`, :func:`prepare_labels_kernel`); the results are identical.
+
 Invalid values: a voxel whose class scores contain NaN, or +inf, or are all -inf (softmax
 undefined) gets the reserved ``INVALID`` label (:func:`~segviewer.core.types.reserved_labels`),
 never class 0, and NaN statistics. -inf in some classes is legal (probability 0, e.g.
