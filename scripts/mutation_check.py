@@ -55,6 +55,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ties in the argmax go to the lower class (as np.argmax)",
     ),
     Mutation(
+        "kernel-tie-rule",
+        "segviewer/core/kernels.py",
+        '"        g = v > b",',
+        '"        g = v >= b",',
+        ("tests/core/test_kernels.py",),
+        "the compiled labels kernel gives ties to the lower class and equals the numpy path",
+    ),
+    Mutation(
+        "kernel-invalid",
+        "segviewer/core/kernels.py",
+        '"        bad |= (b == np.inf) | (b == -np.inf)",',
+        '"        bad |= b == np.inf",',
+        ("tests/core/test_kernels.py",),
+        "in the compiled kernel a voxel whose scores are all -inf is invalid, never class 0",
+    ),
+    Mutation(
         "threshold-comparison",
         "segviewer/core/masks.py",
         "np.greater_equal(best, t, out=fg)",
