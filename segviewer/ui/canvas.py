@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -367,7 +367,7 @@ class SliceCanvas(QWidget):
         self._legend = LegendWidget(surround=black)
         # hovering a legend row highlights its class (as hovering it in the class panel)
         self._legend.setMouseTracking(True)
-        self._legend.installEventFilter(self)
+        self._legend.pointed.connect(self._legend_pointed)
         self._colorbar = ColorBar()
         self._colorbar.setMinimumHeight(80)
         self._colorbar.setMaximumHeight(260)
@@ -967,15 +967,11 @@ class SliceCanvas(QWidget):
         row = self._legend.row_at(y)
         return self.legend_rows[row] if row is not None and row < len(self.legend_rows) else None
 
-    def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 (Qt name)
-        if obj is self._legend:
-            if ev.type() == QEvent.Type.MouseMove:
-                k = self.legend_row_at(ev.position().y())
-                if k != self.state.highlight:
-                    self.state.set_highlight(k)
-            elif ev.type() == QEvent.Type.Leave and self.state.highlight is not None:
-                self.state.set_highlight(None)
-        return super().eventFilter(obj, ev)
+    def _legend_pointed(self, y: float | None) -> None:
+        """The mouse moved over the legend (``y``, legend coordinates) or left it (None)."""
+        k = None if y is None else self.legend_row_at(y)
+        if k != self.state.highlight:
+            self.state.set_highlight(k)
 
     def resizeEvent(self, ev: Any) -> None:  # noqa: N802
         super().resizeEvent(ev)

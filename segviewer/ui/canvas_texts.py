@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QSize, Qt
+from PySide6.QtCore import QEvent, QPointF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontMetricsF,
     QImage,
+    QMouseEvent,
     QPainter,
     QPaintEvent,
     QStaticText,
@@ -185,6 +186,10 @@ class LegendWidget(QWidget):
     repaints the box without moving anything else.
     """
 
+    #: The mouse moved over the legend: its height in the widget (float), or None when it
+    #: left (hovering a row highlights its class).
+    pointed = Signal(object)
+
     PAD = 4  # px between the box's edge and its text
     BACKGROUND = QColor(24, 24, 24)
     FOREGROUND = QColor(0xF0, 0xF0, 0xF0)
@@ -259,6 +264,14 @@ class LegendWidget(QWidget):
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return self._hint
+
+    def mouseMoveEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        self.pointed.emit(ev.position().y())
+        super().mouseMoveEvent(ev)
+
+    def leaveEvent(self, ev: QEvent) -> None:  # noqa: N802
+        self.pointed.emit(None)
+        super().leaveEvent(ev)
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         return self._hint
