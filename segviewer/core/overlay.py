@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from segviewer.core import kernels
 from segviewer.core.classes import INVALID_COLOR, UNCERTAIN_COLOR, ClassTable
 from segviewer.core.types import SegviewerError, reserved_labels
 
@@ -450,6 +451,11 @@ def compose(
         idx |= grey_u8
     else:
         table = _blend_table(sub, argb32)
+        pixels = out.reshape(-1, 4).view(np.uint32).reshape(shape)
+        # one compiled pass once core.kernels has it ready (the window readies it in the
+        # background); numpy's index array and gather otherwise (same result)
+        if lab.dtype == np.uint8 and kernels.lookup_into(table, lab, grey_u8, pixels):
+            return out
         idx = lab.astype(np.uint32 if sub.shape[0] > 256 else np.uint16)
         idx <<= 8
         idx |= grey_u8

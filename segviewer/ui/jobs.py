@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.core import masks, overlay
+from segviewer.core import kernels, masks, overlay
 from segviewer.core.classes import ClassTable
 from segviewer.core.compare import Comparison
 from segviewer.core.types import Prediction, Progress, Volume
@@ -215,7 +215,9 @@ def load_classes_job(path: str) -> Generator[Progress, None, ClassTable]:
 
 
 def prepare_kernel_job(pred: Prediction) -> bool:
-    """Make the compiled labels kernel for ``pred`` ready (``core.masks.prepare_labels_kernel``).
+    """Make the compiled labels kernel for ``pred`` ready (``core.masks.prepare_labels_kernel``),
+    and the compiled table lookup that blends the window's frames (``core.kernels.
+    warm_up_lookup``).
 
     The garbage collector is paused meanwhile: numba builds its type registries on first
     use (some 300 modules and several hundred thousand objects), and a full collection in
@@ -227,6 +229,8 @@ def prepare_kernel_job(pred: Prediction) -> bool:
     enabled = gc.isenabled()
     gc.disable()
     try:
+        # and the table lookup that blends every frame (core.overlay.compose)
+        kernels.warm_up_lookup()
         return masks.prepare_labels_kernel(pred)
     finally:
         if enabled:

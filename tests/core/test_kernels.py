@@ -29,10 +29,11 @@ INV8 = reserved_labels(np.uint8)[1]
 @pytest.fixture(autouse=True, scope="module")
 def _restore_kernels() -> Iterator[None]:
     """Kernels made ready here do not leak into other test files (they test numpy)."""
-    saved = dict(kernels._KERNELS)
+    saved, lookup = dict(kernels._KERNELS), kernels._LOOKUP
     yield
     kernels._KERNELS.clear()
     kernels._KERNELS.update(saved)
+    kernels._LOOKUP = lookup
 
 
 def logits(shape: tuple[int, int, int], c: int, seed: int) -> np.ndarray:
@@ -204,3 +205,37 @@ def test_numba_is_not_imported_by_the_window_or_the_first_labels() -> None:
         "print('numba' in sys.modules)\n"
     )
     assert _child(code, {}) == "False"
+
+
+def test_compiled_lookup_composes_the_same_frames_as_numpy() -> None:
+    from segviewer.core.classes import ClassTable
+    from segviewer.core.overlay import build_lut, compose
+
+    assert kernels.warm_up_lookup()
+    rng = np.random.default_rng(3)
+    lab = rng.integers(0, 7, (70, 90)).astype(np.uint8)
+    lab[0, 0] = 255  # a reserved value (invalid)
+    grey = rng.integers(0, 256, (70, 90)).astype(np.uint8)
+    lut = build_lut(ClassTable.default(7), [True, True, False, True, True, True, True], 0.4)
+    views = {
+        "contiguous": (lab, grey),
+        "flipped": (lab[::-1], grey[:, ::-1]),
+        "transposed": (lab.T, grey.T),
+        "read-only": (lab.copy(), grey.copy()),
+    }
+    views["read-only"][0].setflags(write=False)
+    for name, (lb, gr) in views.items():
+        for mode in ("fill", "outline"):
+            for argb in (False, True):
+                fast = compose(gr, lb, lut, mode=mode, argb32=argb)
+                with kernels.suspended():
+                    assert kernels._LOOKUP is None
+                    slow = compose(gr, lb, lut, mode=mode, argb32=argb)
+                np.testing.assert_array_equal(fast, slow, err_msg=f"{name} {mode} {argb}")
+    # what the kernel does not take (wrong dtypes, a short table) is refused, not guessed
+    table = np.zeros(65536, np.uint32)
+    out = np.zeros((70, 90), np.uint32)
+    assert kernels.lookup_into(table, lab, grey, out)
+    assert not kernels.lookup_into(table, lab.astype(np.uint16), grey, out)
+    assert not kernels.lookup_into(table[:1000], lab, grey, out)
+    assert not kernels.lookup_into(table, lab, grey, out[:, :10])
