@@ -304,6 +304,9 @@ class SliceCanvas(QWidget):
         self._error_reserve: tuple[tuple[Any, ...], QSize] | None = None
         self.legend_rows: list[int] = []  # the classes the legend lists, in its order
         self._hidden = np.zeros(0, bool)  # classes hidden in the table (counted out)
+        self._class_rows: dict[int, LegendRow] = {}  # legend row of each class listed so far
+        self._class_rows_key: tuple[int, int, int] | None = None
+        self._wl_text_key: tuple[float, float] | None = None
         self._hidden_key: tuple[int, int] | None = None
         self._legend_w = 0  # the legend's reserved width (decides beside / under the image)
         self._colorbar_key: tuple[str, ...] | None = None
@@ -795,7 +798,9 @@ class SliceCanvas(QWidget):
         # 0-based like voxel indices, --slice and Viewer.set_slice: "index / last index"
         self.slice_label.setText(f"slice {self.index} / {n - 1}" if n else "–")
         self._info.setText(f"{self._view.capitalize()}  slice {self.index} / {n - 1}")
-        self._wl_label.setText(f"W {st.width:.4g}  L {st.level:.4g}")
+        if self._wl_text_key != (st.width, st.level):  # a slice switch leaves it alone
+            self._wl_label.setText(f"W {st.width:.4g}  L {st.level:.4g}")
+            self._wl_text_key = (st.width, st.level)
         drawn = st.crosshair_drawn()
         if drawn:  # a hidden crosshair is not moved (pyqtgraph's setPos is not free)
             self._vline.setPos(self._cross[0])
@@ -875,7 +880,15 @@ class SliceCanvas(QWidget):
         return LegendRow(name, info.color, bold=st.highlight == k)
 
     def _legend_lines(self, present: list[int], rows: int, chars: int) -> list[LegendRow]:
-        lines = [self._class_row(k, chars) for k in present[:rows]]
+        st = self.state
+        key = (id(st.table), st.lut_version, chars)
+        if key != self._class_rows_key:  # the rows of the classes, made once per table look
+            self._class_rows.clear()
+            self._class_rows_key = key
+        made = self._class_rows
+        lines = [
+            made.get(k) or made.setdefault(k, self._class_row(k, chars)) for k in present[:rows]
+        ]
         if len(present) > rows:
             lines.append(LegendRow(f"+{len(present) - rows} more"))
         if not present:
