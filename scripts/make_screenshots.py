@@ -179,6 +179,9 @@ def many_class_case(labels: Any, n_classes: int = 114) -> tuple[Any, Any]:
 def many_class_shot(v: Any, path: Path) -> None:
     """The window on a 114-class label map, three views, class panel sorted by volume."""
     win = v.window
+    # the labels alone, whatever the pictures before left on (errors.png: a reference)
+    v.set_reference(None)
+    v.set_display("labels")
     pred, table = many_class_case(win.label_result.labels)
     win.set_prediction(pred, table=table)
     v.wait_idle()
