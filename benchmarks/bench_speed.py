@@ -613,15 +613,28 @@ def bench_gap(sz: Sizes, with_model: bool) -> list[Line]:
         lambda: run_to_end(iter_compare(labels, ref, 4)),
     ]
     what = "labels + entropy + comparison"
+    process = None
     if with_model:
-        from segviewer.inference.runner import predict
+        # What the window does (ui.model_session): open the model in its own process, run it
+        # there, read its outputs back; this process waits on a pipe in a worker thread.
+        from segviewer.inference.process import ModelProcess
         from segviewer.io.images import load_image
         from segviewer.ui.app import demo_model_path, demo_paths
 
         vol = load_image(demo_paths()[0])
-        jobs.append(lambda: run_to_end(predict(vol, demo_model_path())))
-        what += " + demo model (TensorFlow import and run)"
-    busy, dur = probe(jobs, 0.0)
+        process = ModelProcess()
+
+        def model_job() -> None:
+            run_to_end(process.open(demo_model_path()))
+            run_to_end(process.predict(vol))
+
+        jobs.append(model_job)
+        what += " + demo model (open and run in its process)"
+    try:
+        busy, dur = probe(jobs, 0.0)
+    finally:
+        if process is not None:
+            process.close()
     return [
         Line("gap", "longest event-loop gap, idle", quiet),
         Line("gap", f"longest event-loop gap during {what} ({dur:.0f} ms of work)", busy,
