@@ -193,7 +193,7 @@ def _kill_all() -> None:
     """At interpreter exit, no child outlives its window (the children would also end on their
     own, when their standard input closes)."""
     for mp in list(_LIVE):
-        mp.close()
+        mp.close(wait=True)  # daemon threads stop with the interpreter: reap here
 
 
 class ModelProcess:
@@ -301,15 +301,16 @@ class ModelProcess:
         finally:
             self._lock.release()
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
         """Stop the child (killed: it holds nothing worth saving) and remove the folder.
 
-        Returns at once; the child is reaped and the folder removed in a background thread.
-        A request running in another thread then ends with an error (cancel its job first).
+        Returns at once unless ``wait``: the child is reaped and the folder removed in a
+        background thread. A request running in another thread then ends with an error
+        (cancel its job first).
         """
         self._closed = True
         self.handle = None
-        self._stop_child(wait=False)
+        self._stop_child(wait=wait)
 
     # -- internals -------------------------------------------------------------------------
     def _acquire(self) -> Generator[Progress, None, None]:
