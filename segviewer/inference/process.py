@@ -283,8 +283,15 @@ class ModelProcess:
             fd, name_in = tempfile.mkstemp(prefix="volume-", suffix=".npy", dir=folder)
             volume_file = Path(name_in)
             try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.save(fh, np.asarray(volume.data), allow_pickle=False)
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        np.save(fh, np.asarray(volume.data), allow_pickle=False)
+                except OSError as e:
+                    raise SegviewerError(
+                        f"cannot hand the image to the model's process through {folder}: "
+                        f"{e.strerror or e}; free disk space there (or set TMPDIR to a larger "
+                        "disk) and run the model again"
+                    ) from None
                 request = {
                     "op": "predict",
                     "volume": volume_file.name,
@@ -349,6 +356,9 @@ class ModelProcess:
         self._popen, self._folder, self._died = popen, folder, ""
         self._chan = _Channel(popen.stdout, popen.stdin, "segviewer-model-reader")
         _LIVE.add(self)
+        if self._closed:  # closed from another thread while this one was starting it
+            self._stop_child(wait=True)
+            raise SegviewerError("the model was closed; open it again")
 
     def _open_in_child(self, path: Path, trust: bool) -> Generator[Progress, None, ModelHandle]:
         result = yield from self._request(
@@ -364,7 +374,7 @@ class ModelProcess:
         if chan is None:
             raise SegviewerError("the model was closed; open it again")
         rid = next(self._ids)
-        last = Progress(0, 0, what)
+        last = Progress(0, 0, "waiting for the model's process")
         finished = False
         try:
             try:
