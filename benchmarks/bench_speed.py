@@ -623,10 +623,15 @@ def bench_gap(sz: Sizes, with_model: bool) -> list[Line]:
 
         vol = load_image(demo_paths()[0])
         process = ModelProcess()
+        failed: list[BaseException] = []
 
         def model_job() -> None:
-            run_to_end(process.open(demo_model_path()))
-            run_to_end(process.predict(vol))
+            try:
+                run_to_end(process.open(demo_model_path()))
+                pred, _ = run_to_end(process.predict(vol))
+                assert pred.spatial_shape == vol.shape
+            except BaseException as e:  # a thread's error would only be printed
+                failed.append(e)
 
         jobs.append(model_job)
         what += " + demo model (open and run in its process)"
@@ -635,6 +640,8 @@ def bench_gap(sz: Sizes, with_model: bool) -> list[Line]:
     finally:
         if process is not None:
             process.close()
+    if with_model and failed:
+        raise failed[0]
     return [
         Line("gap", "longest event-loop gap, idle", quiet),
         Line("gap", f"longest event-loop gap during {what} ({dur:.0f} ms of work)", busy,
