@@ -285,6 +285,7 @@ def test_model_process_killed_mid_run_is_reported_and_the_window_stays_usable(
     qtbot: Any,
     anat: Volume,
     gated_model: tuple[Path, Path],
+    softmax_model: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from model_gate import calls
@@ -322,6 +323,13 @@ def test_model_process_killed_mid_run_is_reported_and_the_window_stays_usable(
     assert window.state.prediction is prediction
     new_pid = session.process.pid
     assert new_pid is not None and new_pid != pid and _alive(new_pid)
+    # Another model replaces it: its process ends, the new model gets its own.
+    replaced_folder = session.process.folder
+    _open(window, qtbot, softmax_model)
+    qtbot.waitUntil(lambda: not _alive(new_pid), timeout=10_000)
+    qtbot.waitUntil(lambda: not replaced_folder.exists(), timeout=10_000)
+    new_pid = session.process.pid
+    assert new_pid is not None and _alive(new_pid)
     # Closing the window ends the model's process and removes its folder.
     new_folder = session.process.folder
     window.close()
@@ -379,6 +387,7 @@ def test_lambda_model_is_refused_with_the_message_then_runs_when_trusted(
     assert "code" in dlg.trust_warning.text()
     assert dlg.handle is None and not dlg.run_button.isEnabled()
     assert "Lambda" in window.statusBar().currentMessage()
+    assert window.controller.model.process is None  # refused: no process kept for it
 
     with qtbot.waitSignal(dlg.model_opened, timeout=TIMEOUT):
         dlg.trust_check.setChecked(True)
