@@ -236,6 +236,14 @@ def test_cancel_mid_run_keeps_the_previous_prediction_then_runs_again(
 
     # A batch held inside the model's process: cancel stops the run after that batch.
     monkeypatch.setattr(process, "CANCEL_GRACE_S", 30.0)
+    sent: list[dict[str, Any]] = []
+    send = process._Channel.send
+
+    def record(chan: Any, message: dict[str, Any]) -> None:
+        sent.append(dict(message))
+        send(chan, message)
+
+    monkeypatch.setattr(process._Channel, "send", record)
     (gate / "hold").touch()
     before = calls(gate)
     dlg.batch_spin.setValue(1)
@@ -250,7 +258,8 @@ def test_cancel_mid_run_keeps_the_previous_prediction_then_runs_again(
     assert window.canvas.index == 3
     assert "Cancelled" in dlg.progress_label.text()
     assert dlg.run_button.isEnabled()
-    qtbot.wait(1000)  # the cancel has reached the model's process
+    # the cancel is on its way to the model's process before the batch is let go
+    qtbot.waitUntil(lambda: any(m.get("op") == "cancel" for m in sent), timeout=10_000)
     (gate / "hold").unlink()
     wait_idle(qtbot, window)
     assert window.state.prediction is first
