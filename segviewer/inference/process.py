@@ -80,6 +80,8 @@ class _Channel:
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        #: ``inp`` has closed (the other process has ended, or is ending).
+        self.eof = False
         self._out = out
         self._lock = threading.Lock()
         self._on_close = on_close
@@ -95,6 +97,7 @@ class _Channel:
         except (OSError, ValueError):
             pass
         finally:
+            self.eof = True
             self.inbox.put(None)
             if self._on_close is not None:
                 self._on_close()
@@ -178,6 +181,23 @@ def _error_from_dict(error: Mapping[str, Any], what: str) -> SegviewerError:
     )
 
 
+def _how_it_ended(code: int | None) -> str:
+    """How a child with exit status ``code`` ended, for a message (``"was killed (...)"``)."""
+    if code is None:
+        return "stopped answering"
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        sig = signal.Signals(-code).name
+    except ValueError:
+        sig = f"signal {-code}"
+    if -code == getattr(signal, "SIGKILL", 9):
+        return f"was killed ({sig}; the system kills the largest process when memory runs out)"
+    if -code in (getattr(signal, "SIGSEGV", 11), getattr(signal, "SIGBUS", 7)):
+        return f"crashed ({sig}, inside TensorFlow or the model)"
+    return f"was stopped by {sig}"
+
+
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
@@ -231,8 +251,10 @@ class ModelProcess:
 
     @property
     def alive(self) -> bool:
-        popen = self._popen
-        return popen is not None and popen.poll() is None
+        """A child runs and its output is open (a killed child may close its output before
+        the system reports it ended: its threads are still being torn down)."""
+        popen, chan = self._popen, self._chan
+        return popen is not None and chan is not None and not chan.eof and popen.poll() is None
 
     @property
     def folder(self) -> Path | None:
@@ -274,6 +296,10 @@ class ModelProcess:
         yield from self._acquire()
         try:
             if not self.alive:
+                if not self._died and self._popen is not None:  # ended while idle
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._popen.wait(timeout=2.0)
+                    self._died = f"it {_how_it_ended(self._popen.returncode)}"
                 why = f" ({self._died})" if self._died else ""
                 self._stop_child(wait=True)
                 yield Progress(0, 3, f"restarting the model process{why}")
@@ -441,23 +467,7 @@ class ModelProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=2.0)
             code = popen.returncode
-        if code is not None and code < 0:
-            try:
-                sig = signal.Signals(-code).name
-            except ValueError:
-                sig = f"signal {-code}"
-            if -code == getattr(signal, "SIGKILL", 9):
-                how = (
-                    f"was killed ({sig}; the system kills the largest process when memory runs out)"
-                )
-            elif -code in (getattr(signal, "SIGSEGV", 11), getattr(signal, "SIGBUS", 7)):
-                how = f"crashed ({sig}, inside TensorFlow or the model)"
-            else:
-                how = f"was stopped by {sig}"
-        elif code is not None:
-            how = f"exited with status {code}"
-        else:
-            how = "stopped answering"
+        how = _how_it_ended(code)
         self._stop_child(wait=True)
         self._died = f"it {how}"
         return ModelProcessError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -143,6 +144,24 @@ def test_small_outputs_are_read_into_memory(
     )
     for key in ("model", "card", "preprocessing", "batch_size", "output", "card_source"):
         assert provenance[key] == here_provenance[key], key
+
+    # A process that died while idle is started again by the next run, which says why.
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while process.alive and time.monotonic() < deadline:  # ended, not just ending
+        time.sleep(0.05)
+    seen: list[str] = []
+    again, _ = run_to_end(
+        process.predict(anat_volume, batch_size=5), lambda p: seen.append(p.message)
+    )
+    assert process.pid not in (None, pid)
+    assert (
+        seen[0] == "restarting the model process (it was killed (SIGKILL; the system kills "
+        "the largest process when memory runs out))"
+    )
+    np.testing.assert_array_equal(again.channels_first(), pred.channels_first())
 
 
 _CHILD_SCRIPT = """
