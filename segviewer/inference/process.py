@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,22 +70,25 @@ class ModelProcessError(SegviewerError):
 
 class _Channel:
     """JSON lines: written to ``out``; read from ``inp`` by a thread into :attr:`inbox` (None
-    once ``inp`` is closed: the other process ended or closed it)."""
+    once ``inp`` is closed: the other process ended or closed it). The child passes the
+    ``inbox`` its bootstrap thread fills instead of ``inp`` (see :data:`_BOOTSTRAP`)."""
 
     def __init__(
         self,
-        inp: IO[bytes],
+        inp: IO[bytes] | None,
         out: IO[bytes],
-        name: str,
-        on_close: Callable[[], None] | None = None,
+        name: str = "segviewer-model-reader",
+        inbox: queue.Queue[dict[str, Any] | None] | None = None,
     ) -> None:
-        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.inbox: queue.Queue[dict[str, Any] | None] = (
+            inbox if inbox is not None else queue.Queue()
+        )
         #: ``inp`` has closed (the other process has ended, or is ending).
         self.eof = False
         self._out = out
         self._lock = threading.Lock()
-        self._on_close = on_close
-        threading.Thread(target=self._read, args=(inp,), name=name, daemon=True).start()
+        if inp is not None:
+            threading.Thread(target=self._read, args=(inp,), name=name, daemon=True).start()
 
     def _read(self, inp: IO[bytes]) -> None:
         try:
@@ -99,8 +102,6 @@ class _Channel:
         finally:
             self.eof = True
             self.inbox.put(None)
-            if self._on_close is not None:
-                self._on_close()
 
     def send(self, message: Mapping[str, Any]) -> None:
         """Raises OSError (BrokenPipeError) or ValueError when the other side is gone."""
@@ -364,10 +365,9 @@ class ModelProcess:
         # custom layers), from the same places.
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        code = "from segviewer.inference.process import _child_main; _child_main()"
         try:
             popen = subprocess.Popen(
-                [sys.executable, "-c", code, str(folder)],
+                [sys.executable, "-c", _BOOTSTRAP, str(folder)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
@@ -380,7 +380,7 @@ class ModelProcess:
             ) from None
         assert popen.stdin is not None and popen.stdout is not None
         self._popen, self._folder, self._died = popen, folder, ""
-        self._chan = _Channel(popen.stdout, popen.stdin, "segviewer-model-reader")
+        self._chan = _Channel(popen.stdout, popen.stdin)
         _LIVE.add(self)
         if self._closed:  # closed from another thread while this one was starting it
             self._stop_child(wait=True)
@@ -553,17 +553,36 @@ class _Cancelled(Exception):
     pass
 
 
-def _child_main() -> None:
-    """The child process: serve requests from standard input until it closes."""
+#: The child's program (``python -c``; the folder is its argument). Before anything heavy is
+#: imported, a thread reads the requests from standard input, and ends the process as soon as
+#: that closes: the parent closed it or ended (however: even killed, it cannot leave the child
+#: running), whatever the child is doing then (importing TensorFlow, in a batch).
+_BOOTSTRAP = """
+import json, os, queue, signal, sys, threading
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent decides what stops
+inbox = queue.Queue()
+def read():
+    for line in sys.stdin.buffer:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict):
+            inbox.put(message)
+    os._exit(0)
+threading.Thread(target=read, name="segviewer-requests", daemon=True).start()
+from segviewer.inference.process import _child_main
+_child_main(inbox)
+"""
+
+
+def _child_main(inbox: queue.Queue[dict[str, Any] | None]) -> None:
+    """The child process: serve the requests :data:`_BOOTSTRAP` puts in ``inbox``."""
     folder = Path(sys.argv[1])
-    # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Messages go out on a copy of standard output; what anything prints goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    # The parent closed the pipe or ended: stop at once, even in the middle of a batch.
-    chan = _Channel(sys.stdin.buffer, out, "segviewer-requests", on_close=lambda: os._exit(0))
-    _serve(chan, folder)
+    _serve(_Channel(None, out, inbox=inbox), folder)
 
 
 def _next_request(chan: _Channel) -> dict[str, Any]:
