@@ -63,10 +63,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import drop_from_page_cache  # noqa: E402
 
-from segviewer.core import overlay  # noqa: E402
+from segviewer.core import kernels, overlay  # noqa: E402
 from segviewer.core.classes import ClassTable  # noqa: E402
 from segviewer.core.layout import detect_layout  # noqa: E402
-from segviewer.core.masks import default_workers, iter_labels, iter_stat  # noqa: E402
+from segviewer.core.masks import (  # noqa: E402
+    default_workers,
+    iter_labels,
+    iter_stat,
+    prepare_labels_kernel,
+)
 from segviewer.core.orientation import display_axes, take_slice  # noqa: E402
 from segviewer.core.progress import run_to_end  # noqa: E402
 from segviewer.core.slicesource import GreySource, SliceSource  # noqa: E402
@@ -439,6 +444,26 @@ def _volume_lines(
     return lines
 
 
+def _numpy_labels(pred: Prediction, settings: MaskSettings) -> object:
+    with kernels.suspended():
+        return run_to_end(iter_labels(pred, settings, workers=1))
+
+
+def _kernel_start_s() -> float:
+    """Seconds a fresh process needs to make a labels kernel ready (numba import, cached
+    kernel load): what the window spends once, in the background."""
+    code = (
+        "import time, numpy as np\n"
+        "from segviewer.core import kernels\n"
+        "b = np.zeros((4, 2, 8, 8), np.float32)\n"
+        "t = time.perf_counter(); ok = kernels.warm_up(b)\n"
+        "print(time.perf_counter() - t if ok else -1)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(), check=True)  # fmt: skip
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def bench_volume(sz: Sizes, data: Path) -> list[Line]:
     lines: list[Line] = []
     rng = np.random.default_rng(0)
@@ -454,7 +479,12 @@ def bench_volume(sz: Sizes, data: Path) -> list[Line]:
 
     for raw, layout in ((cf, "CDHW"), (cl, "DHWC")):
         pred = _pred(raw, shape, layout, 4)
+        compiled = prepare_labels_kernel(pred)  # what the window does after its first labels
         cases: dict[str, Callable[[], object]] = {}
+        if compiled:
+            cases["labels numpy (no compiled kernel), 1 thread"] = lambda p=pred: _numpy_labels(
+                p, settings
+            )
         for w in counts:
             cases[f"labels, {threads(w)}"] = lambda w=w, p=pred: run_to_end(
                 iter_labels(p, settings, workers=w)
@@ -472,6 +502,7 @@ def bench_volume(sz: Sizes, data: Path) -> list[Line]:
         data / f"atlas_{'x'.join(map(str, sz.atlas))}_114.npy", (*sz.atlas, 114), 114
     )
     pred = _pred(atlas, sz.atlas, "DHWC", 114)
+    prepare_labels_kernel(pred)  # no kernel beyond kernels.MAX_CLASSES: numpy's wide path
     cases = {
         f"labels, {threads(w)}": lambda w=w: run_to_end(iter_labels(pred, settings, workers=w))
         for w in counts
@@ -481,6 +512,16 @@ def bench_volume(sz: Sizes, data: Path) -> list[Line]:
         f"{atlas.nbytes / 1e9:.2f} GB 114 classes DHWC mmap (warm)", lambda: np.max(atlas),
         cases, max(1, sz.repeat // 2), f"labels, {threads(counts[-1])}",
     )  # fmt: skip
+    start = _kernel_start_s()
+    if start >= 0:
+        lines.append(
+            Line(
+                "volume",
+                "compiled kernel ready in a fresh process (numba import "
+                "+ cached kernel; once per session, in the background)",
+                start * 1e3,
+            )
+        )
     return lines
 
 
@@ -613,6 +654,14 @@ def bench_gap(sz: Sizes, with_model: bool) -> list[Line]:
         lambda: run_to_end(iter_compare(labels, ref, 4)),
     ]
     what = "labels + entropy + comparison"
+    if kernels.available() and not kernels.ready(4, True):
+        # what the window does after its first label map: numba imported and the compiled
+        # kernel loaded (or compiled) in a worker
+        fresh = "numba" not in sys.modules
+        from segviewer.ui.jobs import prepare_kernel_job
+
+        jobs.append(lambda: prepare_kernel_job(pred))
+        what += " + kernel preparation" + (" (numba imported)" if fresh else "")
     process = None
     if with_model:
         # What the window does (ui.model_session): open the model in its own process, run it
@@ -628,8 +677,8 @@ def bench_gap(sz: Sizes, with_model: bool) -> list[Line]:
         def model_job() -> None:
             try:
                 run_to_end(process.open(demo_model_path()))
-                pred, _ = run_to_end(process.predict(vol))
-                assert pred.spatial_shape == vol.shape
+                ran, _ = run_to_end(process.predict(vol))
+                assert ran.spatial_shape == vol.shape
             except BaseException as e:  # a thread's error would only be printed
                 failed.append(e)
 

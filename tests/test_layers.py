@@ -58,6 +58,10 @@ def test_evaluate_imports_dask_only_when_it_runs() -> None:
 def test_ui_does_not_import_tensorflow() -> None:
     mods = _loaded_after("import segviewer.ui.main_window")
     assert "tensorflow" not in mods and "keras" not in mods
+    # nor what only some features need: scipy (resampling, surface distances: 0.3-0.4 s of
+    # start-up), numba (the compiled kernel, prepared in the background), dask, DICOM SEG
+    late = {"scipy", "numba", "dask", "distributed", "highdicom"}
+    assert not mods & late, mods & late
 
 
 def test_the_model_process_machinery_loads_only_when_a_model_is_opened() -> None:

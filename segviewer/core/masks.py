@@ -23,6 +23,10 @@ over classes only, never over voxels:
   there is still no volume-sized temporary) and :class:`Progress` is yielded per chunk, in
   order, so the window can cancel it. Results do not depend on the number of threads.
 
+Where numba is installed, whole-volume labels of float32 logits / probabilities with 2-16
+classes (and no minimum confidence) go through a compiled single-pass kernel once it is ready
+(:mod:`segviewer.core.kernels`, :func:`prepare_labels_kernel`); the results are identical.
+
 Invalid values: a voxel whose class scores contain NaN, or +inf, or are all -inf (softmax
 undefined) gets the reserved ``INVALID`` label (:func:`~segviewer.core.types.reserved_labels`),
 never class 0, and NaN statistics. -inf in some classes is legal (probability 0, e.g.
@@ -43,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core import kernels
 from segviewer.core.orientation import DisplayAxes, take_slice
 from segviewer.core.types import (
     MaskSettings,
@@ -65,6 +70,7 @@ __all__ = [
     "slice_stat",
     "slice_probabilities",
     "iter_labels",
+    "prepare_labels_kernel",
     "iter_probabilities",
     "iter_stat",
     "chunk_plan",
@@ -1284,15 +1290,31 @@ def _labels_block(
     vap: bool,
     lab: np.ndarray,
     ws: _Workspace,
-) -> tuple[int, int]:
-    """:func:`_labels_into` over the cache-sized pieces of ``block``."""
+    counts: np.ndarray | None = None,
+) -> tuple[int, int, bool]:
+    """:func:`_labels_into` over the cache-sized pieces of ``block``, or the compiled
+    single-pass kernel (:mod:`segviewer.core.kernels`) over the whole block where it applies.
+
+    ``counts`` (int64 per class), when given, gets the voxels of each class added if the
+    kernel counted them; the third value returned says whether it did.
+    """
+    mc = settings.min_confidence
+    if (
+        (kind is PredictionKind.LOGITS or kind is PredictionKind.PROBABILITIES)
+        and (mc is None or mc <= 0.0)
+        and lab.ndim >= 1
+    ):
+        invalid = reserved_labels(lab.dtype)[1]
+        n_bad = kernels.argmax_into(block, lab, invalid, counts)
+        if n_bad is not None:
+            return n_bad, 0, counts is not None
     lead = 0 if kind is PredictionKind.LABELS else 1
     n_inv = n_unc = 0
     for sel, osel in _block_pieces(block, lead, labels=True):
         ni, nu = _labels_into(block[sel], kind, n_classes, settings, vap, lab[osel], ws)
         n_inv += ni
         n_unc += nu
-    return n_inv, n_unc
+    return n_inv, n_unc, False
 
 
 def iter_labels(
@@ -1344,15 +1366,16 @@ def iter_labels(
         dest = labels[_sel(axis, a, b, 0)]
         lab = dest if dest.flags.c_contiguous else ws.get("out", dest.shape, dt)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            ni, nu = _labels_block(block, kind, n, settings, vap, lab, ws)
+            counts = np.zeros(n, dtype=np.int64)
+            ni, nu, counted = _labels_block(block, kind, n, settings, vap, lab, ws, counts)
         examples: list[tuple[int, int, int]] = []
         if ni:
             for v in np.argwhere(lab == invalid)[:10]:
                 ijk = [int(t) for t in v]
                 ijk[axis] += a
                 examples.append((ijk[0], ijk[1], ijk[2]))
-        counts = np.zeros(n, dtype=np.int64)
-        _count_into(counts, lab, ws, None if kind is PredictionKind.LABELS else ni + nu)
+        if not counted:
+            _count_into(counts, lab, ws, None if kind is PredictionKind.LABELS else ni + nu)
         if lab is not dest:
             np.copyto(dest, lab)
         found[i] = (ni, nu, counts, examples)
@@ -1369,6 +1392,24 @@ def iter_labels(
         counts += c
         examples.extend(ex[: 10 - len(examples)])
     return LabelResult(labels, counts, n_inv, n_unc, examples)
+
+
+def prepare_labels_kernel(pred: Prediction) -> bool:
+    """Make the compiled labels kernel for ``pred`` ready (:func:`core.kernels.warm_up`),
+    so that later label maps of it (and of predictions like it) take one pass.
+
+    Costs 0.3-1.5 s of one core the first time in a process (importing numba, loading or
+    compiling the kernel), so it is worth it where labels are made again and again: the
+    window calls it in the background after the first label map. Returns whether the kernel
+    is ready; False (numpy is used) for kinds, dtypes, layouts or class counts it does not
+    cover, or without numba.
+    """
+    if pred.kind not in (PredictionKind.LOGITS, PredictionKind.PROBABILITIES):
+        return False
+    axis, ranges = chunk_plan(pred)
+    if not ranges:
+        return False
+    return kernels.warm_up(pred.channels_first()[_sel(axis, 0, 1, 1)])
 
 
 def iter_probabilities(pred: Prediction) -> Generator[Progress, None, np.ndarray]:

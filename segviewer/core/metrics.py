@@ -58,8 +58,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from segviewer.core import stats
 from segviewer.core.compare import ClassAgreement, comparison_from_counts, scored_mask
@@ -285,6 +283,10 @@ class CaseMetrics:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
+    # scipy is imported here, not at the top: the window imports this module at start-up
+    # (test-set review), and scipy.ndimage + scipy.spatial cost 0.3-0.4 s of it
+    from scipy import ndimage
+
     structure = ndimage.generate_binary_structure(mask.ndim, 1)
     inner = ndimage.binary_erosion(mask, structure=structure, iterations=1, border_value=0)
     return mask & ~inner
@@ -337,6 +339,8 @@ def surface_distances(
     bc = b[tuple(box)]
     # surface voxel centres in mm; nearest neighbours by k-d tree: exact Euclidean distances
     # like a distance transform, but proportional to the surfaces, not to the box's volume
+    from scipy.spatial import cKDTree
+
     pa = np.argwhere(_surface(ac)) * np.asarray(sp)
     pb = np.argwhere(_surface(bc)) * np.asarray(sp)
     d_ab = cKDTree(pb).query(pa, k=1)[0]

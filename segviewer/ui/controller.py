@@ -157,6 +157,8 @@ class ViewerController(QObject):
         super().__init__(parent)
         self.state = state if state is not None else ViewerState(self)
         self.runner = JobRunner(self)
+        # predictions (kind, classes, dtype, layout) the labels kernel was prepared for
+        self._kernels_tried: set[tuple[object, ...]] = set()
         self.settings = settings if settings is not None else Settings(persistent=False)
         self.view = view
         #: Ask the view (dialogs); False for scripts and --screenshot: errors are only notified
@@ -482,6 +484,7 @@ class ViewerController(QObject):
             self.state.volume.affine,
             self._user_table is None,
             orientation_known(self.state.volume),
+            self.state.volume.metadata,
             label=f"Loading {Path(path).name}",
             on_result=done,
             on_error=failed,
@@ -726,6 +729,7 @@ class ViewerController(QObject):
             st.set_label_result(result)
             self.labels_ready.emit(result)
             self._start_compare()
+            self._prepare_kernel(pred)
 
         self.runner.start(
             "labels",
@@ -735,6 +739,22 @@ class ViewerController(QObject):
             label="Computing class volumes",
             on_result=done,
             on_error=self.report_error,
+        )
+
+    def _prepare_kernel(self, pred: Prediction) -> None:
+        """Once per kind of prediction: make the compiled labels kernel ready in the
+        background, after the first label map (made by numpy meanwhile), so later ones
+        (threshold changes, the next case of a test set) take one pass over the data."""
+        key = (pred.kind, pred.n_classes, pred.data.dtype.str, pred.layout.name)
+        if key in self._kernels_tried:
+            return
+        self._kernels_tried.add(key)
+        self.runner.start(
+            "kernels",
+            jobs.prepare_kernel_job,
+            pred,
+            label="Preparing the compiled labels kernel",
+            on_error=lambda exc: None,  # never a user's concern: numpy stays in use
         )
 
     def open_reference(self, path: str | os.PathLike[str]) -> Job | None:
@@ -774,6 +794,7 @@ class ViewerController(QObject):
             st.volume.shape,
             st.n_classes() or None,
             st.volume.affine,
+            st.volume.metadata,
             label=f"Loading reference {Path(path).name}",
             on_result=done,
             on_error=self.report_error,

@@ -8,14 +8,15 @@ results in the GUI thread.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import gc
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from segviewer.core import overlay
+from segviewer.core import masks, overlay
 from segviewer.core.classes import ClassTable
 from segviewer.core.compare import Comparison
 from segviewer.core.types import Prediction, Progress, Volume
@@ -34,6 +35,7 @@ __all__ = [
     "load_image_job",
     "load_prediction_job",
     "load_reference_job",
+    "prepare_kernel_job",
     "scanner_window",
     "window_presets",
 ]
@@ -126,7 +128,11 @@ def scanner_window(volume: Volume) -> tuple[float, float] | None:
 
 
 def load_reference_job(
-    path: str, image_shape: tuple[int, int, int], n_classes: int | None, affine: np.ndarray
+    path: str,
+    image_shape: tuple[int, int, int],
+    n_classes: int | None,
+    affine: np.ndarray,
+    image_metadata: Mapping[str, Any] | None = None,
 ) -> Generator[Progress, None, LoadedReference]:
     """The reference as a label map, and the notes on how it was read (kind, layout, and a
     NIfTI whose geometry differs from the image's: mirrored, shifted)."""
@@ -135,7 +141,12 @@ def load_reference_job(
     yield Progress(0, 1, f"Reading {Path(path).name}")
     notes: list[str] = []
     ref = load_reference(
-        path, image_shape, n_classes_hint=n_classes, image_affine=affine, notes=notes
+        path,
+        image_shape,
+        n_classes_hint=n_classes,
+        image_affine=affine,
+        notes=notes,
+        image_metadata=image_metadata,
     )
     return LoadedReference(ref, notes)
 
@@ -172,6 +183,7 @@ def load_prediction_job(
     image_affine: np.ndarray | None = None,
     want_names: bool = False,
     image_geometry: bool | None = None,
+    image_metadata: Mapping[str, Any] | None = None,
 ) -> Generator[Progress, None, LoadedPrediction]:
     from segviewer.io.predictions import load_prediction
 
@@ -184,6 +196,7 @@ def load_prediction_job(
         resample=resample,
         image_affine=image_affine,
         image_geometry=image_geometry,
+        image_metadata=image_metadata,
     )
     if not want_names:
         return LoadedPrediction(pred)
@@ -210,3 +223,22 @@ def load_classes_job(path: str) -> Generator[Progress, None, ClassTable]:
 
     yield Progress(0, 1, f"Reading {Path(path).name}")
     return load_class_table(path)
+
+
+def prepare_kernel_job(pred: Prediction) -> bool:
+    """Make the compiled labels kernel for ``pred`` ready (``core.masks.prepare_labels_kernel``).
+
+    The garbage collector is paused meanwhile: numba builds its type registries on first
+    use (some 300 modules and several hundred thousand objects), and a full collection in
+    the middle of that holds the interpreter lock for 50-70 ms (measured with an event-loop
+    probe: a visible hiccup of the window), against about 15 ms without. The objects are
+    not frozen afterwards (``gc.freeze`` would also pin whatever the open case holds in
+    reference cycles, for the rest of the session).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return masks.prepare_labels_kernel(pred)
+    finally:
+        if enabled:
+            gc.enable()

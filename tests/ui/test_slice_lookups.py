@@ -3,9 +3,11 @@ grey levels are lookups (core.slicesource), and the pixels are those of the per-
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import numpy as np
+import pytest
 from ui_helpers import wait_idle
 
 from segviewer.core import masks, orientation, overlay
@@ -54,3 +56,48 @@ def test_labels_heatmap_and_grey_are_looked_up_after_the_background_work(
     wait_idle(qtbot, win)
     assert st.slices.has_labels
     np.testing.assert_array_equal(c._labels_slice(), with_unc)
+
+
+def test_the_window_prepares_the_compiled_labels_kernel_and_uses_it(
+    demo_window: Any, qtbot: Any, monkeypatch: Any
+) -> None:
+    from segviewer.core import kernels
+    from segviewer.core.progress import run_to_end
+
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    win = demo_window
+    st = win.state
+    pred = st.prediction
+    n = pred.n_classes
+    # after the first label map (numpy), the window makes the kernel ready in the background
+    # (the demo's probabilities are a Fortran-ordered NIfTI: class planes contiguous)
+    qtbot.waitUntil(lambda: kernels.ready(n, False) or kernels.ready(n, True), timeout=60_000)
+    wait_idle(qtbot, win)
+    # the collector was paused while numba loaded (no long pause of the window) and runs
+    # again; nothing was frozen (that would pin the open case's objects)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    used: list[bool] = []
+    real = kernels.argmax_into
+
+    def spy(*args: Any) -> int | None:
+        n = real(*args)
+        used.append(n is not None)
+        return n
+
+    monkeypatch.setattr(kernels, "argmax_into", spy)
+    before = st.label_result.labels.copy()
+    st.set_min_confidence(0.9)  # the numpy path (needs the soft maximum)
+    wait_idle(qtbot, win)
+    assert (st.label_result.labels == 254).any()
+    st.set_min_confidence(0.0)  # back: the compiled kernel makes the label map
+    wait_idle(qtbot, win)
+    assert any(used)
+    np.testing.assert_array_equal(st.label_result.labels, before)
+    with kernels.suspended():
+        numpy_labels = run_to_end(masks.iter_labels(pred, st.mask_settings)).labels
+    np.testing.assert_array_equal(st.label_result.labels, numpy_labels)
+    np.testing.assert_array_equal(
+        win.canvas._labels_slice(),
+        masks.slice_labels(pred, win.canvas.axes, win.canvas.index, st.mask_settings),
+    )
