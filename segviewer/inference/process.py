@@ -207,14 +207,37 @@ def _remove(path: Path) -> None:
 # --- the caller's side ---------------------------------------------------------------------
 
 _LIVE: weakref.WeakSet[ModelProcess] = weakref.WeakSet()
+# Children stopped in the background and not yet reaped, with their folders.
+_ENDING: set[tuple[subprocess.Popen[bytes] | None, Path | None]] = set()
+_ENDING_LOCK = threading.Lock()
+
+
+def _end(popen: subprocess.Popen[bytes] | None, folder: Path | None) -> None:
+    """Kill and reap a child, close its pipes, remove its folder (any step may be done)."""
+    if popen is not None:
+        with contextlib.suppress(OSError):
+            popen.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            popen.wait(timeout=30.0)
+        for stream in (popen.stdin, popen.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @atexit.register
 def _kill_all() -> None:
-    """At interpreter exit, no child outlives its window (the children would also end on their
-    own, when their standard input closes)."""
+    """At interpreter exit, no child outlives its window and no folder is left (the children
+    would also end on their own, when their standard input closes)."""
     for mp in list(_LIVE):
-        mp.close(wait=True)  # daemon threads stop with the interpreter: reap here
+        mp.close(wait=True)
+    with _ENDING_LOCK:  # daemon threads stop with the interpreter: finish their work here
+        ending = list(_ENDING)
+        _ENDING.clear()
+    for popen, folder in ending:
+        _end(popen, folder)
 
 
 class ModelProcess:
@@ -483,24 +506,22 @@ class ModelProcess:
         self._popen = self._chan = self._folder = None
         if popen is None and folder is None:
             return
+        if wait:
+            _end(popen, folder)
+            return
+        if popen is not None:
+            with contextlib.suppress(OSError):
+                popen.kill()  # at once; reaping may take the system a moment
+        item = (popen, folder)
+        with _ENDING_LOCK:
+            _ENDING.add(item)
 
         def finish() -> None:
-            if popen is not None:
-                with contextlib.suppress(OSError):
-                    popen.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    popen.wait(timeout=30.0)
-                for stream in (popen.stdin, popen.stdout):
-                    if stream is not None:
-                        with contextlib.suppress(OSError):
-                            stream.close()
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
+            _end(popen, folder)
+            with _ENDING_LOCK:
+                _ENDING.discard(item)
 
-        if wait:
-            finish()
-        else:
-            threading.Thread(target=finish, name="segviewer-model-reaper", daemon=True).start()
+        threading.Thread(target=finish, name="segviewer-model-reaper", daemon=True).start()
 
     def _take_prediction(self, result: Mapping[str, Any]) -> tuple[Prediction, dict[str, Any]]:
         """The child's result as a :class:`Prediction` over the raw outputs it wrote."""

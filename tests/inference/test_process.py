@@ -173,13 +173,15 @@ run_to_end(mp.open(sys.argv[1]))
 print(mp.pid, mp.folder, flush=True)
 if sys.argv[2] == "killed":
     os.kill(os.getpid(), signal.SIGKILL)
+if sys.argv[2] == "closed":
+    mp.close()  # returns at once; the interpreter exits right after
 """
 
 
-@pytest.mark.parametrize("how", ["exits", "killed"])
+@pytest.mark.parametrize("how", ["exits", "closed", "killed"])
 def test_no_child_outlives_its_parent(keras_models: Models, how: str) -> None:
-    """The parent exits normally (the atexit hook), or is killed outright (the child sees its
-    standard input close): either way the model's process ends."""
+    """The parent exits normally with the model open or just closed (the atexit hook), or is
+    killed outright (the child sees its standard input close): the model's process ends."""
     path, _ = keras_models("unet2d_softmax", "keras")
     out = subprocess.run(
         [sys.executable, "-c", _CHILD_SCRIPT, str(path), how],
@@ -187,14 +189,14 @@ def test_no_child_outlives_its_parent(keras_models: Models, how: str) -> None:
         text=True,
         timeout=300,
     )
-    assert out.returncode == (0 if how == "exits" else -9), out.stderr[-2000:]
+    assert out.returncode == (-9 if how == "killed" else 0), out.stderr[-2000:]
     pid_text, folder = out.stdout.split()
     pid = int(pid_text)
     deadline = time.monotonic() + 20
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid)
-    if how == "exits":
+    if how != "killed":
         assert not Path(folder).exists()
     else:
         # Killed outright, the parent could not remove the folder; it is empty (the child
