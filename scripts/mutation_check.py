@@ -71,6 +71,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "in the compiled kernel a voxel whose scores are all -inf is invalid, never class 0",
     ),
     Mutation(
+        "seg-frame-of-reference",
+        "segviewer/io/dicomseg.py",
+        "if seg_for and img_for and seg_for != img_for:",
+        "if seg_for and img_for and seg_for == img_for and False:",
+        ("tests/io/test_dicomseg.py::test_seg_of_another_frame_of_reference_is_refused",),
+        "a DICOM SEG of another frame of reference than the image's is refused",
+    ),
+    Mutation(
         "threshold-comparison",
         "segviewer/core/masks.py",
         "np.greater_equal(best, t, out=fg)",

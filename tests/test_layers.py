@@ -64,6 +64,17 @@ def test_ui_does_not_import_tensorflow() -> None:
     assert not mods & late, mods & late
 
 
+def test_the_model_process_machinery_loads_only_when_a_model_is_opened() -> None:
+    code = (
+        "import sys\nimport segviewer.ui.main_window\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('segviewer.inference'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.strip().split(","))
+    assert "segviewer.inference.model" in loaded  # the check sees the inference modules
+    assert "segviewer.inference.process" not in loaded
+
+
 # -- import graph: no cycles, and only the entry points create the window ----------------------
 PACKAGE = Path(__file__).resolve().parents[1] / "segviewer"
 

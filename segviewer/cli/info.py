@@ -143,6 +143,7 @@ def _describe_prediction(
             resample=resample,
             image_affine=image.affine,
             image_geometry=orientation_known(image),
+            image_metadata=image.metadata,
         )
         rec = pred.resampling
         info["against_image"] = {

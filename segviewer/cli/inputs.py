@@ -111,6 +111,7 @@ def load_inputs(
             resample=ns.resample,
             image_affine=volume.affine,
             image_geometry=orientation_known(volume),
+            image_metadata=volume.metadata,
         )
         if table is None:
             from segviewer.io.classtables import class_table_beside
@@ -186,6 +187,7 @@ def load_reference(
         image_affine=volume.affine,
         notes=notes,
         resample=resample,
+        image_metadata=volume.metadata,
     )
     # only what the user must act on: a reference mirrored or shifted against the image, or
     # resampled onto it

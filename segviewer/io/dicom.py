@@ -42,6 +42,7 @@ _SAFE_FIELDS = {
     "SeriesDescription": "series_description",
     "SeriesNumber": "series_number",
     "SeriesInstanceUID": "series_uid",
+    "FrameOfReferenceUID": "frame_of_reference_uid",  # a SEG must share it (io.dicomseg)
     "Manufacturer": "manufacturer",
     "ManufacturerModelName": "model",
     "MagneticFieldStrength": "field_strength_T",

@@ -571,6 +571,7 @@ def read_seg(
     path: str | os.PathLike[str],
     image_shape: Sequence[int],
     image_affine: np.ndarray,
+    image_metadata: Mapping[str, Any] | None = None,
 ) -> SegRead:
     """Read a SEG and place it on the image grid.
 
@@ -582,11 +583,18 @@ def read_seg(
         The image's ``Volume.shape`` and ``Volume.affine`` (RAS+). The SEG's frames are
         matched to the image's voxels in patient coordinates: axes permuted, flipped, cropped
         or padded, never resampled.
+    image_metadata
+        ``Volume.metadata`` of the image. When it and the SEG both name their frame of
+        reference, they must be the same: patient coordinates of another frame (another
+        session, another registration) mean other places, and a SEG of the same matrix could
+        match the grid by coincidence and land on the wrong anatomy. A SEG made on another
+        series of the same frame (a T1 segmentation shown on the T2) is placed, with a note.
 
     Raises
     ------
     SegviewerError
-        Not a SEG, a SEG whose frames do not lie on the image's voxel grid, no segments.
+        Not a SEG, a SEG of another frame of reference, a SEG whose frames do not lie on the
+        image's voxel grid, no segments.
     """
     import highdicom as hd
 
@@ -595,6 +603,20 @@ def read_seg(
     segments = _segments(seg)
     if not segments:
         raise SegviewerError(f"{p}: the SEG has no segments")
+    refs = seg.get("ReferencedSeriesSequence")
+    ref_series = str(refs[0].get("SeriesInstanceUID", "")) if refs else ""
+    seg_for = str(seg.get("FrameOfReferenceUID", "") or "")
+    meta = image_metadata or {}
+    img_for = str(meta.get("frame_of_reference_uid", "") or "")
+    img_series = str(meta.get("series_uid", "") or "")
+    if seg_for and img_for and seg_for != img_for:
+        raise SegviewerError(
+            f"{p}: the SEG was made in another frame of reference ({seg_for}) than the "
+            f"image's ({img_for}): its patient coordinates belong to another scan session or "
+            "registration, so placing it by geometry could put it on the wrong anatomy; open "
+            "the series it references"
+            + (f" (SeriesInstanceUID {ref_series})" if ref_series else "")
+        )
     seg_type = str(seg.SegmentationType)
     fractional = seg_type == "FRACTIONAL"
     maker = " ".join(
@@ -651,12 +673,19 @@ def read_seg(
             "for another series or resampled? Open the series it references"
         ) from None
     stack = np.asarray(placed.array)  # (a0, a1, a2, S)
-    refs = seg.get("ReferencedSeriesSequence")
     if refs:
         notes.append(
             f"Placed on the image grid by its geometry (frame of reference "
-            f"{seg.get('FrameOfReferenceUID', '?')}); it references series "
-            f"{refs[0].get('SeriesInstanceUID', '?')}."
+            f"{seg_for or '?'}"
+            + (", the image's too" if seg_for and seg_for == img_for else "")
+            + f"); it references series {ref_series or '?'}."
+        )
+    if ref_series and img_series and ref_series != img_series:
+        notes.append(
+            f"Note: the SEG was made on another series ({ref_series}) than the one shown "
+            f"({img_series}), in the same frame of reference"
+            + ("" if img_for else " as far as the image says (its frame is unknown)")
+            + "."
         )
     if fractional:
         data = np.ascontiguousarray(np.moveaxis(stack, -1, 0).astype(np.float32))

@@ -281,6 +281,21 @@ def _fit_table(table: Any, n_pred: int, is_labels: bool) -> tuple[Any, list[str]
     return fitted, list(warnings)
 
 
+def _read_prediction(path: Any, volume: Any, hint: int | None) -> Any:
+    """A case's prediction on its image: the image's geometry goes along, so a DICOM SEG is
+    placed (and checked against the image's frame of reference) and a NIfTI whose affine
+    differs is reported, as in the window."""
+    from segviewer.io.predictions import load_prediction
+
+    return load_prediction(
+        path,
+        volume.shape,
+        n_classes_hint=hint,
+        image_affine=volume.affine,
+        image_metadata=volume.metadata,
+    )
+
+
 def iter_evaluate_case(
     case: Case, options: EvaluateOptions
 ) -> Generator[Progress, None, CaseResult]:
@@ -310,7 +325,7 @@ def iter_evaluate_case(
     from segviewer.core.stats import dice_per_class
     from segviewer.core.types import PredictionKind
     from segviewer.io.images import load_image
-    from segviewer.io.predictions import load_prediction, load_reference
+    from segviewer.io.predictions import load_reference
 
     t0 = time.perf_counter()
     c0 = time.thread_time()
@@ -346,15 +361,11 @@ def iter_evaluate_case(
         )
         predictions.append(("a", pred))
     elif case.prediction is not None:
-        predictions.append(
-            ("a", load_prediction(case.prediction, volume.shape, n_classes_hint=hint))
-        )
+        predictions.append(("a", _read_prediction(case.prediction, volume, hint)))
     else:
         raise SegviewerError(f"case {case.id} has no prediction; give one or a model")
     if case.prediction_b is not None:
-        predictions.append(
-            ("b", load_prediction(case.prediction_b, volume.shape, n_classes_hint=hint))
-        )
+        predictions.append(("b", _read_prediction(case.prediction_b, volume, hint)))
     first = predictions[0][1]
     if table is None:
         table = ClassTable.default(int(first.n_classes))
@@ -376,6 +387,7 @@ def iter_evaluate_case(
             n_classes_hint=n,
             image_affine=volume.affine,
             notes=notes,
+            image_metadata=volume.metadata,
         )
         warnings += [x.removeprefix("Warning: ") for x in notes if x.startswith("Warning")]
 

@@ -63,7 +63,7 @@ import dataclasses
 import math
 import mmap
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,7 @@ def load_prediction(
     resample: bool = False,
     image_affine: np.ndarray | None = None,
     image_geometry: bool | None = None,
+    image_metadata: Mapping[str, Any] | None = None,
 ) -> Prediction:
     """Read a prediction file and align it to an image.
 
@@ -191,6 +192,10 @@ def load_prediction(
         Whether ``image_affine`` is a real geometry
         (:func:`segviewer.core.orientation.orientation_known`); None guesses it (the stack
         affine of files without geometry is not).
+    image_metadata
+        ``Volume.metadata`` of the image: a DICOM SEG made in another frame of reference
+        (``frame_of_reference_uid``) is refused, and one made on another series of the same
+        frame is noted.
 
     Returns
     -------
@@ -210,7 +215,7 @@ def load_prediction(
     if p.is_dir():
         raise SegviewerError(f"{p} is a folder; choose a prediction file ({PREDICTION_FORMATS})")
     if _is_seg(p):
-        return _load_dicom_seg(p, image_shape, kind, n_classes_hint, image_affine)
+        return _load_dicom_seg(p, image_shape, kind, n_classes_hint, image_affine, image_metadata)
     img = tuple(int(s) for s in image_shape)
     raw, fmt, notes, convention = _read_for_image(p, member, img)
     if image_affine is not None and fmt == "nifti" and not resample:
@@ -254,6 +259,7 @@ def load_reference(
     image_affine: np.ndarray | None = None,
     notes: list[str] | None = None,
     resample: bool = False,
+    image_metadata: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Read a reference segmentation (ground truth) as a label map on the image grid.
 
@@ -280,6 +286,9 @@ def load_reference(
         Put a reference of another grid onto the image grid (world space when both carry
         geometry): nearest neighbour for a label map, linear per class then argmax for
         probabilities. Without it a reference of another grid is refused.
+    image_metadata
+        ``Volume.metadata`` of the image, as for :func:`load_prediction` (DICOM SEG frame of
+        reference check).
 
     Returns
     -------
@@ -302,6 +311,7 @@ def load_reference(
             n_classes_hint=n_classes_hint,
             image_affine=image_affine,
             resample=resample,
+            image_metadata=image_metadata,
         )
     except SegviewerError as exc:
         msg = str(exc).replace(
@@ -1341,6 +1351,7 @@ def _load_dicom_seg(
     kind: PredictionKind | str | None,
     n_classes_hint: int | None,
     image_affine: np.ndarray | None,
+    image_metadata: Mapping[str, Any] | None = None,
 ) -> Prediction:
     from segviewer.io.dicomseg import read_seg
 
@@ -1349,7 +1360,7 @@ def _load_dicom_seg(
             f"{p}: a DICOM SEG is placed on the image by its geometry, and the image's is "
             "unknown; open the image first"
         )
-    seg = read_seg(p, image_shape, image_affine)
+    seg = read_seg(p, image_shape, image_affine, image_metadata)
     if seg.fractional:
         n_seg = seg.data.shape[0]
         layout = "CDHW"

@@ -484,6 +484,7 @@ class ViewerController(QObject):
             self.state.volume.affine,
             self._user_table is None,
             orientation_known(self.state.volume),
+            self.state.volume.metadata,
             label=f"Loading {Path(path).name}",
             on_result=done,
             on_error=failed,
@@ -818,6 +819,7 @@ class ViewerController(QObject):
             st.volume.shape,
             st.n_classes() or None,
             st.volume.affine,
+            st.volume.metadata,
             label=f"Loading reference {Path(path).name}",
             on_result=done,
             on_error=self.report_error,
@@ -1083,8 +1085,8 @@ class ViewerController(QObject):
         run: bool = False,
         overrides: Mapping[str, Any] | None = None,
     ) -> Job | None:
-        """Open a TensorFlow/Keras model in a worker (TensorFlow is imported there); with
-        ``run``, run it on the image once loaded."""
+        """Open a TensorFlow/Keras model in a child process (TensorFlow is imported and runs
+        there); with ``run``, run it on the image once loaded."""
         return self.model.load_model(path, trust=trust, card=card, run=run, overrides=overrides)
 
     def run_model(self, overrides: Mapping[str, Any] | None = None) -> Job | None:
@@ -1153,6 +1155,7 @@ class ViewerController(QObject):
         )
 
     def shutdown(self, msecs: int = 5000) -> None:
-        """Stop the queue and every worker (the window is closing)."""
+        """Stop the queue, the model's process and every worker (the window is closing)."""
         self.cancel_queue()
+        self.model.shutdown()
         self.runner.wait_all(msecs)

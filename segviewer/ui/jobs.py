@@ -9,7 +9,7 @@ results in the GUI thread.
 from __future__ import annotations
 
 import gc
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,11 @@ def scanner_window(volume: Volume) -> tuple[float, float] | None:
 
 
 def load_reference_job(
-    path: str, image_shape: tuple[int, int, int], n_classes: int | None, affine: np.ndarray
+    path: str,
+    image_shape: tuple[int, int, int],
+    n_classes: int | None,
+    affine: np.ndarray,
+    image_metadata: Mapping[str, Any] | None = None,
 ) -> Generator[Progress, None, LoadedReference]:
     """The reference as a label map, and the notes on how it was read (kind, layout, and a
     NIfTI whose geometry differs from the image's: mirrored, shifted)."""
@@ -137,7 +141,12 @@ def load_reference_job(
     yield Progress(0, 1, f"Reading {Path(path).name}")
     notes: list[str] = []
     ref = load_reference(
-        path, image_shape, n_classes_hint=n_classes, image_affine=affine, notes=notes
+        path,
+        image_shape,
+        n_classes_hint=n_classes,
+        image_affine=affine,
+        notes=notes,
+        image_metadata=image_metadata,
     )
     return LoadedReference(ref, notes)
 
@@ -174,6 +183,7 @@ def load_prediction_job(
     image_affine: np.ndarray | None = None,
     want_names: bool = False,
     image_geometry: bool | None = None,
+    image_metadata: Mapping[str, Any] | None = None,
 ) -> Generator[Progress, None, LoadedPrediction]:
     from segviewer.io.predictions import load_prediction
 
@@ -186,6 +196,7 @@ def load_prediction_job(
         resample=resample,
         image_affine=image_affine,
         image_geometry=image_geometry,
+        image_metadata=image_metadata,
     )
     if not want_names:
         return LoadedPrediction(pred)

@@ -1,11 +1,14 @@
 """One model in the window: open it, run it on the image, cancel, its card, save the card.
 
 :class:`ModelSession` holds the model-run logic without any widget: it opens the model in a
-worker (``inference.iter_open_model``; TensorFlow is imported there, never when the window
-starts), keeps the card the settings start from and the card fields given with the model,
-runs ``inference.predict`` on the state's volume in a worker and hands the result to its host
-(the :class:`~segviewer.ui.controller.ViewerController`) in one call, with the class table
-and threshold of the card, so the new prediction is fitted and labelled once.
+child process (``inference.process.ModelProcess``: TensorFlow is imported and runs there, never
+in the window's process, so the window never stalls on it), keeps the card the settings start
+from and the card fields given with the model, runs ``inference.predict`` there on the state's
+volume (a worker thread waits for it, relaying progress and cancel) and hands the result to its
+host (the :class:`~segviewer.ui.controller.ViewerController`) in one call, with the class table
+and threshold of the card, so the new prediction is fitted and labelled once. The child ends
+when the model is replaced, when it fails to open, and when the window closes
+(:meth:`ModelSession.shutdown`).
 
 :class:`~segviewer.ui.model_panel.ModelDialog` is a view on a session: it shows what the
 model says and lets the user edit the card; ``card_provider`` is the dialog's edited card.
@@ -31,6 +34,7 @@ from segviewer.ui.workers import Job, JobRunner
 
 if TYPE_CHECKING:
     from segviewer.inference.model import ModelHandle
+    from segviewer.inference.process import ModelProcess
 
 __all__ = ["ModelHost", "ModelSession", "card_diff", "is_trust_refusal", "n_classes_for"]
 
@@ -125,7 +129,10 @@ class ModelSession(QObject):
     def __init__(self, host: ModelHost, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.host = host
+        #: What the model's process reports about the open model (no Keras model in it).
         self.handle: ModelHandle | None = None
+        #: The child process the model is open in (None before a model is opened).
+        self.process: ModelProcess | None = None
         self.model_path: Path | None = None
         # The card the settings start from: given (--model-card, API), found next to the
         # model, or the defaults; ``card_given`` decides what predict() is told.
@@ -169,7 +176,8 @@ class ModelSession(QObject):
         overrides: Mapping[str, Any] | None = None,
         then: Callable[[], None] | None = None,
     ) -> Job | None:
-        """Open a model in a worker (imports TensorFlow there); with ``run`` run it when loaded.
+        """Open a model in a new child process (TensorFlow is imported there), replacing the
+        open one; with ``run`` run it when loaded.
 
         Parameters
         ----------
@@ -220,11 +228,14 @@ class ModelSession(QObject):
         self.overrides = session
         self._run_after_open = run
         self._then = then
-        from segviewer.inference import iter_open_model
+        host.runner.cancel("model")
+        self._close_process()
+        from segviewer.inference.process import ModelProcess
 
+        self.process = process = ModelProcess()
         self.open_job = host.runner.start(
             "model",
-            iter_open_model,
+            process.open,
             p,
             trust,
             label=f"Opening model {p.name}",
@@ -260,6 +271,7 @@ class ModelSession(QObject):
 
     def _open_failed(self, exc: BaseException) -> None:
         self.open_job = None
+        self._close_process()
         self._run_after_open = False
         self._then = None
         self.changed.emit()
@@ -282,7 +294,7 @@ class ModelSession(QObject):
         The shown prediction stays until the new one arrives; a cancelled or failed run leaves
         it shown. ``overrides`` are applied on top of :meth:`card`."""
         host = self.host
-        if self.handle is None:
+        if self.handle is None or self.process is None:
             host.report("Open a model first (File > Open model…).", error=True)
             return None
         if host.state.volume is None:
@@ -293,8 +305,6 @@ class ModelSession(QObject):
         except SegviewerError as e:
             host.report_error(e)
             return None
-        from segviewer.inference import predict
-
         changed, cleared = card_diff(card, self.base_card)
         # predict() finds the card next to the model itself, so the manifest names its file;
         # a given card is passed, and the whole edited card when a field was set back to None
@@ -304,9 +314,8 @@ class ModelSession(QObject):
         self._then = then
         self.run_job = host.runner.start(
             "inference",
-            predict,
+            self.process.predict,
             host.state.volume,
-            handle,
             card=card_arg,
             overrides=changed or None,
             label=f"Running {handle.path.name}",
@@ -317,7 +326,8 @@ class ModelSession(QObject):
         return self.run_job
 
     def cancel_run(self) -> bool:
-        """Stop the running model at its next batch; the shown prediction stays."""
+        """Stop the running model at its next batch (its process is killed if that batch takes
+        longer than ``inference.process.CANCEL_GRACE_S``); the shown prediction stays."""
         if self.host.runner.cancel("inference"):
             self.host.report(
                 "Model run cancelled; the previous prediction is still shown", seconds=5
@@ -363,6 +373,19 @@ class ModelSession(QObject):
         elif job is self.open_job:
             self.open_job = None
             self.changed.emit()
+
+    # -- the model's process ----------------------------------------------------------------
+    def shutdown(self) -> None:
+        """The window is closing: stop the open and the run, end the model's process."""
+        self.host.runner.cancel("inference")
+        self.host.runner.cancel("model")
+        self._close_process()
+        self.handle = None
+
+    def _close_process(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.close()  # returns at once; the child is reaped in the background
 
     # -- card file -------------------------------------------------------------------------
     def save_card(self, path: str | os.PathLike[str] | None = None) -> Path | None:

@@ -42,12 +42,7 @@ class PredictionDialog(QDialog):
         form = QFormLayout()
         self.layout_box = QComboBox(self)
         self.layout_box.setObjectName("layoutChoice")
-        for name, words in choices.layouts:
-            tag = " (detected)" if name == choices.layout else ""
-            self.layout_box.addItem(f"{name}{tag}: {words}", name)
-        if not choices.layouts:
-            self.layout_box.addItem("no axis order fits the image's size", None)
-            self.layout_box.setEnabled(False)
+        self._kept: str | None = None  # the layout chosen before a kind that has none
         form.addRow("Layout", self.layout_box)
         self.kind_box = QComboBox(self)
         self.kind_box.setObjectName("kindChoice")
@@ -75,8 +70,41 @@ class PredictionDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         self.open_button = buttons.button(QDialogButtonBox.StandardButton.Open)
-        self.open_button.setEnabled(bool(choices.layouts) or choices.resample_possible)
         box.addWidget(buttons)
+        self._fill_layouts()
+        self.kind_box.currentIndexChanged.connect(self._fill_layouts)
+
+    def _fill_layouts(self) -> None:
+        """The layouts that fit the chosen kind: a label map has no class axis, class scores
+        have one; "detect" shows every layout that fits the image. The chosen layout stays
+        chosen while it still fits."""
+        ch = self._choices
+        kind = self.kind_box.currentData() or ch.kind
+        class_axis = None if kind is None else kind != "labels"
+        keep = self.layout_box.currentData() or self._kept
+        self._kept = keep
+        fits = [
+            (name, words)
+            for name, words in ch.layouts
+            if class_axis is None or ("C" in name) == class_axis
+        ]
+        self.layout_box.clear()
+        for name, words in fits:
+            tag = " (detected)" if name == ch.layout else ""
+            self.layout_box.addItem(f"{name}{tag}: {words}", name)
+        if fits:
+            self.layout_box.setEnabled(True)
+            at = self.layout_box.findData(keep) if keep is not None else -1
+            self.layout_box.setCurrentIndex(max(at, 0))
+        else:
+            what = (
+                "the image's size"
+                if class_axis is None or not ch.layouts
+                else "the image's size with " + ("a class axis" if class_axis else "no class axis")
+            )
+            self.layout_box.addItem(f"no axis order fits {what}", None)
+            self.layout_box.setEnabled(False)
+        self.open_button.setEnabled(bool(fits) or ch.resample_possible)
 
     def chosen(self) -> tuple[str | None, str | None, bool]:
         """``(layout, kind, resample)``: None leaves detection to the reader."""

@@ -235,12 +235,21 @@ def read_test_set(
     if rows and "case" not in rows[0]:
         raise SegviewerError(f"{folder / 'cases.csv'} has no case column")
     by_case: dict[str, list[dict[str, Any]]] | None = None
-    if (folder / "slices.csv").exists():
+    if (folder / "slices.csv").exists() and not _has_case_records(folder):
+        # another tool's tables: the whole slices.csv, once, here in the worker. segviewer's
+        # own evaluation keeps each case's slice rows in a small file, read when the case
+        # is opened (:meth:`TestSetSession._slice_rows`): a test set of hundreds of cases
+        # opens without reading millions of rows.
         by_case = {}
         for r in read_rows(folder / "slices.csv"):
             r = _normalise(r)
             by_case.setdefault(str(r.get("case")), []).append(r)
     return LoadedTestSet(cl, notes, folder, rows, by_case)
+
+
+def _has_case_records(folder: Path) -> bool:
+    """Whether ``folder`` is segviewer's evaluation with per-case records."""
+    return (folder / "summary.json").is_file() and (folder / "cases").is_dir()
 
 
 def load_test_set_job(
@@ -413,8 +422,9 @@ class TestSetSession(QObject):
                     ws, ax = review.as_number(r.get("worst_slice")), review.as_number(r.get("axis"))
                     if ws is not None:
                         return (int(ax) if ax is not None else 2), int(ws)
-            if self._eval_slices is not None:
-                rows = [r for r in self._eval_slices.get(case_id, []) if ours(r)]
+            all_rows = self._slice_rows(case_id)
+            if all_rows:
+                rows = [r for r in all_rows if ours(r)]
                 ws = review.worst_slice(rows, case=case_id, class_name=name)
                 if ws is not None:
                     ax = review.as_number(rows[0].get("axis")) if rows else None
@@ -426,6 +436,21 @@ class TestSetSession(QObject):
                 ws = m.metrics.worst_slice[names.index(name.lower())]
                 return None if ws is None else (m.metrics.slice_axis, ws)
         return None
+
+    def _slice_rows(self, case_id: str) -> list[dict[str, Any]]:
+        """The evaluation's slice rows of one case: from the tables read at open, else from
+        segviewer's per-case record (small; read on demand); [] when there are none."""
+        if self._eval_slices is not None:
+            return self._eval_slices.get(case_id, [])
+        if self.evaluation is None or not _has_case_records(self.evaluation):
+            return []
+        from segviewer.io.evaluate import open_evaluation
+
+        try:
+            got = open_evaluation(self.evaluation).slice_rows(case_id)
+        except SegviewerError:  # the case failed or was not evaluated
+            return []
+        return [_normalise(r) for r in got]
 
     # -- the open case ---------------------------------------------------------------------
     def set_current(self, case_id: str) -> Case:

@@ -454,3 +454,60 @@ def test_algorithm_identification_names_the_model(volume, tmp_path: Path) -> Non
     from segviewer import __version__
 
     assert alg.AlgorithmVersion == __version__
+
+
+def test_seg_of_another_frame_of_reference_is_refused(volume, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A SEG placed by geometry must share the image's frame of reference: same matrix,
+    same positions, but another session's coordinates would land on other anatomy."""
+    assert volume.metadata.get("frame_of_reference_uid")
+    lab = _labels(volume)
+    path = tmp_path / "s.dcm"
+    dicomseg.write_seg(volume, [lab == 1, lab == 2], TABLE, [1, 2], path, allow_identifiers=True)
+    ok = load_prediction(
+        path, volume.shape, image_affine=volume.affine, image_metadata=volume.metadata
+    )
+    np.testing.assert_array_equal(np.asarray(ok.data), np.where(lab == 3, 0, lab))
+    assert any("the image's too" in n for n in ok.notes)
+
+    ds = pydicom.dcmread(path)
+    ds.FrameOfReferenceUID = pydicom.uid.generate_uid()
+    other = tmp_path / "other_frame.dcm"
+    ds.save_as(other)
+    with pytest.raises(SegviewerError, match="another frame of reference") as err:
+        load_prediction(
+            other, volume.shape, image_affine=volume.affine, image_metadata=volume.metadata
+        )
+    assert volume.metadata["series_uid"] in str(err.value)  # names the series to open
+    with pytest.raises(SegviewerError, match="another frame of reference"):
+        load_reference(
+            other, volume.shape, image_affine=volume.affine, image_metadata=volume.metadata
+        )
+    # an image that does not name its frame (a NIfTI of the series): placed by geometry
+    placed = load_prediction(other, volume.shape, image_affine=volume.affine)
+    np.testing.assert_array_equal(np.asarray(placed.data), np.asarray(ok.data))
+
+    # the same frame, another series (a T1 segmentation on the T2): placed, with a note
+    t2 = dict(volume.metadata, series_uid="1.2.826.0.1.3680043.8.498.1")
+    moved = load_prediction(path, volume.shape, image_affine=volume.affine, image_metadata=t2)
+    np.testing.assert_array_equal(np.asarray(moved.data), np.asarray(ok.data))
+    assert any("made on another series" in n for n in moved.notes)
+
+
+def test_cli_refuses_a_seg_of_another_frame(volume, series: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    lab = _labels(volume)
+    path = tmp_path / "s.dcm"
+    dicomseg.write_seg(volume, [lab == 1], TABLE, [1], path, allow_identifiers=True)
+    ds = pydicom.dcmread(path)
+    ds.FrameOfReferenceUID = pydicom.uid.generate_uid()
+    ds.save_as(path)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "segviewer", "export", str(series), "--prediction", str(path),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "another frame of reference" in run.stderr
+    assert not out.exists() or not any(out.iterdir())

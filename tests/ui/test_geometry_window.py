@@ -184,3 +184,36 @@ def test_scripting_api_resamples_in_world_space(qtbot: Any, demo_dir: Path, tmp_
     assert pred is not None and pred.resampling is not None
     assert pred.resampling.geometry == "world" and pred.resampling.from_spacing == (4.0, 4.0, 4.0)
     assert np.mean(np.asarray(pred.channels_first()) == labels) > 0.85
+
+
+def test_open_prediction_lists_the_layouts_of_the_chosen_kind(
+    window: Any, qtbot: Any, demo_dir: Path, zcxy: Path
+) -> None:
+    """Choosing 'label map' leaves only layouts without a class axis (none for this 4-D
+    file: Open is disabled); back to probabilities, the class-axis layouts and the chosen
+    one return."""
+    from segviewer.io.predictions import prediction_choices
+    from segviewer.ui.prediction_dialog import PredictionDialog
+
+    window.open_image(demo_dir / "t1.nii.gz")
+    wait_idle(qtbot, window)
+    shape = window.state.volume.shape
+    choices = prediction_choices(zcxy, shape)
+    dialog = PredictionDialog(str(zcxy), choices, shape, window)
+    qtbot.addWidget(dialog)
+    names = [dialog.layout_box.itemData(i) for i in range(dialog.layout_box.count())]
+    assert names[0] == "ZCXY" and all("C" in n for n in names)
+    dialog.layout_box.setCurrentIndex(len(names) - 1)
+    last = names[-1]
+    dialog.kind_box.setCurrentIndex(dialog.kind_box.findData("labels"))
+    assert dialog.layout_box.count() == 1 and not dialog.layout_box.isEnabled()
+    assert "no class axis" in dialog.layout_box.currentText()
+    assert not dialog.open_button.isEnabled()
+    dialog.kind_box.setCurrentIndex(dialog.kind_box.findData("logits"))
+    assert dialog.layout_box.isEnabled() and dialog.open_button.isEnabled()
+    assert [dialog.layout_box.itemData(i) for i in range(dialog.layout_box.count())] == names
+    assert dialog.layout_box.currentData() == last  # the user's choice survived
+    assert dialog.chosen()[:2] == (last if last != "ZCXY" else None, "logits")
+    dialog.kind_box.setCurrentIndex(0)  # detected: everything that fits, ZCXY first
+    assert dialog.layout_box.currentData() in names
+    assert dialog.chosen()[1] is None

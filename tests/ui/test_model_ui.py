@@ -7,7 +7,10 @@ Tiny Keras models are built here (seeded, a few dozen weights) and run on nibabe
 from __future__ import annotations
 
 import json
-import threading
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +143,19 @@ def test_open_run_progress_and_result_equals_the_model(
     shown = window.state.prediction
     assert shown is prediction and shown.kind is PredictionKind.PROBABILITIES
     np.testing.assert_allclose(shown.channels_first(), expected, atol=2e-5)
+    # It ran in the model's process, and gives what the same run in this process gives.
+    assert window.controller.model.process.pid not in (None, os.getpid())
+    assert dlg.handle.model is None  # the window holds no Keras model
+    from segviewer.core.progress import run_to_end
+    from segviewer.inference import predict
+
+    here, here_provenance = run_to_end(
+        predict(anat, softmax_model, overrides={"normalization": "zscore", "batch_size": 4})
+    )
+    np.testing.assert_allclose(shown.channels_first(), here.channels_first(), atol=1e-6)
+    assert (shown.layout, shown.kind, shown.n_classes) == (here.layout, here.kind, here.n_classes)
+    assert shown.notes == here.notes
+    assert provenance["preprocessing"] == here_provenance["preprocessing"]
     labels = window.label_result.labels
     mismatch = np.count_nonzero(labels != np.argmax(expected, axis=0))
     assert mismatch <= labels.size * 1e-4
@@ -168,69 +184,198 @@ def test_open_run_progress_and_result_equals_the_model(
     np.testing.assert_array_equal(exported, labels)
 
 
-def _gated(model: Any, release: threading.Event, calls: list[int]) -> Any:
-    """``model`` behind a layer that lets the first batch through and holds the next ones
-    until ``release`` is set: a slow model whose timing the test controls."""
+@pytest.fixture
+def gated_model(tmp_path: Path) -> tuple[Path, Path]:
+    """The tiny softmax model behind a :class:`model_gate.Gate` (a custom layer: opened
+    trusted), and the gate's folder: a batch waits inside the model's process while
+    ``folder/hold`` exists."""
+    from model_gate import Gate
 
-    base: Any = keras.layers.Layer
-
-    class Gate(base):
-        def call(self, x: Any) -> Any:
-            def wait(t: Any) -> Any:
-                calls.append(1)
-                if len(calls) > 1:
-                    release.wait(30)
-                return t
-
-            y = tf.py_function(wait, [x], tf.float32)
-            y.set_shape(x.shape)
-            return y
-
+    folder = tmp_path / "gate"
+    folder.mkdir()
     inp = keras.Input((None, None, 1))
-    return keras.Model(inp, model(Gate()(inp)))
+    model = keras.Model(inp, _softmax_model()(Gate(str(folder))(inp)))
+    path = tmp_path / "gated.keras"
+    model.save(path)
+    return path, folder
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (not ended, not a zombie waiting to be reaped; Linux)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_cancel_mid_run_keeps_the_previous_prediction_then_runs_again(
-    window: Any, qtbot: Any, anat: Volume, softmax_model: Path
+    window: Any,
+    qtbot: Any,
+    anat: Volume,
+    gated_model: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from model_gate import calls
+
+    import segviewer.inference.process as process
+
+    path, gate = gated_model
     window.set_image(anat)
-    dlg = _open(window, qtbot, softmax_model)
+    dlg = _open(window, qtbot, path, trust=True)
     first, _ = _run(dlg, qtbot)
     wait_idle(qtbot, window)
     assert window.state.prediction is first
+    session = window.controller.model
+    pid, folder = session.process.pid, session.process.folder
+    assert pid is not None and pid != os.getpid() and folder is not None
 
-    release = threading.Event()
-    calls: list[int] = []
-    handle = dlg.handle
-    plain = handle.model
-    handle.model = _gated(plain, release, calls)
-    handle.runners.clear()
+    # A batch held inside the model's process: cancel stops the run after that batch.
+    monkeypatch.setattr(process, "CANCEL_GRACE_S", 30.0)
+    sent: list[dict[str, Any]] = []
+    send = process._Channel.send
+
+    def record(chan: Any, message: dict[str, Any]) -> None:
+        sent.append(dict(message))
+        send(chan, message)
+
+    monkeypatch.setattr(process._Channel, "send", record)
+    (gate / "hold").touch()
+    before = calls(gate)
     dlg.batch_spin.setValue(1)
     dlg.norm_combo.setCurrentIndex(dlg.norm_combo.findData("minmax"))
     qtbot.mouseClick(dlg.run_button, Qt.MouseButton.LeftButton)
-    # The first slice went through; the second is held inside the model.
-    qtbot.waitUntil(lambda: len(calls) >= 2, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: calls(gate) == before + 1, timeout=TIMEOUT)
     assert window.cancel_button.isVisible() and window.cancel_button.isEnabled()
     assert not dlg.run_button.isEnabled() and dlg.cancel_button.isEnabled()
     qtbot.mouseClick(dlg.cancel_button, Qt.MouseButton.LeftButton)
     # The window stays usable while the batch finishes: slices change, nothing replaced.
     window.canvas.set_slice(3)
     assert window.canvas.index == 3
-    release.set()
-    wait_idle(qtbot, window)
-    assert window.state.prediction is first
-    assert len(calls) == 2  # stopped within the batch that was running
     assert "Cancelled" in dlg.progress_label.text()
     assert dlg.run_button.isEnabled()
+    # the cancel is on its way to the model's process before the batch is let go
+    qtbot.waitUntil(lambda: any(m.get("op") == "cancel" for m in sent), timeout=10_000)
+    (gate / "hold").unlink()
+    wait_idle(qtbot, window)
+    assert window.state.prediction is first
+    assert calls(gate) == before + 1  # stopped after the batch that was running
+    # The process stopped its run but lives on with the model open; no file is left.
+    assert session.process.pid == pid and _alive(pid)
+    assert list(folder.iterdir()) == []
 
-    # Run again with the plain model: completes and replaces the prediction.
-    handle.model = plain
-    handle.runners.clear()
+    # A batch that does not end within the grace: the process is killed, and the next run
+    # starts a new one (the model is opened again there).
+    monkeypatch.setattr(process, "CANCEL_GRACE_S", 0.5)
+    (gate / "hold").touch()
+    before = calls(gate)
+    qtbot.mouseClick(dlg.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: calls(gate) == before + 1, timeout=TIMEOUT)
+    qtbot.mouseClick(dlg.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not _alive(pid), timeout=10_000)
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: not folder.exists(), timeout=10_000)
+    assert window.state.prediction is first
+    (gate / "hold").unlink()
     second, provenance = _run(dlg, qtbot)
     wait_idle(qtbot, window)
     assert window.state.prediction is second and second is not first
     assert provenance["preprocessing"]["normalization"] == "minmax"
     assert provenance["batch_size"] == 1
+    assert session.process.pid not in (None, pid)
+
+
+def test_model_process_killed_mid_run_is_reported_and_the_window_stays_usable(
+    window: Any,
+    qtbot: Any,
+    anat: Volume,
+    gated_model: tuple[Path, Path],
+    softmax_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from model_gate import calls
+
+    shown: list[str] = []
+    monkeypatch.setattr(
+        QMessageBox, "critical", staticmethod(lambda parent, title, text: shown.append(text))
+    )
+    path, gate = gated_model
+    window.set_image(anat)
+    before = window.state.prediction
+    dlg = _open(window, qtbot, path, trust=True)
+    session = window.controller.model
+    pid, folder = session.process.pid, session.process.folder
+    (gate / "hold").touch()
+    qtbot.mouseClick(dlg.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: calls(gate) == 1, timeout=TIMEOUT)
+    # As the system does when memory runs out.
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT):
+        os.kill(pid, signal.SIGKILL)
+    assert len(shown) == 1 and "\n" not in shown[0]
+    assert shown[0].startswith("the model's process was killed (SIGKILL")
+    assert "run the model again" in shown[0]
+    wait_idle(qtbot, window)
+    assert window.state.prediction is before
+    assert not folder.exists()  # its files went with it
+    window.canvas.set_slice(4)
+    assert window.canvas.index == 4
+    assert dlg.run_button.isEnabled() and not dlg.cancel_button.isEnabled()
+
+    # Run again: a new process opens the model and runs it.
+    (gate / "hold").unlink()
+    prediction, _ = _run(dlg, qtbot)
+    wait_idle(qtbot, window)
+    assert window.state.prediction is prediction
+    new_pid = session.process.pid
+    assert new_pid is not None and new_pid != pid and _alive(new_pid)
+    # Another model replaces it: its process ends, the new model gets its own.
+    replaced_folder = session.process.folder
+    _open(window, qtbot, softmax_model)
+    qtbot.waitUntil(lambda: not _alive(new_pid), timeout=10_000)
+    qtbot.waitUntil(lambda: not replaced_folder.exists(), timeout=10_000)
+    new_pid = session.process.pid
+    assert new_pid is not None and _alive(new_pid)
+    # Closing the window ends the model's process and removes its folder.
+    new_folder = session.process.folder
+    window.close()
+    qtbot.waitUntil(lambda: not _alive(new_pid), timeout=10_000)
+    qtbot.waitUntil(lambda: not new_folder.exists(), timeout=10_000)
+
+
+def test_the_window_process_never_imports_tensorflow(
+    softmax_model: Path, nibabel_anatomical: Path, tmp_path: Path
+) -> None:
+    """A window that opens and runs a model: TensorFlow and Keras are imported only in the
+    model's process (their import holds the interpreter lock for seconds)."""
+    code = f"""
+import sys
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from segviewer.ui.main_window import MainWindow
+win = MainWindow()
+shown = []
+win.model_prediction_shown.connect(lambda *a: shown.append(1))
+win.open_files({str(nibabel_anatomical)!r}, model={str(softmax_model)!r})
+from PySide6.QtCore import QElapsedTimer
+t = QElapsedTimer(); t.start()
+while not shown and t.elapsed() < 120_000:
+    app.processEvents()
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"tensorflow", "keras"}})
+print("shown" if shown else "not shown", heavy, win.controller.model.process.pid)
+win.close()
+"""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SEGVIEWER_SETTINGS=str(tmp_path / "s.ini"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    words = out.stdout.split()
+    assert words[:2] == ["shown", "[]"], out.stdout + out.stderr[-2000:]
+    assert int(words[2]) > 0
 
 
 def test_lambda_model_is_refused_with_the_message_then_runs_when_trusted(
@@ -251,13 +396,14 @@ def test_lambda_model_is_refused_with_the_message_then_runs_when_trusted(
     assert "code" in dlg.trust_warning.text()
     assert dlg.handle is None and not dlg.run_button.isEnabled()
     assert "Lambda" in window.statusBar().currentMessage()
+    assert window.controller.model.process is None  # refused: no process kept for it
 
     with qtbot.waitSignal(dlg.model_opened, timeout=TIMEOUT):
         dlg.trust_check.setChecked(True)
     assert dlg.handle is not None and dlg.handle.trusted
     prediction, provenance = _run(dlg, qtbot)
     assert provenance["model"]["trusted"] is True
-    raw = dlg.handle.model(
+    raw = keras.saving.load_model(lambda_model, compile=False, safe_mode=False)(
         np.moveaxis(np.asarray(anat.data, np.float32), 2, 0)[..., None], training=False
     )
     expected = np.moveaxis(np.asarray(raw, np.float32), (0, 3), (3, 0))

@@ -216,6 +216,38 @@ def test_real_evaluation_output_opens(qtbot: Any, session: Any, tmp_path: Path) 
     assert "reject" in cases_csv
 
 
+def test_own_evaluation_never_reads_the_whole_slices_csv(
+    qtbot: Any, session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """segviewer's evaluation keeps each case's slice rows in a small file: opening the test
+    set reads cases.csv only, and a case's worst slice without a worst_slice column comes
+    from that case's record."""
+    import segviewer.io.evaluate as evaluate
+    from segviewer.core.progress import run_to_end
+
+    s = session
+    out = tmp_path / "eval"
+    run_to_end(evaluate.run_evaluation(s.cases, out, workers=0))
+    read: list[str] = []
+    real = evaluate.read_rows
+
+    def spy(path: Any) -> Any:
+        read.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(evaluate, "read_rows", spy)
+    s.open(s.cases, evaluation=out)
+    assert read == ["cases.csv"]
+    names = s.class_names()
+    s.set_class(names[1])
+    for r in s._eval_cases:  # as another tool's cases.csv without the column
+        r["worst_slice"] = None
+    worst = s.worst_slice("case2")
+    assert worst is not None and 40 <= worst < 54  # case2's damaged slab, from its record
+    assert read == ["cases.csv"]
+    assert s.worst_slice("nope") is None
+
+
 def test_command_line_helpers(tmp_path: Path, demo_dir: Path) -> None:
     from segviewer.ui.testset_session import evaluated_test_set, is_test_set
 
