@@ -147,8 +147,10 @@ def test_view_around_the_frame_is_the_background_at_any_zoom(demo_window: Any, q
     qtbot.wait(10)
     screen = _screen(win, vp)
     f = c.image_item.sceneBoundingRect()
+    dpr = win.devicePixelRatioF()  # the screen's pixels per view pixel
     outside = np.ones(screen.shape[:2], bool)
-    outside[int(f.top()) : int(np.ceil(f.bottom())), int(f.left()) : int(np.ceil(f.right()))] = 0
+    top, bottom = int(f.top() * dpr), int(np.ceil(f.bottom() * dpr))
+    outside[top:bottom, int(f.left() * dpr) : int(np.ceil(f.right() * dpr))] = 0
     assert outside.mean() > 0.5
     # no pixel of the zoomed-in picture is left around the frame
     assert screen[outside][:, :3].max() == 0
