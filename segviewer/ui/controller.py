@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from segviewer.core import masks
 from segviewer.core.classes import ClassTable
@@ -51,6 +51,20 @@ __all__ = [
 class NoticeLevel(enum.Enum):
     INFO = "info"
     ERROR = "error"
+
+
+#: Quiet time (no job, no mouse or key input) before the compiled kernels are loaded.
+KERNEL_IDLE_MS = 1500
+_INPUT_EVENTS = frozenset(
+    {
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.MouseButtonRelease,
+        QEvent.Type.MouseMove,
+        QEvent.Type.Wheel,
+        QEvent.Type.KeyPress,
+        QEvent.Type.KeyRelease,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,13 @@ class ViewerController(QObject):
         self.runner = JobRunner(self)
         # predictions (kind, classes, dtype, layout) the labels kernel was prepared for
         self._kernels_tried: set[tuple[object, ...]] = set()
+        self._kernel_pending: Prediction | None = None  # waits for a quiet moment
+        self._watching_input = False
+        self._idle_timer = QTimer(self)
+        self._idle_timer.setSingleShot(True)
+        self._idle_timer.setInterval(KERNEL_IDLE_MS)
+        self._idle_timer.timeout.connect(self._quiet)
+        self.runner.busy_changed.connect(self._runner_busy)
         self.settings = settings if settings is not None else Settings(persistent=False)
         self.view = view
         #: Ask the view (dialogs); False for scripts and --screenshot: errors are only notified
@@ -767,9 +788,54 @@ class ViewerController(QObject):
         )
 
     def _prepare_kernel(self, pred: Prediction) -> None:
-        """Once per kind of prediction: make the compiled labels kernel ready in the
-        background, after the first label map (made by numpy meanwhile), so later ones
-        (threshold changes, the next case of a test set) take one pass over the data."""
+        """Once per kind of prediction: make the compiled kernels ready in the background
+        (labels, frame blending), after the first label map (made by numpy meanwhile), so
+        later ones (threshold changes, the next case of a test set) take one pass over the
+        data.
+
+        It waits until no job runs and the user has not touched mouse or keyboard for
+        :data:`KERNEL_IDLE_MS`: numba's first load in a process pauses the event loop for
+        40-90 ms in all (measured with an event-loop probe; module initialisation and the
+        loading of machine code hold the interpreter lock), once per session; next to the
+        comparison, statistics and slice counts that follow a label map it made their pauses
+        longer too. While the user scrolls, nothing is loaded."""
+        key = (pred.kind, pred.n_classes, pred.data.dtype.str, pred.layout.name)
+        if key in self._kernels_tried:
+            return
+        self._kernel_pending = pred
+        app = QCoreApplication.instance()
+        if app is not None and not self._watching_input:
+            app.installEventFilter(self)  # only while a preparation waits
+            self._watching_input = True
+        self._idle_timer.start()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """While a kernel preparation waits: any input restarts the wait for quiet."""
+        if event.type() in _INPUT_EVENTS:
+            self._idle_timer.start()
+        return False
+
+    def _runner_busy(self, busy: bool) -> None:
+        if busy:
+            self._idle_timer.stop()
+        elif self._kernel_pending is not None:
+            self._idle_timer.start()
+
+    def _quiet(self) -> None:
+        if self._kernel_pending is None:
+            return
+        if not self.runner.is_idle():
+            return  # the runner's next idle moment starts the wait again
+        self._start_kernel_job()
+
+    def _start_kernel_job(self) -> None:
+        pred, self._kernel_pending = self._kernel_pending, None
+        app = QCoreApplication.instance()
+        if app is not None and self._watching_input:
+            app.removeEventFilter(self)
+            self._watching_input = False
+        if pred is None or pred is not self.state.prediction:
+            return  # superseded: the next prediction's label map asks again
         key = (pred.kind, pred.n_classes, pred.data.dtype.str, pred.layout.name)
         if key in self._kernels_tried:
             return
@@ -1157,5 +1223,11 @@ class ViewerController(QObject):
     def shutdown(self, msecs: int = 5000) -> None:
         """Stop the queue, the model's process and every worker (the window is closing)."""
         self.cancel_queue()
+        self._idle_timer.stop()
+        self._kernel_pending = None
+        app = QCoreApplication.instance()
+        if app is not None and self._watching_input:
+            app.removeEventFilter(self)
+            self._watching_input = False
         self.model.shutdown()
         self.runner.wait_all(msecs)

@@ -101,3 +101,41 @@ def test_the_window_prepares_the_compiled_labels_kernel_and_uses_it(
         win.canvas._labels_slice(),
         masks.slice_labels(pred, win.canvas.axes, win.canvas.index, st.mask_settings),
     )
+
+
+def test_the_kernels_load_only_in_a_quiet_moment(demo_window: Any, qtbot: Any) -> None:
+    """numba's first load pauses the event loop briefly, so the window loads the kernels
+    only when no job runs and nobody has touched mouse or keyboard for a moment: while the
+    user scrolls, nothing is loaded."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from segviewer.core import kernels
+    from segviewer.core.layout import detect_layout
+    from segviewer.core.types import Prediction, PredictionKind
+    from segviewer.ui.controller import KERNEL_IDLE_MS
+
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    win = demo_window
+    st = win.state
+    probs = np.ascontiguousarray(np.asarray(st.prediction.data), dtype=np.float32)
+    logits = np.log(np.clip(probs, 1e-6, None))  # C-ordered channels-last logits: new kernel
+    pred = Prediction(
+        logits, PredictionKind.LOGITS, detect_layout(logits.shape, st.volume.shape), 3
+    )
+    with kernels.suspended():
+        with qtbot.waitSignal(win.labels_ready, timeout=30_000):
+            win.set_prediction(pred)
+        wait_idle(qtbot, win)
+        assert win.controller._kernel_pending is pred
+        win.canvas.setFocus()
+        for _ in range(int(2.5 * KERNEL_IDLE_MS / 300)):  # the user keeps scrolling
+            QTest.keyClick(win.canvas, Qt.Key.Key_Up)
+            qtbot.wait(300)
+            assert not kernels.ready(3, True)
+        assert win.controller._kernel_pending is pred
+        qtbot.waitUntil(lambda: kernels.ready(3, True), timeout=60_000)  # then, quiet
+        wait_idle(qtbot, win)
+        assert win.controller._kernel_pending is None
+        assert not win.controller._watching_input  # the input watch is removed again
