@@ -49,6 +49,7 @@ __all__ = [
     "argmax_into",
     "available",
     "lookup_into",
+    "lookup_ready",
     "ready",
     "suspended",
     "warm_up",
@@ -374,6 +375,11 @@ def warm_up_lookup() -> bool:
                 return False
             _LOOKUP = k
     return True
+
+
+def lookup_ready() -> bool:
+    """Whether the compiled table lookup is ready in this process."""
+    return _LOOKUP is not None
 
 
 def lookup_into(table: np.ndarray, hi: np.ndarray, lo: np.ndarray, out: np.ndarray) -> bool:
