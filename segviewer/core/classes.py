@@ -17,8 +17,9 @@ from __future__ import annotations
 import colorsys
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 RGB = tuple[int, int, int]
+#: A coded concept ``(value, coding scheme, meaning)``, e.g. ``("10200004", "SCT", "Liver")``.
+Code = tuple[str, str, str]
 
 #: Colour of voxels below the minimum confidence (the reserved ``uncertain`` label).
 UNCERTAIN_COLOR: RGB = (255, 255, 255)
@@ -111,6 +114,22 @@ def default_color(index: int) -> RGB:
     return (round(r * 255), round(g * 255), round(b * 255))
 
 
+def _check_codes(codes: Any, where: str) -> tuple[Code, Code]:
+    """``(category, type)``, each ``(value, scheme, meaning)`` of non-empty strings."""
+    try:
+        cat, typ = codes
+        out = tuple(tuple(str(v).strip() for v in c) for c in (cat, typ))
+    except (TypeError, ValueError):
+        raise SegviewerError(
+            f"{where}: codes must be (category, type), each (value, scheme, meaning)"
+        ) from None
+    if any(len(c) != 3 or not all(c) for c in out):
+        raise SegviewerError(
+            f"{where}: codes must be (category, type), each (value, scheme, meaning), none empty"
+        )
+    return out[0], out[1]  # type: ignore[return-value]
+
+
 def _check_rgb(rgb: Sequence[int] | np.ndarray, what: str) -> RGB:
     vals = list(rgb)
     if len(vals) != 3:
@@ -137,11 +156,16 @@ class ClassInfo:
         Display name (non-empty, no control characters, at most 200 characters).
     color
         ``(r, g, b)`` integers 0..255.
+    codes
+        What the class is in coded terms, ``(category, type)`` (a DICOM SEG's segmented
+        property category and type), when its source said so (a SEG's segments); None
+        otherwise. A DICOM SEG export uses them instead of looking the name up.
     """
 
     index: int
     name: str
     color: RGB
+    codes: tuple[Code, Code] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.index, bool) or not isinstance(self.index, (int, np.integer)):
@@ -162,6 +186,8 @@ class ClassInfo:
             )
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "color", _check_rgb(self.color, f"class {self.index} ({name})"))
+        if self.codes is not None:
+            object.__setattr__(self, "codes", _check_codes(self.codes, f"class {self.index}"))
 
 
 @dataclass(frozen=True)
@@ -305,12 +331,19 @@ class ClassTable:
     def with_color(self, index: int, rgb: Sequence[int]) -> ClassTable:
         """A copy with class ``index`` drawn in ``rgb`` (3 integers 0..255)."""
         c = self._get(index)
-        return self._replace(ClassInfo(c.index, c.name, _check_rgb(rgb, f"class {index}")))
+        return self._replace(replace(c, color=_check_rgb(rgb, f"class {index}")))
 
     def with_name(self, index: int, name: str) -> ClassTable:
         """A copy with class ``index`` renamed to ``name``."""
         c = self._get(index)
-        return self._replace(ClassInfo(c.index, name, c.color))
+        return self._replace(replace(c, name=name))
+
+    def with_codes(self, codes: Mapping[int, tuple[Code, Code] | None]) -> ClassTable:
+        """A copy with the coded ``(category, type)`` of the classes in ``codes``."""
+        table = self
+        for index, pair in codes.items():
+            table = table._replace(replace(table._get(int(index)), codes=pair))
+        return table
 
     def fitted(self, n: int) -> tuple[ClassTable, list[str]]:
         """This table made to cover a prediction with ``n`` classes.
@@ -377,7 +410,7 @@ class ClassTable:
             if info.name.casefold() in taken:
                 info = ClassInfo(i, f"{info.name} (unlisted)", info.color)
             head.append(info)
-        moved = tuple(ClassInfo(c.index + offset, c.name, c.color) for c in self.classes)
+        moved = tuple(replace(c, index=c.index + offset) for c in self.classes)
         return ClassTable(tuple(head) + moved)
 
     def shift_warning(self, n_classes: int | None = None) -> str | None:

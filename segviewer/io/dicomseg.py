@@ -379,6 +379,7 @@ def write_seg(
                 f"internal: a mask of shape {a.shape} for an image of shape {volume.shape}"
             )
     segs = [_Segment(int(k), str(table[int(k)].name), _rgb(table[int(k)].color)) for k in classes]
+    table_codes = {int(k): table[int(k)].codes for k in classes}
     algorithm = _algorithm(provenance, prediction_source)
     descriptions = []
     seg_info = []
@@ -386,6 +387,11 @@ def write_seg(
         if codes and s.index in codes:
             cat, typ = (tuple(str(v) for v in c) for c in codes[s.index])
             origin = "given"
+        elif (known := table_codes.get(s.index)) is not None:
+            # the class table says what the class is (a SEG's segments, opened here):
+            # kept as they came, not looked up again by name
+            cat, typ = known
+            origin = "class table"
         else:
             cat, typ, origin = property_codes(s.name)
         descriptions.append(
@@ -564,7 +570,30 @@ def seg_class_table(path: str | os.PathLike[str]) -> ClassTable:
         seen.add(name.casefold())
         entries.append((number, name, rgb))
     table, _warnings = ClassTable.from_entries(entries, source=str(path))
-    return table
+    return table.with_codes(_segment_codes(seg))
+
+
+def _code_of(item: Any) -> tuple[str, str, str] | None:
+    try:
+        c = item[0]
+        out = (str(c.CodeValue), str(c.CodingSchemeDesignator), str(c.CodeMeaning))
+    except (AttributeError, IndexError, TypeError, KeyError):
+        return None
+    return out if all(v.strip() for v in out) else None
+
+
+def _segment_codes(
+    seg: Any,
+) -> dict[int, tuple[tuple[str, str, str], tuple[str, str, str]]]:
+    """Segment number -> its segmented property (category, type) codes, where both are
+    complete (a SEG with a damaged code keeps the name lookup for that segment)."""
+    out = {}
+    for desc in seg.SegmentSequence:
+        cat = _code_of(desc.get("SegmentedPropertyCategoryCodeSequence"))
+        typ = _code_of(desc.get("SegmentedPropertyTypeCodeSequence"))
+        if cat is not None and typ is not None:
+            out[int(desc.SegmentNumber)] = (cat, typ)
+    return out
 
 
 def read_seg(

@@ -154,3 +154,17 @@ def test_safe_filename() -> None:
         assert s.split(".")[0].upper() not in WINDOWS_RESERVED
         assert ".." not in s and not s.startswith((".", "-"))
     assert ClassTable.default(300).safe_filename(7) == "007_class_7"
+
+
+def test_class_codes_are_checked_and_kept() -> None:
+    liver = (("123037004", "SCT", "Anatomical Structure"), ("10200004", "SCT", "Liver"))
+    info = ClassInfo(1, "liver", (200, 0, 0), codes=liver)
+    assert info.codes == liver
+    for bad in ((("1", "SCT"), ("2", "SCT", "x")), (("1", "SCT", ""), liver[1]), ("x",)):
+        with pytest.raises(SegviewerError, match="codes must be"):
+            ClassInfo(1, "liver", (200, 0, 0), codes=bad)  # type: ignore[arg-type]
+    table = ClassTable((ClassInfo(0, "background", (0, 0, 0)), info))
+    assert table.with_name(1, "Leber")[1].codes == liver
+    assert table.with_color(1, (0, 0, 255))[1].codes == liver
+    assert table.shifted(2)[3].codes == liver
+    assert table.with_codes({1: None})[1].codes is None

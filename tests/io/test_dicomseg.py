@@ -68,9 +68,9 @@ TABLE = ClassTable.from_entries(
 )[0]
 
 
-def _export(vol, pred, out: Path, **kw):  # type: ignore[no-untyped-def]
+def _export(vol, pred, out: Path, table=TABLE, **kw):  # type: ignore[no-untyped-def]
     req = ExportRequest(out_dir=out, **kw)
-    gen = run_export(vol, pred, TABLE, req)
+    gen = run_export(vol, pred, table, req)
     while True:
         try:
             next(gen)
@@ -511,3 +511,51 @@ def test_cli_refuses_a_seg_of_another_frame(volume, series: Path, tmp_path: Path
     assert run.returncode == 2, run.stderr
     assert "another frame of reference" in run.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_segment_codes_travel_with_the_class_table(volume, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A SEG whose segments carry codes the names alone would not give (a label no lookup
+    knows, coded as liver) opens with them in its class table, and a SEG exported with that
+    table keeps them; a renamed or recoloured class keeps them too."""
+    lab = _labels(volume)
+    liver = (("123037004", "SCT", "Anatomical Structure"), ("10200004", "SCT", "Liver"))
+    mass = (("49755003", "SCT", "Morphologically Altered Structure"), ("4147007", "SCT", "Mass"))
+    first = tmp_path / "first.dcm"
+    dicomseg.write_seg(
+        volume, [lab == 1, lab == 2], TABLE, [1, 2], first, allow_identifiers=True,
+        codes={1: liver, 2: mass},
+    )  # fmt: skip
+    table = dicomseg.seg_class_table(first)
+    assert table[1].codes == liver and table[2].codes == mass and table[0].codes is None
+    assert table.with_name(1, "liver, model A")[1].codes == liver
+    assert table.with_color(2, (1, 2, 3))[2].codes == mass
+
+    pred = load_prediction(first, volume.shape, image_affine=volume.affine)
+    _export(
+        volume, pred, tmp_path / "again", table=table.with_name(1, "liver, model A"),
+        formats=frozenset({"dicom-seg"}), what=frozenset({"labels"}), allow_identifiers=True,
+        classes=(1, 2),
+    )  # fmt: skip
+    ds = pydicom.dcmread(tmp_path / "again" / "segmentation.dcm")
+    got = [
+        (
+            tuple(str(v) for v in (c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning))
+            for c in (s.SegmentedPropertyCategoryCodeSequence[0],
+                      s.SegmentedPropertyTypeCodeSequence[0])
+        )
+        for s in ds.SegmentSequence
+    ]  # fmt: skip
+    assert [tuple(g) for g in got] == [liver, mass]
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["liver, model A", "White_Matter"]
+    manifest = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    segs = manifest["files"][0]["dicom_seg"]["segments"]
+    assert [s["codes_from"] for s in segs] == ["class table", "class table"]
+    # without codes in the table, the name is looked up as before
+    plain = dicomseg.seg_class_table(first).with_codes({1: None, 2: None})
+    _export(
+        volume, pred, tmp_path / "plain", table=plain, formats=frozenset({"dicom-seg"}),
+        what=frozenset({"labels"}), allow_identifiers=True, classes=(1, 2),
+    )  # fmt: skip
+    ds = pydicom.dcmread(tmp_path / "plain" / "segmentation.dcm")
+    types = [s.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for s in ds.SegmentSequence]
+    assert types == ["Gray Matter", "White Matter"]  # the names "grey matter", "White_Matter"
