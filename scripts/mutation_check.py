@@ -79,6 +79,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a DICOM SEG of another frame of reference than the image's is refused",
     ),
     Mutation(
+        "seg-codes-from-table",
+        "segviewer/io/dicomseg.py",
+        "elif (known := table_codes.get(s.index)) is not None:",
+        "elif (known := table_codes.get(s.index)) is not None and False:",
+        ("tests/io/test_dicomseg.py::test_segment_codes_travel_with_the_class_table",),
+        "a SEG exported from a SEG's class table keeps its segment codes",
+    ),
+    Mutation(
         "threshold-comparison",
         "segviewer/core/masks.py",
         "np.greater_equal(best, t, out=fg)",
