@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from segviewer.core.progress import run_to_end
 from segviewer.core.types import Progress, SegviewerError
 
 if TYPE_CHECKING:
@@ -366,16 +367,11 @@ def _clock(seconds: float) -> str:
 
 
 def drive(gen: Generator[Progress, None, T], bar: ProgressBar) -> T:
-    """Run a progress generator; on Ctrl-C or error close it so it cleans up at once."""
+    """Run a progress generator; on Ctrl-C or error it is closed (``run_to_end``), so
+    atomic writers and the export roll back at once."""
     try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            bar(p)
+        return run_to_end(gen, bar)
     finally:
-        gen.close()  # GeneratorExit inside it: atomic writers and the export roll back
         bar.finish()
 
 

@@ -20,12 +20,19 @@ def run_to_end(
     gen
         A generator that yields :class:`Progress` and returns a value.
     on_progress
-        Called with each progress report (e.g. a terminal progress bar); optional.
+        Called with each progress report (e.g. a terminal progress bar); optional. What it
+        raises (a cancel, Ctrl-C) ends the run.
+
+    The generator is closed however the run ends, so its cleanup (``finally``: partial
+    files, temporary folders) runs at once, not when it is garbage-collected.
     """
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(p)
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if on_progress is not None:
+                on_progress(p)
+    finally:
+        gen.close()

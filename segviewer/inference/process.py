@@ -52,6 +52,7 @@ from typing import IO, Any
 import numpy as np
 
 from segviewer.core.layout import Layout
+from segviewer.core.progress import run_to_end
 from segviewer.core.types import Prediction, PredictionKind, Progress, SegviewerError, Volume
 from segviewer.inference.card import ModelCard
 from segviewer.inference.model import ModelHandle, TrustRequired
@@ -651,25 +652,22 @@ def _serve(chan: _Channel, folder: Path) -> None:
 
 
 def _drive(chan: _Channel, rid: Any, gen: Generator[Progress, None, Any]) -> Any:
-    """Run a progress generator, sending its progress; between steps, stop on a cancel."""
-    try:
+    """Run a progress generator, sending its progress; between steps, stop on a cancel (the
+    generator is closed then: a cancelled run removes its temporary output)."""
+
+    def step(p: Progress) -> None:
+        chan.send({"id": rid, "progress": [p.done, p.total, p.message]})
         while True:
             try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            chan.send({"id": rid, "progress": [p.done, p.total, p.message]})
-            while True:
-                try:
-                    message = chan.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if message is None:
-                    os._exit(0)
-                if message.get("op") == "cancel" and message.get("id") == rid:
-                    raise _Cancelled
-    finally:
-        gen.close()  # a cancelled run removes its temporary output here
+                message = chan.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if message is None:
+                os._exit(0)
+            if message.get("op") == "cancel" and message.get("id") == rid:
+                raise _Cancelled
+
+    return run_to_end(gen, step)
 
 
 def _predict(

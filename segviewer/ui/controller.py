@@ -53,6 +53,11 @@ class NoticeLevel(enum.Enum):
     ERROR = "error"
 
 
+def _kernel_key(pred: Prediction) -> tuple[object, ...]:
+    """What a compiled kernel depends on: predictions alike share it."""
+    return (pred.kind, pred.n_classes, pred.data.dtype.str, pred.layout.name)
+
+
 #: Quiet time (no job, no mouse or key input) before the compiled kernels are loaded.
 KERNEL_IDLE_MS = 1500
 _INPUT_EVENTS = frozenset(
@@ -799,7 +804,7 @@ class ViewerController(QObject):
         loading of machine code hold the interpreter lock), once per session; next to the
         comparison, statistics and slice counts that follow a label map it made their pauses
         longer too. While the user scrolls, nothing is loaded."""
-        key = (pred.kind, pred.n_classes, pred.data.dtype.str, pred.layout.name)
+        key = _kernel_key(pred)
         if key in self._kernels_tried:
             return
         self._kernel_pending = pred
@@ -828,15 +833,18 @@ class ViewerController(QObject):
             return  # the runner's next idle moment starts the wait again
         self._start_kernel_job()
 
-    def _start_kernel_job(self) -> None:
-        pred, self._kernel_pending = self._kernel_pending, None
+    def _stop_watching_input(self) -> None:
         app = QCoreApplication.instance()
         if app is not None and self._watching_input:
             app.removeEventFilter(self)
-            self._watching_input = False
+        self._watching_input = False
+
+    def _start_kernel_job(self) -> None:
+        pred, self._kernel_pending = self._kernel_pending, None
+        self._stop_watching_input()
         if pred is None or pred is not self.state.prediction:
             return  # superseded: the next prediction's label map asks again
-        key = (pred.kind, pred.n_classes, pred.data.dtype.str, pred.layout.name)
+        key = _kernel_key(pred)
         if key in self._kernels_tried:
             return
         self._kernels_tried.add(key)
@@ -1225,9 +1233,6 @@ class ViewerController(QObject):
         self.cancel_queue()
         self._idle_timer.stop()
         self._kernel_pending = None
-        app = QCoreApplication.instance()
-        if app is not None and self._watching_input:
-            app.removeEventFilter(self)
-            self._watching_input = False
+        self._stop_watching_input()
         self.model.shutdown()
         self.runner.wait_all(msecs)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ui_helpers import demo_prediction, wait_idle
+from ui_helpers import demo_prediction, many_class_case, wait_idle
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +43,15 @@ def demo_window(window: Any, qtbot: Any, demo_dir: Path) -> Any:
         window.set_prediction(demo_prediction(demo_dir, window.state.volume.shape))
     wait_idle(qtbot, window)
     return window
+
+
+@pytest.fixture
+def many_window(demo_window: Any, qtbot: Any) -> Any:
+    """The demo window showing a 114-class atlas-like label map (``many_class_case``)."""
+    win = demo_window
+    pred, table = many_class_case(win.label_result.labels)
+    with qtbot.waitSignal(win.labels_ready, timeout=30_000):
+        win.set_prediction(pred, table=table)
+    wait_idle(qtbot, win)
+    assert win.state.n_classes() == 114
+    return win

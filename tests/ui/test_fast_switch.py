@@ -7,10 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
-from ui_helpers import many_class_case, wait_idle
 
 from segviewer.core import orientation, overlay
 from segviewer.ui.canvas import qimage_to_array
@@ -101,16 +99,6 @@ def test_frame_on_screen_has_the_class_colours(demo_window: Any) -> None:
     for rgb in (GREY_MATTER, WHITE_MATTER):
         assert np.all(frame[..., :3] == np.array(rgb, np.uint8), axis=-1).sum() > 500
         assert np.all(shown[..., :3] == np.array(rgb, np.uint8), axis=-1).sum() > 500
-
-
-@pytest.fixture
-def many_window(demo_window: Any, qtbot: Any) -> Any:
-    win = demo_window
-    pred, table = many_class_case(win.label_result.labels)
-    with qtbot.waitSignal(win.labels_ready, timeout=30_000):
-        win.set_prediction(pred, table=table)
-    wait_idle(qtbot, win)
-    return win
 
 
 def test_scrolling_at_114_classes_never_moves_the_image(many_window: Any, qtbot: Any) -> None:

@@ -72,17 +72,6 @@ def test_legend_lists_the_classes_on_the_slice_within_its_share(
     assert _check_legends(win, labels) == 1
 
 
-@pytest.fixture
-def many_window(demo_window: Any, qtbot: Any) -> Any:
-    win = demo_window
-    pred, table = many_class_case(win.label_result.labels)
-    with qtbot.waitSignal(win.labels_ready, timeout=30_000):
-        win.set_prediction(pred, table=table)
-    wait_idle(qtbot, win)
-    assert win.state.n_classes() == 114
-    return win
-
-
 @pytest.mark.parametrize("size", [(1000, 700), (1600, 1000)])
 def test_legend_at_114_classes_in_all_three_panes(
     many_window: Any, qtbot: Any, size: tuple[int, int]
